@@ -68,7 +68,12 @@ impl TargetProbs for FromLogits<'_> {
     }
     fn row(&mut self, i: usize) -> &Distribution {
         if self.cached.as_ref().is_none_or(|(j, _)| *j != i) {
-            self.cached = Some((i, self.params.distribution(self.logits.row(i))));
+            let buf = match self.cached.take() {
+                Some((_, Distribution::Dense(v))) => v,
+                _ => Vec::new(),
+            };
+            let dist = self.params.distribution_in(self.logits.row(i), buf);
+            self.cached = Some((i, dist));
         }
         &self.cached.as_ref().expect("just filled").1
     }

@@ -5,7 +5,10 @@
 //! with any truncation it is sparse, holding exactly the surviving tokens, which is what
 //! makes sending a draft's `q` over the wire exact.
 
+mod kernels;
+
 use crate::{DecodingError, Distribution, TokenId};
+use kernels::softmax_weights;
 
 /// How one session samples. The same parameters apply to the draft and the target: the
 /// lossless guarantee is about the target's distribution *after* this transform.
@@ -75,12 +78,18 @@ impl SamplingParams {
     ///
     /// Logits that are NaN or −∞ get probability 0. Panics if `logits` is empty.
     pub fn distribution(&self, logits: &[f32]) -> Distribution {
+        self.distribution_in(logits, Vec::new())
+    }
+
+    /// [`Self::distribution`], writing dense results into `buf` (reused across rows of a
+    /// block to avoid a vocabulary-sized allocation per row).
+    pub(crate) fn distribution_in(&self, logits: &[f32], buf: Vec<f32>) -> Distribution {
         assert!(!logits.is_empty(), "empty logits");
         let vocab = logits.len();
         if self.is_greedy() {
             return Distribution::point(argmax(logits), vocab);
         }
-        let mut w = Vec::with_capacity(vocab);
+        let mut w = buf;
         let total = softmax_weights(logits, self.temperature, &mut w);
         if !(total > 0.0 && total.is_finite()) {
             // Only non-finite logits (a broken model) get here: fall back to the argmax.
@@ -135,36 +144,6 @@ impl SamplingParams {
     }
 }
 
-/// Writes `exp((l − max) / t)` for every logit into `out` and returns their sum.
-/// NaN logits get weight 0. The largest weight is exactly 1.
-pub(crate) fn softmax_weights(logits: &[f32], temperature: f32, out: &mut Vec<f32>) -> f64 {
-    let max = max_value(logits);
-    let inv_t = 1.0 / temperature;
-    out.clear();
-    out.extend(logits.iter().map(|&l| {
-        let e = ((l - max) * inv_t).exp();
-        if e.is_nan() { 0.0 } else { e }
-    }));
-    out.iter().map(|&x| x as f64).sum()
-}
-
-/// The largest non-NaN value (−∞ if there is none), in eight independent lanes so the
-/// compiler can vectorise it.
-fn max_value(xs: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = xs.chunks_exact(8);
-    for c in &mut chunks {
-        for (lane, &x) in lanes.iter_mut().zip(c) {
-            *lane = lane.max(x);
-        }
-    }
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    lanes.iter().fold(tail, |m, &x| m.max(x))
-}
-
 /// Greedy choice: the index of the largest value.
 ///
 /// Tie rule: the **lowest** index among equal maxima wins, as in `torch.argmax` and
@@ -172,8 +151,7 @@ fn max_value(xs: &[f32]) -> f32 {
 /// values are never chosen; if every value is NaN the result is 0. Panics if `xs` is empty.
 pub fn argmax(xs: &[f32]) -> TokenId {
     assert!(!xs.is_empty(), "argmax of an empty slice");
-    let max = max_value(xs);
-    xs.iter().position(|&x| x == max).unwrap_or(0) as TokenId
+    kernels::argmax(xs) as TokenId
 }
 
 #[cfg(test)]
