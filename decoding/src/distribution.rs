@@ -168,7 +168,7 @@ pub struct LogitRows<'a> {
 impl<'a> LogitRows<'a> {
     /// Wraps `data`, which must hold a whole, non-zero number of rows of length `vocab`.
     pub fn new(data: &'a [f32], vocab: usize) -> Result<Self, DecodingError> {
-        if vocab == 0 || data.is_empty() || data.len() % vocab != 0 {
+        if vocab == 0 || data.is_empty() || !data.len().is_multiple_of(vocab) {
             return Err(DecodingError::BadLogitShape {
                 len: data.len(),
                 vocab,
