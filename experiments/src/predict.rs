@@ -9,28 +9,45 @@ use std::fmt::Write as _;
 
 use tandem_decoding::analytic::{Link, SystemModel, VerifyCost, WireCost, full_accept_probability};
 
-/// Inputs of a prediction, in the units a person types (milliseconds, Mbit/s).
-#[derive(Debug, Clone, PartialEq)]
+/// Inputs of a prediction, in the units a person types (milliseconds, Mbit/s). These
+/// are also the flags of `tandem predict`; the doc comments are its `--help`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct Setting {
-    /// Per-token acceptance probability α.
+    /// Per-token acceptance probability α (mean accepted length 1 + α + … + α^k).
+    #[arg(long, default_value_t = 0.8)]
     pub alpha: f64,
-    /// Draft lengths to tabulate.
+    /// Draft lengths to compare, comma-separated.
+    #[arg(
+        long = "k",
+        value_name = "K",
+        value_delimiter = ',',
+        default_value = "1,2,3,4,6,8"
+    )]
     pub ks: Vec<usize>,
-    /// One draft step on the edge, ms.
+    /// Time of one draft step on the edge, ms.
+    #[arg(long, default_value_t = 72.0)]
     pub draft_ms: f64,
-    /// One plain decoding step of the target in the cloud, ms.
+    /// Time of one plain decoding step of the target in the cloud, ms.
+    #[arg(long, default_value_t = 25.0)]
     pub target_ms: f64,
     /// Verification pass, fixed part, ms.
+    #[arg(long, default_value_t = 620.0)]
     pub verify_ms: f64,
-    /// Verification pass, per verified token, ms.
+    /// Verification pass, additional time per verified token, ms.
+    #[arg(long, default_value_t = 0.0)]
     pub verify_ms_per_token: f64,
-    /// Round-trip time, ms.
+    /// Round-trip time between edge and cloud, ms.
+    #[arg(long, default_value_t = 120.0)]
     pub rtt_ms: f64,
-    /// Uplink and downlink bandwidth, Mbit/s (infinite when not limiting).
+    /// Link bandwidth each way, Mbit/s (`inf` for unlimited).
+    #[arg(long, default_value_t = f64::INFINITY)]
     pub bandwidth_mbps: f64,
-    /// Bytes per drafted token on the wire (4 for a token id; more with `q`).
+    /// Bytes on the wire per drafted token (4 for an id; add 8 per q entry in
+    /// stochastic mode).
+    #[arg(long, default_value_t = 4.0)]
     pub bytes_per_token: f64,
-    /// Bytes of framing per block and per verdict.
+    /// Framing bytes per block and per verdict.
+    #[arg(long, default_value_t = 32.0)]
     pub bytes_per_message: f64,
 }
 
