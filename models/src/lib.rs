@@ -1,16 +1,33 @@
 //! # tandem-models
 //!
-//! The `LanguageModel` seam that both the draft node and the verifier run models through.
+//! The `LanguageModel` seam that both the draft node and the verifier run models through,
+//! and its candle implementation.
 //!
-//! This crate will own:
-//! - the `LanguageModel` trait: prefill, block forward returning logits for every position,
-//!   O(1) truncation of a session's KV cache (rollback after a partial accept), vocab size
-//!   and tokenizer fingerprint; caches belong to sessions, not to models;
-//! - a candle Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2) with
-//!   ragged batched verification across sessions;
-//! - loaders for HF directories and GGUF files from local paths, and the simulated model
-//!   used for experiments at scale;
-//! - the trainer of the shipped tiny target/draft pair under `assets/`
-//!   (`builtin:tiny-target`, `builtin:tiny-draft`).
+//! - [`model`]: the [`LanguageModel`] trait. Caches belong to sessions
+//!   ([`SessionCache`]), so one loaded model serves many; a block returns logits for
+//!   every position; truncation is O(1); [`LanguageModel::forward_batch`] runs blocks
+//!   from many sessions in one pass.
+//! - [`llama`]: a Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2)
+//!   with ragged batched verification.
+//! - [`config`]: `config.json` in its transformers 4 and 5 forms.
+//! - [`load`]: HF directories (single or sharded safetensors), GGUF files (Q8_0, Q4_K_M)
+//!   and the built-in tiny pair, all from local paths.
+//! - [`tokenizer`]: `tokenizer.json`, its fingerprint and streaming detokenisation.
+//! - [`train`]: the trainer of the shipped tiny pair (corpus, BPE, training, export).
 //!
-//! Sampling and acceptance live below it, in `tandem-decoding`.
+//! Sampling and acceptance live below this crate, in `tandem-decoding`.
+
+pub mod config;
+mod error;
+pub mod llama;
+pub mod load;
+pub mod model;
+pub mod tokenizer;
+pub mod train;
+
+pub use config::LlamaConfig;
+pub use error::{ModelError, Result};
+pub use llama::{Llama, LlamaCache};
+pub use load::{Builtin, LoadOptions, Loaded, ModelSpec, load_pair};
+pub use model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
+pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
+use tandem_experiments::modelcmd::{self, QuantizeArgs, TrainTinyArgs};
 use tandem_experiments::predict::{self, Setting};
 
 /// Speculative edge-cloud decoding: predict, run and report experiments.
@@ -22,6 +23,11 @@ enum Command {
     /// verification 620 ms, communication 120 ms). The cloud decoding step (25 ms) is an
     /// assumption, not from the paper: set --target-ms to your own measurement.
     Predict(Setting),
+    /// Train the shipped tiny target/draft pair (seeded corpus, byte-level BPE, candle
+    /// on the CPU) and write them in HF layout.
+    TrainTiny(TrainTinyArgs),
+    /// Convert an HF-layout model to a quantized GGUF file for an edge draft.
+    Quantize(QuantizeArgs),
 }
 
 fn main() -> Result<()> {
@@ -32,6 +38,8 @@ fn main() -> Result<()> {
             }
             print!("{}", predict::render(&setting));
         }
+        Command::TrainTiny(args) => modelcmd::train(&args)?,
+        Command::Quantize(args) => modelcmd::quantize(&args)?,
     }
     Ok(())
 }

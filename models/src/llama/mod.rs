@@ -1,0 +1,284 @@
+//! A Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2) written for
+//! speculative decoding: per-session rollback-able caches, logits for every position of
+//! a block, and ragged batches across sessions.
+//!
+//! Layer by layer it is HF's `LlamaDecoderLayer`: RMSNorm → attention with RoPE and
+//! grouped-query heads → residual → RMSNorm → SwiGLU MLP → residual; then a final
+//! RMSNorm and the LM head (tied to the embedding or not).
+//!
+//! A batched forward concatenates every session's block into one `tokens × hidden`
+//! matrix, so each projection is one matmul over the whole batch; only attention runs
+//! per session, against that session's own cache (see [`attention`]).
+
+mod attention;
+mod cache;
+mod rope;
+#[cfg(test)]
+mod tests;
+pub(crate) mod train;
+pub(crate) mod weights;
+
+use candle_core::{DType, Device, Tensor};
+
+pub use cache::LlamaCache;
+
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
+use rope::Rope;
+use weights::{Linear, WeightSource};
+
+/// One decoder layer's weights.
+#[derive(Debug, Clone)]
+struct Layer {
+    attn_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// A loaded Llama-family model. Immutable and shareable; sessions own their
+/// [`LlamaCache`]s.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    info: ModelInfo,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Linear,
+    rope: Rope,
+    dtype: DType,
+    device: Device,
+}
+
+/// What to call a model and which tokenizer it speaks, for [`ModelInfo`].
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) tokenizer_fingerprint: String,
+}
+
+impl Llama {
+    /// Builds the model from a weight source. `dtype` is the activation dtype (f32 for
+    /// quantized sources).
+    pub(crate) fn from_source(
+        cfg: LlamaConfig,
+        src: &dyn WeightSource,
+        dtype: DType,
+        device: &Device,
+        identity: Identity,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+        let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let bias = |name: &str, on: bool, len: usize| -> Result<Option<Tensor>> {
+            if on {
+                Ok(Some(src.tensor(name, &[len], dtype)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let embed = src.tensor("model.embed_tokens.weight", &[cfg.vocab_size, h], dtype)?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("model.layers.{l}");
+            let lin = |name: &str, out: usize, inp: usize, has_bias: bool| -> Result<Linear> {
+                let w = src.linear(&format!("{p}.{name}.weight"), out, inp, dtype)?;
+                Ok(w.with_bias(bias(&format!("{p}.{name}.bias"), has_bias, out)?))
+            };
+            layers.push(Layer {
+                attn_norm: src.tensor(&format!("{p}.input_layernorm.weight"), &[h], dtype)?,
+                q: lin("self_attn.q_proj", qd, h, cfg.qkv_bias)?,
+                k: lin("self_attn.k_proj", kvd, h, cfg.qkv_bias)?,
+                v: lin("self_attn.v_proj", kvd, h, cfg.qkv_bias)?,
+                o: lin("self_attn.o_proj", h, qd, cfg.o_bias)?,
+                mlp_norm: src.tensor(
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    &[h],
+                    dtype,
+                )?,
+                gate: lin("mlp.gate_proj", i, h, cfg.mlp_bias)?,
+                up: lin("mlp.up_proj", i, h, cfg.mlp_bias)?,
+                down: lin("mlp.down_proj", h, i, cfg.mlp_bias)?,
+            });
+        }
+        let norm = src.tensor("model.norm.weight", &[h], dtype)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            src.linear("model.embed_tokens.weight", cfg.vocab_size, h, dtype)?
+        } else {
+            src.linear("lm_head.weight", cfg.vocab_size, h, dtype)?
+        };
+        let info = ModelInfo {
+            name: identity.name,
+            vocab_size: cfg.vocab_size,
+            max_context: cfg.max_position_embeddings,
+            tokenizer_fingerprint: identity.tokenizer_fingerprint,
+            bos_token_id: cfg.bos_token_id,
+            eos_token_ids: cfg.eos_token_ids.clone(),
+            num_parameters: cfg.num_parameters(),
+            weights: src.storage(dtype),
+        };
+        Ok(Llama {
+            rope: Rope::new(&cfg),
+            cfg,
+            info,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The activation dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Overrides the generation-config facts (special tokens) after loading.
+    pub(crate) fn set_special_tokens(&mut self, bos: Option<u32>, eos: Vec<u32>) {
+        self.info.bos_token_id = bos;
+        self.info.eos_token_ids = eos;
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(x, w, self.cfg.rms_norm_eps as f32)?)
+    }
+
+    fn validate(&self, entries: &[BatchEntry<'_, LlamaCache>]) -> Result<()> {
+        for e in entries {
+            if e.tokens.is_empty() {
+                return Err(ModelError::EmptyBlock);
+            }
+            if let Some((position, &token)) = e
+                .tokens
+                .iter()
+                .enumerate()
+                .find(|&(_, &t)| t as usize >= self.cfg.vocab_size)
+            {
+                return Err(ModelError::TokenOutOfRange {
+                    position,
+                    token,
+                    vocab: self.cfg.vocab_size,
+                });
+            }
+            let needed = e.cache.len() + e.tokens.len();
+            if needed > self.cfg.max_position_embeddings {
+                return Err(ModelError::ContextOverflow {
+                    needed,
+                    max: self.cfg.max_position_embeddings,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LanguageModel for Llama {
+    type Cache = LlamaCache;
+
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn new_cache(&self) -> LlamaCache {
+        LlamaCache::new(
+            self.cfg.num_layers,
+            self.cfg.num_kv_heads,
+            self.cfg.head_dim,
+            self.cfg.max_position_embeddings,
+            self.dtype,
+            self.device.clone(),
+        )
+    }
+
+    fn forward_batch(&self, entries: &mut [BatchEntry<'_, LlamaCache>]) -> Result<Vec<Logits>> {
+        self.validate(entries)?;
+        for e in entries.iter_mut() {
+            e.cache.reserve(e.tokens.len())?;
+        }
+        // Where each entry's block sits in the concatenated batch.
+        let mut spans = Vec::with_capacity(entries.len());
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        for e in entries.iter() {
+            let past = e.cache.len();
+            spans.push((ids.len(), e.tokens.len(), past));
+            ids.extend_from_slice(e.tokens);
+            positions.extend(past..past + e.tokens.len());
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
+        let (cos, sin) = (cos.unsqueeze(1)?, sin.unsqueeze(1)?);
+        let mut x = self.embed.index_select(&ids, 0)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.attn_norm)?;
+            let ctx = attention::Rotated::new(self, layer, &h, &cos, &sin)?;
+            let mut outs = Vec::with_capacity(entries.len());
+            for (e, &(start, n, past)) in entries.iter().zip(&spans) {
+                outs.push(ctx.attend(e.cache, l, start, n, past)?);
+            }
+            let attn = if outs.len() == 1 {
+                outs.pop().expect("one output")
+            } else {
+                Tensor::cat(&outs, 0)?
+            };
+            x = (x + layer.o.forward(&attn)?)?;
+            let h = self.rms_norm(&x, &layer.mlp_norm)?;
+            let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            x = (x + layer.down.forward(&act)?)?;
+        }
+        // Only the rows someone asked for go through the LM head.
+        let all = entries.iter().all(|e| e.positions == Positions::All);
+        let mut rows_per_entry = Vec::with_capacity(entries.len());
+        let x = if all {
+            rows_per_entry.extend(spans.iter().map(|s| s.1));
+            x
+        } else {
+            let mut rows = Vec::new();
+            for (e, &(start, n, _)) in entries.iter().zip(&spans) {
+                match e.positions {
+                    Positions::All => rows.extend((start..start + n).map(|r| r as u32)),
+                    Positions::Last => rows.push((start + n - 1) as u32),
+                }
+                rows_per_entry.push(if e.positions == Positions::All { n } else { 1 });
+            }
+            let len = rows.len();
+            x.index_select(&Tensor::from_vec(rows, len, &self.device)?, 0)?
+        };
+        let x = self.rms_norm(&x, &self.norm)?;
+        let logits = self
+            .lm_head
+            .forward(&x)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let vocab = self.cfg.vocab_size;
+        let mut out = Vec::with_capacity(entries.len());
+        let mut at = 0;
+        for (e, (rows, &(_, n, past))) in entries.iter_mut().zip(rows_per_entry.iter().zip(&spans))
+        {
+            out.push(Logits::new(logits[at * vocab..(at + rows) * vocab].to_vec(), vocab));
+            at += rows;
+            e.cache.set_len(past + n);
+        }
+        Ok(out)
+    }
+}

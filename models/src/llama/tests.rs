@@ -1,0 +1,217 @@
+//! The cached, batched inference path against itself and against the training path,
+//! on randomly initialised models of several shapes.
+
+use candle_core::{DType, Device, Tensor};
+use tandem_decoding::SessionRng;
+
+use super::weights::TensorMap;
+use super::{Identity, Llama};
+use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
+use crate::model::{BatchEntry, LanguageModel, Positions, SessionCache};
+
+fn config(tied: bool, kv_heads: usize, arch: Arch) -> LlamaConfig {
+    LlamaConfig {
+        arch,
+        vocab_size: 97,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: kv_heads,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: RopeScaling::None,
+        rope_layout: RopeLayout::Half,
+        max_position_embeddings: 256,
+        tie_word_embeddings: tied,
+        qkv_bias: arch == Arch::Qwen2,
+        o_bias: false,
+        mlp_bias: false,
+        checkpoint_dtype: None,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+    }
+}
+
+/// A random model; biases (Qwen2) random too, norms perturbed so they matter.
+pub(crate) fn random_model(cfg: &LlamaConfig, seed: u64) -> Llama {
+    let mut rng = SessionRng::new(seed);
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        crate::train::fit::init(cfg, &mut rng)
+            .unwrap()
+            .into_iter()
+            .map(|(n, v)| {
+                let t = v.as_tensor().clone();
+                // Larger weights than training init so that logits differ visibly.
+                let t = if t.rank() == 2 { (t * 10.0).unwrap() } else { (t + 0.1).unwrap() };
+                (n, t)
+            })
+            .collect();
+    if cfg.qkv_bias {
+        for l in 0..cfg.num_layers {
+            for (p, n) in [("q", cfg.num_heads), ("k", cfg.num_kv_heads), ("v", cfg.num_kv_heads)] {
+                let data: Vec<f32> = (0..n * cfg.head_dim).map(|_| rng.uniform() as f32 - 0.5).collect();
+                let len = data.len();
+                tensors.insert(
+                    format!("model.layers.{l}.self_attn.{p}_proj.bias"),
+                    Tensor::from_vec(data, len, &Device::Cpu).unwrap(),
+                );
+            }
+        }
+    }
+    Llama::from_source(
+        cfg.clone(),
+        &TensorMap { tensors, description: "test".into() },
+        DType::F32,
+        &Device::Cpu,
+        Identity { name: "random".into(), tokenizer_fingerprint: "none".into() },
+    )
+    .unwrap()
+}
+
+fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
+    let mut rng = SessionRng::new(seed);
+    (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn shapes() -> Vec<LlamaConfig> {
+    vec![
+        config(false, 2, Arch::Llama),
+        config(true, 4, Arch::Llama),
+        config(true, 1, Arch::Qwen2),
+    ]
+}
+
+#[test]
+fn block_forward_equals_token_by_token() {
+    for (i, cfg) in shapes().iter().enumerate() {
+        let m = random_model(cfg, i as u64);
+        let ids = tokens(10 + i as u64, 20, cfg.vocab_size);
+        let block = m.forward(&mut m.new_cache(), &ids, Positions::All).unwrap();
+        let mut cache = m.new_cache();
+        for (t, &id) in ids.iter().enumerate() {
+            let one = m.forward(&mut cache, &[id], Positions::All).unwrap();
+            let d = max_diff(one.row(0), block.row(t));
+            assert!(d <= 1e-5, "shape {i} position {t}: {d}");
+        }
+        assert_eq!(cache.len(), ids.len());
+    }
+}
+
+#[test]
+fn training_forward_equals_inference_forward() {
+    for (i, cfg) in shapes().iter().enumerate() {
+        let m = random_model(cfg, 100 + i as u64);
+        let ids = tokens(7, 24, cfg.vocab_size);
+        let block = m.forward(&mut m.new_cache(), &ids, Positions::All).unwrap();
+        let x = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
+        let train: Vec<f32> = m.forward_train(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let d = max_diff(&train, block.as_slice());
+        assert!(d <= 1e-4, "shape {i}: {d}");
+    }
+}
+
+#[test]
+fn truncate_then_reforward_equals_fresh_forward() {
+    let cfg = config(false, 2, Arch::Llama);
+    let m = random_model(&cfg, 3);
+    let prefix = tokens(1, 12, cfg.vocab_size);
+    let rejected = tokens(2, 5, cfg.vocab_size);
+    let accepted = tokens(3, 4, cfg.vocab_size);
+    let mut cache = m.new_cache();
+    m.forward(&mut cache, &prefix, Positions::All).unwrap();
+    m.forward(&mut cache, &rejected, Positions::All).unwrap();
+    cache.truncate(prefix.len() + 2).unwrap();
+    let rolled = m.forward(&mut cache, &accepted, Positions::All).unwrap();
+    let mut fresh_ids = prefix.clone();
+    fresh_ids.extend_from_slice(&rejected[..2]);
+    let mut fresh = m.new_cache();
+    m.forward(&mut fresh, &fresh_ids, Positions::All).unwrap();
+    let expect = m.forward(&mut fresh, &accepted, Positions::All).unwrap();
+    assert!(max_diff(rolled.as_slice(), expect.as_slice()) <= 1e-5);
+    assert!(cache.truncate(cache.len() + 1).is_err());
+}
+
+#[test]
+fn ragged_batch_equals_each_session_alone() {
+    for (i, cfg) in shapes().iter().enumerate() {
+        let m = random_model(cfg, 50 + i as u64);
+        // Sessions with different cache lengths (0, 3, 17, 40) and block lengths.
+        let pasts = [0usize, 3, 17, 40];
+        let blocks = [5usize, 1, 7, 3];
+        let mut caches: Vec<_> = pasts
+            .iter()
+            .enumerate()
+            .map(|(s, &p)| {
+                let mut c = m.new_cache();
+                if p > 0 {
+                    m.forward(&mut c, &tokens(s as u64, p, cfg.vocab_size), Positions::Last).unwrap();
+                }
+                c
+            })
+            .collect();
+        let block_ids: Vec<Vec<u32>> =
+            blocks.iter().enumerate().map(|(s, &n)| tokens(90 + s as u64, n, cfg.vocab_size)).collect();
+        let mut alone_caches: Vec<_> = pasts
+            .iter()
+            .enumerate()
+            .map(|(s, &p)| {
+                let mut c = m.new_cache();
+                if p > 0 {
+                    m.forward(&mut c, &tokens(s as u64, p, cfg.vocab_size), Positions::Last).unwrap();
+                }
+                c
+            })
+            .collect();
+        let alone: Vec<_> = alone_caches
+            .iter_mut()
+            .zip(&block_ids)
+            .map(|(c, b)| m.forward(c, b, Positions::All).unwrap())
+            .collect();
+        let positions = [Positions::All, Positions::Last, Positions::All, Positions::All];
+        let mut entries: Vec<_> = caches
+            .iter_mut()
+            .zip(&block_ids)
+            .zip(positions)
+            .map(|((cache, tokens), positions)| BatchEntry { cache, tokens, positions })
+            .collect();
+        let batched = m.forward_batch(&mut entries).unwrap();
+        for s in 0..4 {
+            let want = if positions[s] == Positions::Last {
+                alone[s].last().to_vec()
+            } else {
+                alone[s].as_slice().to_vec()
+            };
+            let d = max_diff(batched[s].as_slice(), &want);
+            assert!(d <= 1e-5, "shape {i} session {s}: {d}");
+            assert_eq!(caches[s].len(), pasts[s] + blocks[s]);
+        }
+    }
+}
+
+#[test]
+fn bad_input_leaves_every_cache_untouched() {
+    let cfg = config(false, 2, Arch::Llama);
+    let m = random_model(&cfg, 9);
+    let mut a = m.new_cache();
+    let mut b = m.new_cache();
+    m.forward(&mut a, &[1, 2, 3], Positions::Last).unwrap();
+    let bad = [4, 97, 5];
+    let mut entries = [
+        BatchEntry { cache: &mut a, tokens: &[6, 7], positions: Positions::All },
+        BatchEntry { cache: &mut b, tokens: &bad, positions: Positions::All },
+    ];
+    let err = m.forward_batch(&mut entries).unwrap_err();
+    assert!(matches!(err, crate::ModelError::TokenOutOfRange { position: 1, token: 97, vocab: 97 }), "{err}");
+    assert_eq!((a.len(), b.len()), (3, 0));
+    let err = m.forward(&mut b, &vec![1; 257], Positions::Last).unwrap_err();
+    assert!(matches!(err, crate::ModelError::ContextOverflow { needed: 257, max: 256 }));
+    assert!(matches!(m.forward(&mut b, &[], Positions::Last), Err(crate::ModelError::EmptyBlock)));
+    assert_eq!(b.len(), 0);
+}

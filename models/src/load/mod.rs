@@ -1,0 +1,145 @@
+//! Loading models from local paths: HF directories, GGUF files and the built-in pair.
+//!
+//! A model is named by a [`ModelSpec`]: a path to an HF-layout directory, a path to a
+//! `.gguf` file, or `builtin:tiny-target` / `builtin:tiny-draft`. Nothing is ever
+//! downloaded.
+
+pub(crate) mod builtin;
+pub(crate) mod gguf;
+pub(crate) mod hf;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use candle_core::{DType, Device};
+
+use crate::error::{ModelError, Result};
+use crate::llama::Llama;
+use crate::model::LanguageModel;
+use crate::tokenizer::Tokenizer;
+
+pub use gguf::{GgufQuant, write_gguf};
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// One of the models shipped inside the binary.
+    Builtin(Builtin),
+    /// An HF-layout directory (`config.json`, safetensors, `tokenizer.json`).
+    HfDir(PathBuf),
+    /// A GGUF file (its `tokenizer.json` beside it).
+    Gguf(PathBuf),
+}
+
+/// The shipped tiny pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// ~1 M-parameter target.
+    TinyTarget,
+    /// ~0.15 M-parameter draft sharing the target's tokenizer.
+    TinyDraft,
+}
+
+impl FromStr for ModelSpec {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(name) = s.strip_prefix("builtin:") {
+            return match name {
+                "tiny-target" => Ok(ModelSpec::Builtin(Builtin::TinyTarget)),
+                "tiny-draft" => Ok(ModelSpec::Builtin(Builtin::TinyDraft)),
+                _ => Err(ModelError::UnknownBuiltin(s.to_string())),
+            };
+        }
+        let path = PathBuf::from(s);
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            Ok(ModelSpec::Gguf(path))
+        } else {
+            Ok(ModelSpec::HfDir(path))
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSpec::Builtin(Builtin::TinyTarget) => f.write_str("builtin:tiny-target"),
+            ModelSpec::Builtin(Builtin::TinyDraft) => f.write_str("builtin:tiny-draft"),
+            ModelSpec::HfDir(p) | ModelSpec::Gguf(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// How to load: device and activation dtype.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where the weights live. CPU by default; candle spreads CPU matmuls over every
+    /// core (set `RAYON_NUM_THREADS` to limit it).
+    pub device: Device,
+    /// Activation and weight dtype for dense checkpoints (f32 by default; bf16/f16 where
+    /// the device supports them). Quantized GGUF weights always run with f32 activations.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+/// A model with the tokenizer it was trained with.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The model.
+    pub model: Llama,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+}
+
+impl ModelSpec {
+    /// Loads the model.
+    pub fn load(&self, opts: &LoadOptions) -> Result<Loaded> {
+        let loaded = match self {
+            ModelSpec::Builtin(b) => builtin::load(*b, opts)?,
+            ModelSpec::HfDir(dir) => hf::load_dir(dir, opts)?,
+            ModelSpec::Gguf(file) => gguf::load_file(file, opts)?,
+        };
+        let vocab = loaded.model.info().vocab_size;
+        if loaded.tokenizer.vocab_size() > vocab {
+            return Err(ModelError::Unsupported(format!(
+                "{self}: the tokenizer has {} tokens but the model only {vocab} logits",
+                loaded.tokenizer.vocab_size()
+            )));
+        }
+        Ok(loaded)
+    }
+}
+
+/// Loads a draft and a target and checks that they share a tokenizer.
+pub fn load_pair(
+    draft: &ModelSpec,
+    target: &ModelSpec,
+    opts: &LoadOptions,
+) -> Result<(Loaded, Loaded)> {
+    let d = draft.load(opts)?;
+    let t = target.load(opts)?;
+    t.model.info().check_draft(d.model.info())?;
+    Ok((d, t))
+}
+
+/// Reads a file, turning "not found" into [`ModelError::MissingFile`].
+pub(crate) fn read(path: &Path, what: &'static str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile {
+                what,
+                path: path.to_path_buf(),
+            }
+        } else {
+            ModelError::io(path, e)
+        }
+    })
+}

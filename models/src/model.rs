@@ -1,0 +1,172 @@
+//! The seam both nodes run models through.
+//!
+//! A [`LanguageModel`] is loaded once and shared; each generation owns a
+//! [`SessionCache`] made by [`LanguageModel::new_cache`]. Every call names the cache it
+//! extends, so one model serves any number of sessions, and the verifier can run blocks
+//! from many sessions in one [`LanguageModel::forward_batch`].
+
+use tandem_decoding::LogitRows;
+
+use crate::error::{ModelError, Result};
+
+/// Which positions of a block the caller wants logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// Every position (verification of a draft block).
+    All,
+    /// Only the last position (prefill, plain decoding).
+    Last,
+}
+
+/// Logits for some positions of one block, row-major `rows × vocab`, in f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    data: Vec<f32>,
+    vocab: usize,
+}
+
+impl Logits {
+    /// Wraps `rows × vocab` values.
+    pub fn new(data: Vec<f32>, vocab: usize) -> Self {
+        debug_assert!(vocab > 0 && data.len().is_multiple_of(vocab));
+        Logits { data, vocab }
+    }
+
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.data.len() / self.vocab
+    }
+
+    /// Width of a row.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.vocab..(i + 1) * self.vocab]
+    }
+
+    /// The last row.
+    pub fn last(&self) -> &[f32] {
+        self.row(self.num_rows() - 1)
+    }
+
+    /// The rows as `tandem-decoding` takes them.
+    pub fn rows(&self) -> LogitRows<'_> {
+        LogitRows::new(&self.data, self.vocab).expect("Logits holds whole non-empty rows")
+    }
+
+    /// All values, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// A session's model state (the KV cache, for a transformer).
+pub trait SessionCache: Send {
+    /// Number of tokens the cache holds.
+    fn len(&self) -> usize;
+
+    /// Whether the cache is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything past `len` tokens, in O(1): rollback after a partial accept.
+    fn truncate(&mut self, len: usize) -> Result<()>;
+
+    /// Bytes of memory the cache holds now (its capacity, not its length).
+    fn bytes(&self) -> usize;
+}
+
+/// One session's block in a batched forward pass.
+pub struct BatchEntry<'a, C> {
+    /// The session's cache; the block is appended to it.
+    pub cache: &'a mut C,
+    /// The tokens to run.
+    pub tokens: &'a [u32],
+    /// Which positions to return logits for.
+    pub positions: Positions,
+}
+
+/// What a node needs to know about a loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// A human name: the path or `builtin:` name it was loaded from.
+    pub name: String,
+    /// Width of a logit row.
+    pub vocab_size: usize,
+    /// Longest sequence a session may reach.
+    pub max_context: usize,
+    /// The tokenizer's fingerprint (see [`crate::Tokenizer::fingerprint`]).
+    pub tokenizer_fingerprint: String,
+    /// Beginning-of-sequence token, if the model uses one.
+    pub bos_token_id: Option<u32>,
+    /// Tokens that end a generation.
+    pub eos_token_ids: Vec<u32>,
+    /// Number of parameters.
+    pub num_parameters: usize,
+    /// How weights are held ("f32", "bf16", "q8_0", ...).
+    pub weights: String,
+}
+
+impl ModelInfo {
+    /// Checks that a draft model can propose tokens for this target: same logit width and
+    /// same tokenizer.
+    pub fn check_draft(&self, draft: &ModelInfo) -> Result<()> {
+        if draft.vocab_size != self.vocab_size
+            || draft.tokenizer_fingerprint != self.tokenizer_fingerprint
+        {
+            return Err(ModelError::VocabMismatch {
+                draft_vocab: draft.vocab_size,
+                draft_fingerprint: draft.tokenizer_fingerprint.clone(),
+                target_vocab: self.vocab_size,
+                target_fingerprint: self.tokenizer_fingerprint.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A causal language model that runs blocks of tokens against per-session caches.
+///
+/// Errors leave every cache passed in exactly as it was.
+pub trait LanguageModel: Send + Sync {
+    /// The per-session state.
+    type Cache: SessionCache;
+
+    /// Facts about the model.
+    fn info(&self) -> &ModelInfo;
+
+    /// A fresh, empty cache for a new session.
+    fn new_cache(&self) -> Self::Cache;
+
+    /// Runs each entry's block after its cache's contents, appends the block to the cache
+    /// and returns the requested logits, one [`Logits`] per entry in order. The result is
+    /// the same (within floating-point reassociation) as running each entry alone.
+    fn forward_batch(&self, entries: &mut [BatchEntry<'_, Self::Cache>]) -> Result<Vec<Logits>>;
+
+    /// Runs one block for one session.
+    fn forward(
+        &self,
+        cache: &mut Self::Cache,
+        tokens: &[u32],
+        positions: Positions,
+    ) -> Result<Logits> {
+        let mut entries = [BatchEntry {
+            cache,
+            tokens,
+            positions,
+        }];
+        Ok(self
+            .forward_batch(&mut entries)?
+            .pop()
+            .expect("one entry in, one out"))
+    }
+
+    /// Prefills a prompt and returns the logits of its last position.
+    fn prefill(&self, cache: &mut Self::Cache, prompt: &[u32]) -> Result<Logits> {
+        self.forward(cache, prompt, Positions::Last)
+    }
+}
