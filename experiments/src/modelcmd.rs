@@ -51,7 +51,10 @@ pub fn train(args: &TrainTinyArgs) -> Result<()> {
     println!("corpus tokens       {}", report.corpus_tokens);
     println!("target final loss   {:.3}", report.target_loss);
     println!("draft final loss    {:.3}", report.draft_loss);
-    println!("greedy agreement    {:.3} (held-out, teacher-forced)", report.agreement);
+    println!(
+        "greedy agreement    {:.3} (held-out, teacher-forced)",
+        report.agreement
+    );
     println!(
         "seconds             tokenizer {:.1}, target {:.1}, draft {:.1}",
         report.seconds[0], report.seconds[1], report.seconds[2]

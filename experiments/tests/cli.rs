@@ -58,3 +58,71 @@ fn bad_input_exits_non_zero_and_names_the_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8(out.stderr).unwrap().contains("--k"));
 }
+
+#[test]
+fn quantize_writes_a_gguf_draft_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("draft.gguf");
+    let out = tandem(&["quantize", "builtin:tiny-draft", out_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.trim_end().lines().last(),
+        Some(out_path.to_str().unwrap())
+    );
+    let spec: tandem_models::ModelSpec = out_path.to_str().unwrap().parse().unwrap();
+    let loaded = spec.load(&Default::default()).unwrap();
+    assert_eq!(loaded.model.config().num_layers, 2);
+    assert!(!dir.path().join("draft.gguf.partial").exists());
+}
+
+#[test]
+fn quantize_refuses_an_unknown_scheme_and_a_missing_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("x.gguf");
+    let out = tandem(&[
+        "quantize",
+        "builtin:tiny-draft",
+        out_path.to_str().unwrap(),
+        "--quant",
+        "q3",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("q8_0, q4_k_m"));
+    let out = tandem(&["quantize", "/no/such/model", out_path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/model"));
+    assert!(!out_path.exists());
+}
+
+#[test]
+fn train_tiny_smoke_writes_a_loadable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tandem(&[
+        "train-tiny",
+        "--smoke",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("greedy agreement"), "{stdout}");
+    assert_eq!(
+        stdout.trim_end().lines().last(),
+        Some(dir.path().to_str().unwrap())
+    );
+    tandem_models::load_pair(
+        &tandem_models::ModelSpec::HfDir(dir.path().join("tiny-draft")),
+        &tandem_models::ModelSpec::HfDir(dir.path().join("tiny-target")),
+        &Default::default(),
+    )
+    .unwrap();
+}

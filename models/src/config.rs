@@ -212,7 +212,9 @@ impl LlamaConfig {
         // transformers 5 moved rope_theta and rope_scaling into rope_parameters.
         let rope_params = obj.get("rope_parameters").and_then(Value::as_object);
         let rope_theta = match rope_params.and_then(|p| p.get("rope_theta")) {
-            Some(v) => v.as_f64().ok_or_else(|| bad("rope_parameters.rope_theta"))?,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| bad("rope_parameters.rope_theta"))?,
             None => opt_f64(obj, "rope_theta")?.unwrap_or(10_000.0),
         };
         let scaling_obj = match rope_params {
@@ -270,7 +272,8 @@ impl LlamaConfig {
                 return Err(bad(format!("{name} must be positive")));
             }
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.rms_norm_eps) || !positive(self.rope_theta) {
             return Err(bad("rms_norm_eps and rope_theta must be positive"));
         }
         Ok(())
@@ -387,10 +390,11 @@ fn req_usize(obj: &Map<String, Value>, key: &str) -> Result<usize> {
 fn opt_usize(obj: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(|n| Some(n as usize))
-            .ok_or_else(|| bad(format!("field `{key}` must be a non-negative integer, got {v}"))),
+        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            bad(format!(
+                "field `{key}` must be a non-negative integer, got {v}"
+            ))
+        }),
     }
 }
 

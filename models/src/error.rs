@@ -76,7 +76,9 @@ pub enum ModelError {
         target_fingerprint: String,
     },
     /// A `builtin:` name that does not exist.
-    #[error("unknown built-in model {0:?}; built-in models: builtin:tiny-target, builtin:tiny-draft")]
+    #[error(
+        "unknown built-in model {0:?}; built-in models: builtin:tiny-target, builtin:tiny-draft"
+    )]
     UnknownBuiltin(String),
     /// A token id is not below the vocabulary size.
     #[error("token {token} at position {position} is out of range for vocabulary size {vocab}")]

@@ -5,9 +5,10 @@ use clap::{Parser, Subcommand};
 use tandem_experiments::modelcmd::{self, QuantizeArgs, TrainTinyArgs};
 use tandem_experiments::predict::{self, Setting};
 
-/// Speculative edge-cloud decoding: predict, run and report experiments.
+/// Tandem: speculative edge-cloud decoding, measured. Predict, train models, run and
+/// report experiments.
 #[derive(Parser, Debug)]
-#[command(name = "tandem", version, about, long_about = None)]
+#[command(name = "tandem", version, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -49,7 +49,10 @@ impl<'m> Rotated<'m> {
         };
         let q = rot(layer.q.forward(h)?, cfg.num_heads)?;
         let k = rot(layer.k.forward(h)?, cfg.num_kv_heads)?;
-        let v = layer.v.forward(h)?.reshape((t, cfg.num_kv_heads, cfg.head_dim))?;
+        let v = layer
+            .v
+            .forward(h)?
+            .reshape((t, cfg.num_kv_heads, cfg.head_dim))?;
         Ok(Rotated { model, q, k, v })
     }
 
@@ -82,7 +85,13 @@ impl<'m> Rotated<'m> {
         if n > 1 {
             let mask: Vec<f32> = (0..n)
                 .flat_map(|i| {
-                    (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY })
+                    (0..total).map(move |j| {
+                        if j <= past + i {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
                 })
                 .collect();
             let mask = Tensor::from_vec(mask, (n, total), q.device())?.to_dtype(q.dtype())?;

@@ -158,7 +158,11 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(x, w, self.cfg.rms_norm_eps as f32)?)
+        Ok(candle_nn::ops::rms_norm(
+            x,
+            w,
+            self.cfg.rms_norm_eps as f32,
+        )?)
     }
 
     fn validate(&self, entries: &[BatchEntry<'_, LlamaCache>]) -> Result<()> {
@@ -275,7 +279,10 @@ impl LanguageModel for Llama {
         let mut at = 0;
         for (e, (rows, &(_, n, past))) in entries.iter_mut().zip(rows_per_entry.iter().zip(&spans))
         {
-            out.push(Logits::new(logits[at * vocab..(at + rows) * vocab].to_vec(), vocab));
+            out.push(Logits::new(
+                logits[at * vocab..(at + rows) * vocab].to_vec(),
+                vocab,
+            ));
             at += rows;
             e.cache.set_len(past + n);
         }

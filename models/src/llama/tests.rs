@@ -44,14 +44,24 @@ pub(crate) fn random_model(cfg: &LlamaConfig, seed: u64) -> Llama {
             .map(|(n, v)| {
                 let t = v.as_tensor().clone();
                 // Larger weights than training init so that logits differ visibly.
-                let t = if t.rank() == 2 { (t * 10.0).unwrap() } else { (t + 0.1).unwrap() };
+                let t = if t.rank() == 2 {
+                    (t * 10.0).unwrap()
+                } else {
+                    (t + 0.1).unwrap()
+                };
                 (n, t)
             })
             .collect();
     if cfg.qkv_bias {
         for l in 0..cfg.num_layers {
-            for (p, n) in [("q", cfg.num_heads), ("k", cfg.num_kv_heads), ("v", cfg.num_kv_heads)] {
-                let data: Vec<f32> = (0..n * cfg.head_dim).map(|_| rng.uniform() as f32 - 0.5).collect();
+            for (p, n) in [
+                ("q", cfg.num_heads),
+                ("k", cfg.num_kv_heads),
+                ("v", cfg.num_kv_heads),
+            ] {
+                let data: Vec<f32> = (0..n * cfg.head_dim)
+                    .map(|_| rng.uniform() as f32 - 0.5)
+                    .collect();
                 let len = data.len();
                 tensors.insert(
                     format!("model.layers.{l}.self_attn.{p}_proj.bias"),
@@ -62,22 +72,33 @@ pub(crate) fn random_model(cfg: &LlamaConfig, seed: u64) -> Llama {
     }
     Llama::from_source(
         cfg.clone(),
-        &TensorMap { tensors, description: "test".into() },
+        &TensorMap {
+            tensors,
+            description: "test".into(),
+        },
         DType::F32,
         &Device::Cpu,
-        Identity { name: "random".into(), tokenizer_fingerprint: "none".into() },
+        Identity {
+            name: "random".into(),
+            tokenizer_fingerprint: "none".into(),
+        },
     )
     .unwrap()
 }
 
 fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
     let mut rng = SessionRng::new(seed);
-    (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()
+    (0..n)
+        .map(|_| (rng.next_u64() % vocab as u64) as u32)
+        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn shapes() -> Vec<LlamaConfig> {
@@ -111,7 +132,13 @@ fn training_forward_equals_inference_forward() {
         let ids = tokens(7, 24, cfg.vocab_size);
         let block = m.forward(&mut m.new_cache(), &ids, Positions::All).unwrap();
         let x = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
-        let train: Vec<f32> = m.forward_train(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let train: Vec<f32> = m
+            .forward_train(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let d = max_diff(&train, block.as_slice());
         assert!(d <= 1e-4, "shape {i}: {d}");
     }
@@ -151,20 +178,33 @@ fn ragged_batch_equals_each_session_alone() {
             .map(|(s, &p)| {
                 let mut c = m.new_cache();
                 if p > 0 {
-                    m.forward(&mut c, &tokens(s as u64, p, cfg.vocab_size), Positions::Last).unwrap();
+                    m.forward(
+                        &mut c,
+                        &tokens(s as u64, p, cfg.vocab_size),
+                        Positions::Last,
+                    )
+                    .unwrap();
                 }
                 c
             })
             .collect();
-        let block_ids: Vec<Vec<u32>> =
-            blocks.iter().enumerate().map(|(s, &n)| tokens(90 + s as u64, n, cfg.vocab_size)).collect();
+        let block_ids: Vec<Vec<u32>> = blocks
+            .iter()
+            .enumerate()
+            .map(|(s, &n)| tokens(90 + s as u64, n, cfg.vocab_size))
+            .collect();
         let mut alone_caches: Vec<_> = pasts
             .iter()
             .enumerate()
             .map(|(s, &p)| {
                 let mut c = m.new_cache();
                 if p > 0 {
-                    m.forward(&mut c, &tokens(s as u64, p, cfg.vocab_size), Positions::Last).unwrap();
+                    m.forward(
+                        &mut c,
+                        &tokens(s as u64, p, cfg.vocab_size),
+                        Positions::Last,
+                    )
+                    .unwrap();
                 }
                 c
             })
@@ -174,12 +214,21 @@ fn ragged_batch_equals_each_session_alone() {
             .zip(&block_ids)
             .map(|(c, b)| m.forward(c, b, Positions::All).unwrap())
             .collect();
-        let positions = [Positions::All, Positions::Last, Positions::All, Positions::All];
+        let positions = [
+            Positions::All,
+            Positions::Last,
+            Positions::All,
+            Positions::All,
+        ];
         let mut entries: Vec<_> = caches
             .iter_mut()
             .zip(&block_ids)
             .zip(positions)
-            .map(|((cache, tokens), positions)| BatchEntry { cache, tokens, positions })
+            .map(|((cache, tokens), positions)| BatchEntry {
+                cache,
+                tokens,
+                positions,
+            })
             .collect();
         let batched = m.forward_batch(&mut entries).unwrap();
         for s in 0..4 {
@@ -204,14 +253,43 @@ fn bad_input_leaves_every_cache_untouched() {
     m.forward(&mut a, &[1, 2, 3], Positions::Last).unwrap();
     let bad = [4, 97, 5];
     let mut entries = [
-        BatchEntry { cache: &mut a, tokens: &[6, 7], positions: Positions::All },
-        BatchEntry { cache: &mut b, tokens: &bad, positions: Positions::All },
+        BatchEntry {
+            cache: &mut a,
+            tokens: &[6, 7],
+            positions: Positions::All,
+        },
+        BatchEntry {
+            cache: &mut b,
+            tokens: &bad,
+            positions: Positions::All,
+        },
     ];
     let err = m.forward_batch(&mut entries).unwrap_err();
-    assert!(matches!(err, crate::ModelError::TokenOutOfRange { position: 1, token: 97, vocab: 97 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            crate::ModelError::TokenOutOfRange {
+                position: 1,
+                token: 97,
+                vocab: 97
+            }
+        ),
+        "{err}"
+    );
     assert_eq!((a.len(), b.len()), (3, 0));
-    let err = m.forward(&mut b, &vec![1; 257], Positions::Last).unwrap_err();
-    assert!(matches!(err, crate::ModelError::ContextOverflow { needed: 257, max: 256 }));
-    assert!(matches!(m.forward(&mut b, &[], Positions::Last), Err(crate::ModelError::EmptyBlock)));
+    let err = m
+        .forward(&mut b, &vec![1; 257], Positions::Last)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        crate::ModelError::ContextOverflow {
+            needed: 257,
+            max: 256
+        }
+    ));
+    assert!(matches!(
+        m.forward(&mut b, &[], Positions::Last),
+        Err(crate::ModelError::EmptyBlock)
+    ));
     assert_eq!(b.len(), 0);
 }

@@ -1,27 +1,56 @@
-//! The shipped tiny pair, `builtin:tiny-target` and `builtin:tiny-draft`, made by
-//! `tandem train-tiny` and committed under `models/assets/`.
-
-use std::path::PathBuf;
+//! The shipped tiny pair, `builtin:tiny-target` and `builtin:tiny-draft`: made by
+//! `tandem train-tiny`, committed under `models/assets/`, and compiled into the binary
+//! so that Tandem runs out of the box with nothing to download or locate.
 
 use candle_core::Device;
 
-use super::hf::{RawCheckpoint, build, read_dir};
-use super::{Builtin, LoadOptions, Loaded};
-use crate::error::Result;
+use super::hf::{RawCheckpoint, build};
+use super::{Builtin, LoadOptions, Loaded, ModelSpec};
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::tokenizer::Tokenizer;
 
-/// Where the assets of a built-in model live in the source tree.
-pub fn asset_dir(b: Builtin) -> PathBuf {
-    let name = match b {
-        Builtin::TinyTarget => "tiny-target",
-        Builtin::TinyDraft => "tiny-draft",
-    };
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets").join(name)
+/// The four files of an HF-layout directory, embedded.
+struct Files {
+    config: &'static [u8],
+    generation_config: &'static [u8],
+    weights: &'static [u8],
+    tokenizer: &'static [u8],
 }
 
+macro_rules! embed {
+    ($dir:literal) => {
+        Files {
+            config: include_bytes!(concat!("../../assets/", $dir, "/config.json")),
+            generation_config: include_bytes!(concat!(
+                "../../assets/",
+                $dir,
+                "/generation_config.json"
+            )),
+            weights: include_bytes!(concat!("../../assets/", $dir, "/model.safetensors")),
+            tokenizer: include_bytes!(concat!("../../assets/", $dir, "/tokenizer.json")),
+        }
+    };
+}
+
+const TINY_TARGET: Files = embed!("tiny-target");
+const TINY_DRAFT: Files = embed!("tiny-draft");
+
 pub(crate) fn raw(b: Builtin) -> Result<RawCheckpoint> {
-    let mut raw = read_dir(&asset_dir(b), &Device::Cpu)?;
-    raw.name = super::ModelSpec::Builtin(b).to_string();
-    Ok(raw)
+    let files = match b {
+        Builtin::TinyTarget => &TINY_TARGET,
+        Builtin::TinyDraft => &TINY_DRAFT,
+    };
+    let name = ModelSpec::Builtin(b).to_string();
+    let config = serde_json::from_slice(files.config)
+        .map_err(|e| ModelError::config(&name, format!("embedded config.json: {e}")))?;
+    Ok(RawCheckpoint {
+        cfg: LlamaConfig::from_json(&config)?,
+        tensors: candle_core::safetensors::load_buffer(files.weights, &Device::Cpu)?,
+        tokenizer: Tokenizer::from_bytes(files.tokenizer)?,
+        generation_config: Some(files.generation_config.to_vec()),
+        name,
+    })
 }
 
 pub(crate) fn load(b: Builtin, opts: &LoadOptions) -> Result<Loaded> {

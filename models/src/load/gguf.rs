@@ -21,7 +21,6 @@ use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
 use crate::error::{ModelError, Result};
 use crate::llama::weights::{Linear, WeightSource, check_shape};
 use crate::llama::{Identity, Llama};
-use crate::model::LanguageModel;
 use crate::tokenizer::Tokenizer;
 
 /// HF name → llama.cpp name.
@@ -145,7 +144,9 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let mut quant_counts: HashMap<String, usize> = HashMap::new();
     for name in content.tensor_infos.keys() {
         let t = content.tensor(&mut reader, name, &opts.device)?;
-        *quant_counts.entry(format!("{:?}", t.dtype()).to_lowercase()).or_default() += 1;
+        *quant_counts
+            .entry(format!("{:?}", t.dtype()).to_lowercase())
+            .or_default() += 1;
         tensors.insert(name.clone(), Arc::new(t));
     }
     let vocab_size = tensors
@@ -175,7 +176,10 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         head_dim,
         rms_norm_eps: meta_f64(md, &format!("{a}.attention.layer_norm_rms_epsilon"), path)?
             .ok_or_else(|| {
-                ModelError::config(path, format!("missing GGUF metadata `{a}.attention.layer_norm_rms_epsilon`"))
+                ModelError::config(
+                    path,
+                    format!("missing GGUF metadata `{a}.attention.layer_norm_rms_epsilon`"),
+                )
             })?,
         rope_theta: meta_f64(md, &format!("{a}.rope.freq_base"), path)?.unwrap_or(10_000.0),
         rope_scaling: RopeScaling::None,
@@ -258,7 +262,9 @@ impl GgufQuant {
                     .and_then(|r| r.split('.').next())
                     .and_then(|n| n.parse().ok());
                 let sensitive = hf.contains("v_proj") || hf.contains("down_proj");
-                if hf == "lm_head.weight" || (sensitive && layer.is_some_and(|l| l < num_layers.div_ceil(2))) {
+                if hf == "lm_head.weight"
+                    || (sensitive && layer.is_some_and(|l| l < num_layers.div_ceil(2)))
+                {
                     GgmlDType::Q6K
                 } else {
                     GgmlDType::Q4K
@@ -282,8 +288,7 @@ fn permute_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
     let rows = dims[0];
     let rest: usize = dims[1..].iter().product();
     let half = rows / heads / 2;
-    Ok(w
-        .reshape((heads, 2, half, rest))?
+    Ok(w.reshape((heads, 2, half, rest))?
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims)?)
@@ -305,7 +310,7 @@ pub fn write_gguf(model: &ModelSpec, quant: GgufQuant, out: &Path) -> Result<usi
     let cfg = &raw.cfg;
     let (bos, eos) = super::hf::special_tokens(cfg, raw.generation_config.as_deref())?;
     // Build once to check every tensor's presence and shape before writing anything.
-    let loaded = super::hf::build(
+    super::hf::build(
         super::hf::RawCheckpoint {
             cfg: cfg.clone(),
             tensors: raw.tensors.clone(),
@@ -315,7 +320,6 @@ pub fn write_gguf(model: &ModelSpec, quant: GgufQuant, out: &Path) -> Result<usi
         },
         &LoadOptions::default(),
     )?;
-    let _ = loaded.model.info();
     let a = cfg.arch.model_type();
     let permute = cfg.arch != Arch::Qwen2;
     let mut names: Vec<&String> = raw.tensors.keys().collect();
@@ -337,15 +341,42 @@ pub fn write_gguf(model: &ModelSpec, quant: GgufQuant, out: &Path) -> Result<usi
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(a.into())),
         ("general.name".into(), Value::String(raw.name.clone())),
-        (format!("{a}.context_length"), Value::U32(cfg.max_position_embeddings as u32)),
-        (format!("{a}.embedding_length"), Value::U32(cfg.hidden_size as u32)),
-        (format!("{a}.feed_forward_length"), Value::U32(cfg.intermediate_size as u32)),
-        (format!("{a}.block_count"), Value::U32(cfg.num_layers as u32)),
-        (format!("{a}.attention.head_count"), Value::U32(cfg.num_heads as u32)),
-        (format!("{a}.attention.head_count_kv"), Value::U32(cfg.num_kv_heads as u32)),
-        (format!("{a}.rope.dimension_count"), Value::U32(cfg.head_dim as u32)),
-        (format!("{a}.rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_norm_eps as f32)),
+        (
+            format!("{a}.context_length"),
+            Value::U32(cfg.max_position_embeddings as u32),
+        ),
+        (
+            format!("{a}.embedding_length"),
+            Value::U32(cfg.hidden_size as u32),
+        ),
+        (
+            format!("{a}.feed_forward_length"),
+            Value::U32(cfg.intermediate_size as u32),
+        ),
+        (
+            format!("{a}.block_count"),
+            Value::U32(cfg.num_layers as u32),
+        ),
+        (
+            format!("{a}.attention.head_count"),
+            Value::U32(cfg.num_heads as u32),
+        ),
+        (
+            format!("{a}.attention.head_count_kv"),
+            Value::U32(cfg.num_kv_heads as u32),
+        ),
+        (
+            format!("{a}.rope.dimension_count"),
+            Value::U32(cfg.head_dim as u32),
+        ),
+        (
+            format!("{a}.rope.freq_base"),
+            Value::F32(cfg.rope_theta as f32),
+        ),
+        (
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_norm_eps as f32),
+        ),
     ];
     if cfg.rope_scaling != RopeScaling::None {
         return Err(ModelError::Unsupported(

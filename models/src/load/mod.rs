@@ -52,7 +52,10 @@ impl FromStr for ModelSpec {
             };
         }
         let path = PathBuf::from(s);
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             Ok(ModelSpec::Gguf(path))
         } else {
             Ok(ModelSpec::HfDir(path))

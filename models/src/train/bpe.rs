@@ -30,14 +30,20 @@ pub fn train_tokenizer(docs: &[String], vocab_size: usize) -> Result<Tokenizer> 
         .build();
     // No prefix space: a continuation encodes the same wherever it is cut.
     let byte_level = ByteLevel::new(false, true, true);
-    let mut tok = TokenizerBuilder::<BPE, tokenizers::NormalizerWrapper, ByteLevel, ByteLevel, ByteLevel>::new()
-        .with_model(BPE::default())
-        .with_normalizer(None)
-        .with_pre_tokenizer(Some(byte_level))
-        .with_post_processor(Some(byte_level))
-        .with_decoder(Some(byte_level))
-        .build()
-        .map_err(tok_err)?;
+    let mut tok = TokenizerBuilder::<
+        BPE,
+        tokenizers::NormalizerWrapper,
+        ByteLevel,
+        ByteLevel,
+        ByteLevel,
+    >::new()
+    .with_model(BPE::default())
+    .with_normalizer(None)
+    .with_pre_tokenizer(Some(byte_level))
+    .with_post_processor(Some(byte_level))
+    .with_decoder(Some(byte_level))
+    .build()
+    .map_err(tok_err)?;
     tok.train(&mut trainer, docs.iter()).map_err(tok_err)?;
     let json = tok.to_string(false).map_err(tok_err)?;
     Tokenizer::from_bytes(json.as_bytes())

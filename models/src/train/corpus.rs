@@ -7,22 +7,20 @@
 use tandem_decoding::SessionRng;
 
 const NAMES: &[&str] = &[
-    "Mia", "Leo", "Ada", "Sam", "Ivy", "Tom", "Zoe", "Max", "Lily", "Ben", "Nora", "Finn",
-    "Ruby", "Owen", "Ella", "Jack",
+    "Mia", "Leo", "Ada", "Sam", "Ivy", "Tom", "Zoe", "Max", "Lily", "Ben", "Nora", "Finn", "Ruby",
+    "Owen", "Ella", "Jack",
 ];
 const ANIMALS: &[&str] = &[
     "cat", "dog", "fox", "owl", "bear", "frog", "duck", "mouse", "rabbit", "horse",
 ];
 const ADJECTIVES: &[&str] = &[
-    "little", "happy", "brave", "sleepy", "clever", "tiny", "curious", "kind", "quiet",
-    "funny",
+    "little", "happy", "brave", "sleepy", "clever", "tiny", "curious", "kind", "quiet", "funny",
 ];
 const PLACES: &[&str] = &[
     "forest", "garden", "park", "river", "house", "meadow", "town", "hill", "lake", "farm",
 ];
 const OBJECTS: &[&str] = &[
-    "ball", "hat", "book", "key", "box", "kite", "shell", "stone", "cup", "map", "drum",
-    "bell",
+    "ball", "hat", "book", "key", "box", "kite", "shell", "stone", "cup", "map", "drum", "bell",
 ];
 const VERBS: &[&str] = &[
     "play", "run", "sing", "jump", "read", "dance", "swim", "draw", "walk", "hide",
@@ -127,14 +125,20 @@ mod tests {
         assert_eq!(a, documents(7, 200));
         assert_ne!(a, documents(8, 200));
         for prefix in ["Once upon", "Count by", "The ", "Repeat after"] {
-            assert!(a.iter().any(|d| d.starts_with(prefix)), "no {prefix:?} document");
+            assert!(
+                a.iter().any(|d| d.starts_with(prefix)),
+                "no {prefix:?} document"
+            );
         }
         // Recall answers are right: the asked color's object is the one stated.
         for d in a.iter().filter(|d| d.contains("Question:")) {
             let (facts, q) = d.split_once(" Question: what is in the ").unwrap();
             let (color, answer) = q.split_once(" box? Answer: a ").unwrap();
             let object = answer.trim_end_matches('.');
-            assert!(facts.contains(&format!("The {color} box has a {object}.")), "{d}");
+            assert!(
+                facts.contains(&format!("The {color} box has a {object}.")),
+                "{d}"
+            );
         }
     }
 }

@@ -37,7 +37,10 @@ pub(crate) fn write_hf_dir(
         "do_sample": false,
         "transformers_version": "4.46.0",
     });
-    write(&dir.join("generation_config.json"), pretty(&generation).as_bytes())?;
+    write(
+        &dir.join("generation_config.json"),
+        pretty(&generation).as_bytes(),
+    )?;
     // The safetensors writer orders tensors itself, so the bytes do not depend on the
     // map's iteration order.
     let path = dir.join("model.safetensors");

@@ -134,8 +134,7 @@ pub fn fit(
         let xs = Tensor::from_vec(xs, (b, s), &Device::Cpu)?;
         let ys = Tensor::from_vec(ys, b * s, &Device::Cpu)?;
         let logits = model.forward_train(&xs)?;
-        let loss =
-            candle_nn::loss::cross_entropy(&logits.reshape((b * s, cfg.vocab_size))?, &ys)?;
+        let loss = candle_nn::loss::cross_entropy(&logits.reshape((b * s, cfg.vocab_size))?, &ys)?;
         opt.backward_step(&loss)?;
         let loss = loss.to_scalar::<f32>()? as f64;
         recent.push(loss);
@@ -143,7 +142,10 @@ pub fn fit(
             recent.remove(0);
         }
         if step % 100 == 0 || step + 1 == spec.steps {
-            progress(&format!("step {step}/{} loss {loss:.3} lr {lr:.2e}", spec.steps));
+            progress(&format!(
+                "step {step}/{} loss {loss:.3} lr {lr:.2e}",
+                spec.steps
+            ));
         }
     }
     let mean = recent.iter().sum::<f64>() / recent.len().max(1) as f64;

@@ -189,7 +189,7 @@ pub fn train_tiny(
 ) -> Result<TrainReport> {
     let t0 = Instant::now();
     let docs = corpus::documents(spec.seed, spec.documents);
-    let heldout = corpus::documents(spec.seed ^ 0x5eed_0f_4e1d, spec.heldout_documents);
+    let heldout = corpus::documents(spec.seed ^ 0x005e_ed0f_4e1d, spec.heldout_documents);
     let tokenizer = train_tokenizer(&docs, spec.vocab_size)?;
     let stream = bpe::encode_stream(&tokenizer, &docs)?;
     let tok_s = t0.elapsed().as_secs_f64();
@@ -201,7 +201,10 @@ pub fn train_tiny(
     // The two models train at once, one per thread: candle's CPU kernels are mostly
     // single-threaded at these sizes, and each run is deterministic on its own.
     let vocab = tokenizer.vocab_size();
-    let jobs = [("tiny-target", spec.target, 1u64), ("tiny-draft", spec.draft, 2)];
+    let jobs = [
+        ("tiny-target", spec.target, 1u64),
+        ("tiny-draft", spec.draft, 2),
+    ];
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
@@ -273,12 +276,15 @@ pub fn train_tiny(
 /// where the draft's argmax equals the target's.
 pub fn agreement(draft: &Llama, target: &Llama, sequences: &[Vec<u32>]) -> Result<f64> {
     let (mut same, mut total) = (0usize, 0usize);
+    let max = draft.info().max_context.min(target.info().max_context);
     for ids in sequences.iter().filter(|s| !s.is_empty()) {
+        let ids = &ids[..ids.len().min(max)];
         let d = draft.forward(&mut draft.new_cache(), ids, Positions::All)?;
         let t = target.forward(&mut target.new_cache(), ids, Positions::All)?;
         for i in 0..ids.len() {
             same += usize::from(
-                tandem_decoding::sampling::argmax(d.row(i)) == tandem_decoding::sampling::argmax(t.row(i)),
+                tandem_decoding::sampling::argmax(d.row(i))
+                    == tandem_decoding::sampling::argmax(t.row(i)),
             );
             total += 1;
         }
