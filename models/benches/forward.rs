@@ -2,7 +2,7 @@
 //! 1–64 sessions in one ragged batch (each session with its own 64-token context), and
 //! a 128-token prefill. Reported as tokens per second.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use tandem_models::{BatchEntry, LanguageModel, LoadOptions, ModelSpec, Positions, SessionCache};
 
 const BLOCK: usize = 5;
@@ -73,4 +73,10 @@ criterion_group! {
     config = Criterion::default().sample_size(20);
     targets = bench
 }
-criterion_main!(benches);
+#[allow(unsafe_code)]
+fn main() {
+    // SAFETY: first statement of main; no other thread exists yet.
+    unsafe { tandem_models::cpu::init_threads() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -13,11 +13,13 @@
 //! - [`load`]: HF directories (single or sharded safetensors), GGUF files (Q8_0, Q4_K_M)
 //!   and the built-in tiny pair, all from local paths.
 //! - [`tokenizer`]: `tokenizer.json`, its fingerprint and streaming detokenisation.
+//! - [`cpu`]: start-up thread setup for candle's CPU backend.
 //! - [`train`]: the trainer of the shipped tiny pair (corpus, BPE, training, export).
 //!
 //! Sampling and acceptance live below this crate, in `tandem-decoding`.
 
 pub mod config;
+pub mod cpu;
 mod error;
 pub mod llama;
 pub mod load;

@@ -31,7 +31,10 @@ enum Command {
     Quantize(QuantizeArgs),
 }
 
+#[allow(unsafe_code)]
 fn main() -> Result<()> {
+    // SAFETY: first statement of main; no other thread exists yet.
+    unsafe { tandem_models::cpu::init_threads() };
     match Cli::parse().command {
         Command::Predict(setting) => {
             if let Err(msg) = setting.validate() {

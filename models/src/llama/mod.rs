@@ -214,6 +214,14 @@ impl LanguageModel for Llama {
 
     fn forward_batch(&self, entries: &mut [BatchEntry<'_, LlamaCache>]) -> Result<Vec<Logits>> {
         self.validate(entries)?;
+        // On the CPU this runs the pass on candle's thread pool, so the many short
+        // parallel sections of a small model do not each hand work to another thread.
+        self.device.with_context(|| self.run_batch(entries))
+    }
+}
+
+impl Llama {
+    fn run_batch(&self, entries: &mut [BatchEntry<'_, LlamaCache>]) -> Result<Vec<Logits>> {
         for e in entries.iter_mut() {
             e.cache.reserve(e.tokens.len())?;
         }

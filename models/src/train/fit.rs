@@ -133,10 +133,14 @@ pub fn fit(
         }
         let xs = Tensor::from_vec(xs, (b, s), &Device::Cpu)?;
         let ys = Tensor::from_vec(ys, b * s, &Device::Cpu)?;
-        let logits = model.forward_train(&xs)?;
-        let loss = candle_nn::loss::cross_entropy(&logits.reshape((b * s, cfg.vocab_size))?, &ys)?;
-        opt.backward_step(&loss)?;
-        let loss = loss.to_scalar::<f32>()? as f64;
+        // One step on candle's thread pool (see `Device::with_context`).
+        let loss = Device::Cpu.with_context(|| -> Result<f64> {
+            let logits = model.forward_train(&xs)?;
+            let loss =
+                candle_nn::loss::cross_entropy(&logits.reshape((b * s, cfg.vocab_size))?, &ys)?;
+            opt.backward_step(&loss)?;
+            Ok(loss.to_scalar::<f32>()? as f64)
+        })?;
         recent.push(loss);
         if recent.len() > 50 {
             recent.remove(0);
