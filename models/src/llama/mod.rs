@@ -220,60 +220,132 @@ impl LanguageModel for Llama {
     }
 }
 
+/// Where one session's block sits in a batched pass.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Span {
+    /// First row of the block in the concatenated batch.
+    pub(super) start: usize,
+    /// Tokens in the block.
+    pub(super) len: usize,
+    /// Tokens already in the session's cache.
+    pub(super) past: usize,
+}
+
+/// What every layer of one batched pass shares: the spans, the rotary rows of every
+/// token, and each session's causal mask.
+struct Layout {
+    spans: Vec<Span>,
+    total: usize,
+    cos: Tensor,
+    sin: Tensor,
+    masks: Vec<Option<Tensor>>,
+}
+
 impl Llama {
     fn run_batch(&self, entries: &mut [BatchEntry<'_, LlamaCache>]) -> Result<Vec<Logits>> {
         for e in entries.iter_mut() {
             e.cache.reserve(e.tokens.len())?;
         }
-        // Where each entry's block sits in the concatenated batch.
-        let mut spans = Vec::with_capacity(entries.len());
-        let mut ids = Vec::new();
-        let mut positions = Vec::new();
-        for e in entries.iter() {
-            let past = e.cache.len();
-            spans.push((ids.len(), e.tokens.len(), past));
-            ids.extend_from_slice(e.tokens);
-            positions.extend(past..past + e.tokens.len());
-        }
-        let total = ids.len();
-        let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
-        let (cos, sin) = (cos.unsqueeze(1)?, sin.unsqueeze(1)?);
+        let ids: Vec<u32> = entries
+            .iter()
+            .flat_map(|e| e.tokens.iter().copied())
+            .collect();
+        let layout = self.layout(entries)?;
+        let ids = Tensor::from_vec(ids, layout.total, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let h = self.rms_norm(&x, &layer.attn_norm)?;
-            let ctx = attention::Rotated::new(self, layer, &h, &cos, &sin)?;
-            let mut outs = Vec::with_capacity(entries.len());
-            for (e, &(start, n, past)) in entries.iter().zip(&spans) {
-                outs.push(ctx.attend(e.cache, l, start, n, past)?);
-            }
-            let attn = if outs.len() == 1 {
-                outs.pop().expect("one output")
-            } else {
-                Tensor::cat(&outs, 0)?
-            };
-            x = (x + layer.o.forward(&attn)?)?;
-            let h = self.rms_norm(&x, &layer.mlp_norm)?;
-            let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
-            x = (x + layer.down.forward(&act)?)?;
+            x = self.layer(l, layer, &x, &layout, entries)?;
         }
-        // Only the rows someone asked for go through the LM head.
-        let all = entries.iter().all(|e| e.positions == Positions::All);
-        let mut rows_per_entry = Vec::with_capacity(entries.len());
-        let x = if all {
-            rows_per_entry.extend(spans.iter().map(|s| s.1));
-            x
-        } else {
-            let mut rows = Vec::new();
-            for (e, &(start, n, _)) in entries.iter().zip(&spans) {
-                match e.positions {
-                    Positions::All => rows.extend((start..start + n).map(|r| r as u32)),
-                    Positions::Last => rows.push((start + n - 1) as u32),
-                }
-                rows_per_entry.push(if e.positions == Positions::All { n } else { 1 });
+        let logits = self.head(&x, &layout, entries)?;
+        for (e, span) in entries.iter_mut().zip(&layout.spans) {
+            e.cache.set_len(span.past + span.len);
+        }
+        Ok(logits)
+    }
+
+    fn layout(&self, entries: &[BatchEntry<'_, LlamaCache>]) -> Result<Layout> {
+        let mut spans = Vec::with_capacity(entries.len());
+        let mut positions = Vec::new();
+        for e in entries {
+            let past = e.cache.len();
+            let len = e.tokens.len();
+            spans.push(Span {
+                start: positions.len(),
+                len,
+                past,
+            });
+            positions.extend(past..past + len);
+        }
+        let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
+        // Masks depend only on each session's shape: built once, used by every layer.
+        let masks = spans
+            .iter()
+            .map(|s| match s.len {
+                1 => Ok(None),
+                n => attention::causal_mask(n, s.past, &self.embed).map(Some),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Layout {
+            spans,
+            total: positions.len(),
+            cos: cos.unsqueeze(1)?,
+            sin: sin.unsqueeze(1)?,
+            masks,
+        })
+    }
+
+    /// One decoder layer over the whole batch; attention per session.
+    fn layer(
+        &self,
+        l: usize,
+        layer: &Layer,
+        x: &Tensor,
+        layout: &Layout,
+        entries: &[BatchEntry<'_, LlamaCache>],
+    ) -> Result<Tensor> {
+        let h = self.rms_norm(x, &layer.attn_norm)?;
+        let ctx = attention::Rotated::new(self, layer, &h, &layout.cos, &layout.sin)?;
+        let mut outs = Vec::with_capacity(entries.len());
+        for ((e, span), mask) in entries.iter().zip(&layout.spans).zip(&layout.masks) {
+            outs.push(ctx.attend(e.cache, l, *span, mask.as_ref())?);
+        }
+        let attn = match outs.len() {
+            1 => outs.pop().expect("one output"),
+            _ => Tensor::cat(&outs, 1)?,
+        };
+        let attn = attn
+            .transpose(0, 1)?
+            .reshape((layout.total, self.cfg.num_heads * self.cfg.head_dim))?;
+        let x = (x + layer.o.forward(&attn)?)?;
+        let h = self.rms_norm(&x, &layer.mlp_norm)?;
+        let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+        Ok((x + layer.down.forward(&act)?)?)
+    }
+
+    /// Final norm and LM head, only on the rows someone asked for; split per entry.
+    fn head(
+        &self,
+        x: &Tensor,
+        layout: &Layout,
+        entries: &[BatchEntry<'_, LlamaCache>],
+    ) -> Result<Vec<Logits>> {
+        let mut rows = Vec::new();
+        let mut counts = Vec::with_capacity(entries.len());
+        for (e, s) in entries.iter().zip(&layout.spans) {
+            match e.positions {
+                Positions::All => rows.extend((s.start..s.start + s.len).map(|r| r as u32)),
+                Positions::Last => rows.push((s.start + s.len - 1) as u32),
             }
-            let len = rows.len();
-            x.index_select(&Tensor::from_vec(rows, len, &self.device)?, 0)?
+            counts.push(match e.positions {
+                Positions::All => s.len,
+                Positions::Last => 1,
+            });
+        }
+        let x = if rows.len() == layout.total {
+            x.clone()
+        } else {
+            let n = rows.len();
+            x.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?
         };
         let x = self.rms_norm(&x, &self.norm)?;
         let logits = self
@@ -283,17 +355,14 @@ impl Llama {
             .flatten_all()?
             .to_vec1::<f32>()?;
         let vocab = self.cfg.vocab_size;
-        let mut out = Vec::with_capacity(entries.len());
         let mut at = 0;
-        for (e, (rows, &(_, n, past))) in entries.iter_mut().zip(rows_per_entry.iter().zip(&spans))
-        {
-            out.push(Logits::new(
-                logits[at * vocab..(at + rows) * vocab].to_vec(),
-                vocab,
-            ));
-            at += rows;
-            e.cache.set_len(past + n);
-        }
-        Ok(out)
+        Ok(counts
+            .into_iter()
+            .map(|n| {
+                let l = Logits::new(logits[at * vocab..(at + n) * vocab].to_vec(), vocab);
+                at += n;
+                l
+            })
+            .collect())
     }
 }
