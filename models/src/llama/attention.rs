@@ -8,12 +8,7 @@
 //! q        2 tokens × 4 heads × d  → 2 kv-groups × (2 heads · 2 tokens) × d
 //! k, v     written at cache positions 3..5 → cache view 2 × 5 × d
 //! scores   2 × 4 × 5, masked so block token t sees positions ≤ 3 + t
-//! out      softmax(scores) · v → 4 heads × 2 tokens × d
-//! ```
-//!
-//! Outputs of all sessions are joined along the token axis and turned back into
-//! `tokens × (heads · d)` once per layer.
-//! ```text
+//! out      softmax(scores) · v → 2 × 4 × d → 2 tokens × (4 · d)
 //! ```
 
 use candle_core::Tensor;
@@ -23,8 +18,8 @@ use super::{Layer, Llama, Span};
 use crate::config::RopeLayout;
 use crate::error::Result;
 
-/// A layer's queries, keys and values for the whole batch, RoPE applied, laid out
-/// head-major (`heads × tokens × head_dim`) so that a session's slice is one narrow.
+/// A layer's queries, keys and values for the whole batch (`tokens × heads ×
+/// head_dim`), RoPE applied.
 pub(super) struct Rotated<'m> {
     model: &'m Llama,
     q: Tensor,
@@ -34,7 +29,7 @@ pub(super) struct Rotated<'m> {
 
 impl<'m> Rotated<'m> {
     /// Projects `h` (`tokens × hidden`) and rotates q and k by each token's position.
-    /// `cos`, `sin` are `tokens × 1 × head_dim/2`. Queries are pre-scaled by 1/√d.
+    /// `cos`, `sin` are `tokens × 1 × head_dim/2`.
     pub(super) fn new(
         model: &'m Llama,
         layer: &Layer,
@@ -53,23 +48,16 @@ impl<'m> Rotated<'m> {
             };
             Ok(y.reshape((t, heads, cfg.head_dim))?)
         };
-        let head_major = |x: Tensor| -> Result<Tensor> { Ok(x.transpose(0, 1)?.contiguous()?) };
         let q = rot(layer.q.forward(h)?, cfg.num_heads)?;
-        let q = head_major((q * (1.0 / (cfg.head_dim as f64).sqrt()))?)?;
-        let k = head_major(rot(layer.k.forward(h)?, cfg.num_kv_heads)?)?;
+        let k = rot(layer.k.forward(h)?, cfg.num_kv_heads)?;
         let v = layer
             .v
             .forward(h)?
             .reshape((t, cfg.num_kv_heads, cfg.head_dim))?;
-        Ok(Rotated {
-            model,
-            q,
-            k,
-            v: head_major(v)?,
-        })
+        Ok(Rotated { model, q, k, v })
     }
 
-    /// Attention output (`heads × n × head_dim`) for the `n` tokens at `start` of the
+    /// Attention output (`n × heads·head_dim`) for the `n` tokens at `start` of the
     /// batch, which follow `past` tokens already in `cache`; writes their keys and
     /// values into the cache. `mask` is the session's causal mask (`n × (past + n)`,
     /// 0 or −∞), absent when `n == 1`.
@@ -87,15 +75,14 @@ impl<'m> Rotated<'m> {
         let cfg = &self.model.cfg;
         let (heads, kv_heads, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let group = heads / kv_heads;
-        let k = self.k.narrow(1, start, n)?.contiguous()?;
-        let v = self.v.narrow(1, start, n)?.contiguous()?;
-        let (keys, values) = cache.write(layer, past, &k, &v)?;
+        let head_major = |x: &Tensor| -> Result<Tensor> {
+            Ok(x.narrow(0, start, n)?.transpose(0, 1)?.contiguous()?)
+        };
+        let (keys, values) =
+            cache.write(layer, past, &head_major(&self.k)?, &head_major(&self.v)?)?;
         let total = past + n;
-        let q = self
-            .q
-            .narrow(1, start, n)?
-            .contiguous()?
-            .reshape((kv_heads, group * n, d))?;
+        let q = head_major(&self.q)?.reshape((kv_heads, group * n, d))?;
+        let q = (q * (1.0 / (d as f64).sqrt()))?;
         let mut scores = q.matmul(&keys.t()?)?;
         if let Some(mask) = mask {
             scores = scores
@@ -104,7 +91,11 @@ impl<'m> Rotated<'m> {
                 .reshape((kv_heads, group * n, total))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        Ok(probs.matmul(&values)?.reshape((heads, n, d))?)
+        Ok(probs
+            .matmul(&values)?
+            .reshape((heads, n, d))?
+            .transpose(0, 1)?
+            .reshape((n, heads * d))?)
     }
 }
 

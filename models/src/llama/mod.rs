@@ -311,11 +311,8 @@ impl Llama {
         }
         let attn = match outs.len() {
             1 => outs.pop().expect("one output"),
-            _ => Tensor::cat(&outs, 1)?,
+            _ => Tensor::cat(&outs, 0)?,
         };
-        let attn = attn
-            .transpose(0, 1)?
-            .reshape((layout.total, self.cfg.num_heads * self.cfg.head_dim))?;
         let x = (x + layer.o.forward(&attn)?)?;
         let h = self.rms_norm(&x, &layer.mlp_norm)?;
         let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
