@@ -239,8 +239,8 @@ fn unknown_builtin_is_refused_with_the_list() {
     assert!(err.to_string().contains("builtin:tiny-target"), "{err}");
 }
 
-#[test]
-fn gguf_q8_0_draft_matches_the_f32_model() {
+/// The shipped draft as a Q8_0 GGUF file (with its `tokenizer.json`) in a new directory.
+fn q8_0_draft() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("draft-q8_0.gguf");
     write_gguf(
@@ -249,6 +249,12 @@ fn gguf_q8_0_draft_matches_the_f32_model() {
         &path,
     )
     .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn gguf_q8_0_draft_matches_the_f32_model() {
+    let (_dir, path) = q8_0_draft();
     let spec: ModelSpec = path.to_str().unwrap().parse().unwrap();
     let q = spec.load(&LoadOptions::default()).unwrap();
     let f = builtin("builtin:tiny-draft");
@@ -282,14 +288,7 @@ fn gguf_q4_k_m_loads_with_k_quants() {
 
 #[test]
 fn gguf_without_tokenizer_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.gguf");
-    write_gguf(
-        &"builtin:tiny-draft".parse().unwrap(),
-        GgufQuant::Q8_0,
-        &path,
-    )
-    .unwrap();
+    let (dir, path) = q8_0_draft();
     std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
     let err = ModelSpec::Gguf(path)
         .load(&LoadOptions::default())

@@ -172,43 +172,27 @@ fn ragged_batch_equals_each_session_alone() {
         // Sessions with different cache lengths (0, 3, 17, 40) and block lengths.
         let pasts = [0usize, 3, 17, 40];
         let blocks = [5usize, 1, 7, 3];
-        let mut caches: Vec<_> = pasts
-            .iter()
-            .enumerate()
-            .map(|(s, &p)| {
-                let mut c = m.new_cache();
-                if p > 0 {
-                    m.forward(
-                        &mut c,
-                        &tokens(s as u64, p, cfg.vocab_size),
-                        Positions::Last,
-                    )
-                    .unwrap();
-                }
-                c
-            })
-            .collect();
+        let prefilled = || -> Vec<_> {
+            pasts
+                .iter()
+                .enumerate()
+                .map(|(s, &p)| {
+                    let mut c = m.new_cache();
+                    if p > 0 {
+                        let ids = tokens(s as u64, p, cfg.vocab_size);
+                        m.forward(&mut c, &ids, Positions::Last).unwrap();
+                    }
+                    c
+                })
+                .collect()
+        };
+        let mut caches = prefilled();
         let block_ids: Vec<Vec<u32>> = blocks
             .iter()
             .enumerate()
             .map(|(s, &n)| tokens(90 + s as u64, n, cfg.vocab_size))
             .collect();
-        let mut alone_caches: Vec<_> = pasts
-            .iter()
-            .enumerate()
-            .map(|(s, &p)| {
-                let mut c = m.new_cache();
-                if p > 0 {
-                    m.forward(
-                        &mut c,
-                        &tokens(s as u64, p, cfg.vocab_size),
-                        Positions::Last,
-                    )
-                    .unwrap();
-                }
-                c
-            })
-            .collect();
+        let mut alone_caches = prefilled();
         let alone: Vec<_> = alone_caches
             .iter_mut()
             .zip(&block_ids)
