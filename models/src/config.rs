@@ -151,16 +151,8 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile {
-                    what: "config.json",
-                    path: path.to_path_buf(),
-                }
-            } else {
-                ModelError::io(path, e)
-            }
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ModelError::open("config.json", path, e))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| ModelError::config(path, format!("not valid JSON: {e}")))?;
         Self::from_json(&value).map_err(|e| match e {

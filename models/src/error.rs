@@ -16,8 +16,8 @@ pub enum ModelError {
         /// Where it was looked for.
         path: PathBuf,
     },
-    /// A file exists but could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -119,11 +119,22 @@ pub enum ModelError {
 
 impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        let path = path.into();
-        if source.kind() == std::io::ErrorKind::NotFound {
-            return ModelError::MissingFile { what: "file", path };
+        ModelError::Io {
+            path: path.into(),
+            source,
         }
-        ModelError::Io { path, source }
+    }
+
+    /// An error opening an input: "not found" becomes [`ModelError::MissingFile`] naming
+    /// `what` the file is for; anything else stays an I/O error.
+    pub(crate) fn open(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            return ModelError::MissingFile {
+                what,
+                path: path.to_path_buf(),
+            };
+        }
+        ModelError::io(path, source)
     }
 
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

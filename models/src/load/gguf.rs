@@ -120,16 +120,7 @@ fn meta_f64(md: &HashMap<String, Value>, key: &str, path: &Path) -> Result<Optio
 
 /// Loads a GGUF file; its tokenizer is the `tokenizer.json` in the same directory.
 pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
-    let file = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ModelError::MissingFile {
-                what: "GGUF file",
-                path: path.to_path_buf(),
-            }
-        } else {
-            ModelError::io(path, e)
-        }
-    })?;
+    let file = File::open(path).map_err(|e| ModelError::open("GGUF file", path, e))?;
     let mut reader = BufReader::new(file);
     let content = gguf_file::Content::read(&mut reader)
         .map_err(|e| ModelError::config(path, format!("not a GGUF file: {e}")))?;

@@ -135,14 +135,5 @@ pub fn load_pair(
 
 /// Reads a file, turning "not found" into [`ModelError::MissingFile`].
 pub(crate) fn read(path: &Path, what: &'static str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ModelError::MissingFile {
-                what,
-                path: path.to_path_buf(),
-            }
-        } else {
-            ModelError::io(path, e)
-        }
-    })
+    std::fs::read(path).map_err(|e| ModelError::open(what, path, e))
 }

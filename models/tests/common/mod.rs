@@ -133,9 +133,3 @@ pub fn random_checkpoint(dir: &Path, hidden: usize, inter: usize, layers: usize,
     }
     candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
 }
-
-/// Whether a cache-holding session type is at the expected length (keeps the trait
-/// import used in every test binary).
-pub fn cache_len<C: SessionCache>(c: &C) -> usize {
-    c.len()
-}
