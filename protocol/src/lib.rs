@@ -2,13 +2,43 @@
 //!
 //! Everything that crosses the wire between an edge draft node and the cloud verifier.
 //!
-//! This crate will own:
-//! - the `.proto` files under `proto/tandem/v1/` (the public contract other languages
-//!   generate clients from) and the prost/tonic types generated from them;
-//! - validation of every incoming message against advertised limits (max draft block,
-//!   max prompt, max sessions, max message size), mapped to precise gRPC status codes;
-//! - the two transports: gRPC (HTTP/2, tonic) and QUIC (quinn, ALPN `tandem/1`);
-//! - the emulated link (one-way delay, jitter, bandwidth, loss) with named profiles.
+//! - [`pb`]: the prost messages and tonic client/server generated from
+//!   `proto/tandem/v1/verifier.proto`, the public contract other languages generate from.
+//! - [`limits`]: the limits a verifier enforces and advertises, and the checks of each
+//!   incoming message against them, as precise [`WireError`]s (gRPC status codes).
+//! - [`convert`]: sampling parameters and draft distributions to and from the wire.
+//! - [`frame`]: length-delimited prost frames, the QUIC stream encoding.
+//! - [`tls`]: the verifier's self-signed certificate and the client's pinned trust.
+//! - [`client`]: one [`client::Connection`] API over gRPC and QUIC for the edge.
+//! - [`link`]: the emulated network link (delay, jitter, bandwidth, loss) and its profiles.
 //!
-//! It sits at the bottom of the workspace beside `tandem-decoding` and depends on no
-//! other Tandem crate.
+//! It sits at the bottom of the workspace beside `tandem-decoding`.
+
+pub mod client;
+pub mod convert;
+mod error;
+pub mod frame;
+pub mod limits;
+pub mod link;
+pub mod tls;
+
+pub use client::{ConnectOptions, Connection, Endpoint, SessionChannel};
+pub use error::{ProtocolError, WireError};
+pub use limits::Limits;
+pub use link::LinkProfile;
+
+/// The generated protocol types (`tandem.v1`).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("tandem.v1");
+
+    /// The encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("tandem_v1_descriptor");
+}
+
+/// ALPN protocol id of Tandem over QUIC.
+pub const ALPN: &[u8] = b"tandem/1";
+
+/// gRPC metadata key (and header) that carries the bearer token.
+pub const AUTH_HEADER: &str = "authorization";

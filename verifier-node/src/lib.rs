@@ -3,11 +3,19 @@
 //! The cloud side of Tandem: the service that runs the target model and verifies draft
 //! blocks from many edge sessions.
 //!
-//! This crate will own:
-//! - sessions and their KV caches, with admission, budgets and idle eviction;
-//! - the scheduler actor that gathers blocks into ragged batches under a token budget and
-//!   a maximum wait, runs one batched forward pass and applies each session's acceptance
-//!   rule from `tandem-decoding`;
-//! - cloud-only generation through the same service, Prometheus metrics, graceful
-//!   shutdown;
-//! - the `verifier-node` binary.
+//! - [`engine`]: one thread that owns the target and every session's KV cache; it
+//!   gathers the commands waiting for it into one ragged batched forward pass, applies
+//!   each session's acceptance rule from `tandem-decoding`, and rolls caches back.
+//! - [`service`]: one session's conversation, shared by both transports.
+//! - [`grpc`] and [`quic`]: the transports; [`server`] starts and stops them.
+//! - The `verifier-node` binary.
+
+pub mod cli;
+pub mod engine;
+pub mod grpc;
+pub mod quic;
+pub mod server;
+pub mod service;
+
+pub use engine::{EngineConfig, EngineHandle};
+pub use server::{ListenConfig, Running, ServeError, serve};

@@ -1,0 +1,130 @@
+//! `verifier-node`: the cloud side of Tandem. Loads the target model once and verifies
+//! draft blocks from edge sessions over gRPC and QUIC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use tandem_models::{LoadOptions, ModelSpec};
+use tandem_verifier::cli::{LimitArgs, read_token};
+use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "verifier-node",
+    version,
+    about = "Tandem's verifier: runs the target model and checks draft blocks from edge sessions over gRPC and QUIC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load a target model and serve it until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Target model: an HF directory, a .gguf file, or builtin:tiny-target.
+    #[arg(long, value_name = "MODEL")]
+    model: ModelSpec,
+    /// gRPC listen address, or "off".
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
+    grpc: String,
+    /// QUIC listen address, or "off".
+    #[arg(long, default_value = "127.0.0.1:50052", value_name = "ADDR")]
+    quic: String,
+    /// Directory of the QUIC certificate (cert.pem, key.pem); created with a
+    /// self-signed certificate on first start. Clients pin DIR/cert.pem with --ca.
+    #[arg(long, default_value = ".tandem/certs", value_name = "DIR")]
+    ca_dir: PathBuf,
+    /// Require this bearer token (first line of the file) on both transports.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+fn addr(flag: &str, value: &str) -> Result<Option<SocketAddr>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| {
+        anyhow!(
+            "--{flag} {value}: expected HOST:PORT with an IP address (e.g. 0.0.0.0:50051) or 'off'"
+        )
+    })
+}
+
+#[allow(unsafe_code)]
+fn main() -> Result<()> {
+    // SAFETY: first statement of main; no other thread exists yet.
+    unsafe { tandem_models::cpu::init_threads() };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let grpc = addr("grpc", &args.grpc)?;
+    let quic = addr("quic", &args.quic)?;
+    let auth_token = match &args.auth_token_file {
+        Some(f) => Some(read_token(f).map_err(|e| anyhow!(e))?),
+        None => None,
+    };
+    let loaded = args
+        .model
+        .load(&LoadOptions::default())
+        .with_context(|| format!("loading the target {}", args.model))?;
+    let info = tandem_models::LanguageModel::info(&loaded.model).clone();
+    tracing::info!(
+        "target {}: {} parameters, vocab {}, context {}",
+        args.model,
+        info.num_parameters,
+        info.vocab_size,
+        info.max_context
+    );
+    let engine = EngineHandle::start(
+        loaded.model,
+        EngineConfig {
+            model_name: args.model.to_string(),
+            limits: args.limits.limits(),
+            max_batch: args.limits.max_batch,
+        },
+    );
+    let running = tandem_verifier::serve(
+        engine,
+        ListenConfig {
+            grpc,
+            quic,
+            cert_dir: args.ca_dir.clone(),
+            auth_token,
+        },
+    )
+    .await?;
+    if let Some(a) = running.grpc_addr {
+        println!("listening on grpc://{a}");
+    }
+    if let Some(a) = running.quic_addr {
+        println!("listening on quic://{a}");
+    }
+    if let Some(c) = &running.cert_path {
+        println!(
+            "QUIC certificate: {} (clients pass --ca {})",
+            c.display(),
+            c.display()
+        );
+    }
+    running.until_ctrl_c().await;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Command-line settings shared by `verifier-node serve` and `tandem generate`.
+
+use std::path::PathBuf;
+
+use tandem_protocol::Limits;
+
+/// The limits a verifier enforces (see `Limits` in the protocol).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Most tokens in one draft block.
+    #[arg(long, default_value_t = Limits::default().max_draft_tokens, value_name = "N")]
+    pub max_draft_tokens: u32,
+    /// Most tokens in a prompt.
+    #[arg(long, default_value_t = Limits::default().max_prompt_tokens, value_name = "N")]
+    pub max_prompt_tokens: u32,
+    /// Most sessions open at once.
+    #[arg(long, default_value_t = Limits::default().max_sessions, value_name = "N")]
+    pub max_sessions: u32,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_message_bytes, value_name = "BYTES")]
+    pub max_message_bytes: u32,
+    /// Most new tokens one session may ask for.
+    #[arg(long, default_value_t = Limits::default().max_new_tokens, value_name = "N")]
+    pub max_new_tokens_limit: u32,
+    /// Most commands gathered into one batched forward pass.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_batch: usize,
+}
+
+impl LimitArgs {
+    /// The limits these settings give.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_draft_tokens: self.max_draft_tokens,
+            max_prompt_tokens: self.max_prompt_tokens,
+            max_sessions: self.max_sessions,
+            max_message_bytes: self.max_message_bytes,
+            max_new_tokens: self.max_new_tokens_limit,
+        }
+    }
+}
+
+/// Reads a bearer token from a file (first line, trimmed); an empty file is an error.
+pub fn read_token(path: &PathBuf) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the auth token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!("the auth token file {} is empty", path.display()));
+    }
+    Ok(token)
+}

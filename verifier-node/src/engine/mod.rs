@@ -1,0 +1,156 @@
+//! The engine: one thread that owns the target model and every session's KV cache.
+//!
+//! Transports talk to it through an [`EngineHandle`]: commands over an mpsc channel,
+//! each with a oneshot reply (TGI's queue pattern). The thread drains whatever
+//! commands are waiting, runs them as one ragged batched forward pass, and answers.
+//! One session appears at most once per pass; a second command for it waits for the
+//! next pass, so a session's blocks are verified in the order they came.
+
+mod session;
+mod worker;
+
+use std::time::Instant;
+
+use tandem_models::LanguageModel;
+use tandem_protocol::limits::{DraftBlock, OpenRequest};
+use tandem_protocol::{Limits, WireError, pb};
+use tokio::sync::{mpsc, oneshot};
+
+/// What the engine serves: the model and the limits.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Name reported in `Info` (the model spec as given).
+    pub model_name: String,
+    /// Input limits.
+    pub limits: Limits,
+    /// Most commands taken into one forward pass.
+    pub max_batch: usize,
+}
+
+/// An event of cloud-only generation, streamed to the session's transport.
+pub type GenEvent = pb::cloud_message::Kind;
+
+pub(crate) enum Command {
+    Open {
+        req: OpenRequest,
+        events: Option<mpsc::UnboundedSender<GenEvent>>,
+        arrived: Instant,
+        reply: oneshot::Sender<Result<pb::Opened, WireError>>,
+    },
+    Verify {
+        session: u64,
+        block: DraftBlock,
+        arrived: Instant,
+        reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
+    },
+    Close {
+        session: u64,
+    },
+}
+
+impl Command {
+    /// The session a command belongs to (None for `Open`, which creates one).
+    fn session(&self) -> Option<u64> {
+        match self {
+            Command::Open { .. } => None,
+            Command::Verify { session, .. } | Command::Close { session } => Some(*session),
+        }
+    }
+}
+
+/// A cheap, cloneable handle to the engine thread.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+    info: pb::InfoResponse,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Open { .. } => write!(f, "Open"),
+            Command::Verify { session, block, .. } => {
+                write!(f, "Verify(session {session}, seq {})", block.seq)
+            }
+            Command::Close { session } => write!(f, "Close({session})"),
+        }
+    }
+}
+
+fn gone() -> WireError {
+    WireError::new(tonic::Code::Unavailable, "the verifier is shutting down")
+}
+
+impl EngineHandle {
+    /// Starts the engine thread with `model`. The thread ends when every handle is gone.
+    pub fn start<M>(model: M, config: EngineConfig) -> Self
+    where
+        M: LanguageModel + 'static,
+    {
+        let info = worker::info_response(&model, &config);
+        let (tx, rx) = mpsc::channel(4096);
+        let limits = config.limits;
+        std::thread::Builder::new()
+            .name("tandem-engine".into())
+            .spawn(move || worker::Worker::new(model, config).run(rx))
+            .expect("spawning the engine thread");
+        Self { tx, info, limits }
+    }
+
+    /// What `Info` answers.
+    pub fn info(&self) -> &pb::InfoResponse {
+        &self.info
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Opens a session (prefill + first token). With `events`, the session generates
+    /// alone and streams its tokens there.
+    pub async fn open(
+        &self,
+        req: OpenRequest,
+        events: Option<mpsc::UnboundedSender<GenEvent>>,
+    ) -> Result<pb::Opened, WireError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Open {
+            req,
+            events,
+            arrived: Instant::now(),
+            reply,
+        };
+        self.tx.send(cmd).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Verifies one draft block of `session`.
+    pub async fn verify(&self, session: u64, block: DraftBlock) -> Result<pb::Verdict, WireError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Verify {
+            session,
+            block,
+            arrived: Instant::now(),
+            reply,
+        };
+        self.tx.send(cmd).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Frees a session's cache (also stops its generation). Never blocks.
+    pub fn close(&self, session: u64) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) =
+            self.tx.try_send(Command::Close { session })
+        {
+            // The queue is full: deliver it later rather than leak the cache.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let tx = self.tx.clone();
+                rt.spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The QUIC transport: ALPN `tandem/1`, one bidirectional stream per session carrying
+//! length-delimited `EdgeMessage`s up and `CloudMessage`s down. A refusal is an `Error`
+//! frame followed by the end of the stream.
+
+use std::sync::Arc;
+
+use tandem_protocol::frame::{self, FrameError};
+use tandem_protocol::{WireError, pb};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::engine::EngineHandle;
+use crate::service::{check_token, msg, run_session};
+
+/// What every QUIC stream handler needs.
+#[derive(Debug, Clone)]
+pub struct QuicContext {
+    /// The engine.
+    pub engine: EngineHandle,
+    /// Required bearer token.
+    pub auth: Option<Arc<str>>,
+    /// Fires on shutdown.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Accepts connections until the endpoint closes.
+pub async fn accept(endpoint: quinn::Endpoint, ctx: QuicContext) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!("QUIC handshake failed: {e}");
+                    return;
+                }
+            };
+            loop {
+                match conn.accept_bi().await {
+                    Ok((send, recv)) => {
+                        tokio::spawn(stream(send, recv, ctx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(
+                            "QUIC connection from {} ended: {e}",
+                            conn.remote_address()
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn refuse(send: &mut quinn::SendStream, e: &WireError) {
+    let _ = frame::write(send, &msg(pb::cloud_message::Kind::Error(e.to_pb(0)))).await;
+    let _ = send.finish();
+}
+
+/// One stream: an `Info` call or a session.
+async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: QuicContext) {
+    let limit = ctx.engine.limits().max_message_bytes;
+    let first: pb::EdgeMessage = match frame::read(&mut recv, limit).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return,
+        Err(e) => return refuse(&mut send, &e.to_wire()).await,
+    };
+    let token = match &first.kind {
+        Some(pb::edge_message::Kind::Info(i)) => &i.auth_token,
+        Some(pb::edge_message::Kind::Open(o)) => &o.auth_token,
+        _ => {
+            let e =
+                WireError::precondition("the first message of a QUIC stream must be Open or Info");
+            return refuse(&mut send, &e).await;
+        }
+    };
+    if let Err(e) = check_token(ctx.auth.as_deref(), Some(token)) {
+        return refuse(&mut send, &e).await;
+    }
+    if let Some(pb::edge_message::Kind::Info(_)) = first.kind {
+        let info = msg(pb::cloud_message::Kind::Info(ctx.engine.info().clone()));
+        let _ = frame::write(&mut send, &info).await;
+        let _ = send.finish();
+        return;
+    }
+    let (in_tx, in_rx) = mpsc::channel::<Result<pb::EdgeMessage, WireError>>(16);
+    let _ = in_tx.send(Ok(first)).await;
+    tokio::spawn(async move {
+        loop {
+            let item = match frame::read::<pb::EdgeMessage, _>(&mut recv, limit).await {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => return,
+                Err(FrameError::Io(e)) => {
+                    tracing::debug!("QUIC stream read failed: {e}");
+                    return;
+                }
+                Err(e) => Err(e.to_wire()),
+            };
+            let end = item.is_err();
+            if in_tx.send(item).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let (out_tx, mut out_rx) = mpsc::channel(64);
+    tokio::spawn(run_session(
+        ctx.engine.clone(),
+        ReceiverStream::new(in_rx),
+        out_tx,
+        ctx.stop.clone(),
+    ));
+    while let Some(item) = out_rx.recv().await {
+        match item {
+            Ok(m) => {
+                if frame::write(&mut send, &m).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => return refuse(&mut send, &e).await,
+        }
+    }
+    let _ = send.finish();
+}

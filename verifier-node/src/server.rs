@@ -1,0 +1,171 @@
+//! Starting and stopping the verifier's listeners.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tandem_protocol::pb::verifier_server::VerifierServer;
+use tandem_protocol::tls::ServerIdentity;
+use tandem_protocol::{ProtocolError, pb};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::engine::EngineHandle;
+use crate::grpc::GrpcService;
+use crate::quic::{self, QuicContext};
+
+/// Where and how to listen.
+#[derive(Debug, Clone, Default)]
+pub struct ListenConfig {
+    /// gRPC address (none: no gRPC).
+    pub grpc: Option<SocketAddr>,
+    /// QUIC address (none: no QUIC).
+    pub quic: Option<SocketAddr>,
+    /// Where the QUIC certificate lives (created on first start).
+    pub cert_dir: PathBuf,
+    /// Required bearer token, on both transports.
+    pub auth_token: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Binding a socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Certificates.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Reflection service setup.
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+    /// Neither transport asked for.
+    #[error("nothing to serve: give a gRPC address, a QUIC address, or both")]
+    NoListener,
+}
+
+/// A running verifier.
+#[derive(Debug)]
+pub struct Running {
+    /// Where gRPC listens.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where QUIC listens.
+    pub quic_addr: Option<SocketAddr>,
+    /// The certificate a QUIC client pins (`--ca`).
+    pub cert_path: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    quic: Option<quinn::Endpoint>,
+}
+
+impl Running {
+    /// Stops at once: every session ends, both listeners close.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(ep) = &self.quic {
+            ep.close(0u32.into(), b"verifier stopped");
+        }
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(ep) = self.quic {
+            ep.wait_idle().await;
+        }
+    }
+
+    /// Runs until Ctrl-C, then stops.
+    pub async fn until_ctrl_c(self) {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: stopping");
+        self.stop().await;
+    }
+}
+
+/// Starts the listeners in `cfg` over `engine`.
+pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, ServeError> {
+    if cfg.grpc.is_none() && cfg.quic.is_none() {
+        return Err(ServeError::NoListener);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let auth: Option<Arc<str>> = cfg.auth_token.as_deref().map(Arc::from);
+    let mut tasks = Vec::new();
+    let mut running = Running {
+        grpc_addr: None,
+        quic_addr: None,
+        cert_path: None,
+        stop: stop_tx,
+        tasks: Vec::new(),
+        quic: None,
+    };
+    if let Some(addr) = cfg.grpc {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        running.grpc_addr = Some(
+            listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?,
+        );
+        let max = engine.limits().max_message_bytes as usize;
+        let svc = VerifierServer::new(GrpcService::new(
+            engine.clone(),
+            auth.clone(),
+            stop_rx.clone(),
+        ))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX);
+        let (health, health_svc) = tonic_health::server::health_reporter();
+        health.set_serving::<VerifierServer<GrpcService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let mut stop = stop_rx.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(health_svc)
+                .add_service(reflection)
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("gRPC server failed: {e}");
+            }
+        }));
+    }
+    if let Some(addr) = cfg.quic {
+        let mut names = Vec::new();
+        if !addr.ip().is_unspecified() {
+            names.push(addr.ip().to_string());
+        }
+        let identity = ServerIdentity::load_or_create(&cfg.cert_dir, &names)?;
+        let endpoint = quinn::Endpoint::server(identity.quic_server_config()?, addr)
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        running.quic_addr = Some(
+            endpoint
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?,
+        );
+        running.cert_path = Some(identity.cert_path.clone());
+        let ctx = QuicContext {
+            engine: engine.clone(),
+            auth,
+            stop: stop_rx,
+        };
+        tasks.push(tokio::spawn(quic::accept(endpoint.clone(), ctx)));
+        running.quic = Some(endpoint);
+    }
+    running.tasks = tasks;
+    Ok(running)
+}

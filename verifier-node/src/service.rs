@@ -1,0 +1,218 @@
+//! One session's conversation, the same for both transports: read the `Open`, check
+//! it, open the session in the engine, then answer each `Draft` with a `Verdict` (or
+//! stream tokens for cloud-only generation) until the edge closes.
+//!
+//! Errors that concern one draft block are answered in-stream (`CloudMessage.error`,
+//! with the block's `seq`) and the session goes on. Errors that make the session
+//! meaningless (a bad `Open`, a broken stream) end it with a status.
+
+use tandem_protocol::{WireError, pb};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::{Stream, StreamExt};
+
+use crate::engine::EngineHandle;
+
+/// What a session sends back: a message, or the status that ends the session.
+pub type Outbound = Result<pb::CloudMessage, WireError>;
+
+/// Wraps a message kind.
+pub fn msg(kind: pb::cloud_message::Kind) -> pb::CloudMessage {
+    pb::CloudMessage { kind: Some(kind) }
+}
+
+/// Frees the session's cache however the conversation ends.
+struct CloseOnDrop<'a> {
+    engine: &'a EngineHandle,
+    id: u64,
+}
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.engine.close(self.id);
+    }
+}
+
+/// Runs one session until the edge closes it, the stream breaks, or `stop` fires.
+pub async fn run_session<S>(
+    engine: EngineHandle,
+    mut inbound: S,
+    out: mpsc::Sender<Outbound>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Stream<Item = Result<pb::EdgeMessage, WireError>> + Unpin + Send,
+{
+    let open = match inbound.next().await {
+        None => return,
+        Some(Err(e)) => {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
+        Some(Ok(pb::EdgeMessage {
+            kind: Some(pb::edge_message::Kind::Open(open)),
+        })) => open,
+        Some(Ok(_)) => {
+            let _ = out
+                .send(Err(WireError::precondition(
+                    "the first message of a session must be Open",
+                )))
+                .await;
+            return;
+        }
+    };
+    let info = engine.info();
+    let (vocab, max_context) = (info.vocab_size as usize, info.max_context as usize);
+    let req =
+        match engine
+            .limits()
+            .check_open(open, vocab, max_context, &info.tokenizer_fingerprint)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
+                return;
+            }
+        };
+    let stochastic = req.stochastic;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let generate = req.generate.then_some(events_tx);
+    let is_generating = generate.is_some();
+    let opened = tokio::select! {
+        r = engine.open(req, generate) => r,
+        _ = stop.changed() => return,
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
+    };
+    let id = opened.session_id;
+    let _guard = CloseOnDrop {
+        engine: &engine,
+        id,
+    };
+    if out
+        .send(Ok(msg(pb::cloud_message::Kind::Opened(opened))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.changed() => return,
+            ev = events.recv(), if is_generating => {
+                let Some(kind) = ev else { return };
+                let last = matches!(
+                    kind,
+                    pb::cloud_message::Kind::Finished(_) | pb::cloud_message::Kind::Error(_)
+                );
+                if out.send(Ok(msg(kind))).await.is_err() || last {
+                    return;
+                }
+                continue;
+            }
+            m = inbound.next() => m,
+        };
+        let m = match incoming {
+            None => return,
+            Some(Err(e)) => {
+                let _ = out.send(Err(e)).await;
+                return;
+            }
+            Some(Ok(m)) => m,
+        };
+        let reply = match m.kind {
+            Some(pb::edge_message::Kind::Draft(d)) if !is_generating => {
+                let seq = d.seq;
+                let answer = match engine.limits().check_draft(d, vocab, stochastic) {
+                    Err(e) => Err(e),
+                    Ok(block) if block.session_id != id => Err(WireError::new(
+                        tonic::Code::NotFound,
+                        format!(
+                            "unknown session {} on this stream (it serves session {id})",
+                            block.session_id
+                        ),
+                    )),
+                    Ok(block) => tokio::select! {
+                        r = engine.verify(id, block) => r,
+                        _ = stop.changed() => return,
+                    },
+                };
+                match answer {
+                    Ok(v) => pb::cloud_message::Kind::Verdict(v),
+                    Err(e) => pb::cloud_message::Kind::Error(e.to_pb(seq)),
+                }
+            }
+            Some(pb::edge_message::Kind::Draft(d)) => pb::cloud_message::Kind::Error(
+                WireError::precondition(
+                    "this session generates alone (Open.generate); it takes no drafts",
+                )
+                .to_pb(d.seq),
+            ),
+            Some(pb::edge_message::Kind::Close(_)) => return,
+            Some(pb::edge_message::Kind::Info(_)) => pb::cloud_message::Kind::Info(info.clone()),
+            Some(pb::edge_message::Kind::Open(_)) => {
+                let _ = out
+                    .send(Err(WireError::precondition(
+                        "this stream already has an open session; open another stream",
+                    )))
+                    .await;
+                return;
+            }
+            None => {
+                let _ = out
+                    .send(Err(WireError::invalid("an EdgeMessage with no content")))
+                    .await;
+                return;
+            }
+        };
+        if out.send(Ok(msg(reply))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Checks a bearer token in constant time. `expected` None: no token required.
+pub fn check_token(expected: Option<&str>, got: Option<&str>) -> Result<(), WireError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let Some(got) = got.filter(|g| !g.is_empty()) else {
+        return Err(WireError::unauthenticated(
+            "this verifier requires a bearer token (gRPC: 'authorization: Bearer <token>' metadata; QUIC: Open.auth_token)",
+        ));
+    };
+    let (a, b) = (expected.as_bytes(), got.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    if diff == 0 {
+        Ok(())
+    } else {
+        Err(WireError::unauthenticated("wrong bearer token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked() {
+        assert!(check_token(None, None).is_ok());
+        assert!(check_token(Some("s3cret"), Some("s3cret")).is_ok());
+        for got in [
+            None,
+            Some(""),
+            Some("s3cre"),
+            Some("s3cret!"),
+            Some("S3cret"),
+        ] {
+            let e = check_token(Some("s3cret"), got).unwrap_err();
+            assert_eq!(e.code, tonic::Code::Unauthenticated, "{got:?}");
+        }
+    }
+}
