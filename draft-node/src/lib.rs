@@ -1,11 +1,26 @@
 //! # tandem-draft
 //!
-//! The edge side of Tandem: a draft model that proposes tokens and a client of the verifier.
+//! The edge side of Tandem: a draft model that proposes tokens and a client of the
+//! verifier.
 //!
-//! This crate will own:
-//! - the draft loop: extend the committed sequence by up to `k` tokens, keep `q` for
-//!   stochastic verification, roll back to the verifier's committed length;
-//! - the strategies: `cloud_only`, `edge_only`, `speculative{k}`, `adaptive{policy}`,
-//!   `pipelined`, and fallback when the verifier is unreachable or too slow;
-//! - per-round records (draft time, bytes, network, queue and forward time, accepted);
-//! - the `draft-node` binary.
+//! - [`drafter`]: the draft model and its cache, synchronised by longest common prefix.
+//! - [`strategy`]: `cloud_only`, `edge_only`, `speculative{k}`, `adaptive{policy}`,
+//!   `pipelined{k}`.
+//! - [`generate`]: one request under a strategy, with fallback to the draft alone when
+//!   the verifier is lost, and resync when it is back.
+//! - [`record`]: per-round records and the request summary.
+//! - [`cli`]: the options of `draft-node generate` and `tandem generate`.
+
+pub mod cli;
+pub mod drafter;
+mod error;
+pub mod generate;
+pub mod record;
+mod remote;
+pub mod strategy;
+
+pub use error::DraftError;
+pub use generate::{Edge, GenerateConfig, generate};
+pub use record::{Report, RoundRecord, Summary};
+pub use remote::{Lost, VerifierTarget};
+pub use strategy::Strategy;

@@ -1,0 +1,253 @@
+//! The options of `draft-node generate` (and `tandem generate`), and what they do.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tandem_decoding::SamplingParams;
+use tandem_decoding::policy::PolicySpec;
+use tandem_models::{Loaded, ModelSpec, StreamDecoder, Tokenizer};
+use tandem_protocol::LinkProfile;
+use tandem_protocol::client::{ConnectOptions, Endpoint};
+
+use crate::generate::{Edge, GenerateConfig, generate};
+use crate::record::Report;
+use crate::remote::VerifierTarget;
+use crate::{DraftError, Strategy};
+
+/// How to generate: strategy, prompt, sampling, link, output.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    /// Draft model: an HF directory, a .gguf file, or builtin:tiny-draft. Not needed
+    /// for cloud_only.
+    #[arg(long, value_name = "MODEL")]
+    pub draft: Option<ModelSpec>,
+    /// cloud_only, edge_only, speculative, adaptive or pipelined.
+    #[arg(long, default_value = "speculative", value_name = "STRATEGY")]
+    pub strategy: String,
+    /// Draft length for speculative and pipelined.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub k: usize,
+    /// Draft-length policy for adaptive: fixed:K, +2/-1[:MAX], p_min:P[:MAX], goodput[:MAX].
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<PolicySpec>,
+    /// Prompt text (tokenized with the draft's tokenizer, or --tokenizer).
+    #[arg(
+        long,
+        value_name = "TEXT",
+        conflicts_with = "prompt_ids",
+        required_unless_present = "prompt_ids"
+    )]
+    pub prompt: Option<String>,
+    /// Prompt as token ids, e.g. 0,52,17 (nothing is prepended).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy (the default).
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    pub temperature: f32,
+    /// Keep the K most likely tokens (0: off).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub top_k: usize,
+    /// Nucleus sampling mass (1: off).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    pub top_p: f32,
+    /// Drop tokens below P times the top probability (0: off).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub min_p: f32,
+    /// Seed of every random stream (sampling, acceptance, link jitter and loss).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Do not stop at end-of-sequence tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Emulated link: lan, wifi, 5g, lte, wan, satellite, or
+    /// delay=MS,jitter=MS,up=MBPS,down=MBPS,loss=P.
+    #[arg(long, value_name = "PROFILE")]
+    pub link: Option<LinkProfile>,
+    /// Print one JSON object (ids, text, rounds, summary) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Bearer token for the verifier (first line of the file).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// How long to wait for the verifier before going on with the draft alone, ms.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub deadline_ms: u64,
+    /// How often to try the verifier again while going on alone, ms.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub retry_ms: u64,
+    /// Fail instead of going on alone when the verifier is lost.
+    #[arg(long)]
+    pub no_fallback: bool,
+    /// tokenizer.json for --prompt when there is no draft model (cloud_only).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl GenerateArgs {
+    /// The strategy these options name.
+    pub fn strategy(&self) -> Result<Strategy, DraftError> {
+        Strategy::from_parts(&self.strategy, self.k, self.policy).map_err(DraftError::Usage)
+    }
+
+    /// Sampling parameters.
+    pub fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+        }
+    }
+
+    /// Connection options for `endpoint` (`ca`: the certificate for QUIC).
+    pub fn target(
+        &self,
+        endpoint: Endpoint,
+        ca: Option<PathBuf>,
+    ) -> Result<VerifierTarget, DraftError> {
+        let auth_token = match &self.auth_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    DraftError::Usage(format!(
+                        "cannot read the auth token file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+            None => None,
+        };
+        Ok(VerifierTarget {
+            endpoint,
+            options: ConnectOptions {
+                ca,
+                auth_token,
+                link: self.link.clone(),
+                link_seed: self.seed,
+                max_message_bytes: 0,
+            },
+        })
+    }
+
+    /// The prompt's token ids: `--prompt-ids` as given, or `--prompt` tokenized with a
+    /// BOS in front when the model has one.
+    pub fn prompt_ids(
+        &self,
+        tokenizer: Option<&Tokenizer>,
+        bos: Option<u32>,
+    ) -> Result<Vec<u32>, DraftError> {
+        if let Some(ids) = &self.prompt_ids {
+            return Ok(ids.clone());
+        }
+        let text = self.prompt.as_deref().unwrap_or_default();
+        let tok = tokenizer.ok_or_else(|| {
+            DraftError::Usage(
+                "--prompt needs a tokenizer: give --draft or --tokenizer, or pass --prompt-ids"
+                    .into(),
+            )
+        })?;
+        let mut ids: Vec<u32> = bos.into_iter().collect();
+        ids.extend(tok.encode(text)?);
+        Ok(ids)
+    }
+}
+
+/// Runs one generation and writes it out: text streamed to stdout as it is committed
+/// (unverified tokens dimmed on a terminal) and a summary on stderr; or, with
+/// `--json`, one JSON object on stdout at the end.
+pub async fn run(
+    args: &GenerateArgs,
+    draft: Option<&Loaded>,
+    verifier: Option<VerifierTarget>,
+    tokenizer: Option<&Tokenizer>,
+    prompt: Vec<u32>,
+) -> Result<Report, DraftError> {
+    let cfg = GenerateConfig {
+        strategy: args.strategy()?,
+        prompt,
+        max_new_tokens: args.max_new_tokens,
+        sampling: args.sampling(),
+        seed: args.seed,
+        ignore_eos: args.ignore_eos,
+        deadline: Duration::from_millis(args.deadline_ms),
+        fallback: !args.no_fallback,
+        retry: Duration::from_millis(args.retry_ms),
+    };
+    let edge = Edge {
+        draft: draft.map(|l| &l.model),
+        verifier,
+    };
+    let stream = !args.json;
+    let dim = stream && std::io::stdout().is_terminal();
+    let mut decoder: Option<StreamDecoder> = tokenizer.map(|t| t.stream());
+    let mut on_tokens = |tokens: &[u32], verified: bool| {
+        if !stream {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let mut text = String::new();
+        for &t in tokens {
+            match decoder.as_mut() {
+                Some(d) => text.push_str(&d.push(t).unwrap_or_default()),
+                None => text.push_str(&format!("{t} ")),
+            }
+        }
+        let _ = if dim && !verified {
+            write!(out, "\x1b[2m{text}\x1b[0m")
+        } else {
+            write!(out, "{text}")
+        };
+        let _ = out.flush();
+    };
+    let mut report = generate(&edge, &cfg, &mut on_tokens).await?;
+    if let Some(tok) = tokenizer {
+        report.text = tok.decode(&report.output_ids)?;
+    }
+    if stream {
+        if let Some(d) = decoder.as_mut() {
+            print!("{}", d.finish().unwrap_or_default());
+        }
+        println!();
+        eprintln!("{}", summary_line(&report));
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("a report always serialises")
+        );
+    }
+    Ok(report)
+}
+
+/// The closing summary, for people.
+pub fn summary_line(r: &Report) -> String {
+    let s = &r.summary;
+    let mut line = format!(
+        "[{}] {} tokens in {} rounds ({}) | TTFT {:.1} ms | TPOT {:.2} ms | end-to-end {:.1} ms | {} B up, {} B down",
+        r.strategy,
+        s.tokens,
+        s.rounds,
+        s.stop,
+        s.ttft_ms,
+        s.tpot_ms,
+        s.e2e_ms,
+        s.bytes_up,
+        s.bytes_down
+    );
+    if s.drafted > 0 {
+        line.push_str(&format!(
+            " | acceptance {:.3}, mean accepted length {:.2}",
+            s.acceptance_rate, s.mean_accepted_length
+        ));
+    }
+    if s.unverified_tokens > 0 {
+        line.push_str(&format!(
+            " | {} unverified tokens, {} fallbacks, {} resyncs",
+            s.unverified_tokens, s.fallbacks, s.resyncs
+        ));
+    }
+    line
+}

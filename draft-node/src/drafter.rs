@@ -1,0 +1,112 @@
+//! The draft model and its cache, kept in step with whatever sequence it drafts after.
+//!
+//! The drafter remembers which tokens its cache holds. Before drafting after a sequence
+//! it keeps the longest common prefix of the two and runs only the rest, so a rollback
+//! after a verdict, a pipelined guess that did not come true, or a resync after fallback
+//! all come down to one rule: cache = longest common prefix, then catch up.
+
+use tandem_decoding::{Distribution, SamplingParams, SessionRng, sampling::argmax};
+use tandem_models::{LanguageModel, Positions, SessionCache};
+
+use crate::DraftError;
+
+/// Tokens the draft proposed, with the distributions they were drawn from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Block {
+    /// Drafted tokens.
+    pub tokens: Vec<u32>,
+    /// The draft's distribution at each token (stochastic sampling), else empty.
+    pub q: Vec<Distribution>,
+}
+
+/// Draft model, its cache and its random stream.
+pub struct Drafter<'m, M: LanguageModel> {
+    model: &'m M,
+    cache: M::Cache,
+    cached: Vec<u32>,
+    sampling: SamplingParams,
+    rng: SessionRng,
+}
+
+impl<M: LanguageModel> std::fmt::Debug for Drafter<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Drafter({} cached tokens)", self.cached.len())
+    }
+}
+
+/// Runs a CPU-heavy closure without stalling the other tasks of a multi-threaded
+/// runtime (the link emulation and the transport keep running meanwhile).
+pub(crate) fn compute<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl<'m, M: LanguageModel> Drafter<'m, M> {
+    /// A drafter with an empty cache, sampling with `sampling` from `rng`.
+    pub fn new(model: &'m M, sampling: SamplingParams, rng: SessionRng) -> Self {
+        Self {
+            model,
+            cache: model.new_cache(),
+            cached: Vec::new(),
+            sampling,
+            rng,
+        }
+    }
+
+    /// Drafts up to `n` tokens after `seq`. `keep(position, top1)` may stop early (it is
+    /// asked before each token after the first).
+    pub fn draft(
+        &mut self,
+        seq: &[u32],
+        n: usize,
+        mut keep: impl FnMut(usize, f32) -> bool,
+    ) -> Result<Block, DraftError> {
+        let mut block = Block::default();
+        if n == 0 {
+            return Ok(block);
+        }
+        let common = self
+            .cached
+            .iter()
+            .zip(seq)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(seq.len() - 1);
+        self.cache.truncate(common)?;
+        self.cached.truncate(common);
+        let mut pending: Vec<u32> = seq[common..].to_vec();
+        for i in 0..n {
+            let logits = compute(|| {
+                self.model
+                    .forward(&mut self.cache, &pending, Positions::Last)
+            })?;
+            self.cached.extend_from_slice(&pending);
+            let row = logits.last();
+            if i > 0 && !keep(i, top1_prob(row)) {
+                break;
+            }
+            let token = if self.sampling.is_greedy() {
+                argmax(row)
+            } else {
+                let q = self.sampling.distribution(row);
+                let t = q.sample(&mut self.rng);
+                block.q.push(q);
+                t
+            };
+            block.tokens.push(token);
+            pending = vec![token];
+        }
+        Ok(block)
+    }
+}
+
+/// Probability of the most likely token under softmax(row).
+fn top1_prob(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let z: f32 = row.iter().map(|&l| (l - max).exp()).sum();
+    1.0 / z
+}

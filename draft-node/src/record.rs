@@ -1,0 +1,148 @@
+//! What a generation produced and how every round went: the rows experiments record
+//! and `--json` prints.
+
+use serde::Serialize;
+
+/// One round: a draft block and its verdict, one cloud-only token, or one step the
+/// edge took alone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RoundRecord {
+    /// 0-based round number.
+    pub round: usize,
+    /// `verified` (speculative), `cloud` (cloud-only token), `edge` (edge-only or
+    /// fallback: not verified), `stale` (a pipelined block dropped unverified).
+    pub kind: &'static str,
+    /// Draft length asked for (the policy's `k`).
+    pub k: usize,
+    /// Tokens drafted.
+    pub drafted: usize,
+    /// Drafted tokens the verifier accepted.
+    pub accepted: usize,
+    /// Tokens this round added to the output.
+    pub committed: usize,
+    /// Time spent drafting, ns.
+    pub draft_ns: u64,
+    /// From sending the block to its verdict, ns (network + queue + forward).
+    pub wait_ns: u64,
+    /// `wait_ns` minus the verifier's queue and forward time: the network's share, ns.
+    pub network_ns: u64,
+    /// The verifier's queue wait, ns.
+    pub queue_ns: u64,
+    /// The verifier's forward pass, ns.
+    pub forward_ns: u64,
+    /// Sessions in that forward pass.
+    pub batch_size: u32,
+    /// Tokens in that forward pass.
+    pub batch_tokens: u32,
+    /// Bytes sent during the round.
+    pub bytes_up: u64,
+    /// Bytes received during the round.
+    pub bytes_down: u64,
+}
+
+/// Totals of one generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Generated tokens.
+    pub tokens: usize,
+    /// Generated tokens the target never verified (edge-only or fallback).
+    pub unverified_tokens: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// Tokens drafted in verified rounds.
+    pub drafted: usize,
+    /// Of those, accepted.
+    pub accepted: usize,
+    /// accepted / drafted (vLLM's definition); 0 without drafts.
+    pub acceptance_rate: f64,
+    /// 1 + accepted / verified rounds (vLLM's mean acceptance length); 0 without drafts.
+    pub mean_accepted_length: f64,
+    /// Time to first token, ms.
+    pub ttft_ms: f64,
+    /// Time per output token after the first, ms.
+    pub tpot_ms: f64,
+    /// Start to last token, ms.
+    pub e2e_ms: f64,
+    /// Bytes sent to the verifier.
+    pub bytes_up: u64,
+    /// Bytes received from it.
+    pub bytes_down: u64,
+    /// Times the edge lost the verifier and went on alone.
+    pub fallbacks: usize,
+    /// Times it re-opened its session after a fallback.
+    pub resyncs: usize,
+    /// Why generation stopped: `eos` or `length`.
+    pub stop: String,
+}
+
+/// Everything one generation produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// The strategy, as given.
+    pub strategy: String,
+    /// The prompt's token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Generated token ids (the prompt excluded).
+    pub output_ids: Vec<u32>,
+    /// Indices into `output_ids` of tokens the target never verified.
+    pub unverified: Vec<usize>,
+    /// The generated text (empty without a tokenizer).
+    pub text: String,
+    /// Every round.
+    pub rounds: Vec<RoundRecord>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Fills `summary` from the rounds and token lists; timings are the caller's.
+    pub fn summarise(&mut self) {
+        let s = &mut self.summary;
+        s.tokens = self.output_ids.len();
+        s.unverified_tokens = self.unverified.len();
+        s.rounds = self.rounds.len();
+        let verified: Vec<&RoundRecord> = self
+            .rounds
+            .iter()
+            .filter(|r| r.kind == "verified")
+            .collect();
+        s.drafted = verified.iter().map(|r| r.drafted).sum();
+        s.accepted = verified.iter().map(|r| r.accepted).sum();
+        if s.drafted > 0 {
+            s.acceptance_rate = s.accepted as f64 / s.drafted as f64;
+            s.mean_accepted_length = 1.0 + s.accepted as f64 / verified.len() as f64;
+        }
+        if s.tokens > 1 {
+            s.tpot_ms = (s.e2e_ms - s.ttft_ms) / (s.tokens - 1) as f64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_uses_vllm_definitions() {
+        let round = |drafted, accepted| RoundRecord {
+            kind: "verified",
+            drafted,
+            accepted,
+            ..Default::default()
+        };
+        let mut r = Report {
+            output_ids: vec![1; 11],
+            rounds: vec![round(4, 4), round(4, 1), round(4, 0)],
+            summary: Summary {
+                ttft_ms: 10.0,
+                e2e_ms: 60.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        r.summarise();
+        assert_eq!(r.summary.acceptance_rate, 5.0 / 12.0);
+        assert!((r.summary.mean_accepted_length - (1.0 + 5.0 / 3.0)).abs() < 1e-12);
+        assert_eq!(r.summary.tpot_ms, 5.0);
+    }
+}

@@ -1,0 +1,173 @@
+//! The edge's session with the verifier: connect, open (or re-open), send blocks,
+//! wait for answers under a deadline.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tandem_protocol::client::{ConnectOptions, Connection, Endpoint, SessionChannel};
+use tandem_protocol::{ProtocolError, WireError, pb};
+use tonic::Code;
+
+/// Which verifier, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct VerifierTarget {
+    /// Its address.
+    pub endpoint: Endpoint,
+    /// Certificates, token, emulated link.
+    pub options: ConnectOptions,
+}
+
+/// Why no answer came.
+#[derive(Debug, thiserror::Error)]
+pub enum Lost {
+    /// Nothing within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed or broke.
+    #[error(transparent)]
+    Link(ProtocolError),
+    /// The verifier refused (a status that ended the session).
+    #[error("{0}")]
+    Refused(WireError),
+}
+
+impl From<ProtocolError> for Lost {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::Refused(w) if w.code != Code::Unavailable => Lost::Refused(w),
+            other => Lost::Link(other),
+        }
+    }
+}
+
+/// A connection and at most one open session on it.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    target: VerifierTarget,
+    conn: Option<Connection>,
+    chan: Option<SessionChannel>,
+    /// Bytes of sessions already closed.
+    closed_up: u64,
+    closed_down: u64,
+    pub info: Option<pb::InfoResponse>,
+}
+
+impl Remote {
+    pub fn new(target: VerifierTarget) -> Self {
+        Self {
+            target,
+            conn: None,
+            chan: None,
+            closed_up: 0,
+            closed_down: 0,
+            info: None,
+        }
+    }
+
+    /// Connects (if not connected) and asks for `Info`.
+    pub async fn connect(&mut self, deadline: Duration) -> Result<&pb::InfoResponse, Lost> {
+        if self.conn.is_none() {
+            let conn = tokio::time::timeout(
+                deadline,
+                Connection::connect(&self.target.endpoint, self.target.options.clone()),
+            )
+            .await
+            .map_err(|_| Lost::Timeout(deadline))??;
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_ref().expect("just set");
+        match tokio::time::timeout(deadline, conn.info()).await {
+            Err(_) => {
+                self.conn = None;
+                Err(Lost::Timeout(deadline))
+            }
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e.into())
+            }
+            Ok(Ok(info)) => Ok(self.info.insert(info)),
+        }
+    }
+
+    /// Opens a session stream and sends `open`; returns the `Opened` answer.
+    pub async fn open(&mut self, open: pb::Open, deadline: Duration) -> Result<pb::Opened, Lost> {
+        self.close();
+        let conn = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| Lost::Link(ProtocolError::Disconnected("not connected".into())))?;
+        let chan = conn.open_session().await.map_err(|e| {
+            self.conn = None;
+            Lost::from(e)
+        })?;
+        self.chan = Some(chan);
+        self.send(pb::edge_message::Kind::Open(open)).await?;
+        match self.recv(deadline).await? {
+            pb::cloud_message::Kind::Opened(o) => Ok(o),
+            pb::cloud_message::Kind::Error(e) => Err(Lost::Refused(WireError::from_pb(&e))),
+            other => Err(Lost::Link(ProtocolError::BadFrame(format!(
+                "expected Opened, got {other:?}"
+            )))),
+        }
+    }
+
+    pub async fn send(&mut self, kind: pb::edge_message::Kind) -> Result<(), Lost> {
+        let chan = self.chan.as_ref().ok_or_else(no_session)?;
+        chan.tx
+            .send(pb::EdgeMessage { kind: Some(kind) })
+            .await
+            .map_err(|_| {
+                Lost::Link(ProtocolError::Disconnected(
+                    "the session stream closed".into(),
+                ))
+            })
+    }
+
+    /// The next message of the session, or why none came within `deadline`.
+    pub async fn recv(&mut self, deadline: Duration) -> Result<pb::cloud_message::Kind, Lost> {
+        let chan = self.chan.as_mut().ok_or_else(no_session)?;
+        let got = tokio::time::timeout(deadline, chan.rx.recv()).await;
+        let result = match got {
+            Err(_) => Err(Lost::Timeout(deadline)),
+            Ok(None) => Err(Lost::Link(ProtocolError::Disconnected(
+                "the session stream closed".into(),
+            ))),
+            Ok(Some(Err(e))) => Err(e.into()),
+            Ok(Some(Ok(pb::CloudMessage { kind: Some(kind) }))) => Ok(kind),
+            Ok(Some(Ok(_))) => Err(Lost::Link(ProtocolError::BadFrame(
+                "empty CloudMessage".into(),
+            ))),
+        };
+        if let Err(Lost::Link(_) | Lost::Timeout(_)) = &result {
+            // The connection is suspect: start over on the next attempt.
+            self.close();
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Bytes sent and received so far, all sessions together.
+    pub fn bytes(&self) -> (u64, u64) {
+        let (mut up, mut down) = (self.closed_up, self.closed_down);
+        if let Some(c) = &self.chan {
+            up += c.bytes.up.load(Ordering::Relaxed);
+            down += c.bytes.down.load(Ordering::Relaxed);
+        }
+        (up, down)
+    }
+
+    /// Ends the session stream (the verifier frees the session).
+    pub fn close(&mut self) {
+        if let Some(c) = self.chan.take() {
+            let _ = c.tx.try_send(pb::EdgeMessage {
+                kind: Some(pb::edge_message::Kind::Close(pb::Close {})),
+            });
+            self.closed_up += c.bytes.up.load(Ordering::Relaxed);
+            self.closed_down += c.bytes.down.load(Ordering::Relaxed);
+        }
+    }
+}
+
+fn no_session() -> Lost {
+    Lost::Link(ProtocolError::Disconnected("no open session".into()))
+}
