@@ -128,7 +128,17 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
             .build_v1()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         let mut stop = stop_rx.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Accepted sockets do not inherit the builder's TCP_NODELAY: set it on each, or
+        // Nagle's algorithm and delayed ACKs add 40 ms to a session's first answer.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |s| {
+                if let Ok(s) = &s {
+                    let _ = s.set_nodelay(true);
+                }
+                s
+            },
+        );
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .tcp_nodelay(true)

@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
+use tandem_experiments::generatecmd::{self, LocalGenerateArgs};
 use tandem_experiments::modelcmd::{self, QuantizeArgs, TrainTinyArgs};
 use tandem_experiments::predict::{self, Setting};
 
@@ -29,6 +30,9 @@ enum Command {
     TrainTiny(TrainTinyArgs),
     /// Convert an HF-layout model to a quantized GGUF file for an edge draft.
     Quantize(QuantizeArgs),
+    /// Generate with a draft model and a target, the verifier running in this process
+    /// behind a loopback socket (the options of `draft-node generate`, plus --target).
+    Generate(LocalGenerateArgs),
 }
 
 #[allow(unsafe_code)]
@@ -44,6 +48,16 @@ fn main() -> Result<()> {
         }
         Command::TrainTiny(args) => modelcmd::train(&args)?,
         Command::Quantize(args) => modelcmd::quantize(&args)?,
+        Command::Generate(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(generatecmd::generate(args))?
+        }
     }
     Ok(())
 }

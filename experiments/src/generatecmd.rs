@@ -1,0 +1,86 @@
+//! `tandem generate`: `draft-node generate` with the verifier started in-process on a
+//! loopback socket, for quick local use.
+
+use anyhow::{Context, Result};
+use tandem_draft::cli::{GenerateArgs, run};
+use tandem_models::{LanguageModel, LoadOptions, ModelSpec};
+use tandem_protocol::client::{Endpoint, Transport};
+use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
+
+/// Options of `tandem generate`.
+#[derive(Debug, clap::Args)]
+pub struct LocalGenerateArgs {
+    /// Target model: an HF directory, a .gguf file, or builtin:tiny-target.
+    #[arg(long, value_name = "MODEL")]
+    pub target: ModelSpec,
+    /// Transport between the draft loop and the in-process verifier.
+    #[arg(long, default_value = "grpc", value_parser = ["grpc", "quic"])]
+    pub transport: String,
+    /// Everything `draft-node generate` takes.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// Loads the target, serves it on 127.0.0.1 (ephemeral port), generates, stops.
+pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
+    let g = &args.generate;
+    let strategy = g.strategy()?;
+    let opts = LoadOptions::default();
+    let target = args
+        .target
+        .load(&opts)
+        .with_context(|| format!("loading the target {}", args.target))?;
+    let draft = match &g.draft {
+        Some(spec) => Some(
+            spec.load(&opts)
+                .with_context(|| format!("loading the draft {spec}"))?,
+        ),
+        None if strategy.needs_draft() => anyhow::bail!("--strategy {} needs --draft MODEL", g.strategy),
+        None => None,
+    };
+    let bos = target.model.info().bos_token_id;
+    let prompt = g.prompt_ids(Some(&target.tokenizer), bos)?;
+    let certs = tempfile::tempdir().context("creating a certificate directory")?;
+    let transport = if args.transport == "quic" {
+        Transport::Quic
+    } else {
+        Transport::Grpc
+    };
+    let loopback = "127.0.0.1:0".parse().expect("literal");
+    let tokenizer = target.tokenizer.clone();
+    let engine = EngineHandle::start(
+        target.model,
+        EngineConfig {
+            model_name: args.target.to_string(),
+            limits: Default::default(),
+            max_batch: 256,
+        },
+    );
+    let running = tandem_verifier::serve(
+        engine,
+        ListenConfig {
+            grpc: (transport == Transport::Grpc).then_some(loopback),
+            quic: (transport == Transport::Quic).then_some(loopback),
+            cert_dir: certs.path().to_path_buf(),
+            auth_token: None,
+        },
+    )
+    .await?;
+    let addr = running
+        .grpc_addr
+        .or(running.quic_addr)
+        .expect("one listener was asked for");
+    let endpoint = Endpoint {
+        transport,
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let verifier = strategy
+        .needs_verifier()
+        .then(|| g.target(endpoint, running.cert_path.clone()))
+        .transpose()?;
+    let result = run(g, draft.as_ref(), verifier, Some(&tokenizer), prompt).await;
+    running.stop().await;
+    result?;
+    Ok(())
+}
