@@ -60,6 +60,7 @@ pub type OnTokens<'a> = &'a mut (dyn FnMut(&[u32], bool) + Send);
 /// A block in flight.
 struct InFlight {
     seq: u64,
+    ahead: bool,
     block: Block,
     k: usize,
     draft_ns: u64,
@@ -415,6 +416,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         remote.send(pb::edge_message::Kind::Draft(draft)).await?;
         Ok(InFlight {
             seq: self.seq,
+            ahead: false,
             block,
             k,
             draft_ns,
@@ -462,6 +464,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         self.record(RoundRecord {
             kind: "verified",
             k: f.k,
+            ahead: f.ahead,
             drafted: f.block.tokens.len(),
             accepted,
             committed: tokens.len(),
@@ -564,7 +567,8 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                     q: ahead.q.get(1..).map(<[_]>::to_vec).unwrap_or_default(),
                 };
                 ahead_seq.push(guess);
-                if let Ok(f2) = self.send(&ahead_seq, rest, k, draft_ns).await {
+                if let Ok(mut f2) = self.send(&ahead_seq, rest, k, draft_ns).await {
+                    f2.ahead = true;
                     next = Some((guess, f2));
                 }
             }
@@ -587,6 +591,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 self.record(RoundRecord {
                     kind: "stale",
                     k: f2.k,
+                    ahead: true,
                     drafted: f2.block.tokens.len(),
                     draft_ns: f2.draft_ns,
                     ..Default::default()

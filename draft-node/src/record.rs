@@ -14,6 +14,8 @@ pub struct RoundRecord {
     pub kind: &'static str,
     /// Draft length asked for (the policy's `k`).
     pub k: usize,
+    /// Pipelined: the block was drafted ahead, while the previous one was in flight.
+    pub ahead: bool,
     /// Tokens drafted.
     pub drafted: usize,
     /// Drafted tokens the verifier accepted.

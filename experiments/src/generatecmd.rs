@@ -35,7 +35,9 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
             spec.load(&opts)
                 .with_context(|| format!("loading the draft {spec}"))?,
         ),
-        None if strategy.needs_draft() => anyhow::bail!("--strategy {} needs --draft MODEL", g.strategy),
+        None if strategy.needs_draft() => {
+            anyhow::bail!("--strategy {} needs --draft MODEL", g.strategy)
+        }
         None => None,
     };
     let bos = target.model.info().bos_token_id;

@@ -1,0 +1,173 @@
+//! Shared by the end-to-end tests: the shipped pair, a verifier on 127.0.0.1 with both
+//! transports, plain target decoding as the reference, and a generation helper.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tandem_decoding::SamplingParams;
+use tandem_draft::{Edge, GenerateConfig, Report, Strategy, VerifierTarget};
+use tandem_models::{LanguageModel, LoadOptions, Loaded, ModelSpec, Positions};
+use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
+use tandem_protocol::{Limits, LinkProfile};
+use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
+
+pub const PROMPTS: &[&str] = &[
+    "Once upon a time, there was a kind owl named",
+    "Count by 3 from 12: 12 15",
+    "The green box has a kite. The red box has a bell. The pink box has a map. Question: what is in the red box? Answer:",
+    "Repeat after me: fox blue drum cup. Again:",
+];
+
+fn load(spec: &str) -> Loaded {
+    spec.parse::<ModelSpec>()
+        .unwrap()
+        .load(&LoadOptions::default())
+        .unwrap()
+}
+
+/// The shipped draft, loaded once per test binary.
+pub fn draft() -> &'static Loaded {
+    static D: OnceLock<Loaded> = OnceLock::new();
+    D.get_or_init(|| load("builtin:tiny-draft"))
+}
+
+/// The shipped target (a reference copy; each verifier loads its own).
+pub fn target() -> &'static Loaded {
+    static T: OnceLock<Loaded> = OnceLock::new();
+    T.get_or_init(|| load("builtin:tiny-target"))
+}
+
+/// A prompt's ids: BOS, then the text.
+pub fn prompt_ids(text: &str) -> Vec<u32> {
+    let t = target();
+    let mut ids = vec![t.model.info().bos_token_id.unwrap()];
+    ids.extend(t.tokenizer.encode(text).unwrap());
+    ids
+}
+
+/// Plain greedy decoding with the target: the reference every lossless strategy must
+/// reproduce token for token.
+pub fn greedy_reference(prompt: &[u32], max_new: usize, ignore_eos: bool) -> Vec<u32> {
+    let model = &target().model;
+    let mut cache = model.new_cache();
+    let mut last = model.prefill(&mut cache, prompt).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let next = tandem_decoding::sampling::argmax(last.last());
+        out.push(next);
+        if out.len() == max_new || (!ignore_eos && model.info().eos_token_ids.contains(&next)) {
+            return out;
+        }
+        last = model.forward(&mut cache, &[next], Positions::Last).unwrap();
+    }
+}
+
+/// A verifier serving the shipped target on 127.0.0.1, both transports.
+pub struct Verifier {
+    pub running: Running,
+    pub certs: tempfile::TempDir,
+}
+
+pub struct VerifierOptions {
+    pub limits: Limits,
+    pub auth_token: Option<String>,
+    pub grpc: String,
+    pub quic: String,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            auth_token: None,
+            grpc: "127.0.0.1:0".into(),
+            quic: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+pub async fn start_verifier(opts: VerifierOptions) -> Verifier {
+    let certs = tempfile::tempdir().unwrap();
+    start_verifier_in(opts, certs).await
+}
+
+pub async fn start_verifier_in(opts: VerifierOptions, certs: tempfile::TempDir) -> Verifier {
+    let engine = EngineHandle::start(
+        load("builtin:tiny-target").model,
+        EngineConfig {
+            model_name: "builtin:tiny-target".into(),
+            limits: opts.limits,
+            max_batch: 256,
+        },
+    );
+    let running = tandem_verifier::serve(
+        engine,
+        ListenConfig {
+            grpc: Some(opts.grpc.parse().unwrap()),
+            quic: Some(opts.quic.parse().unwrap()),
+            cert_dir: certs.path().to_path_buf(),
+            auth_token: opts.auth_token,
+        },
+    )
+    .await
+    .unwrap();
+    Verifier { running, certs }
+}
+
+impl Verifier {
+    pub fn endpoint(&self, transport: Transport) -> Endpoint {
+        let addr = match transport {
+            Transport::Grpc => self.running.grpc_addr.unwrap(),
+            Transport::Quic => self.running.quic_addr.unwrap(),
+        };
+        Endpoint {
+            transport,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+
+    pub fn target(&self, transport: Transport, link: Option<&str>) -> VerifierTarget {
+        VerifierTarget {
+            endpoint: self.endpoint(transport),
+            options: ConnectOptions {
+                ca: self.running.cert_path.clone(),
+                link: link.map(|l| l.parse::<LinkProfile>().unwrap()),
+                link_seed: 5,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A generation config with test defaults: greedy, no fallback.
+pub fn config(strategy: Strategy, prompt: Vec<u32>, max_new: usize) -> GenerateConfig {
+    GenerateConfig {
+        strategy,
+        prompt,
+        max_new_tokens: max_new,
+        sampling: SamplingParams::greedy(),
+        seed: 11,
+        ignore_eos: false,
+        deadline: Duration::from_secs(20),
+        fallback: false,
+        retry: Duration::from_millis(100),
+    }
+}
+
+/// Runs one generation with the shipped draft against `target`.
+pub async fn run(target: Option<VerifierTarget>, cfg: &GenerateConfig) -> Report {
+    try_run(target, cfg).await.unwrap()
+}
+
+pub async fn try_run(
+    target: Option<VerifierTarget>,
+    cfg: &GenerateConfig,
+) -> Result<Report, tandem_draft::DraftError> {
+    let edge = Edge {
+        draft: Some(&draft().model),
+        verifier: target,
+    };
+    tandem_draft::generate(&edge, cfg, &mut |_, _| {}).await
+}
