@@ -89,10 +89,12 @@ impl Default for VerifierOptions {
 
 pub async fn start_verifier(opts: VerifierOptions) -> Verifier {
     let certs = tempfile::tempdir().unwrap();
-    start_verifier_in(opts, certs).await
+    let running = serve_in(opts, certs.path()).await;
+    Verifier { running, certs }
 }
 
-pub async fn start_verifier_in(opts: VerifierOptions, certs: tempfile::TempDir) -> Verifier {
+/// A verifier whose QUIC certificate lives in `cert_dir` (reused if already there).
+pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Running {
     let engine = EngineHandle::start(
         load("builtin:tiny-target").model,
         EngineConfig {
@@ -101,18 +103,17 @@ pub async fn start_verifier_in(opts: VerifierOptions, certs: tempfile::TempDir) 
             max_batch: 256,
         },
     );
-    let running = tandem_verifier::serve(
+    tandem_verifier::serve(
         engine,
         ListenConfig {
             grpc: Some(opts.grpc.parse().unwrap()),
             quic: Some(opts.quic.parse().unwrap()),
-            cert_dir: certs.path().to_path_buf(),
+            cert_dir: cert_dir.to_path_buf(),
             auth_token: opts.auth_token,
         },
     )
     .await
-    .unwrap();
-    Verifier { running, certs }
+    .unwrap()
 }
 
 impl Verifier {
