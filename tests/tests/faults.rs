@@ -63,11 +63,11 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
             if !stopped && n >= 12 {
                 stopped = true;
                 ask_tx.send(Ask::Stop).unwrap();
-                done_rx.recv().unwrap();
+                tokio::task::block_in_place(|| done_rx.recv().unwrap());
             } else if stopped && !verified && !restarted {
                 restarted = true;
                 ask_tx.send(Ask::Restart).unwrap();
-                done_rx.recv().unwrap();
+                tokio::task::block_in_place(|| done_rx.recv().unwrap());
             }
         };
         let edge = Edge {

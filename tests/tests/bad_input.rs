@@ -1,0 +1,330 @@
+//! Bad input gets a precise answer and costs nobody else anything: each malformed
+//! request below is answered with the code the contract names while a concurrent,
+//! healthy session over an emulated link completes exactly (its output is the
+//! target's greedy output).
+
+mod common;
+
+use common::*;
+use tandem_draft::Strategy;
+use tandem_protocol::client::Transport;
+use tandem_protocol::pb::verifier_client::VerifierClient;
+use tandem_protocol::pb::{self, cloud_message::Kind as Down, edge_message::Kind as Up};
+use tandem_protocol::{Limits, frame, tls};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+const TOKEN: &str = "s3cret";
+const VOCAB: u32 = 711;
+
+fn limits() -> Limits {
+    Limits {
+        max_draft_tokens: 8,
+        max_message_bytes: 64 << 10,
+        ..Limits::default()
+    }
+}
+
+fn open_msg(fingerprint: &str) -> pb::EdgeMessage {
+    pb::EdgeMessage {
+        kind: Some(Up::Open(pb::Open {
+            prompt_ids: prompt_ids(PROMPTS[1]),
+            tokenizer_fingerprint: fingerprint.into(),
+            max_new_tokens: 32,
+            mode: pb::AcceptanceMode::Greedy as i32,
+            auth_token: TOKEN.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn fingerprint() -> String {
+    use tandem_models::LanguageModel;
+    target().model.info().tokenizer_fingerprint.clone()
+}
+
+fn draft_msg(
+    session_id: u64,
+    base_len: u32,
+    anchor: u32,
+    tokens: Vec<u32>,
+    seq: u64,
+) -> pb::EdgeMessage {
+    pb::EdgeMessage {
+        kind: Some(Up::Draft(pb::Draft {
+            session_id,
+            base_len,
+            anchor,
+            tokens,
+            q: vec![],
+            seq,
+        })),
+    }
+}
+
+/// A raw gRPC session: the stream's sender and receiver.
+struct Raw {
+    tx: mpsc::Sender<pb::EdgeMessage>,
+    rx: tonic::Streaming<pb::CloudMessage>,
+}
+
+async fn raw_grpc(v: &Verifier, token: Option<&str>) -> Result<Raw, tonic::Status> {
+    let addr = v.running.grpc_addr.unwrap();
+    let mut client = VerifierClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let rx = client.session(req).await?.into_inner();
+    Ok(Raw { tx, rx })
+}
+
+impl Raw {
+    async fn ask(&mut self, m: pb::EdgeMessage) -> Result<Down, tonic::Status> {
+        self.tx.send(m).await.unwrap();
+        let m = self.rx.message().await?.expect("an answer");
+        Ok(m.kind.unwrap())
+    }
+}
+
+fn expect_error(got: Down, code: Code, seq: u64, needle: &str) {
+    match got {
+        Down::Error(e) => {
+            assert_eq!(Code::from_i32(e.code), code, "{}", e.message);
+            assert_eq!(e.seq, seq);
+            assert!(
+                e.message.contains(needle),
+                "{:?} lacks {needle:?}",
+                e.message
+            );
+        }
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+async fn grpc_cases(v: &Verifier) {
+    let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
+    let Down::Opened(o) = s.ask(open_msg(&fingerprint())).await.unwrap() else {
+        panic!("no Opened")
+    };
+    let (id, len, last) = (o.session_id, o.committed_len, o.first_token);
+    let cases = [
+        (
+            draft_msg(id, len, last, vec![1, VOCAB], 1),
+            Code::InvalidArgument,
+            "tokens[1] = 711",
+        ),
+        (
+            draft_msg(id, len, last, vec![1; 9], 2),
+            Code::InvalidArgument,
+            "limit of 8",
+        ),
+        (
+            draft_msg(id, len + 1, last, vec![1], 3),
+            Code::FailedPrecondition,
+            "stale draft",
+        ),
+        (
+            draft_msg(id, len, (last + 1) % VOCAB, vec![1], 4),
+            Code::FailedPrecondition,
+            "stale draft",
+        ),
+        (
+            draft_msg(id + 1000, len, last, vec![1], 5),
+            Code::NotFound,
+            "unknown session",
+        ),
+    ];
+    for (m, code, needle) in cases {
+        let seq = match &m.kind {
+            Some(Up::Draft(d)) => d.seq,
+            _ => unreachable!(),
+        };
+        expect_error(s.ask(m).await.unwrap(), code, seq, needle);
+    }
+    // The session survived all of that.
+    match s
+        .ask(draft_msg(id, len, last, vec![5, 6], 6))
+        .await
+        .unwrap()
+    {
+        Down::Verdict(v) => {
+            assert_eq!(v.seq, 6);
+            assert_eq!(v.committed_len, len + v.accepted + 1);
+        }
+        other => panic!("expected a verdict, got {other:?}"),
+    }
+    // Oversized: a q of 20 000 floats is 80 kB, over the 64 kB limit.
+    let mut big = draft_msg(id, len, last, vec![1], 7);
+    if let Some(Up::Draft(d)) = &mut big.kind {
+        d.q = vec![pb::DraftDistribution {
+            dense: vec![0.5; 20_000],
+            ..Default::default()
+        }];
+    }
+    let status = s.ask(big).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("max_message_bytes"), "{status:?}");
+
+    // Terminal refusals: a wrong fingerprint, a second Open, a missing or wrong token.
+    let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
+    let status = s.ask(open_msg("tok1-0000000000000000")).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("tokenizer fingerprint"),
+        "{status:?}"
+    );
+    let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
+    assert!(matches!(
+        s.ask(open_msg(&fingerprint())).await.unwrap(),
+        Down::Opened(_)
+    ));
+    let status = s.ask(open_msg(&fingerprint())).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    for token in [None, Some("wrong")] {
+        let status = match raw_grpc(v, token).await {
+            Err(status) => status,
+            Ok(mut s) => s.ask(open_msg(&fingerprint())).await.unwrap_err(),
+        };
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{token:?}: {status:?}"
+        );
+    }
+}
+
+/// A raw QUIC connection to the verifier.
+async fn raw_quic(v: &Verifier) -> quinn::Connection {
+    let cfg = tls::quic_client_config(v.running.cert_path.as_ref().unwrap()).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(cfg);
+    ep.connect(v.running.quic_addr.unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+async fn read(recv: &mut quinn::RecvStream) -> Down {
+    let m: pb::CloudMessage = frame::read(recv, 1 << 20).await.unwrap().unwrap();
+    m.kind.unwrap()
+}
+
+/// Writes `bytes` on a new stream, finishes it, and reads the one answer frame.
+async fn quic_bytes(conn: &quinn::Connection, bytes: &[u8]) -> Down {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    read(&mut recv).await
+}
+
+async fn quic_cases(v: &Verifier) {
+    let conn = raw_quic(v).await;
+    // Garbage: a length prefix, then bytes that are not an EdgeMessage.
+    let got = quic_bytes(&conn, &[5, 0xff, 0xff, 0xff, 0xff, 0xff]).await;
+    expect_error(got, Code::InvalidArgument, 0, "does not decode");
+    // Truncated: the prefix announces more than the stream carries.
+    let mut cut = frame::encode(&open_msg(&fingerprint())).to_vec();
+    cut.truncate(cut.len() - 3);
+    expect_error(
+        quic_bytes(&conn, &cut).await,
+        Code::InvalidArgument,
+        0,
+        "stream ended inside a frame",
+    );
+    // Oversized: a prefix announcing 10 MB.
+    let mut huge = Vec::new();
+    prost::encode_length_delimiter(10 << 20, &mut huge).unwrap();
+    expect_error(
+        quic_bytes(&conn, &huge).await,
+        Code::ResourceExhausted,
+        0,
+        "exceeds the limit",
+    );
+    // No token.
+    let mut no_token = open_msg(&fingerprint());
+    if let Some(Up::Open(o)) = &mut no_token.kind {
+        o.auth_token.clear();
+    }
+    let got = quic_bytes(&conn, &frame::encode(&no_token)).await;
+    expect_error(got, Code::Unauthenticated, 0, "bearer token");
+
+    // The same connection still serves a proper session, which survives a bad block.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    frame::write(&mut send, &open_msg(&fingerprint()))
+        .await
+        .unwrap();
+    let Down::Opened(o) = read(&mut recv).await else {
+        panic!("no Opened")
+    };
+    frame::write(
+        &mut send,
+        &draft_msg(
+            o.session_id,
+            o.committed_len,
+            o.first_token,
+            vec![VOCAB + 5],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    expect_error(
+        read(&mut recv).await,
+        Code::InvalidArgument,
+        1,
+        "out of range",
+    );
+    frame::write(
+        &mut send,
+        &draft_msg(o.session_id, o.committed_len, o.first_token, vec![3], 2),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(read(&mut recv).await, Down::Verdict(v) if v.seq == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_precise_errors_while_a_healthy_session_completes() {
+    let v = start_verifier(VerifierOptions {
+        limits: limits(),
+        auth_token: Some(TOKEN.into()),
+        ..VerifierOptions::default()
+    })
+    .await;
+    // The healthy session commits a first round, then waits (in its token callback)
+    // until every bad request has been answered, then finishes.
+    let prompt = prompt_ids(PROMPTS[0]);
+    let mut target = v.target(Transport::Quic, Some("delay=1"));
+    target.options.auth_token = Some(TOKEN.into());
+    let mut cfg = config(Strategy::Speculative { k: 4 }, prompt.clone(), 48);
+    cfg.ignore_eos = true;
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    let (go_on_tx, go_on) = std::sync::mpsc::channel::<()>();
+    let healthy = tokio::spawn(async move {
+        let mut first = true;
+        let mut on_tokens = move |_: &[u32], _: bool| {
+            if std::mem::take(&mut first) {
+                started_tx.send(()).unwrap();
+                tokio::task::block_in_place(|| go_on.recv().unwrap());
+            }
+        };
+        let edge = tandem_draft::Edge {
+            draft: Some(&draft().model),
+            verifier: Some(target),
+        };
+        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+    });
+    started.recv().await.unwrap();
+    grpc_cases(&v).await;
+    quic_cases(&v).await;
+    go_on_tx.send(()).unwrap();
+    let report = healthy.await.unwrap().unwrap();
+    assert_eq!(report.output_ids, greedy_reference(&prompt, 48, true));
+    v.running.stop().await;
+}
