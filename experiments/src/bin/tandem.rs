@@ -32,7 +32,7 @@ enum Command {
     Quantize(QuantizeArgs),
     /// Generate with a draft model and a target, the verifier running in this process
     /// behind a loopback socket (the options of `draft-node generate`, plus --target).
-    Generate(LocalGenerateArgs),
+    Generate(Box<LocalGenerateArgs>),
 }
 
 #[allow(unsafe_code)]
@@ -56,7 +56,7 @@ fn main() -> Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            tokio::runtime::Runtime::new()?.block_on(generatecmd::generate(args))?
+            tokio::runtime::Runtime::new()?.block_on(generatecmd::generate(*args))?
         }
     }
     Ok(())

@@ -1,0 +1,62 @@
+//! The wire codec on the hot path: encode + decode of one k = 8 draft block as a
+//! length-delimited frame (what QUIC carries; gRPC's body is the same bytes behind a
+//! 5-byte header), with no q (greedy), a sparse top-20 q, and a dense q over the tiny
+//! vocabulary (711) and a Llama-2-sized one (32 000).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use prost::Message;
+use std::hint::black_box;
+use tandem_protocol::{frame, pb};
+
+fn block(q: Vec<pb::DraftDistribution>) -> pb::EdgeMessage {
+    pb::EdgeMessage {
+        kind: Some(pb::edge_message::Kind::Draft(pb::Draft {
+            session_id: 42,
+            base_len: 1234,
+            anchor: 17,
+            tokens: vec![101, 2202, 303, 40_404, 55, 606, 7077, 8],
+            q,
+            seq: 99,
+        })),
+    }
+}
+
+fn sparse() -> pb::DraftDistribution {
+    pb::DraftDistribution {
+        ids: (0..20).map(|i| i * 37).collect(),
+        probs: (0..20).map(|i| 1.0 / (i as f32 + 2.0)).collect(),
+        dense: vec![],
+    }
+}
+
+fn dense(vocab: usize) -> pb::DraftDistribution {
+    pb::DraftDistribution {
+        dense: (0..vocab).map(|i| 1.0 / (i as f32 + 1.0)).collect(),
+        ..Default::default()
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let cases = [
+        ("greedy", block(vec![])),
+        ("sparse_q_top20", block(vec![sparse(); 8])),
+        ("dense_q_711", block(vec![dense(711); 8])),
+        ("dense_q_32000", block(vec![dense(32_000); 8])),
+    ];
+    let mut g = c.benchmark_group("codec_k8");
+    for (name, msg) in &cases {
+        let bytes = frame::encode(msg).freeze();
+        eprintln!("{name}: {} bytes on the wire", bytes.len());
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let buf = frame::encode(black_box(msg));
+                let back = pb::EdgeMessage::decode_length_delimited(buf.freeze()).unwrap();
+                black_box(back)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, codec);
+criterion_main!(benches);
