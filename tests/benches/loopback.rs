@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use tandem_decoding::SamplingParams;
 use tandem_draft::{Edge, GenerateConfig, Strategy, VerifierTarget};
 use tandem_models::{LanguageModel, LoadOptions, Loaded, ModelSpec};
@@ -200,4 +200,11 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(loopback, benches);
-criterion_main!(loopback);
+
+#[allow(unsafe_code)]
+fn main() {
+    // SAFETY: first statement of main; no other thread exists yet.
+    unsafe { tandem_models::cpu::init_threads() };
+    loopback();
+    Criterion::default().configure_from_args().final_summary();
+}
