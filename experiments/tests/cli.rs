@@ -126,3 +126,93 @@ fn train_tiny_smoke_writes_a_loadable_pair() {
     )
     .unwrap();
 }
+
+fn generate_json(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "generate",
+        "--target",
+        "builtin:tiny-target",
+        "--prompt",
+        "Count by 3 from 12: 12 15",
+        "--max-new-tokens",
+        "24",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = tandem(&args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+#[test]
+fn generate_speculative_and_cloud_only_agree_token_for_token() {
+    let spec = generate_json(&[
+        "--draft",
+        "builtin:tiny-draft",
+        "--strategy",
+        "speculative",
+        "--k",
+        "3",
+    ]);
+    let cloud = generate_json(&["--strategy", "cloud_only", "--transport", "quic"]);
+    assert_eq!(spec["output_ids"], cloud["output_ids"]);
+    assert_eq!(spec["text"], cloud["text"]);
+    assert!(
+        spec["text"].as_str().unwrap().contains("18 21"),
+        "{}",
+        spec["text"]
+    );
+    assert_eq!(spec["prompt_ids"][0], 0, "BOS first");
+    let tokens = spec["output_ids"].as_array().unwrap().len();
+    assert_eq!(spec["summary"]["tokens"], tokens);
+    let rounds = spec["rounds"].as_array().unwrap();
+    let drafted: u64 = rounds.iter().map(|r| r["drafted"].as_u64().unwrap()).sum();
+    let accepted: u64 = rounds.iter().map(|r| r["accepted"].as_u64().unwrap()).sum();
+    assert!(drafted > 0 && accepted <= drafted);
+    assert_eq!(spec["summary"]["drafted"], drafted);
+    assert!(
+        rounds
+            .iter()
+            .all(|r| r["wait_ns"].is_u64() && r["forward_ns"].is_u64())
+    );
+}
+
+#[test]
+fn generate_says_what_a_strategy_is_missing() {
+    let out = tandem(&[
+        "generate",
+        "--target",
+        "builtin:tiny-target",
+        "--prompt",
+        "hi",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs --draft"), "{err}");
+    let out = tandem(&[
+        "generate",
+        "--target",
+        "builtin:tiny-target",
+        "--prompt",
+        "hi",
+        "--strategy",
+        "eagle",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown strategy 'eagle'"), "{err}");
+    let out = tandem(&[
+        "generate",
+        "--target",
+        "builtin:tiny-target",
+        "--prompt",
+        "hi",
+        "--link",
+        "mars",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown link profile 'mars'"), "{err}");
+}

@@ -143,3 +143,26 @@ async fn without_fallback_a_lost_verifier_is_an_error() {
     let err = try_run(Some(target), &cfg).await.unwrap_err();
     assert!(err.to_string().contains("connection"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_slower_than_the_deadline_is_left_behind() {
+    // A 100 ms one-way link cannot answer within a 40 ms deadline, ever.
+    let v = start_verifier(VerifierOptions::default()).await;
+    let target = v.target(Transport::Quic, Some("delay=100"));
+    let prompt = prompt_ids(PROMPTS[1]);
+    let mut cfg = config(Strategy::Speculative { k: 4 }, prompt.clone(), 12);
+    cfg.fallback = true;
+    cfg.ignore_eos = true;
+    cfg.deadline = Duration::from_millis(40);
+    cfg.retry = Duration::from_secs(3600);
+    let report = try_run(Some(target), &cfg).await.unwrap();
+    let mut alone = config(Strategy::EdgeOnly, prompt, 12);
+    alone.ignore_eos = true;
+    let alone = try_run(None, &alone).await.unwrap();
+    assert_eq!(report.summary.fallbacks, 1);
+    assert_eq!(report.summary.resyncs, 0);
+    assert_eq!(report.unverified, (0..12).collect::<Vec<_>>());
+    // Greedy drafting alone is the draft's own greedy output.
+    assert_eq!(report.output_ids, alone.output_ids[..12]);
+    v.running.stop().await;
+}

@@ -122,10 +122,17 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
         .max_encoding_message_size(usize::MAX);
         let (health, health_svc) = tonic_health::server::health_reporter();
         health.set_serving::<VerifierServer<GrpcService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection in both versions: v1, and v1alpha for older grpcurl and clients.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
             .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         let mut stop = stop_rx.clone();
         // Accepted sockets do not inherit the builder's TCP_NODELAY: set it on each, or
@@ -143,7 +150,8 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
             let result = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(health_svc)
-                .add_service(reflection)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;
