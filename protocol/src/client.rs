@@ -256,7 +256,7 @@ impl Connection {
             Inner::Grpc(_) => |n| n + 5,
             Inner::Quic(_) => |n| n + prost::length_delimiter_len(n),
         };
-        let up = count(edge_rx, bytes.clone(), true, wire_overhead);
+        let up = count(edge_rx, bytes.clone(), wire_overhead);
         let (up, down_tx, down_rx) = match &self.opts.link {
             Some(profile) if !profile.is_passthrough() => {
                 let seed = self.opts.link_seed.wrapping_add(n);
@@ -376,7 +376,6 @@ fn cloud_len(m: &Result<pb::CloudMessage, ProtocolError>) -> usize {
 fn count(
     mut rx: mpsc::Receiver<pb::EdgeMessage>,
     bytes: Arc<ByteCounters>,
-    _up: bool,
     overhead: fn(usize) -> usize,
 ) -> mpsc::Receiver<pb::EdgeMessage> {
     let (tx, out) = mpsc::channel(64);

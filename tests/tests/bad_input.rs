@@ -328,3 +328,56 @@ async fn bad_requests_get_precise_errors_while_a_healthy_session_completes() {
     assert_eq!(report.output_ids, greedy_reference(&prompt, 48, true));
     v.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_over_the_limit_is_refused_and_a_freed_slot_is_reused() {
+    let v = start_verifier(VerifierOptions {
+        limits: Limits {
+            max_sessions: 2,
+            ..Limits::default()
+        },
+        auth_token: Some(TOKEN.into()),
+        ..VerifierOptions::default()
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = raw_grpc(&v, Some(TOKEN)).await.unwrap();
+        assert!(matches!(
+            s.ask(open_msg(&fingerprint())).await.unwrap(),
+            Down::Opened(_)
+        ));
+        open.push(s);
+    }
+    let mut third = raw_grpc(&v, Some(TOKEN)).await.unwrap();
+    let status = third.ask(open_msg(&fingerprint())).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("max_sessions"), "{status:?}");
+    // Closing one session frees its slot.
+    let first = open.remove(0);
+    first
+        .tx
+        .send(pb::EdgeMessage {
+            kind: Some(Up::Close(pb::Close {})),
+        })
+        .await
+        .unwrap();
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        let mut s = raw_grpc(&v, Some(TOKEN)).await.unwrap();
+        match s.ask(open_msg(&fingerprint())).await {
+            Ok(Down::Opened(_)) => {
+                again = Some(s);
+                break;
+            }
+            // The close is still on its way to the engine: try again.
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(again.is_some(), "the freed slot was never reused");
+    v.running.stop().await;
+}

@@ -28,6 +28,7 @@ struct CloseOnDrop<'a> {
 
 impl Drop for CloseOnDrop<'_> {
     fn drop(&mut self) {
+        tracing::debug!(session = self.id, "session closed");
         self.engine.close(self.id);
     }
 }
@@ -68,6 +69,7 @@ pub async fn run_session<S>(
         {
             Ok(r) => r,
             Err(e) => {
+                tracing::info!("Open refused: {e}");
                 let _ = out.send(Err(e)).await;
                 return;
             }
@@ -88,6 +90,13 @@ pub async fn run_session<S>(
         }
     };
     let id = opened.session_id;
+    tracing::debug!(
+        session = id,
+        prompt = opened.committed_len - 1,
+        generate = is_generating,
+        stochastic,
+        "session opened"
+    );
     let _guard = CloseOnDrop {
         engine: &engine,
         id,
@@ -142,7 +151,10 @@ pub async fn run_session<S>(
                 };
                 match answer {
                     Ok(v) => pb::cloud_message::Kind::Verdict(v),
-                    Err(e) => pb::cloud_message::Kind::Error(e.to_pb(seq)),
+                    Err(e) => {
+                        tracing::debug!(session = id, seq, "block refused: {e}");
+                        pb::cloud_message::Kind::Error(e.to_pb(seq))
+                    }
                 }
             }
             Some(pb::edge_message::Kind::Draft(d)) => pb::cloud_message::Kind::Error(
