@@ -21,7 +21,7 @@ pub struct LimitArgs {
     pub max_message_bytes: u32,
     /// Most new tokens one session may ask for.
     #[arg(long, default_value_t = Limits::default().max_new_tokens, value_name = "N")]
-    pub max_new_tokens_limit: u32,
+    pub max_new_tokens: u32,
     /// Most commands gathered into one batched forward pass.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_batch: usize,
@@ -35,7 +35,7 @@ impl LimitArgs {
             max_prompt_tokens: self.max_prompt_tokens,
             max_sessions: self.max_sessions,
             max_message_bytes: self.max_message_bytes,
-            max_new_tokens: self.max_new_tokens_limit,
+            max_new_tokens: self.max_new_tokens,
         }
     }
 }

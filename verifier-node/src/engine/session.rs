@@ -86,8 +86,8 @@ impl<C: SessionCache> Session<C> {
         let last = *self.committed.last().expect("never empty");
         if block.base_len as usize != len || block.anchor != last {
             return Err(WireError::precondition(format!(
-                "stale draft (seq {}): it extends a committed sequence of length {} ending in token {}, but the session's has length {len} ending in {last}",
-                block.seq, block.base_len, block.anchor
+                "stale draft: it extends length {} ending in {}, the session has length {len} ending in {last}",
+                block.base_len, block.anchor
             )));
         }
         let after = len + block.tokens.len() + 1;
