@@ -137,3 +137,116 @@ impl<C: SessionCache> Session<C> {
         Ok(verdict)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_decoding::SamplingParams;
+
+    /// A cache that only counts tokens: all `Session` needs from one.
+    struct Counting(usize);
+
+    impl SessionCache for Counting {
+        fn len(&self) -> usize {
+            self.0
+        }
+        fn truncate(&mut self, len: usize) -> tandem_models::Result<()> {
+            self.0 = self.0.min(len);
+            Ok(())
+        }
+        fn bytes(&self) -> usize {
+            0
+        }
+    }
+
+    const VOCAB: usize = 8;
+
+    /// A session with committed [1, 2, 3] whose cache holds the first two.
+    fn session() -> Session<Counting> {
+        let req = OpenRequest {
+            prompt: vec![1, 2],
+            sampling: SamplingParams::greedy(),
+            seed: 0,
+            stochastic: false,
+            max_new_tokens: 8,
+            generate: false,
+            ignore_eos: false,
+        };
+        let mut s = Session::new(7, Counting(2), &req, 10);
+        s.push(3);
+        s
+    }
+
+    fn block(base_len: u32, anchor: u32, tokens: Vec<u32>) -> DraftBlock {
+        DraftBlock {
+            session_id: 7,
+            base_len,
+            anchor,
+            tokens,
+            q: vec![],
+            seq: 1,
+        }
+    }
+
+    /// Rows whose argmax is `argmax[i]`.
+    fn rows(argmax: &[u32]) -> Logits {
+        let mut data = vec![0.0; argmax.len() * VOCAB];
+        for (i, &t) in argmax.iter().enumerate() {
+            data[i * VOCAB + t as usize] = 1.0;
+        }
+        Logits::new(data, VOCAB)
+    }
+
+    #[test]
+    fn a_block_must_extend_the_committed_sequence_exactly() {
+        let s = session();
+        assert!(s.check_block(&block(3, 3, vec![4])).is_ok());
+        for b in [
+            block(2, 3, vec![4]),
+            block(4, 3, vec![4]),
+            block(3, 2, vec![4]),
+        ] {
+            let e = s.check_block(&b).unwrap_err();
+            assert_eq!(e.code, tonic::Code::FailedPrecondition, "{}", e.message);
+        }
+        // 3 committed + 6 drafted + 1 verifier token = 10: the limit. One more is not.
+        assert!(s.check_block(&block(3, 3, vec![4; 6])).is_ok());
+        let e = s.check_block(&block(3, 3, vec![4; 7])).unwrap_err();
+        assert_eq!(e.code, tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_partial_accept_commits_prefix_and_correction_and_rolls_the_cache_back() {
+        let mut s = session();
+        let b = block(3, 3, vec![4, 5, 6]);
+        assert_eq!(s.verify_input(&b), vec![3, 4, 5, 6]);
+        s.cache.0 += 4; // the pass appended its input
+        // The target agrees on 4, then wants 7 where the draft said 5.
+        let v = s.accept(&b, &rows(&[4, 7, 0, 0])).unwrap();
+        assert_eq!((v.accepted, v.next_token), (1, 7));
+        assert_eq!(s.committed, vec![1, 2, 3, 4, 7]);
+        assert_eq!(s.cache.len(), 4, "every committed token but the newest");
+    }
+
+    #[test]
+    fn a_full_accept_adds_the_bonus() {
+        let mut s = session();
+        let b = block(3, 3, vec![4, 5]);
+        s.cache.0 += 3;
+        let v = s.accept(&b, &rows(&[4, 5, 6])).unwrap();
+        assert_eq!((v.accepted, v.next_token), (2, 6));
+        assert_eq!(s.committed, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.cache.len(), 5);
+    }
+
+    #[test]
+    fn a_failed_rule_leaves_the_session_as_it_was() {
+        let mut s = session();
+        let b = block(3, 3, vec![4, 5]);
+        s.cache.0 += 3;
+        // Two rows for two drafted tokens: one short.
+        assert!(s.accept(&b, &rows(&[4, 5])).is_err());
+        assert_eq!(s.committed, vec![1, 2, 3]);
+        assert_eq!(s.cache.len(), 2);
+    }
+}
