@@ -1,0 +1,135 @@
+//! The `draft-node` binary as a user runs it, against a verifier served in this test.
+
+use std::process::{Command, Output};
+
+use tandem_models::{LoadOptions, ModelSpec};
+use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
+
+const PROMPT: &str = "Once upon a time, there was a kind owl named";
+
+fn draft_node(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_draft-node"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn generate_streams_text_or_prints_json_over_both_transports() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let target = "builtin:tiny-target".parse::<ModelSpec>().unwrap();
+    let model = target.load(&LoadOptions::default()).unwrap().model;
+    let engine = EngineHandle::start(
+        model,
+        EngineConfig {
+            model_name: target.to_string(),
+            limits: Default::default(),
+            max_batch: 64,
+        },
+    );
+    let running = rt
+        .block_on(tandem_verifier::serve(
+            engine,
+            ListenConfig {
+                grpc: Some("127.0.0.1:0".parse().unwrap()),
+                quic: Some("127.0.0.1:0".parse().unwrap()),
+                cert_dir: certs.path().to_path_buf(),
+                auth_token: None,
+            },
+        ))
+        .unwrap();
+    let grpc = format!("grpc://{}", running.grpc_addr.unwrap());
+    let quic = format!("quic://{}", running.quic_addr.unwrap());
+    let ca = running.cert_path.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    let common = [
+        "generate",
+        "--draft",
+        "builtin:tiny-draft",
+        "--prompt",
+        PROMPT,
+        "--max-new-tokens",
+        "30",
+        "--ca",
+        ca,
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = common.to_vec();
+        args.extend_from_slice(extra);
+        let out = draft_node(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&["--verifier", &quic, "--json"]).stdout).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(!text.is_empty());
+    // Streaming prints the same text (then a newline), and the summary on stderr.
+    let streamed = run(&["--verifier", &grpc, "--strategy", "pipelined"]);
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout),
+        format!("{text}\n")
+    );
+    let summary = stderr(&streamed);
+    assert!(summary.contains("[pipelined(k=4)] 30 tokens"), "{summary}");
+    assert!(summary.contains("acceptance"), "{summary}");
+    // Edge-only needs no verifier; its tokens are all unverified.
+    let alone: serde_json::Value =
+        serde_json::from_slice(&run(&["--strategy", "edge_only", "--json"]).stdout).unwrap();
+    assert_eq!(
+        alone["unverified"].as_array().unwrap().len(),
+        alone["output_ids"].as_array().unwrap().len()
+    );
+    rt.block_on(running.stop());
+}
+
+#[test]
+fn generate_explains_what_is_missing_or_wrong() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["generate", "--draft", "builtin:tiny-draft", "--prompt", "x"],
+            "needs --verifier",
+        ),
+        (
+            &["generate", "--verifier", "http://x:1", "--prompt", "x"],
+            "bad verifier address",
+        ),
+        (
+            &[
+                "generate",
+                "--verifier",
+                "grpc://127.0.0.1:1",
+                "--prompt",
+                "x",
+                "--strategy",
+                "speculative",
+            ],
+            "needs --draft",
+        ),
+        (
+            &[
+                "generate",
+                "--verifier",
+                "grpc://127.0.0.1:1",
+                "--draft",
+                "builtin:tiny-draft",
+                "--prompt",
+                "x",
+                "--no-fallback",
+                "--deadline-ms",
+                "2000",
+            ],
+            "connection to grpc://127.0.0.1:1 failed",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = draft_node(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
