@@ -36,7 +36,13 @@ fn drafting_after_any_history_equals_drafting_fresh() {
     // unrelated prompt, then the story again.
     let mut edited = story[..10].to_vec();
     edited.push(story[10] + 1);
-    let sequences = [story.clone(), story[..8].to_vec(), edited, other, story.clone()];
+    let sequences = [
+        story.clone(),
+        story[..8].to_vec(),
+        edited,
+        other,
+        story.clone(),
+    ];
     for seq in &sequences {
         let got = reused.draft(seq, 6, |_, _| true).unwrap().tokens;
         assert_eq!(got, fresh(seq), "after {} tokens", seq.len());

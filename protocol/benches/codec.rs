@@ -1,7 +1,9 @@
 //! The wire codec on the hot path: encode + decode of one k = 8 draft block as a
 //! length-delimited frame (what QUIC carries; gRPC's body is the same bytes behind a
 //! 5-byte header), with no q (greedy), a sparse top-20 q, and a dense q over the tiny
-//! vocabulary (711) and a Llama-2-sized one (32 000).
+//! vocabulary (711) and a Llama-2-sized one (32 000), as `repeated float` and as the
+//! `dense_f32le` bytes. (Decoding stops at the message; turning bytes back into
+//! probabilities is `convert::distribution_from_pb`, measured by `q_from_wire`.)
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message;
@@ -25,15 +27,27 @@ fn sparse() -> pb::DraftDistribution {
     pb::DraftDistribution {
         ids: (0..20).map(|i| i * 37).collect(),
         probs: (0..20).map(|i| 1.0 / (i as f32 + 2.0)).collect(),
-        dense: vec![],
+        ..Default::default()
     }
 }
 
+fn probs(vocab: usize) -> Vec<f32> {
+    (0..vocab).map(|i| 1.0 / (i as f32 + 1.0)).collect()
+}
+
+/// Dense as a repeated float (the packed varint-free form prost loops over).
 fn dense(vocab: usize) -> pb::DraftDistribution {
     pb::DraftDistribution {
-        dense: (0..vocab).map(|i| 1.0 / (i as f32 + 1.0)).collect(),
+        dense: probs(vocab),
         ..Default::default()
     }
+}
+
+/// Dense as the bytes the draft node sends.
+fn dense_f32le(vocab: usize) -> pb::DraftDistribution {
+    tandem_protocol::convert::distribution_to_pb(&tandem_decoding::Distribution::Dense(probs(
+        vocab,
+    )))
 }
 
 fn codec(c: &mut Criterion) {
@@ -42,6 +56,8 @@ fn codec(c: &mut Criterion) {
         ("sparse_q_top20", block(vec![sparse(); 8])),
         ("dense_q_711", block(vec![dense(711); 8])),
         ("dense_q_32000", block(vec![dense(32_000); 8])),
+        ("dense_f32le_q_711", block(vec![dense_f32le(711); 8])),
+        ("dense_f32le_q_32000", block(vec![dense_f32le(32_000); 8])),
     ];
     let mut g = c.benchmark_group("codec_k8");
     for (name, msg) in &cases {
@@ -52,6 +68,19 @@ fn codec(c: &mut Criterion) {
                 let buf = frame::encode(black_box(msg));
                 let back = pb::EdgeMessage::decode_length_delimited(buf.freeze()).unwrap();
                 black_box(back)
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("q_from_wire");
+    for (name, q) in [
+        ("repeated_float_32000", dense(32_000)),
+        ("f32le_32000", dense_f32le(32_000)),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                tandem_protocol::convert::distribution_from_pb(black_box(q.clone()), 32_000)
+                    .unwrap()
             })
         });
     }

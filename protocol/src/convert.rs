@@ -24,19 +24,33 @@ pub fn sampling_from_pb(s: pb::Sampling) -> SamplingParams {
     }
 }
 
-/// Wire form of a draft distribution: dense stays dense, sparse sends its support.
+/// Wire form of a draft distribution: dense as `dense_f32le`, sparse as its support.
 pub fn distribution_to_pb(d: &Distribution) -> pb::DraftDistribution {
     match d {
         Distribution::Dense(p) => pb::DraftDistribution {
-            dense: p.clone(),
+            dense_f32le: p.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ..Default::default()
         },
         Distribution::Sparse { ids, probs, .. } => pb::DraftDistribution {
-            dense: vec![],
             ids: ids.clone(),
             probs: probs.clone(),
+            ..Default::default()
         },
     }
+}
+
+/// Reads `dense_f32le` bytes as probabilities.
+fn f32le(bytes: &[u8]) -> Result<Vec<f32>, DecodingError> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(DecodingError::InvalidDistribution(format!(
+            "dense_f32le has {} bytes, not a whole number of 4-byte floats",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Reads a wire draft distribution over a `vocab`-sized vocabulary, checking it.
@@ -45,20 +59,27 @@ pub fn distribution_from_pb(
     vocab: usize,
 ) -> Result<Distribution, DecodingError> {
     let bad = |m: String| Err(DecodingError::InvalidDistribution(m));
-    match (d.dense.is_empty(), d.ids.is_empty()) {
-        (false, true) => {
-            if !d.probs.is_empty() {
-                return bad("both dense and probs are set".into());
-            }
-            if d.dense.len() != vocab {
+    let forms = [
+        !d.dense.is_empty(),
+        !d.dense_f32le.is_empty(),
+        !d.ids.is_empty() || !d.probs.is_empty(),
+    ];
+    match forms {
+        [true, false, false] | [false, true, false] => {
+            let dense = if forms[0] {
+                d.dense
+            } else {
+                f32le(&d.dense_f32le)?
+            };
+            if dense.len() != vocab {
                 return bad(format!(
                     "dense q has {} entries, the vocabulary {vocab}",
-                    d.dense.len()
+                    dense.len()
                 ));
             }
-            Distribution::dense(d.dense)
+            Distribution::dense(dense)
         }
-        (true, false) => {
+        [false, false, true] => {
             if d.ids.len() != d.probs.len() {
                 return bad(format!(
                     "sparse q has {} ids but {} probs",
@@ -68,8 +89,8 @@ pub fn distribution_from_pb(
             }
             Distribution::sparse(d.ids.into_iter().zip(d.probs).collect(), vocab)
         }
-        (true, true) => bad("q is empty".into()),
-        (false, false) => bad("q sets both dense and ids".into()),
+        [false, false, false] => bad("q is empty".into()),
+        _ => bad("q sets more than one of dense, dense_f32le and ids/probs".into()),
     }
 }
 
@@ -85,6 +106,26 @@ mod tests {
             let back = distribution_from_pb(distribution_to_pb(&d), vocab).unwrap();
             assert_eq!(back, d);
         }
+    }
+
+    #[test]
+    fn both_dense_forms_read_the_same() {
+        let p = vec![0.125, 0.375, 0.5];
+        let plain = pb::DraftDistribution {
+            dense: p.clone(),
+            ..Default::default()
+        };
+        let packed = distribution_to_pb(&Distribution::Dense(p));
+        assert!(packed.dense.is_empty() && packed.dense_f32le.len() == 12);
+        assert_eq!(
+            distribution_from_pb(plain, 3).unwrap(),
+            distribution_from_pb(packed, 3).unwrap()
+        );
+        let ragged = pb::DraftDistribution {
+            dense_f32le: vec![0; 7],
+            ..Default::default()
+        };
+        assert!(distribution_from_pb(ragged, 3).is_err());
     }
 
     #[test]

@@ -323,7 +323,7 @@ mod tests {
         d.q = vec![pb::DraftDistribution {
             ids: vec![1, 2],
             probs: vec![0.5, 0.5],
-            dense: vec![],
+            ..Default::default()
         }];
         let e = Limits::default().check_draft(d, 10, true).unwrap_err();
         assert!(e.message.contains("probability 0"), "{}", e.message);
