@@ -21,7 +21,11 @@ async fn sixty_four_concurrent_sessions_over_both_transports_are_exact() {
         .collect();
     let mut tasks = Vec::new();
     for i in 0..SESSIONS {
-        let transport = if i % 2 == 0 { Transport::Grpc } else { Transport::Quic };
+        let transport = if i % 2 == 0 {
+            Transport::Grpc
+        } else {
+            Transport::Quic
+        };
         let strategy = match i % 3 {
             0 => Strategy::Speculative { k: 1 + i % 5 },
             1 => Strategy::Pipelined { k: 3 },
@@ -29,13 +33,22 @@ async fn sixty_four_concurrent_sessions_over_both_transports_are_exact() {
         };
         let cfg = config(strategy, prompts[i % prompts.len()].clone(), NEW);
         let target = v.target(transport, None);
-        tasks.push(tokio::spawn(async move { (i, run(Some(target), &cfg).await) }));
+        tasks.push(tokio::spawn(
+            async move { (i, run(Some(target), &cfg).await) },
+        ));
     }
     let mut max_batch = 0;
     for t in tasks {
         let (i, report) = t.await.unwrap();
         assert_eq!(report.output_ids, want[i % want.len()], "session {i}");
-        max_batch = max_batch.max(report.rounds.iter().map(|r| r.batch_size).max().unwrap_or(0));
+        max_batch = max_batch.max(
+            report
+                .rounds
+                .iter()
+                .map(|r| r.batch_size)
+                .max()
+                .unwrap_or(0),
+        );
     }
     assert!(max_batch > 1, "no pass ever served two sessions");
     v.running.stop().await;

@@ -1,0 +1,202 @@
+//! The session with the verifier over a request's life: connect and check, open and
+//! re-open, lose it (fallback), go on alone and come back (resync), and cloud-only
+//! streaming.
+
+use std::time::Instant;
+
+use tandem_models::LanguageModel;
+use tandem_protocol::convert::sampling_to_pb;
+use tandem_protocol::{WireError, pb};
+
+use super::Run;
+use crate::record::RoundRecord;
+use crate::remote::Lost;
+use crate::{DraftError, Strategy};
+
+impl<'m, M: LanguageModel> Run<'_, 'm, M> {
+    /// Connects and checks the verifier; with fallback, a verifier that is down only
+    /// means starting alone.
+    pub(super) async fn start_remote(&mut self) -> Result<(), DraftError> {
+        let Some(remote) = self.remote.as_mut() else {
+            return Ok(());
+        };
+        match remote.connect(self.cfg.deadline).await {
+            Ok(info) => {
+                let info = info.clone();
+                self.check_info(&info)?;
+                Ok(())
+            }
+            Err(lost) => self.lose(lost),
+        }
+    }
+
+    pub(super) fn check_info(&mut self, info: &pb::InfoResponse) -> Result<(), DraftError> {
+        if self.drafter.is_some() {
+            if self.fingerprint != info.tokenizer_fingerprint {
+                return Err(DraftError::Usage(format!(
+                    "the draft's tokenizer ({}) is not the verifier's ({}): draft and target must share one tokenizer",
+                    self.fingerprint, info.tokenizer_fingerprint
+                )));
+            }
+        } else {
+            self.fingerprint = info.tokenizer_fingerprint.clone();
+        }
+        self.eos = info.eos_token_ids.clone();
+        if let Some(l) = &info.limits {
+            self.max_draft = l.max_draft_tokens.max(1) as usize;
+        }
+        Ok(())
+    }
+
+    /// Opens (or re-opens) the session with the whole committed sequence.
+    pub(super) async fn open(&mut self) -> Result<(), DraftError> {
+        let remaining = self.cfg.max_new_tokens - self.output_len();
+        let open = pb::Open {
+            prompt_ids: self.committed.clone(),
+            sampling: Some(sampling_to_pb(&self.cfg.sampling)),
+            seed: self.cfg.seed,
+            mode: if self.cfg.sampling.is_greedy() {
+                pb::AcceptanceMode::Greedy
+            } else {
+                pb::AcceptanceMode::Stochastic
+            } as i32,
+            tokenizer_fingerprint: self.fingerprint.clone(),
+            max_new_tokens: remaining as u32,
+            generate: self.cfg.strategy == Strategy::CloudOnly,
+            ignore_eos: self.cfg.ignore_eos,
+            auth_token: String::new(),
+        };
+        let remote = self.remote.as_mut().expect("has a verifier");
+        let sent = Instant::now();
+        let (up0, down0) = remote.bytes();
+        match remote.open(open, self.cfg.deadline).await {
+            Ok(opened) => {
+                let (up1, down1) = remote.bytes();
+                self.session_id = opened.session_id;
+                self.retry_at = None;
+                let t = opened.timing.unwrap_or_default();
+                let wait_ns = sent.elapsed().as_nanos() as u64;
+                self.record(RoundRecord {
+                    kind: if self.cfg.strategy == Strategy::CloudOnly {
+                        "cloud"
+                    } else {
+                        "verified"
+                    },
+                    committed: 1,
+                    wait_ns,
+                    network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
+                    queue_ns: t.queue_ns,
+                    forward_ns: t.forward_ns,
+                    batch_size: t.batch_size,
+                    batch_tokens: t.batch_tokens,
+                    bytes_up: up1 - up0,
+                    bytes_down: down1 - down0,
+                    ..Default::default()
+                });
+                self.commit(&[opened.first_token], true);
+                Ok(())
+            }
+            Err(lost) => self.lose(lost),
+        }
+    }
+
+    /// The verifier is lost: go on alone if allowed, else fail.
+    pub(super) fn lose(&mut self, lost: Lost) -> Result<(), DraftError> {
+        match lost {
+            Lost::Refused(w) => Err(DraftError::Refused(w)),
+            lost if self.cfg.fallback && self.drafter.is_some() => {
+                tracing::warn!("verifier lost ({lost}); going on with the draft alone");
+                self.report.summary.fallbacks += 1;
+                self.retry_at = Some(Instant::now() + self.cfg.retry);
+                Ok(())
+            }
+            Lost::Link(e) => Err(DraftError::Protocol(e)),
+            Lost::Timeout(d) => Err(DraftError::Protocol(
+                tandem_protocol::ProtocolError::Disconnected(format!(
+                    "no answer from the verifier within {d:?}"
+                )),
+            )),
+        }
+    }
+
+    /// One token from the draft alone (edge-only, or fallback); in fallback, first try
+    /// to reach the verifier again when it is time.
+    pub(super) async fn alone_step(&mut self) -> Result<(), DraftError> {
+        if let Some(at) = self.retry_at
+            && Instant::now() >= at
+        {
+            let remote = self.remote.as_mut().expect("fallback needs a verifier");
+            match remote.connect(self.cfg.deadline).await {
+                Ok(info) => {
+                    let info = info.clone();
+                    self.check_info(&info)?;
+                    self.retry_at = None;
+                    self.open().await?;
+                    if self.retry_at.is_none() {
+                        self.report.summary.resyncs += 1;
+                        tracing::info!(
+                            "verifier back: session re-opened at {} tokens",
+                            self.committed.len()
+                        );
+                        return Ok(());
+                    }
+                }
+                Err(Lost::Refused(w)) => return Err(DraftError::Refused(w)),
+                Err(_) => self.retry_at = Some(Instant::now() + self.cfg.retry),
+            }
+        }
+        let t0 = Instant::now();
+        let drafter = self.drafter.as_mut().expect("alone needs a draft model");
+        let block = drafter.draft(&self.committed, 1, |_, _| true)?;
+        let draft_ns = t0.elapsed().as_nanos() as u64;
+        self.record(RoundRecord {
+            kind: "edge",
+            k: 1,
+            committed: 1,
+            draft_ns,
+            ..Default::default()
+        });
+        self.commit(&block.tokens, false);
+        Ok(())
+    }
+
+    /// Cloud-only: take the next streamed token.
+    pub(super) async fn cloud_step(&mut self) -> Result<(), DraftError> {
+        let remote = self.remote.as_mut().expect("cloud_only has a verifier");
+        let t0 = Instant::now();
+        let (up0, down0) = remote.bytes();
+        match remote.recv(self.cfg.deadline).await {
+            Ok(pb::cloud_message::Kind::Token(tok)) => {
+                let (up1, down1) = remote.bytes();
+                let t = tok.timing.unwrap_or_default();
+                let wait_ns = t0.elapsed().as_nanos() as u64;
+                self.record(RoundRecord {
+                    kind: "cloud",
+                    committed: 1,
+                    wait_ns,
+                    network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
+                    queue_ns: t.queue_ns,
+                    forward_ns: t.forward_ns,
+                    batch_size: t.batch_size,
+                    batch_tokens: t.batch_tokens,
+                    bytes_up: up1 - up0,
+                    bytes_down: down1 - down0,
+                    ..Default::default()
+                });
+                self.commit(&[tok.token], true);
+                Ok(())
+            }
+            Ok(pb::cloud_message::Kind::Finished(f)) => {
+                self.done = Some(if f.reason == "eos" { "eos" } else { "length" });
+                Ok(())
+            }
+            Ok(pb::cloud_message::Kind::Error(e)) => {
+                Err(DraftError::Refused(WireError::from_pb(&e)))
+            }
+            Ok(other) => Err(DraftError::Violation(format!(
+                "unexpected {other:?} in cloud-only generation"
+            ))),
+            Err(lost) => self.lose(lost),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One generation request, from prompt to last token, under any strategy.
+//!
+//! The loop keeps the committed sequence (prompt + output). Each round either sends a
+//! draft block and commits what the verdict confirms (`speculative`, `adaptive`,
+//! `pipelined`), takes one streamed token (`cloud_only`), or lets the draft model go
+//! on alone (`edge_only`, and fallback while the verifier is lost). A verifier that
+//! does not answer within the deadline, or whose connection breaks, puts the loop in
+//! fallback: tokens are drafted alone and marked unverified, and every `retry` the
+//! loop reconnects and re-opens its session with the whole committed sequence.
+
+mod lifecycle;
+mod rounds;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tandem_decoding::policy::DraftLengthPolicy;
+use tandem_decoding::rng::stream;
+use tandem_decoding::{SamplingParams, SessionRng};
+use tandem_models::LanguageModel;
+
+use crate::drafter::Drafter;
+use crate::record::{Report, RoundRecord};
+use crate::remote::{Remote, VerifierTarget};
+use crate::{DraftError, Strategy};
+use rounds::InFlight;
+
+/// What to generate, and how.
+#[derive(Debug, Clone)]
+pub struct GenerateConfig {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate.
+    pub max_new_tokens: usize,
+    /// Sampling, for the draft and the target alike.
+    pub sampling: SamplingParams,
+    /// Seed of every random stream of the request.
+    pub seed: u64,
+    /// Do not stop at end-of-sequence tokens.
+    pub ignore_eos: bool,
+    /// How long to wait for the verifier before going on alone.
+    pub deadline: Duration,
+    /// Go on alone when the verifier is lost (else fail).
+    pub fallback: bool,
+    /// How often to try to reach the verifier again during fallback.
+    pub retry: Duration,
+}
+
+/// The edge's resources: the draft model, the verifier, the tokenizer facts.
+pub struct Edge<'m, M: LanguageModel> {
+    /// The draft model (required unless `cloud_only`).
+    pub draft: Option<&'m M>,
+    /// The verifier (required unless `edge_only`).
+    pub verifier: Option<VerifierTarget>,
+}
+
+/// Called with each run of newly committed tokens and whether the target verified them.
+pub type OnTokens<'a> = &'a mut (dyn FnMut(&[u32], bool) + Send);
+
+struct Run<'a, 'm, M: LanguageModel> {
+    cfg: &'a GenerateConfig,
+    drafter: Option<Drafter<'m, M>>,
+    remote: Option<Remote>,
+    fingerprint: String,
+    eos: Vec<u32>,
+    max_draft: usize,
+    policy: Box<dyn DraftLengthPolicy>,
+    committed: Vec<u32>,
+    report: Report,
+    on_tokens: OnTokens<'a>,
+    start: Instant,
+    first_at: Option<Instant>,
+    done: Option<&'static str>,
+    /// In fallback: when to try the verifier next.
+    retry_at: Option<Instant>,
+    session_id: u64,
+    seq: u64,
+    dropped: HashSet<u64>,
+}
+
+/// Generates with `edge` as `cfg` says, calling `on_tokens` as tokens are committed.
+pub async fn generate<M: LanguageModel>(
+    edge: &Edge<'_, M>,
+    cfg: &GenerateConfig,
+    on_tokens: OnTokens<'_>,
+) -> Result<Report, DraftError> {
+    if cfg.prompt.is_empty() {
+        return Err(DraftError::Usage("the prompt is empty".into()));
+    }
+    if cfg.max_new_tokens == 0 {
+        return Err(DraftError::Usage(
+            "--max-new-tokens must be at least 1".into(),
+        ));
+    }
+    cfg.sampling
+        .validate()
+        .map_err(|e| DraftError::Usage(e.to_string()))?;
+    let strategy = cfg.strategy;
+    if strategy.needs_draft() && edge.draft.is_none() {
+        return Err(DraftError::Usage(format!(
+            "strategy {strategy} needs a draft model (--draft)"
+        )));
+    }
+    if strategy.needs_verifier() && edge.verifier.is_none() {
+        return Err(DraftError::Usage(format!(
+            "strategy {strategy} needs a verifier (--verifier)"
+        )));
+    }
+    let drafter = edge.draft.map(|m| {
+        Drafter::new(
+            m,
+            cfg.sampling,
+            SessionRng::for_stream(cfg.seed, stream::DRAFT),
+        )
+    });
+    let (fingerprint, eos) = edge
+        .draft
+        .map(|m| {
+            (
+                m.info().tokenizer_fingerprint.clone(),
+                m.info().eos_token_ids.clone(),
+            )
+        })
+        .unwrap_or_default();
+    let mut run = Run {
+        cfg,
+        drafter,
+        remote: edge.verifier.clone().map(Remote::new),
+        fingerprint,
+        eos,
+        max_draft: usize::MAX,
+        policy: strategy.policy().build(),
+        committed: cfg.prompt.clone(),
+        report: Report {
+            strategy: strategy.to_string(),
+            prompt_ids: cfg.prompt.clone(),
+            ..Default::default()
+        },
+        on_tokens,
+        start: Instant::now(),
+        first_at: None,
+        done: None,
+        retry_at: None,
+        session_id: 0,
+        seq: 0,
+        dropped: HashSet::new(),
+    };
+    run.start_remote().await?;
+    run.start = Instant::now();
+    if run.remote.is_some() && run.retry_at.is_none() {
+        run.open().await?;
+    }
+    let mut inflight: Option<InFlight> = None;
+    while run.done.is_none() {
+        if run.retry_at.is_some() || strategy == Strategy::EdgeOnly {
+            run.alone_step().await?;
+            continue;
+        }
+        match strategy {
+            Strategy::CloudOnly => run.cloud_step().await?,
+            Strategy::Pipelined { .. } => inflight = run.pipelined_step(inflight.take()).await?,
+            _ => run.sync_step().await?,
+        }
+    }
+    if let Some(r) = run.remote.as_mut() {
+        r.close();
+    }
+    Ok(run.finish())
+}
+
+/// Bookkeeping: the output, the records, the end.
+impl<'m, M: LanguageModel> Run<'_, 'm, M> {
+    fn output_len(&self) -> usize {
+        self.committed.len() - self.cfg.prompt.len()
+    }
+
+    fn record(&mut self, mut r: RoundRecord) {
+        r.round = self.report.rounds.len();
+        self.report.rounds.push(r);
+    }
+
+    /// Appends tokens to the output, stopping at EOS or the length limit.
+    fn commit(&mut self, tokens: &[u32], verified: bool) {
+        if self.done.is_some() {
+            return;
+        }
+        let mut take = tokens
+            .len()
+            .min(self.cfg.max_new_tokens - self.output_len());
+        if !self.cfg.ignore_eos
+            && let Some(at) = tokens[..take].iter().position(|t| self.eos.contains(t))
+        {
+            take = at + 1;
+            self.done = Some("eos");
+        }
+        let tokens = &tokens[..take];
+        if !verified {
+            let from = self.output_len();
+            self.report.unverified.extend(from..from + tokens.len());
+        }
+        self.committed.extend_from_slice(tokens);
+        if !tokens.is_empty() && self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+        (self.on_tokens)(tokens, verified);
+        if self.done.is_none() && self.output_len() >= self.cfg.max_new_tokens {
+            self.done = Some("length");
+        }
+    }
+
+    fn finish(mut self) -> Report {
+        let end = Instant::now();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        self.report.output_ids = self.committed[self.cfg.prompt.len()..].to_vec();
+        let s = &mut self.report.summary;
+        s.ttft_ms = self.first_at.map_or(0.0, |t| ms(t - self.start));
+        s.e2e_ms = ms(end - self.start);
+        s.stop = self.done.unwrap_or("length").to_string();
+        if let Some(r) = &self.remote {
+            (s.bytes_up, s.bytes_down) = r.bytes();
+        }
+        self.report.summarise();
+        self.report
+    }
+}

@@ -1,0 +1,264 @@
+//! Verified rounds: draft a block, send it, wait for its verdict, commit what it
+//! confirms; synchronously, or pipelined with the next block drafted ahead.
+
+use std::time::Instant;
+
+use tandem_decoding::policy::RoundObservation;
+use tandem_models::LanguageModel;
+use tandem_protocol::convert::distribution_to_pb;
+use tandem_protocol::{WireError, pb};
+
+use super::Run;
+use crate::drafter::Block;
+use crate::record::RoundRecord;
+use crate::remote::Lost;
+use crate::{DraftError, Strategy};
+
+/// A block in flight.
+pub(super) struct InFlight {
+    seq: u64,
+    ahead: bool,
+    block: Block,
+    k: usize,
+    draft_ns: u64,
+    sent: Instant,
+    bytes: (u64, u64),
+}
+
+impl<'m, M: LanguageModel> Run<'_, 'm, M> {
+    /// The next draft length: the policy's, within the verifier's limit and the tokens
+    /// still wanted.
+    pub(super) fn next_k(&self) -> usize {
+        let wanted = self.cfg.max_new_tokens - self.output_len();
+        self.policy.next_k().min(self.max_draft).min(wanted).max(1)
+    }
+
+    pub(super) fn draft_after(
+        &mut self,
+        seq: &[u32],
+        k: usize,
+        adaptive: bool,
+    ) -> Result<(Block, u64), DraftError> {
+        let t0 = Instant::now();
+        let policy = &self.policy;
+        let drafter = self
+            .drafter
+            .as_mut()
+            .expect("speculation needs a draft model");
+        let block = if adaptive {
+            drafter.draft(seq, k, |i, p| policy.keep_drafting(i, p))?
+        } else {
+            drafter.draft(seq, k, |_, _| true)?
+        };
+        Ok((block, t0.elapsed().as_nanos() as u64))
+    }
+
+    /// Sends `block` as extending `base` (the edge's view of the committed sequence).
+    pub(super) async fn send(
+        &mut self,
+        base: &[u32],
+        block: Block,
+        k: usize,
+        draft_ns: u64,
+    ) -> Result<InFlight, Lost> {
+        self.seq += 1;
+        let remote = self.remote.as_mut().expect("has a verifier");
+        let bytes = remote.bytes();
+        let draft = pb::Draft {
+            session_id: self.session_id,
+            base_len: base.len() as u32,
+            anchor: *base.last().expect("never empty"),
+            tokens: block.tokens.clone(),
+            q: block.q.iter().map(distribution_to_pb).collect(),
+            seq: self.seq,
+        };
+        let sent = Instant::now();
+        remote.send(pb::edge_message::Kind::Draft(draft)).await?;
+        Ok(InFlight {
+            seq: self.seq,
+            ahead: false,
+            block,
+            k,
+            draft_ns,
+            sent,
+            bytes,
+        })
+    }
+
+    /// Waits for the verdict on `f`, skipping answers to dropped blocks.
+    pub(super) async fn verdict(&mut self, f: &InFlight) -> Result<pb::Verdict, Lost> {
+        let remote = self.remote.as_mut().expect("has a verifier");
+        loop {
+            match remote.recv(self.cfg.deadline).await? {
+                pb::cloud_message::Kind::Verdict(v) if v.seq == f.seq => return Ok(v),
+                pb::cloud_message::Kind::Verdict(v) if self.dropped.remove(&v.seq) => continue,
+                pb::cloud_message::Kind::Error(e) if self.dropped.remove(&e.seq) => continue,
+                pb::cloud_message::Kind::Error(e) => {
+                    return Err(Lost::Refused(WireError::from_pb(&e)));
+                }
+                other => {
+                    return Err(Lost::Refused(WireError::internal(format!(
+                        "expected the verdict on block {}, got {other:?}",
+                        f.seq
+                    ))));
+                }
+            }
+        }
+    }
+
+    /// Commits what a verdict confirmed, records the round, feeds the policy.
+    pub(super) fn apply(&mut self, f: &InFlight, v: &pb::Verdict) -> Result<(), DraftError> {
+        let accepted = v.accepted as usize;
+        if accepted > f.block.tokens.len() {
+            return Err(DraftError::Violation(format!(
+                "verdict accepts {accepted} of {} drafted tokens",
+                f.block.tokens.len()
+            )));
+        }
+        let received = Instant::now();
+        let (up, down) = self.remote.as_ref().expect("has a verifier").bytes();
+        let t = v.timing.unwrap_or_default();
+        let wait_ns = (received - f.sent).as_nanos() as u64;
+        let mut tokens = f.block.tokens[..accepted].to_vec();
+        tokens.push(v.next_token);
+        self.record(RoundRecord {
+            kind: "verified",
+            k: f.k,
+            ahead: f.ahead,
+            drafted: f.block.tokens.len(),
+            accepted,
+            committed: tokens.len(),
+            draft_ns: f.draft_ns,
+            wait_ns,
+            network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
+            queue_ns: t.queue_ns,
+            forward_ns: t.forward_ns,
+            batch_size: t.batch_size,
+            batch_tokens: t.batch_tokens,
+            bytes_up: up - f.bytes.0,
+            bytes_down: down - f.bytes.1,
+            ..Default::default()
+        });
+        self.policy.observe(&RoundObservation {
+            drafted: f.block.tokens.len(),
+            accepted,
+            draft_s: f.draft_ns as f64 / 1e9,
+            remote_s: wait_ns as f64 / 1e9,
+        });
+        self.commit(&tokens, true);
+        Ok(())
+    }
+
+    /// Draft, send, wait, commit.
+    pub(super) async fn sync_step(&mut self) -> Result<(), DraftError> {
+        let k = self.next_k();
+        let adaptive = matches!(self.cfg.strategy, Strategy::Adaptive { .. });
+        let base = self.committed.clone();
+        let (block, draft_ns) = self.draft_after(&base, k, adaptive)?;
+        let f = match self.send(&base, block.clone(), k, draft_ns).await {
+            Ok(f) => f,
+            Err(lost) => return self.unverified_block(block, k, draft_ns, lost),
+        };
+        match self.verdict(&f).await {
+            Ok(v) => self.apply(&f, &v),
+            Err(lost) => self.unverified_block(f.block, k, draft_ns, lost),
+        }
+    }
+
+    /// The verifier was lost with `block` drafted: keep it, unverified, and go on alone.
+    pub(super) fn unverified_block(
+        &mut self,
+        block: Block,
+        k: usize,
+        draft_ns: u64,
+        lost: Lost,
+    ) -> Result<(), DraftError> {
+        self.lose(lost)?;
+        self.record(RoundRecord {
+            kind: "edge",
+            k,
+            drafted: block.tokens.len(),
+            committed: block.tokens.len(),
+            draft_ns,
+            ..Default::default()
+        });
+        self.commit(&block.tokens, false);
+        Ok(())
+    }
+
+    /// Pipelined: with block B in flight, draft a guess `g` for the verifier's token and
+    /// the next block B' after `B + g`, send B', then wait for B's verdict. If B was
+    /// accepted whole and the verifier's token is `g`, B' is already on its way and
+    /// becomes the block in flight; otherwise B' is stale and dropped.
+    pub(super) async fn pipelined_step(
+        &mut self,
+        inflight: Option<InFlight>,
+    ) -> Result<Option<InFlight>, DraftError> {
+        let f = match inflight {
+            Some(f) => f,
+            None => {
+                let k = self.next_k();
+                let base = self.committed.clone();
+                let (block, draft_ns) = self.draft_after(&base, k, false)?;
+                match self.send(&base, block.clone(), k, draft_ns).await {
+                    Ok(f) => f,
+                    Err(lost) => {
+                        self.unverified_block(block, k, draft_ns, lost)?;
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        // Draft ahead while B is in flight, unless B already reaches the end.
+        let mut ahead_seq = self.committed.clone();
+        ahead_seq.extend_from_slice(&f.block.tokens);
+        let room = self
+            .cfg
+            .max_new_tokens
+            .saturating_sub(self.output_len() + f.block.tokens.len() + 1);
+        let mut next: Option<(u32, InFlight)> = None;
+        if room > 0 {
+            let k = self.policy.next_k().min(self.max_draft).min(room).max(1);
+            let (ahead, draft_ns) = self.draft_after(&ahead_seq, k + 1, false)?;
+            if ahead.tokens.len() == k + 1 {
+                let guess = ahead.tokens[0];
+                let rest = Block {
+                    tokens: ahead.tokens[1..].to_vec(),
+                    q: ahead.q.get(1..).map(<[_]>::to_vec).unwrap_or_default(),
+                };
+                ahead_seq.push(guess);
+                if let Ok(mut f2) = self.send(&ahead_seq, rest, k, draft_ns).await {
+                    f2.ahead = true;
+                    next = Some((guess, f2));
+                }
+            }
+        }
+        let v = match self.verdict(&f).await {
+            Ok(v) => v,
+            Err(lost) => {
+                self.unverified_block(f.block, f.k, f.draft_ns, lost)?;
+                return Ok(None);
+            }
+        };
+        self.apply(&f, &v)?;
+        let confirmed = v.accepted as usize == f.block.tokens.len();
+        match next {
+            Some((guess, f2)) if confirmed && v.next_token == guess && self.done.is_none() => {
+                Ok(Some(f2))
+            }
+            Some((_, f2)) => {
+                self.dropped.insert(f2.seq);
+                self.record(RoundRecord {
+                    kind: "stale",
+                    k: f2.k,
+                    ahead: true,
+                    drafted: f2.block.tokens.len(),
+                    draft_ns: f2.draft_ns,
+                    ..Default::default()
+                });
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+}
