@@ -1,0 +1,218 @@
+//! Verifier throughput (committed tokens per second) against the number of concurrent
+//! sessions, with batching on (one pass serves every waiting session) and off (one
+//! session per pass), beside the raw batched forward time at the same batch sizes.
+//!
+//! Clients drive the engine in process (no transport), so the figure is the verifier's
+//! own: queueing, batching, acceptance and rollback around the model. Each client
+//! proposes k = 4 tokens per round from the target's own greedy continuation, each
+//! token corrupted with probability 0.2, so acceptance is realistic and the
+//! committed output is known. Prints a table; run with
+//! `cargo bench -p tandem-verifier --bench throughput`.
+
+use std::time::{Duration, Instant};
+
+use tandem_decoding::SessionRng;
+use tandem_models::{
+    BatchEntry, LanguageModel, LoadOptions, Loaded, ModelSpec, Positions, SessionCache,
+};
+use tandem_protocol::limits::{DraftBlock, OpenRequest};
+use tandem_verifier::{EngineConfig, EngineHandle};
+
+const K: usize = 4;
+const NEW: usize = 64;
+const CORRUPT: f64 = 0.2;
+const PROMPTS: &[&str] = &[
+    "Once upon a time, there was a kind owl named",
+    "Count by 3 from 12: 12 15",
+    "The green box has a kite. The red box has a bell. Question: what is in the red box? Answer:",
+    "Repeat after me: fox blue drum cup. Again:",
+];
+
+fn load() -> Loaded {
+    "builtin:tiny-target"
+        .parse::<ModelSpec>()
+        .unwrap()
+        .load(&LoadOptions::default())
+        .unwrap()
+}
+
+/// Prompt ids and the target's greedy continuation (NEW + K + 1 tokens).
+fn workloads(t: &Loaded) -> Vec<(Vec<u32>, Vec<u32>)> {
+    PROMPTS
+        .iter()
+        .map(|p| {
+            let mut prompt = vec![t.model.info().bos_token_id.unwrap()];
+            prompt.extend(t.tokenizer.encode(p).unwrap());
+            let mut cache = t.model.new_cache();
+            let mut last = t.model.prefill(&mut cache, &prompt).unwrap();
+            let mut out = Vec::new();
+            while out.len() < NEW + K + 1 {
+                let next = tandem_decoding::sampling::argmax(last.last());
+                out.push(next);
+                last = t
+                    .model
+                    .forward(&mut cache, &[next], Positions::Last)
+                    .unwrap();
+            }
+            (prompt, out)
+        })
+        .collect()
+}
+
+/// One client: open, then rounds until NEW tokens are committed. Returns (committed
+/// tokens, rounds).
+async fn client(
+    engine: EngineHandle,
+    prompt: Vec<u32>,
+    greedy: Vec<u32>,
+    seed: u64,
+    vocab: u32,
+) -> (usize, usize) {
+    let req = OpenRequest {
+        prompt: prompt.clone(),
+        sampling: tandem_decoding::SamplingParams::greedy(),
+        seed,
+        stochastic: false,
+        max_new_tokens: (NEW + K + 1) as u32,
+        generate: false,
+        ignore_eos: true,
+    };
+    let opened = engine.open(req, None).await.unwrap();
+    let mut rng = SessionRng::new(seed);
+    let mut out = vec![opened.first_token];
+    let mut rounds = 0;
+    while out.len() < NEW {
+        let tokens: Vec<u32> = greedy[out.len()..out.len() + K]
+            .iter()
+            .map(|&t| {
+                if rng.uniform() < CORRUPT {
+                    (t + 1) % vocab
+                } else {
+                    t
+                }
+            })
+            .collect();
+        let block = DraftBlock {
+            session_id: opened.session_id,
+            base_len: (prompt.len() + out.len()) as u32,
+            anchor: *out.last().unwrap(),
+            tokens: tokens.clone(),
+            q: vec![],
+            seq: rounds as u64,
+        };
+        let v = engine.verify(opened.session_id, block).await.unwrap();
+        out.extend_from_slice(&tokens[..v.accepted as usize]);
+        out.push(v.next_token);
+        assert_eq!(out[..], greedy[..out.len()], "the verifier is not lossless");
+        rounds += 1;
+    }
+    engine.close(opened.session_id);
+    (out.len() - 1, rounds)
+}
+
+/// Committed tokens per second and mean committed per round, for `sessions` clients.
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    sessions: usize,
+    max_batch: usize,
+    work: &[(Vec<u32>, Vec<u32>)],
+) -> (f64, f64) {
+    let t = load();
+    let vocab = t.model.info().vocab_size as u32;
+    let engine = EngineHandle::start(
+        t.model,
+        EngineConfig {
+            model_name: "builtin:tiny-target".into(),
+            limits: tandem_protocol::Limits {
+                max_sessions: 1024,
+                ..Default::default()
+            },
+            max_batch,
+        },
+    );
+    let start = Instant::now();
+    let (tokens, rounds) = rt.block_on(async {
+        let tasks: Vec<_> = (0..sessions)
+            .map(|i| {
+                let (p, g) = work[i % work.len()].clone();
+                tokio::spawn(client(engine.clone(), p, g, i as u64, vocab))
+            })
+            .collect();
+        let mut total = (0, 0);
+        for t in tasks {
+            let (n, r) = t.await.unwrap();
+            total.0 += n;
+            total.1 += r;
+        }
+        total
+    });
+    let secs = start.elapsed().as_secs_f64();
+    (tokens as f64 / secs, tokens as f64 / rounds as f64)
+}
+
+/// Mean time of one raw batched forward of `sessions` × (K + 1) tokens, each session
+/// with a context like the clients' mid-run.
+fn raw_forward(t: &Loaded, sessions: usize, work: &[(Vec<u32>, Vec<u32>)]) -> Duration {
+    let mut caches: Vec<_> = (0..sessions)
+        .map(|i| {
+            let (p, g) = &work[i % work.len()];
+            let mut ctx = p.clone();
+            ctx.extend_from_slice(&g[..NEW / 2]);
+            let mut c = t.model.new_cache();
+            t.model.prefill(&mut c, &ctx).unwrap();
+            c
+        })
+        .collect();
+    let lens: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+    let block: Vec<u32> = work[0].1[..K + 1].to_vec();
+    let iters = (200 / sessions).clamp(3, 50);
+    let start = Instant::now();
+    for _ in 0..iters {
+        let mut entries: Vec<_> = caches
+            .iter_mut()
+            .map(|cache| BatchEntry {
+                cache,
+                tokens: &block,
+                positions: Positions::All,
+            })
+            .collect();
+        t.model.forward_batch(&mut entries).unwrap();
+        for (c, &l) in caches.iter_mut().zip(&lens) {
+            c.truncate(l).unwrap();
+        }
+    }
+    start.elapsed() / iters as u32
+}
+
+#[allow(unsafe_code)]
+fn main() {
+    // SAFETY: first statement of main; no other thread exists yet.
+    unsafe { tandem_models::cpu::init_threads() };
+    if std::env::args().any(|a| a == "--list") {
+        println!("throughput: bench");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = load();
+    let work = workloads(&t);
+    println!(
+        "| sessions | batched tok/s | unbatched tok/s | batched / unbatched | raw pass | raw rate × committed/round | batched / raw bound |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for sessions in [1usize, 4, 16, 64, 256] {
+        let (on, per_round) = serve(&rt, sessions, 1024, &work);
+        let (off, _) = serve(&rt, sessions, 1, &work);
+        let pass = raw_forward(&t, sessions, &work);
+        let bound = sessions as f64 / pass.as_secs_f64() * per_round;
+        println!(
+            "| {sessions} | {on:.0} | {off:.0} | {:.2}× | {:.2} ms | {bound:.0} | {:.0} % |",
+            on / off,
+            pass.as_secs_f64() * 1e3,
+            100.0 * on / bound
+        );
+    }
+}
