@@ -29,7 +29,7 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
         EngineConfig {
             model_name: target.to_string(),
             limits: Default::default(),
-            max_batch: 64,
+            batch: Default::default(),
         },
     );
     let running = rt

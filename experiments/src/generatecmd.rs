@@ -55,7 +55,7 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
         EngineConfig {
             model_name: args.target.to_string(),
             limits: Default::default(),
-            max_batch: 256,
+            batch: Default::default(),
         },
     );
     let running = tandem_verifier::serve(

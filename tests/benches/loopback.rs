@@ -51,7 +51,7 @@ fn setup() -> Setup {
         EngineConfig {
             model_name: "builtin:tiny-target".into(),
             limits: Default::default(),
-            max_batch: 256,
+            batch: Default::default(),
         },
     );
     let running = rt

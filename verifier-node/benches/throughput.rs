@@ -16,7 +16,7 @@ use tandem_models::{
     BatchEntry, LanguageModel, LoadOptions, Loaded, ModelSpec, Positions, SessionCache,
 };
 use tandem_protocol::limits::{DraftBlock, OpenRequest};
-use tandem_verifier::{EngineConfig, EngineHandle};
+use tandem_verifier::{BatchPolicy, EngineConfig, EngineHandle};
 
 const K: usize = 4;
 const NEW: usize = 64;
@@ -59,15 +59,23 @@ fn workloads(t: &Loaded) -> Vec<(Vec<u32>, Vec<u32>)> {
         .collect()
 }
 
-/// One client: open, then rounds until NEW tokens are committed. Returns (committed
-/// tokens, rounds).
+/// What one client saw.
+#[derive(Default)]
+struct Seen {
+    tokens: usize,
+    rounds: usize,
+    batch_sizes: usize,
+    queue_ns: u64,
+}
+
+/// One client: open, then rounds until NEW tokens are committed.
 async fn client(
     engine: EngineHandle,
     prompt: Vec<u32>,
     greedy: Vec<u32>,
     seed: u64,
     vocab: u32,
-) -> (usize, usize) {
+) -> Seen {
     let req = OpenRequest {
         prompt: prompt.clone(),
         sampling: tandem_decoding::SamplingParams::greedy(),
@@ -80,7 +88,7 @@ async fn client(
     let opened = engine.open(req, None).await.unwrap();
     let mut rng = SessionRng::new(seed);
     let mut out = vec![opened.first_token];
-    let mut rounds = 0;
+    let mut seen = Seen::default();
     while out.len() < NEW {
         let tokens: Vec<u32> = greedy[out.len()..out.len() + K]
             .iter()
@@ -98,25 +106,30 @@ async fn client(
             anchor: *out.last().unwrap(),
             tokens: tokens.clone(),
             q: vec![],
-            seq: rounds as u64,
+            seq: seen.rounds as u64,
         };
         let v = engine.verify(opened.session_id, block).await.unwrap();
         out.extend_from_slice(&tokens[..v.accepted as usize]);
         out.push(v.next_token);
         assert_eq!(out[..], greedy[..out.len()], "the verifier is not lossless");
-        rounds += 1;
+        let t = v.timing.unwrap_or_default();
+        seen.rounds += 1;
+        seen.batch_sizes += t.batch_size as usize;
+        seen.queue_ns += t.queue_ns;
     }
     engine.close(opened.session_id);
-    (out.len() - 1, rounds)
+    seen.tokens = out.len() - 1;
+    seen
 }
 
-/// Committed tokens per second and mean committed per round, for `sessions` clients.
+/// Committed tokens per second, mean committed per round, mean batch size and mean
+/// queue wait (ms) seen by the blocks, for `sessions` clients.
 fn serve(
     rt: &tokio::runtime::Runtime,
     sessions: usize,
-    max_batch: usize,
+    batch: BatchPolicy,
     work: &[(Vec<u32>, Vec<u32>)],
-) -> (f64, f64) {
+) -> (f64, f64, f64, f64) {
     let t = load();
     let vocab = t.model.info().vocab_size as u32;
     let engine = EngineHandle::start(
@@ -127,27 +140,35 @@ fn serve(
                 max_sessions: 1024,
                 ..Default::default()
             },
-            max_batch,
+            batch,
         },
     );
     let start = Instant::now();
-    let (tokens, rounds) = rt.block_on(async {
+    let seen = rt.block_on(async {
         let tasks: Vec<_> = (0..sessions)
             .map(|i| {
                 let (p, g) = work[i % work.len()].clone();
                 tokio::spawn(client(engine.clone(), p, g, i as u64, vocab))
             })
             .collect();
-        let mut total = (0, 0);
+        let mut total = Seen::default();
         for t in tasks {
-            let (n, r) = t.await.unwrap();
-            total.0 += n;
-            total.1 += r;
+            let s = t.await.unwrap();
+            total.tokens += s.tokens;
+            total.rounds += s.rounds;
+            total.batch_sizes += s.batch_sizes;
+            total.queue_ns += s.queue_ns;
         }
         total
     });
     let secs = start.elapsed().as_secs_f64();
-    (tokens as f64 / secs, tokens as f64 / rounds as f64)
+    let rounds = seen.rounds as f64;
+    (
+        seen.tokens as f64 / secs,
+        seen.tokens as f64 / rounds,
+        seen.batch_sizes as f64 / rounds,
+        seen.queue_ns as f64 / rounds / 1e6,
+    )
 }
 
 /// Mean time of one raw batched forward of `sessions` × (K + 1) tokens, each session
@@ -200,16 +221,25 @@ fn main() {
     let t = load();
     let work = workloads(&t);
     println!(
-        "| sessions | batched tok/s | unbatched tok/s | batched / unbatched | raw pass | raw rate × committed/round | batched / raw bound |"
+        "| sessions | batched tok/s | unbatched tok/s | batched / unbatched | mean batch | mean queue | raw pass | raw rate × committed/round | batched / raw bound |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for sessions in [1usize, 4, 16, 64, 256] {
-        let (on, per_round) = serve(&rt, sessions, 1024, &work);
-        let (off, _) = serve(&rt, sessions, 1, &work);
+        let on_policy = BatchPolicy {
+            max_sessions: 1024,
+            ..BatchPolicy::default()
+        };
+        let off_policy = BatchPolicy {
+            max_sessions: 1,
+            max_wait: std::time::Duration::ZERO,
+            ..BatchPolicy::default()
+        };
+        let (on, per_round, batch, queue_ms) = serve(&rt, sessions, on_policy, &work);
+        let (off, ..) = serve(&rt, sessions, off_policy, &work);
         let pass = raw_forward(&t, sessions, &work);
         let bound = sessions as f64 / pass.as_secs_f64() * per_round;
         println!(
-            "| {sessions} | {on:.0} | {off:.0} | {:.2}× | {:.2} ms | {bound:.0} | {:.0} % |",
+            "| {sessions} | {on:.0} | {off:.0} | {:.2}× | {batch:.1} | {queue_ms:.2} ms | {:.2} ms | {bound:.0} | {:.0} % |",
             on / off,
             pass.as_secs_f64() * 1e3,
             100.0 * on / bound

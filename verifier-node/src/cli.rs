@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use tandem_protocol::Limits;
 
+use crate::engine::BatchPolicy;
+
 /// The limits a verifier enforces (see `Limits` in the protocol).
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
@@ -22,9 +24,36 @@ pub struct LimitArgs {
     /// Most new tokens one session may ask for.
     #[arg(long, default_value_t = Limits::default().max_new_tokens, value_name = "N")]
     pub max_new_tokens: u32,
-    /// Most commands gathered into one batched forward pass.
-    #[arg(long, default_value_t = 256, value_name = "N")]
-    pub max_batch: usize,
+}
+
+/// How the verifier forms its batched passes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchArgs {
+    /// Most sessions verified in one forward pass (1 turns batching off).
+    #[arg(long, default_value_t = BatchPolicy::default().max_sessions, value_name = "N")]
+    pub max_batch_sessions: usize,
+    /// Most tokens in one forward pass.
+    #[arg(long, default_value_t = BatchPolicy::default().max_tokens, value_name = "N")]
+    pub max_batch_tokens: usize,
+    /// How long to wait for more sessions' blocks before a pass, microseconds (a pass
+    /// starts sooner when the budget is full or every session's block is in).
+    #[arg(long, default_value_t = BatchPolicy::default().max_wait.as_micros() as u64, value_name = "US")]
+    pub max_wait_us: u64,
+    /// Longest piece of a prompt prefilled in one pass.
+    #[arg(long, default_value_t = BatchPolicy::default().prefill_chunk, value_name = "N")]
+    pub prefill_chunk: usize,
+}
+
+impl BatchArgs {
+    /// The policy these settings give.
+    pub fn policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max_sessions: self.max_batch_sessions.max(1),
+            max_tokens: self.max_batch_tokens.max(1),
+            max_wait: std::time::Duration::from_micros(self.max_wait_us),
+            prefill_chunk: self.prefill_chunk.max(1),
+        }
+    }
 }
 
 impl LimitArgs {

@@ -17,5 +17,5 @@ pub mod quic;
 pub mod server;
 pub mod service;
 
-pub use engine::{EngineConfig, EngineHandle};
+pub use engine::{BatchPolicy, EngineConfig, EngineHandle};
 pub use server::{ListenConfig, Running, ServeError, serve};

@@ -100,7 +100,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
         EngineConfig {
             model_name: "builtin:tiny-target".into(),
             limits: opts.limits,
-            max_batch: 256,
+            batch: Default::default(),
         },
     );
     tandem_verifier::serve(

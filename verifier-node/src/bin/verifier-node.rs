@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use tandem_models::{LoadOptions, ModelSpec};
-use tandem_verifier::cli::{LimitArgs, read_token};
+use tandem_verifier::cli::{BatchArgs, LimitArgs, read_token};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 
 #[derive(Debug, Parser)]
@@ -47,6 +47,8 @@ struct ServeArgs {
     auth_token_file: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
 }
 
 fn addr(flag: &str, value: &str) -> Result<Option<SocketAddr>> {
@@ -99,7 +101,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         EngineConfig {
             model_name: args.model.to_string(),
             limits: args.limits.limits(),
-            max_batch: args.limits.max_batch,
+            batch: args.batch.policy(),
         },
     );
     let running = tandem_verifier::serve(

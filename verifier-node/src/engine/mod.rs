@@ -1,13 +1,17 @@
 //! The engine: one thread that owns the target model and every session's KV cache.
 //!
 //! Transports talk to it through an [`EngineHandle`]: commands over an mpsc channel,
-//! each with a oneshot reply (TGI's queue pattern). The thread drains whatever
-//! commands are waiting, runs them as one ragged batched forward pass, and answers.
-//! One session appears at most once per pass; a second command for it waits for the
-//! next pass, so a session's blocks are verified in the order they came.
+//! each with a oneshot reply (TGI's queue pattern). The thread queues work in arrival
+//! order, gathers for up to [`BatchPolicy::max_wait`], picks a pass under a token
+//! budget ([`batch`]), runs it as one ragged batched forward pass, and answers. One
+//! session appears at most once per pass, so its blocks are verified in the order they
+//! came; long prompts are prefilled in chunks between everyone else's blocks.
 
+pub mod batch;
 mod session;
 mod worker;
+
+pub use batch::BatchPolicy;
 
 use std::time::Instant;
 
@@ -23,8 +27,8 @@ pub struct EngineConfig {
     pub model_name: String,
     /// Input limits.
     pub limits: Limits,
-    /// Most commands taken into one forward pass.
-    pub max_batch: usize,
+    /// How passes are formed.
+    pub batch: BatchPolicy,
 }
 
 /// An event of cloud-only generation, streamed to the session's transport.
@@ -46,16 +50,6 @@ pub(crate) enum Command {
     Close {
         session: u64,
     },
-}
-
-impl Command {
-    /// The session a command belongs to (None for `Open`, which creates one).
-    fn session(&self) -> Option<u64> {
-        match self {
-            Command::Open { .. } => None,
-            Command::Verify { session, .. } | Command::Close { session } => Some(*session),
-        }
-    }
 }
 
 /// A cheap, cloneable handle to the engine thread.

@@ -1,39 +1,63 @@
-//! The engine thread's loop: gather commands, run one batched pass, answer.
+//! The engine thread's loop: gather work for a moment, choose a pass
+//! ([`super::batch::select`]), run it as one batched forward, answer.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use tandem_models::{BatchEntry, LanguageModel, Positions};
 use tandem_protocol::limits::DraftBlock;
 use tandem_protocol::{WireError, pb};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{Candidate, select};
 use super::session::{Generation, Session};
 use super::{Command, EngineConfig, GenEvent};
 
-/// What one session does in a pass.
-enum Job {
+/// Work waiting for a pass, in arrival order.
+enum Work<C> {
+    /// A new session, prefilled chunk by chunk; it owns the session until it is done.
     Prefill {
+        session: Session<C>,
+        done: usize,
         arrived: Instant,
         events: Option<mpsc::UnboundedSender<GenEvent>>,
         max_new: u32,
         ignore_eos: bool,
         reply: oneshot::Sender<Result<pb::Opened, WireError>>,
     },
+    /// A draft block of an open session.
     Verify {
+        session: u64,
         block: DraftBlock,
         arrived: Instant,
         reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
     },
-    Generate,
+}
+
+impl<C> Work<C> {
+    fn session(&self) -> u64 {
+        match self {
+            Work::Prefill { session, .. } => session.id,
+            Work::Verify { session, .. } => *session,
+        }
+    }
+}
+
+/// What one session does in this pass.
+enum Job<C> {
+    Prefill(Work<C>, usize),
+    Verify(Session<C>, Work<C>),
+    Generate(Session<C>),
 }
 
 pub(super) struct Worker<M: LanguageModel> {
     model: M,
     config: EngineConfig,
     sessions: HashMap<u64, Session<M::Cache>>,
+    queue: VecDeque<Work<M::Cache>>,
     next_id: u64,
-    deferred: VecDeque<Command>,
+    /// For timed waits on the command channel from this plain thread.
+    clock: tokio::runtime::Runtime,
 }
 
 pub(super) fn info_response<M: LanguageModel>(
@@ -58,241 +82,373 @@ pub(super) fn info_response<M: LanguageModel>(
     }
 }
 
+fn timing(
+    start: Instant,
+    arrived: Option<Instant>,
+    forward_ns: u64,
+    size: usize,
+    tokens: usize,
+) -> pb::Timing {
+    pb::Timing {
+        queue_ns: arrived.map_or(0, |a| start.saturating_duration_since(a).as_nanos() as u64),
+        forward_ns,
+        batch_size: size as u32,
+        batch_tokens: tokens as u32,
+    }
+}
+
 impl<M: LanguageModel> Worker<M> {
     pub fn new(model: M, config: EngineConfig) -> Self {
         Self {
             model,
             config,
             sessions: HashMap::new(),
+            queue: VecDeque::new(),
             next_id: 1,
-            deferred: VecDeque::new(),
+            clock: tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a timer-only runtime"),
         }
     }
 
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut open = true;
         loop {
-            let mut cmds: Vec<Command> = self.deferred.drain(..).collect();
-            let generating = self.sessions.values().any(|s| s.generation.is_some());
-            if cmds.is_empty() && !generating {
+            let idle = self.queue.is_empty() && !self.generating();
+            if idle {
+                if !open {
+                    return;
+                }
                 match rx.blocking_recv() {
-                    Some(c) => cmds.push(c),
+                    Some(c) => self.accept(c),
                     None => return,
                 }
             }
-            while cmds.len() < self.config.max_batch.max(1) {
-                match rx.try_recv() {
-                    Ok(c) => cmds.push(c),
-                    Err(_) => break,
-                }
-            }
-            self.pass(cmds);
+            open &= self.gather(&mut rx);
+            self.pass();
         }
     }
 
-    /// Sorts commands into one pass's jobs, runs the pass, answers.
-    fn pass(&mut self, cmds: Vec<Command>) {
-        let mut jobs: Vec<(Session<M::Cache>, Job)> = Vec::new();
-        let mut busy: HashSet<u64> = HashSet::new();
-        for cmd in cmds {
-            if cmd.session().is_some_and(|s| busy.contains(&s)) {
-                self.deferred.push_back(cmd);
-                continue;
+    fn generating(&self) -> bool {
+        self.sessions.values().any(|s| s.generation.is_some())
+    }
+
+    /// Takes commands until the pass is worth running: the budget is full, every open
+    /// session has work waiting, or `max_wait` has passed since the oldest work came.
+    /// Returns false once the channel is closed.
+    fn gather(&mut self, rx: &mut mpsc::Receiver<Command>) -> bool {
+        let policy = self.config.batch;
+        loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(c) => self.accept(c),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                }
             }
-            match cmd {
-                Command::Close { session } => {
-                    self.sessions.remove(&session);
-                }
-                Command::Open {
-                    req,
-                    events,
-                    arrived,
-                    reply,
-                } => {
-                    let open = self.sessions.len()
-                        + jobs
-                            .iter()
-                            .filter(|j| matches!(j.1, Job::Prefill { .. }))
-                            .count();
-                    if open >= self.config.limits.max_sessions as usize {
-                        let _ = reply.send(Err(WireError::exhausted(format!(
-                            "the verifier already serves {open} sessions, its limit (Limits.max_sessions)"
-                        ))));
-                        continue;
-                    }
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    let max_context = self.model.info().max_context;
-                    let budget = if req.generate {
-                        req.prompt.len() + req.max_new_tokens as usize
-                    } else {
-                        req.prompt.len()
-                            + req.max_new_tokens as usize
-                            + self.config.limits.max_draft_tokens as usize
-                            + 1
-                    };
-                    let session =
-                        Session::new(id, self.model.new_cache(), &req, budget.min(max_context));
-                    busy.insert(id);
-                    let job = Job::Prefill {
-                        arrived,
-                        events,
-                        max_new: req.max_new_tokens,
-                        ignore_eos: req.ignore_eos,
-                        reply,
-                    };
-                    jobs.push((session, job));
-                }
-                Command::Verify {
-                    session,
-                    block,
-                    arrived,
-                    reply,
-                } => {
-                    let Some(s) = self.sessions.get(&session) else {
-                        let _ = reply.send(Err(WireError::new(
-                            tonic::Code::NotFound,
-                            format!("unknown session {session}: it was never opened here, or it was closed"),
-                        )));
-                        continue;
-                    };
-                    if let Err(e) = s.check_block(&block) {
-                        let _ = reply.send(Err(e));
-                        continue;
-                    }
-                    busy.insert(session);
-                    let s = self.sessions.remove(&session).expect("checked above");
-                    jobs.push((
-                        s,
-                        Job::Verify {
-                            block,
-                            arrived,
-                            reply,
-                        },
-                    ));
-                }
+            let oldest = self.queue.front().map(|w| match w {
+                Work::Prefill { arrived, .. } | Work::Verify { arrived, .. } => *arrived,
+            });
+            let waited = oldest.map_or(Duration::MAX, |t| t.elapsed());
+            if waited >= policy.max_wait || self.full() || self.everyone_waiting() {
+                return true;
+            }
+            let rest = policy.max_wait - waited;
+            let next = self
+                .clock
+                .block_on(async { tokio::time::timeout(rest, rx.recv()).await });
+            match next {
+                Ok(Some(c)) => self.accept(c),
+                Ok(None) => return false,
+                Err(_) => return true,
             }
         }
+    }
+
+    fn full(&self) -> bool {
+        let tokens: usize = self
+            .queue
+            .iter()
+            .map(|w| match w {
+                Work::Prefill { session, done, .. } => session.committed.len() - done,
+                Work::Verify { block, .. } => block.tokens.len() + 1,
+            })
+            .sum();
+        tokens >= self.config.batch.max_tokens || self.queue.len() >= self.config.batch.max_sessions
+    }
+
+    /// Whether every open session that could send a block has one waiting.
+    fn everyone_waiting(&self) -> bool {
+        self.sessions
+            .values()
+            .filter(|s| s.generation.is_none())
+            .all(|s| self.queue.iter().any(|w| w.session() == s.id))
+    }
+
+    /// Files a command: new sessions and blocks join the queue, closes act at once.
+    fn accept(&mut self, cmd: Command) {
+        match cmd {
+            Command::Close { session } => {
+                self.sessions.remove(&session);
+                self.queue
+                    .retain(|w| !matches!(w, Work::Prefill { session: s, .. } if s.id == session));
+            }
+            Command::Open {
+                req,
+                events,
+                arrived,
+                reply,
+            } => {
+                let prefilling = self
+                    .queue
+                    .iter()
+                    .filter(|w| matches!(w, Work::Prefill { .. }))
+                    .count();
+                let open = self.sessions.len() + prefilling;
+                if open >= self.config.limits.max_sessions as usize {
+                    let _ = reply.send(Err(WireError::exhausted(format!(
+                        "the verifier already serves {open} sessions, its limit (Limits.max_sessions)"
+                    ))));
+                    return;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let limits = &self.config.limits;
+                let budget = req.prompt.len()
+                    + req.max_new_tokens as usize
+                    + if req.generate {
+                        0
+                    } else {
+                        limits.max_draft_tokens as usize + 1
+                    };
+                let max_len = budget.min(self.model.info().max_context);
+                let session = Session::new(id, self.model.new_cache(), &req, max_len);
+                self.queue.push_back(Work::Prefill {
+                    session,
+                    done: 0,
+                    arrived,
+                    events,
+                    max_new: req.max_new_tokens,
+                    ignore_eos: req.ignore_eos,
+                    reply,
+                });
+            }
+            Command::Verify {
+                session,
+                block,
+                arrived,
+                reply,
+            } => self.queue.push_back(Work::Verify {
+                session,
+                block,
+                arrived,
+                reply,
+            }),
+        }
+    }
+
+    /// Chooses and runs one pass.
+    fn pass(&mut self) {
+        // Blocks that cannot run (unknown session, stale) are answered here and leave.
+        let sessions = &self.sessions;
+        let mut refused = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        let mut pending: HashMap<u64, usize> = HashMap::new();
+        for w in self.queue.drain(..) {
+            if let Work::Verify { session, block, .. } = &w {
+                // A block behind another of its session is checked when it reaches
+                // the front of that session's line.
+                if !pending.contains_key(session) {
+                    let check = match sessions.get(session) {
+                        None => Err(WireError::new(
+                            tonic::Code::NotFound,
+                            format!(
+                                "unknown session {session}: it was never opened here, or it was closed"
+                            ),
+                        )),
+                        Some(s) => s.check_block(block),
+                    };
+                    if let Err(e) = check {
+                        refused.push((w, e));
+                        continue;
+                    }
+                }
+            }
+            *pending.entry(w.session()).or_default() += 1;
+            kept.push_back(w);
+        }
+        self.queue = kept;
+        for (w, e) in refused {
+            if let Work::Verify { reply, .. } = w {
+                let _ = reply.send(Err(e));
+            }
+        }
+
         let generating: Vec<u64> = self
             .sessions
-            .iter()
-            .filter(|(id, s)| s.generation.is_some() && !busy.contains(id))
-            .map(|(&id, _)| id)
+            .values()
+            .filter(|s| s.generation.is_some())
+            .map(|s| s.id)
             .collect();
-        for id in generating {
-            let s = self.sessions.remove(&id).expect("listed");
-            jobs.push((s, Job::Generate));
+        let candidates: Vec<Candidate> = self
+            .queue
+            .iter()
+            .map(|w| match w {
+                Work::Prefill { session, done, .. } => Candidate {
+                    session: session.id,
+                    tokens: (session.committed.len() - done)
+                        .min(self.config.batch.prefill_chunk.max(1)),
+                    min_tokens: 1,
+                },
+                Work::Verify { block, .. } => Candidate {
+                    session: w.session(),
+                    tokens: block.tokens.len() + 1,
+                    min_tokens: block.tokens.len() + 1,
+                },
+            })
+            .collect();
+        let picked = select(
+            &candidates,
+            &self.config.batch,
+            generating.len(),
+            &generating,
+        );
+
+        let mut jobs: Vec<Job<M::Cache>> = generating
+            .iter()
+            .map(|id| Job::Generate(self.sessions.remove(id).expect("listed")))
+            .collect();
+        let mut taken: Vec<Option<Work<M::Cache>>> = self.queue.drain(..).map(Some).collect();
+        for &(i, tokens) in &picked {
+            let w = taken[i].take().expect("picked once");
+            match w {
+                Work::Prefill { .. } => jobs.push(Job::Prefill(w, tokens)),
+                Work::Verify { session, .. } => {
+                    let s = self.sessions.remove(&session).expect("checked above");
+                    jobs.push(Job::Verify(s, w));
+                }
+            }
         }
-        if jobs.is_empty() {
-            return;
+        self.queue = taken.into_iter().flatten().collect();
+        if !jobs.is_empty() {
+            self.run_jobs(jobs);
         }
-        self.run_jobs(jobs);
     }
 
-    fn run_jobs(&mut self, mut jobs: Vec<(Session<M::Cache>, Job)>) {
+    fn run_jobs(&mut self, mut jobs: Vec<Job<M::Cache>>) {
         let inputs: Vec<Vec<u32>> = jobs
             .iter()
-            .map(|(s, job)| match job {
-                Job::Prefill { .. } => s.committed.clone(),
-                Job::Verify { block, .. } => s.verify_input(block),
-                Job::Generate => vec![*s.committed.last().expect("never empty")],
+            .map(|job| match job {
+                Job::Prefill(Work::Prefill { session, done, .. }, n) => {
+                    session.committed[*done..done + n].to_vec()
+                }
+                Job::Verify(s, Work::Verify { block, .. }) => s.verify_input(block),
+                Job::Generate(s) => vec![*s.committed.last().expect("never empty")],
+                _ => unreachable!("jobs are built matching"),
             })
             .collect();
         let batch_tokens: usize = inputs.iter().map(Vec::len).sum();
+        let size = inputs.len();
         let start = Instant::now();
         let result = {
             let mut entries: Vec<BatchEntry<'_, M::Cache>> = jobs
                 .iter_mut()
                 .zip(&inputs)
-                .map(|((s, job), tokens)| BatchEntry {
-                    cache: &mut s.cache,
-                    tokens,
-                    positions: match job {
-                        Job::Verify { .. } => Positions::All,
-                        _ => Positions::Last,
-                    },
+                .map(|(job, tokens)| {
+                    let (cache, positions) = match job {
+                        Job::Prefill(Work::Prefill { session, .. }, _) => {
+                            (&mut session.cache, Positions::Last)
+                        }
+                        Job::Verify(s, _) => (&mut s.cache, Positions::All),
+                        Job::Generate(s) => (&mut s.cache, Positions::Last),
+                        _ => unreachable!("jobs are built matching"),
+                    };
+                    BatchEntry {
+                        cache,
+                        tokens,
+                        positions,
+                    }
                 })
                 .collect();
             self.model.forward_batch(&mut entries)
         };
         let forward_ns = start.elapsed().as_nanos() as u64;
-        let timing = |arrived: Option<Instant>| pb::Timing {
-            queue_ns: arrived.map_or(0, |a| start.saturating_duration_since(a).as_nanos() as u64),
-            forward_ns,
-            batch_size: jobs_len_u32(&inputs),
-            batch_tokens: batch_tokens as u32,
-        };
         let logits = match result {
             Ok(l) => l,
-            Err(e) => {
-                tracing::error!("forward pass failed: {e}");
-                let err = WireError::internal(format!("the target's forward pass failed: {e}"));
-                for (s, job) in jobs {
-                    match job {
-                        Job::Prefill { reply, .. } => {
-                            let _ = reply.send(Err(err.clone()));
-                        }
-                        Job::Verify { reply, .. } => {
-                            let _ = reply.send(Err(err.clone()));
-                            self.sessions.insert(s.id, s);
-                        }
-                        Job::Generate => {
-                            if let Some(g) = &s.generation {
-                                let _ = g.events.send(pb::cloud_message::Kind::Error(err.to_pb(0)));
-                            }
-                        }
-                    }
-                }
-                return;
-            }
+            Err(e) => return self.fail(jobs, e),
         };
-        for ((mut s, job), rows) in jobs.into_iter().zip(logits) {
+        let mut unfinished = Vec::new();
+        for (job, rows) in jobs.into_iter().zip(logits) {
             match job {
-                Job::Prefill {
-                    arrived,
-                    events,
-                    max_new,
-                    ignore_eos,
-                    reply,
-                } => {
-                    let first = s.pick(rows.last());
-                    s.push(first);
+                Job::Prefill(
+                    Work::Prefill {
+                        mut session,
+                        done,
+                        arrived,
+                        events,
+                        max_new,
+                        ignore_eos,
+                        reply,
+                    },
+                    n,
+                ) => {
+                    if done + n < session.committed.len() {
+                        // More prompt to go: back to the front of the line.
+                        unfinished.push(Work::Prefill {
+                            session,
+                            done: done + n,
+                            arrived,
+                            events,
+                            max_new,
+                            ignore_eos,
+                            reply,
+                        });
+                        continue;
+                    }
+                    let first = session.pick(rows.last());
+                    session.push(first);
                     let opened = pb::Opened {
-                        session_id: s.id,
+                        session_id: session.id,
                         first_token: first,
-                        committed_len: s.committed.len() as u32,
-                        timing: Some(timing(Some(arrived))),
+                        committed_len: session.committed.len() as u32,
+                        timing: Some(timing(start, Some(arrived), forward_ns, size, batch_tokens)),
                     };
                     if reply.send(Ok(opened)).is_err() {
                         continue; // the client went away before its session opened
                     }
                     if let Some(events) = events {
-                        s.generation = Some(Generation {
+                        session.generation = Some(Generation {
                             events,
                             remaining: max_new - 1,
                             ignore_eos,
                         });
-                        if self.finished(&s) {
+                        if self.finished(&session) {
                             continue;
                         }
                     }
-                    self.sessions.insert(s.id, s);
+                    self.sessions.insert(session.id, session);
                 }
-                Job::Verify {
-                    block,
-                    arrived,
-                    reply,
-                } => {
+                Job::Verify(
+                    mut s,
+                    Work::Verify {
+                        block,
+                        arrived,
+                        reply,
+                        ..
+                    },
+                ) => {
                     let answer = s.accept(&block, &rows).map(|v| pb::Verdict {
                         seq: block.seq,
                         accepted: v.accepted as u32,
                         next_token: v.next_token,
                         committed_len: s.committed.len() as u32,
-                        timing: Some(timing(Some(arrived))),
+                        timing: Some(timing(start, Some(arrived), forward_ns, size, batch_tokens)),
                     });
                     let _ = reply.send(answer);
                     self.sessions.insert(s.id, s);
                 }
-                Job::Generate => {
+                Job::Generate(mut s) => {
                     let token = s.pick(rows.last());
                     s.push(token);
                     let g = s.generation.as_mut().expect("generating");
@@ -300,13 +456,40 @@ impl<M: LanguageModel> Worker<M> {
                     let msg = pb::cloud_message::Kind::Token(pb::Token {
                         token,
                         committed_len: s.committed.len() as u32,
-                        timing: Some(timing(None)),
+                        timing: Some(timing(start, None, forward_ns, size, batch_tokens)),
                     });
                     if g.events.send(msg).is_err() || self.finished(&s) {
                         continue; // gone or done: the session ends here
                     }
                     self.sessions.insert(s.id, s);
                 }
+                _ => unreachable!("jobs are built matching"),
+            }
+        }
+        for w in unfinished.into_iter().rev() {
+            self.queue.push_front(w);
+        }
+    }
+
+    /// A failed pass (caches untouched): everyone in it is told; blocks' sessions stay.
+    fn fail(&mut self, jobs: Vec<Job<M::Cache>>, e: tandem_models::ModelError) {
+        tracing::error!("forward pass failed: {e}");
+        let err = WireError::internal(format!("the target's forward pass failed: {e}"));
+        for job in jobs {
+            match job {
+                Job::Prefill(Work::Prefill { reply, .. }, _) => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Job::Verify(s, Work::Verify { reply, .. }) => {
+                    let _ = reply.send(Err(err.clone()));
+                    self.sessions.insert(s.id, s);
+                }
+                Job::Generate(s) => {
+                    if let Some(g) = &s.generation {
+                        let _ = g.events.send(pb::cloud_message::Kind::Error(err.to_pb(0)));
+                    }
+                }
+                _ => unreachable!("jobs are built matching"),
             }
         }
     }
@@ -331,8 +514,4 @@ impl<M: LanguageModel> Worker<M> {
             }));
         true
     }
-}
-
-fn jobs_len_u32(inputs: &[Vec<u32>]) -> u32 {
-    inputs.len() as u32
 }
