@@ -10,7 +10,7 @@ use tandem_draft::{Edge, GenerateConfig, Report, Strategy, VerifierTarget};
 use tandem_models::{LanguageModel, LoadOptions, Loaded, ModelSpec, Positions};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tandem_protocol::{Limits, LinkProfile};
-use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
+use tandem_verifier::{BatchPolicy, EngineConfig, EngineHandle, ListenConfig, Running};
 
 pub const PROMPTS: &[&str] = &[
     "Once upon a time, there was a kind owl named",
@@ -71,6 +71,7 @@ pub struct Verifier {
 
 pub struct VerifierOptions {
     pub limits: Limits,
+    pub batch: BatchPolicy,
     pub auth_token: Option<String>,
     pub grpc: String,
     pub quic: String,
@@ -80,6 +81,7 @@ impl Default for VerifierOptions {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
+            batch: BatchPolicy::default(),
             auth_token: None,
             grpc: "127.0.0.1:0".into(),
             quic: "127.0.0.1:0".into(),
@@ -100,7 +102,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
         EngineConfig {
             model_name: "builtin:tiny-target".into(),
             limits: opts.limits,
-            batch: Default::default(),
+            batch: opts.batch,
         },
     );
     tandem_verifier::serve(
