@@ -5,14 +5,13 @@
 
 mod common;
 
+use common::raw::*;
 use common::*;
 use tandem_draft::Strategy;
 use tandem_protocol::client::Transport;
-use tandem_protocol::pb::verifier_client::VerifierClient;
 use tandem_protocol::pb::{self, cloud_message::Kind as Down, edge_message::Kind as Up};
-use tandem_protocol::{Limits, frame, tls};
+use tandem_protocol::{Limits, frame};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 const TOKEN: &str = "s3cret";
@@ -23,72 +22,6 @@ fn limits() -> Limits {
         max_draft_tokens: 8,
         max_message_bytes: 64 << 10,
         ..Limits::default()
-    }
-}
-
-fn open_msg(fingerprint: &str) -> pb::EdgeMessage {
-    pb::EdgeMessage {
-        kind: Some(Up::Open(pb::Open {
-            prompt_ids: prompt_ids(PROMPTS[1]),
-            tokenizer_fingerprint: fingerprint.into(),
-            max_new_tokens: 32,
-            mode: pb::AcceptanceMode::Greedy as i32,
-            auth_token: TOKEN.into(),
-            ..Default::default()
-        })),
-    }
-}
-
-fn fingerprint() -> String {
-    use tandem_models::LanguageModel;
-    target().model.info().tokenizer_fingerprint.clone()
-}
-
-fn draft_msg(
-    session_id: u64,
-    base_len: u32,
-    anchor: u32,
-    tokens: Vec<u32>,
-    seq: u64,
-) -> pb::EdgeMessage {
-    pb::EdgeMessage {
-        kind: Some(Up::Draft(pb::Draft {
-            session_id,
-            base_len,
-            anchor,
-            tokens,
-            q: vec![],
-            seq,
-        })),
-    }
-}
-
-/// A raw gRPC session: the stream's sender and receiver.
-struct Raw {
-    tx: mpsc::Sender<pb::EdgeMessage>,
-    rx: tonic::Streaming<pb::CloudMessage>,
-}
-
-async fn raw_grpc(v: &Verifier, token: Option<&str>) -> Result<Raw, tonic::Status> {
-    let addr = v.running.grpc_addr.unwrap();
-    let mut client = VerifierClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(t) = token {
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    let rx = client.session(req).await?.into_inner();
-    Ok(Raw { tx, rx })
-}
-
-impl Raw {
-    async fn ask(&mut self, m: pb::EdgeMessage) -> Result<Down, tonic::Status> {
-        self.tx.send(m).await.unwrap();
-        let m = self.rx.message().await?.expect("an answer");
-        Ok(m.kind.unwrap())
     }
 }
 
@@ -109,7 +42,7 @@ fn expect_error(got: Down, code: Code, seq: u64, needle: &str) {
 
 async fn grpc_cases(v: &Verifier) {
     let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
-    let Down::Opened(o) = s.ask(open_msg(&fingerprint())).await.unwrap() else {
+    let Down::Opened(o) = s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap() else {
         panic!("no Opened")
     };
     let (id, len, last) = (o.session_id, o.committed_len, o.first_token);
@@ -173,7 +106,10 @@ async fn grpc_cases(v: &Verifier) {
 
     // Terminal refusals: a wrong fingerprint, a second Open, a missing or wrong token.
     let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
-    let status = s.ask(open_msg("tok1-0000000000000000")).await.unwrap_err();
+    let status = s
+        .ask(open_msg("tok1-0000000000000000", TOKEN))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(
         status.message().contains("tokenizer fingerprint"),
@@ -181,15 +117,15 @@ async fn grpc_cases(v: &Verifier) {
     );
     let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
     assert!(matches!(
-        s.ask(open_msg(&fingerprint())).await.unwrap(),
+        s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap(),
         Down::Opened(_)
     ));
-    let status = s.ask(open_msg(&fingerprint())).await.unwrap_err();
+    let status = s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     for token in [None, Some("wrong")] {
         let status = match raw_grpc(v, token).await {
             Err(status) => status,
-            Ok(mut s) => s.ask(open_msg(&fingerprint())).await.unwrap_err(),
+            Ok(mut s) => s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap_err(),
         };
         assert_eq!(
             status.code(),
@@ -197,22 +133,6 @@ async fn grpc_cases(v: &Verifier) {
             "{token:?}: {status:?}"
         );
     }
-}
-
-/// A raw QUIC connection to the verifier.
-async fn raw_quic(v: &Verifier) -> quinn::Connection {
-    let cfg = tls::quic_client_config(v.running.cert_path.as_ref().unwrap()).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(cfg);
-    ep.connect(v.running.quic_addr.unwrap(), "localhost")
-        .unwrap()
-        .await
-        .unwrap()
-}
-
-async fn read(recv: &mut quinn::RecvStream) -> Down {
-    let m: pb::CloudMessage = frame::read(recv, 1 << 20).await.unwrap().unwrap();
-    m.kind.unwrap()
 }
 
 /// Writes `bytes` on a new stream, finishes it, and reads the one answer frame.
@@ -229,7 +149,7 @@ async fn quic_cases(v: &Verifier) {
     let got = quic_bytes(&conn, &[5, 0xff, 0xff, 0xff, 0xff, 0xff]).await;
     expect_error(got, Code::InvalidArgument, 0, "does not decode");
     // Truncated: the prefix announces more than the stream carries.
-    let mut cut = frame::encode(&open_msg(&fingerprint())).to_vec();
+    let mut cut = frame::encode(&open_msg(&fingerprint(), TOKEN)).to_vec();
     cut.truncate(cut.len() - 3);
     expect_error(
         quic_bytes(&conn, &cut).await,
@@ -247,7 +167,7 @@ async fn quic_cases(v: &Verifier) {
         "exceeds the limit",
     );
     // No token.
-    let mut no_token = open_msg(&fingerprint());
+    let mut no_token = open_msg(&fingerprint(), TOKEN);
     if let Some(Up::Open(o)) = &mut no_token.kind {
         o.auth_token.clear();
     }
@@ -256,7 +176,7 @@ async fn quic_cases(v: &Verifier) {
 
     // The same connection still serves a proper session, which survives a bad block.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    frame::write(&mut send, &open_msg(&fingerprint()))
+    frame::write(&mut send, &open_msg(&fingerprint(), TOKEN))
         .await
         .unwrap();
     let Down::Opened(o) = read(&mut recv).await else {
@@ -344,13 +264,16 @@ async fn one_session_over_the_limit_is_refused_and_a_freed_slot_is_reused() {
     for _ in 0..2 {
         let mut s = raw_grpc(&v, Some(TOKEN)).await.unwrap();
         assert!(matches!(
-            s.ask(open_msg(&fingerprint())).await.unwrap(),
+            s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap(),
             Down::Opened(_)
         ));
         open.push(s);
     }
     let mut third = raw_grpc(&v, Some(TOKEN)).await.unwrap();
-    let status = third.ask(open_msg(&fingerprint())).await.unwrap_err();
+    let status = third
+        .ask(open_msg(&fingerprint(), TOKEN))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("max_sessions"), "{status:?}");
     // Closing one session frees its slot.
@@ -366,7 +289,7 @@ async fn one_session_over_the_limit_is_refused_and_a_freed_slot_is_reused() {
     let mut again = None;
     for _ in 0..100 {
         let mut s = raw_grpc(&v, Some(TOKEN)).await.unwrap();
-        match s.ask(open_msg(&fingerprint())).await {
+        match s.ask(open_msg(&fingerprint(), TOKEN)).await {
             Ok(Down::Opened(_)) => {
                 again = Some(s);
                 break;

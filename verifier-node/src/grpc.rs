@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use tandem_protocol::pb::verifier_server::Verifier;
 use tandem_protocol::{AUTH_HEADER, WireError, pb};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::EngineHandle;
+use crate::lifecycle::Lifecycle;
 use crate::service::{check_token, run_session};
 
 /// The tonic service.
@@ -18,13 +19,13 @@ use crate::service::{check_token, run_session};
 pub struct GrpcService {
     engine: EngineHandle,
     auth: Option<Arc<str>>,
-    stop: watch::Receiver<bool>,
+    life: Lifecycle,
 }
 
 impl GrpcService {
     /// A service over `engine`, requiring `auth` as bearer token if given.
-    pub fn new(engine: EngineHandle, auth: Option<Arc<str>>, stop: watch::Receiver<bool>) -> Self {
-        Self { engine, auth, stop }
+    pub fn new(engine: EngineHandle, auth: Option<Arc<str>>, life: Lifecycle) -> Self {
+        Self { engine, auth, life }
     }
 
     fn authorize(&self, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
@@ -74,7 +75,7 @@ impl Verifier for GrpcService {
             self.engine.clone(),
             Box::pin(inbound),
             tx,
-            self.stop.clone(),
+            self.life.clone(),
         ));
         let out = ReceiverStream::new(rx).map(|r| r.map_err(Status::from));
         Ok(Response::new(Box::pin(out)))

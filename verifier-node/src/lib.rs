@@ -7,12 +7,14 @@
 //!   gathers the commands waiting for it into one ragged batched forward pass, applies
 //!   each session's acceptance rule from `tandem-decoding`, and rolls caches back.
 //! - [`service`]: one session's conversation, shared by both transports.
-//! - [`grpc`] and [`quic`]: the transports; [`server`] starts and stops them.
+//! - [`grpc`] and [`quic`]: the transports; [`server`] starts and stops them, and
+//!   [`lifecycle`] lets a graceful shutdown finish what is in flight.
 //! - The `verifier-node` binary.
 
 pub mod cli;
 pub mod engine;
 pub mod grpc;
+pub mod lifecycle;
 pub mod quic;
 pub mod server;
 pub mod service;

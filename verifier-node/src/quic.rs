@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use tandem_protocol::frame::{self, FrameError};
 use tandem_protocol::{WireError, pb};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::engine::EngineHandle;
+use crate::lifecycle::Lifecycle;
 use crate::service::{check_token, msg, run_session};
 
 /// What every QUIC stream handler needs.
@@ -19,8 +20,8 @@ pub struct QuicContext {
     pub engine: EngineHandle,
     /// Required bearer token.
     pub auth: Option<Arc<str>>,
-    /// Fires on shutdown.
-    pub stop: watch::Receiver<bool>,
+    /// The server's phase and its running sessions.
+    pub life: Lifecycle,
 }
 
 /// Accepts connections until the endpoint closes.
@@ -108,7 +109,7 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
         ctx.engine.clone(),
         ReceiverStream::new(in_rx),
         out_tx,
-        ctx.stop.clone(),
+        ctx.life.clone(),
     ));
     while let Some(item) = out_rx.recv().await {
         match item {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use tandem_protocol::pb::verifier_server::VerifierServer;
 use tandem_protocol::tls::ServerIdentity;
 use tandem_protocol::{ProtocolError, pb};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::EngineHandle;
 use crate::grpc::GrpcService;
+use crate::lifecycle::{Controller, Phase};
 use crate::quic::{self, QuicContext};
 
 /// Where and how to listen.
@@ -58,32 +58,60 @@ pub struct Running {
     pub quic_addr: Option<SocketAddr>,
     /// The certificate a QUIC client pins (`--ca`).
     pub cert_path: Option<PathBuf>,
-    stop: watch::Sender<bool>,
+    control: Controller,
     tasks: Vec<JoinHandle<()>>,
+    quic_accept: Option<JoinHandle<()>>,
     quic: Option<quinn::Endpoint>,
 }
 
 impl Running {
-    /// Stops at once: every session ends, both listeners close.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
+    /// Stops at once, as a crash would: every session ends, both listeners close.
+    pub async fn stop(mut self) {
+        self.control.set(Phase::Stopped);
         if let Some(ep) = &self.quic {
             ep.close(0u32.into(), b"verifier stopped");
         }
-        for t in self.tasks {
+        let tasks = self.tasks.drain(..).chain(self.quic_accept.take());
+        for t in tasks {
             t.abort();
             let _ = t.await;
         }
-        if let Some(ep) = self.quic {
+        if let Some(ep) = self.quic.take() {
             ep.wait_idle().await;
         }
     }
 
-    /// Runs until Ctrl-C, then stops.
+    /// Shuts down gracefully: no new sessions; blocks already being verified are
+    /// answered; sessions then end with `UNAVAILABLE` (a draft node re-opens
+    /// elsewhere or goes on alone). After `grace`, whatever is left is stopped.
+    /// Returns the sessions that had to be cut off.
+    pub async fn shutdown(mut self, grace: std::time::Duration) -> usize {
+        self.control.set(Phase::Draining);
+        if let Some(t) = self.quic_accept.take() {
+            t.abort();
+        }
+        let left = self.control.wait_idle(grace).await;
+        if left > 0 {
+            tracing::warn!("{left} sessions still running after {grace:?}: stopping them");
+        }
+        self.stop().await;
+        left
+    }
+
+    /// Sessions running now.
+    pub fn active_sessions(&self) -> usize {
+        self.control.active()
+    }
+
+    /// Runs until Ctrl-C, then shuts down gracefully (10 s grace; a second Ctrl-C
+    /// stops at once).
     pub async fn until_ctrl_c(self) {
         let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Ctrl-C: stopping");
-        self.stop().await;
+        tracing::info!("Ctrl-C: finishing in-flight work (Ctrl-C again to stop now)");
+        tokio::select! {
+            _ = self.shutdown(std::time::Duration::from_secs(10)) => {}
+            _ = tokio::signal::ctrl_c() => tracing::warn!("stopped"),
+        }
     }
 }
 
@@ -92,15 +120,16 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
     if cfg.grpc.is_none() && cfg.quic.is_none() {
         return Err(ServeError::NoListener);
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (control, life) = Controller::new();
     let auth: Option<Arc<str>> = cfg.auth_token.as_deref().map(Arc::from);
     let mut tasks = Vec::new();
     let mut running = Running {
         grpc_addr: None,
         quic_addr: None,
         cert_path: None,
-        stop: stop_tx,
+        control,
         tasks: Vec::new(),
+        quic_accept: None,
         quic: None,
     };
     if let Some(addr) = cfg.grpc {
@@ -113,13 +142,9 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
                 .map_err(|source| ServeError::Bind { addr, source })?,
         );
         let max = engine.limits().max_message_bytes as usize;
-        let svc = VerifierServer::new(GrpcService::new(
-            engine.clone(),
-            auth.clone(),
-            stop_rx.clone(),
-        ))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(usize::MAX);
+        let svc = VerifierServer::new(GrpcService::new(engine.clone(), auth.clone(), life.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(usize::MAX);
         let (health, health_svc) = tonic_health::server::health_reporter();
         health.set_serving::<VerifierServer<GrpcService>>().await;
         // Reflection in both versions: v1, and v1alpha for older grpcurl and clients.
@@ -134,7 +159,7 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
-        let mut stop = stop_rx.clone();
+        let mut leaving = life.clone();
         // Accepted sockets do not inherit the builder's TCP_NODELAY: set it on each, or
         // Nagle's algorithm and delayed ACKs add 40 ms to a session's first answer.
         let incoming = tokio_stream::StreamExt::map(
@@ -154,7 +179,7 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
                 .add_service(reflection_v1alpha)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop.changed().await;
+                    leaving.leaving().await;
                 })
                 .await;
             if let Err(e) = result {
@@ -179,9 +204,9 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
         let ctx = QuicContext {
             engine: engine.clone(),
             auth,
-            stop: stop_rx,
+            life,
         };
-        tasks.push(tokio::spawn(quic::accept(endpoint.clone(), ctx)));
+        running.quic_accept = Some(tokio::spawn(quic::accept(endpoint.clone(), ctx)));
         running.quic = Some(endpoint);
     }
     running.tasks = tasks;

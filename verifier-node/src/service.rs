@@ -7,10 +7,11 @@
 //! meaningless (a bad `Open`, a broken stream) end it with a status.
 
 use tandem_protocol::{WireError, pb};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::engine::EngineHandle;
+use crate::lifecycle::{Lifecycle, Phase};
 
 /// What a session sends back: a message, or the status that ends the session.
 pub type Outbound = Result<pb::CloudMessage, WireError>;
@@ -33,16 +34,37 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// Runs one session until the edge closes it, the stream breaks, or `stop` fires.
+fn shutting_down() -> WireError {
+    WireError::new(
+        tonic::Code::Unavailable,
+        "the verifier is shutting down: re-open the session elsewhere",
+    )
+}
+
+/// Runs one session until the edge closes it, the stream breaks, or the server leaves
+/// (see [`crate::lifecycle`]).
 pub async fn run_session<S>(
     engine: EngineHandle,
     mut inbound: S,
     out: mpsc::Sender<Outbound>,
-    mut stop: watch::Receiver<bool>,
+    mut life: Lifecycle,
 ) where
     S: Stream<Item = Result<pb::EdgeMessage, WireError>> + Unpin + Send,
 {
-    let open = match inbound.next().await {
+    let _running = life.enter();
+    let mut stop = life.clone();
+    if life.phase() != Phase::Serving {
+        let _ = out.send(Err(shutting_down())).await;
+        return;
+    }
+    let first = tokio::select! {
+        m = inbound.next() => m,
+        _ = life.leaving() => {
+            let _ = out.send(Err(shutting_down())).await;
+            return;
+        }
+    };
+    let open = match first {
         None => return,
         Some(Err(e)) => {
             let _ = out.send(Err(e)).await;
@@ -80,7 +102,7 @@ pub async fn run_session<S>(
     let is_generating = generate.is_some();
     let opened = tokio::select! {
         r = engine.open(req, generate) => r,
-        _ = stop.changed() => return,
+        _ = stop.stopped() => return,
     };
     let opened = match opened {
         Ok(o) => o,
@@ -110,7 +132,12 @@ pub async fn run_session<S>(
     }
     loop {
         let incoming = tokio::select! {
-            _ = stop.changed() => return,
+            _ = life.leaving() => {
+                if life.phase() == Phase::Draining {
+                    let _ = out.send(Err(shutting_down())).await;
+                }
+                return;
+            }
             ev = events.recv(), if is_generating => {
                 let Some(kind) = ev else { return };
                 let last = matches!(
@@ -146,7 +173,7 @@ pub async fn run_session<S>(
                     )),
                     Ok(block) => tokio::select! {
                         r = engine.verify(id, block) => r,
-                        _ = stop.changed() => return,
+                        _ = stop.stopped() => return,
                     },
                 };
                 match answer {

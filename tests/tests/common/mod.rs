@@ -2,6 +2,8 @@
 //! transports, plain target decoding as the reference, and a generation helper.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

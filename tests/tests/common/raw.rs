@@ -1,0 +1,103 @@
+//! Raw clients for tests that speak the protocol by hand: a gRPC session stream and a
+//! QUIC connection, and the messages they send.
+
+use tandem_models::LanguageModel;
+use tandem_protocol::pb::verifier_client::VerifierClient;
+use tandem_protocol::pb::{self, cloud_message::Kind as Down, edge_message::Kind as Up};
+use tandem_protocol::{frame, tls};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{PROMPTS, Verifier, prompt_ids, target};
+
+/// An `Open` of the counting prompt (greedy, 32 new tokens) with `token` for QUIC.
+pub fn open_msg(fingerprint: &str, token: &str) -> pb::EdgeMessage {
+    pb::EdgeMessage {
+        kind: Some(Up::Open(pb::Open {
+            prompt_ids: prompt_ids(PROMPTS[1]),
+            tokenizer_fingerprint: fingerprint.into(),
+            max_new_tokens: 32,
+            mode: pb::AcceptanceMode::Greedy as i32,
+            auth_token: token.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// The shipped target's tokenizer fingerprint.
+pub fn fingerprint() -> String {
+    target().model.info().tokenizer_fingerprint.clone()
+}
+
+/// A greedy `Draft`.
+pub fn draft_msg(
+    session_id: u64,
+    base_len: u32,
+    anchor: u32,
+    tokens: Vec<u32>,
+    seq: u64,
+) -> pb::EdgeMessage {
+    pb::EdgeMessage {
+        kind: Some(Up::Draft(pb::Draft {
+            session_id,
+            base_len,
+            anchor,
+            tokens,
+            q: vec![],
+            seq,
+        })),
+    }
+}
+
+/// A raw gRPC session: the stream's sender and receiver.
+pub struct Raw {
+    pub tx: mpsc::Sender<pb::EdgeMessage>,
+    pub rx: tonic::Streaming<pb::CloudMessage>,
+}
+
+/// Opens a session stream (nothing sent yet), with `token` as bearer if given.
+pub async fn raw_grpc(v: &Verifier, token: Option<&str>) -> Result<Raw, tonic::Status> {
+    let addr = v.running.grpc_addr.unwrap();
+    let mut client = VerifierClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let rx = client.session(req).await?.into_inner();
+    Ok(Raw { tx, rx })
+}
+
+impl Raw {
+    /// Sends `m` and reads the answer (a status ends the stream).
+    pub async fn ask(&mut self, m: pb::EdgeMessage) -> Result<Down, tonic::Status> {
+        self.tx.send(m).await.unwrap();
+        self.next().await
+    }
+
+    /// Reads the next answer.
+    pub async fn next(&mut self) -> Result<Down, tonic::Status> {
+        let m = self.rx.message().await?.expect("an answer");
+        Ok(m.kind.unwrap())
+    }
+}
+
+/// A raw QUIC connection to the verifier.
+pub async fn raw_quic(v: &Verifier) -> quinn::Connection {
+    let cfg = tls::quic_client_config(v.running.cert_path.as_ref().unwrap()).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(cfg);
+    ep.connect(v.running.quic_addr.unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+/// Reads one frame from a QUIC stream.
+pub async fn read(recv: &mut quinn::RecvStream) -> Down {
+    let m: pb::CloudMessage = frame::read(recv, 1 << 20).await.unwrap().unwrap();
+    m.kind.unwrap()
+}
