@@ -29,12 +29,21 @@ pub enum Lost {
     /// The verifier refused (a status that ended the session).
     #[error("{0}")]
     Refused(WireError),
+    /// The verifier no longer knows the session (it was evicted): re-open it.
+    #[error("session evicted: {0}")]
+    Evicted(WireError),
+}
+
+/// Whether a refusal means "this verifier cannot serve you now" (shutting down, full):
+/// a reason to go on alone and come back, not to give up.
+fn transient(e: &WireError) -> bool {
+    matches!(e.code, Code::Unavailable | Code::ResourceExhausted)
 }
 
 impl From<ProtocolError> for Lost {
     fn from(e: ProtocolError) -> Self {
         match e {
-            ProtocolError::Refused(w) if w.code != Code::Unavailable => Lost::Refused(w),
+            ProtocolError::Refused(w) if !transient(&w) => Lost::Refused(w),
             other => Lost::Link(other),
         }
     }
@@ -133,6 +142,12 @@ impl Remote {
                 "the session stream closed".into(),
             ))),
             Ok(Some(Err(e))) => Err(e.into()),
+            // A refusal that is not about one block (seq 0) and says "not now".
+            Ok(Some(Ok(pb::CloudMessage {
+                kind: Some(pb::cloud_message::Kind::Error(e)),
+            }))) if e.seq == 0 && transient(&WireError::from_pb(&e)) => Err(Lost::Link(
+                ProtocolError::Disconnected(WireError::from_pb(&e).to_string()),
+            )),
             Ok(Some(Ok(pb::CloudMessage { kind: Some(kind) }))) => Ok(kind),
             Ok(Some(Ok(_))) => Err(Lost::Link(ProtocolError::BadFrame(
                 "empty CloudMessage".into(),

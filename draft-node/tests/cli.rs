@@ -30,6 +30,7 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
             model_name: target.to_string(),
             limits: Default::default(),
             batch: Default::default(),
+            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
         },
     );
     let running = rt

@@ -56,6 +56,7 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
             model_name: args.target.to_string(),
             limits: Default::default(),
             batch: Default::default(),
+            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
         },
     );
     let running = tandem_verifier::serve(

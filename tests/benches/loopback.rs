@@ -52,6 +52,7 @@ fn setup() -> Setup {
             model_name: "builtin:tiny-target".into(),
             limits: Default::default(),
             batch: Default::default(),
+            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
         },
     );
     let running = rt

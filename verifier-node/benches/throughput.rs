@@ -141,6 +141,7 @@ fn serve(
                 ..Default::default()
             },
             batch,
+            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
         },
     );
     let start = Instant::now();

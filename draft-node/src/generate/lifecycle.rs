@@ -111,6 +111,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 Ok(())
             }
             Lost::Link(e) => Err(DraftError::Protocol(e)),
+            Lost::Evicted(w) => Err(DraftError::Refused(w)),
             Lost::Timeout(d) => Err(DraftError::Protocol(
                 tandem_protocol::ProtocolError::Disconnected(format!(
                     "no answer from the verifier within {d:?}"

@@ -93,6 +93,9 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 pb::cloud_message::Kind::Verdict(v) if v.seq == f.seq => return Ok(v),
                 pb::cloud_message::Kind::Verdict(v) if self.dropped.remove(&v.seq) => continue,
                 pb::cloud_message::Kind::Error(e) if self.dropped.remove(&e.seq) => continue,
+                pb::cloud_message::Kind::Error(e) if e.code == tonic::Code::NotFound as i32 => {
+                    return Err(Lost::Evicted(WireError::from_pb(&e)));
+                }
                 pb::cloud_message::Kind::Error(e) => {
                     return Err(Lost::Refused(WireError::from_pb(&e)));
                 }
@@ -157,22 +160,33 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         let (block, draft_ns) = self.draft_after(&base, k, adaptive)?;
         let f = match self.send(&base, block.clone(), k, draft_ns).await {
             Ok(f) => f,
-            Err(lost) => return self.unverified_block(block, k, draft_ns, lost),
+            Err(lost) => return self.unverified_block(block, k, draft_ns, lost).await,
         };
         match self.verdict(&f).await {
             Ok(v) => self.apply(&f, &v),
-            Err(lost) => self.unverified_block(f.block, k, draft_ns, lost),
+            Err(lost) => self.unverified_block(f.block, k, draft_ns, lost).await,
         }
     }
 
-    /// The verifier was lost with `block` drafted: keep it, unverified, and go on alone.
-    pub(super) fn unverified_block(
+    /// The verifier was lost with `block` drafted. If it only forgot the session
+    /// (evicted), re-open it with everything committed and drop the block; otherwise
+    /// keep the block, unverified, and go on alone.
+    pub(super) async fn unverified_block(
         &mut self,
         block: Block,
         k: usize,
         draft_ns: u64,
         lost: Lost,
     ) -> Result<(), DraftError> {
+        if let Lost::Evicted(e) = &lost {
+            tracing::info!(
+                "{e}; re-opening the session at {} tokens",
+                self.committed.len()
+            );
+            self.dropped.clear();
+            self.report.summary.resyncs += 1;
+            return self.open().await;
+        }
         self.lose(lost)?;
         self.record(RoundRecord {
             kind: "edge",
@@ -203,7 +217,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 match self.send(&base, block.clone(), k, draft_ns).await {
                     Ok(f) => f,
                     Err(lost) => {
-                        self.unverified_block(block, k, draft_ns, lost)?;
+                        self.unverified_block(block, k, draft_ns, lost).await?;
                         return Ok(None);
                     }
                 }
@@ -236,7 +250,8 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         let v = match self.verdict(&f).await {
             Ok(v) => v,
             Err(lost) => {
-                self.unverified_block(f.block, f.k, f.draft_ns, lost)?;
+                self.unverified_block(f.block, f.k, f.draft_ns, lost)
+                    .await?;
                 return Ok(None);
             }
         };

@@ -74,6 +74,7 @@ pub struct Verifier {
 pub struct VerifierOptions {
     pub limits: Limits,
     pub batch: BatchPolicy,
+    pub idle_timeout: std::time::Duration,
     pub auth_token: Option<String>,
     pub grpc: String,
     pub quic: String,
@@ -84,6 +85,7 @@ impl Default for VerifierOptions {
         Self {
             limits: Limits::default(),
             batch: BatchPolicy::default(),
+            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
             auth_token: None,
             grpc: "127.0.0.1:0".into(),
             quic: "127.0.0.1:0".into(),
@@ -105,6 +107,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
             model_name: "builtin:tiny-target".into(),
             limits: opts.limits,
             batch: opts.batch,
+            idle_timeout: opts.idle_timeout,
         },
     );
     tandem_verifier::serve(

@@ -49,6 +49,10 @@ struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     batch: BatchArgs,
+    /// Evict a session after this many seconds without a block (0: never); its client
+    /// re-opens it.
+    #[arg(long, default_value_t = tandem_verifier::DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "S")]
+    idle_timeout_s: u64,
 }
 
 fn addr(flag: &str, value: &str) -> Result<Option<SocketAddr>> {
@@ -102,6 +106,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             model_name: args.model.to_string(),
             limits: args.limits.limits(),
             batch: args.batch.policy(),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout_s),
         },
     );
     let running = tandem_verifier::serve(

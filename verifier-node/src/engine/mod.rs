@@ -29,7 +29,13 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// How passes are formed.
     pub batch: BatchPolicy,
+    /// A session with no block for this long is evicted (its KV cache freed); its next
+    /// block gets `NOT_FOUND` and the draft node re-opens it. Zero: never.
+    pub idle_timeout: std::time::Duration,
 }
+
+/// Default idle timeout: five minutes.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// An event of cloud-only generation, streamed to the session's transport.
 pub type GenEvent = pb::cloud_message::Kind;

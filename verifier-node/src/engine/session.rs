@@ -39,6 +39,8 @@ pub(super) struct Session<C> {
     /// Longest committed length this session may reach.
     pub max_len: usize,
     pub generation: Option<Generation>,
+    /// When the session last had work done: idle eviction looks at it.
+    pub last_active: std::time::Instant,
 }
 
 impl<C: SessionCache> Session<C> {
@@ -57,6 +59,7 @@ impl<C: SessionCache> Session<C> {
             rng: SessionRng::for_stream(req.seed, stream_id),
             max_len,
             generation: None,
+            last_active: std::time::Instant::now(),
         }
     }
 
@@ -73,6 +76,7 @@ impl<C: SessionCache> Session<C> {
     /// committed token.
     pub fn push(&mut self, token: u32) {
         self.committed.push(token);
+        self.last_active = std::time::Instant::now();
     }
 
     /// Checks that `block` extends exactly what this session has committed.
@@ -130,7 +134,7 @@ impl<C: SessionCache> Session<C> {
         };
         self.committed
             .extend_from_slice(&block.tokens[..verdict.accepted]);
-        self.committed.push(verdict.next_token);
+        self.push(verdict.next_token);
         self.cache
             .truncate(self.committed.len() - 1)
             .map_err(|e| WireError::internal(e.to_string()))?;

@@ -56,9 +56,14 @@ pub(super) struct Worker<M: LanguageModel> {
     sessions: HashMap<u64, Session<M::Cache>>,
     queue: VecDeque<Work<M::Cache>>,
     next_id: u64,
+    /// Recently evicted sessions, so their next block learns why (bounded).
+    evicted: VecDeque<u64>,
     /// For timed waits on the command channel from this plain thread.
     clock: tokio::runtime::Runtime,
 }
+
+/// How many evicted session ids are remembered for the error message.
+const EVICTED_MEMORY: usize = 4096;
 
 pub(super) fn info_response<M: LanguageModel>(
     model: &M,
@@ -105,6 +110,7 @@ impl<M: LanguageModel> Worker<M> {
             sessions: HashMap::new(),
             queue: VecDeque::new(),
             next_id: 1,
+            evicted: VecDeque::new(),
             clock: tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
@@ -115,18 +121,57 @@ impl<M: LanguageModel> Worker<M> {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut open = true;
         loop {
+            self.evict_idle();
             let idle = self.queue.is_empty() && !self.generating();
             if idle {
                 if !open {
                     return;
                 }
-                match rx.blocking_recv() {
-                    Some(c) => self.accept(c),
-                    None => return,
+                let timeout = self.config.idle_timeout;
+                let next = if timeout.is_zero() || self.sessions.is_empty() {
+                    rx.blocking_recv().ok_or(())
+                } else {
+                    // Wake now and then to evict sessions that went quiet.
+                    let tick = timeout / 4;
+                    match self
+                        .clock
+                        .block_on(async { tokio::time::timeout(tick, rx.recv()).await })
+                    {
+                        Ok(c) => c.ok_or(()),
+                        Err(_) => continue,
+                    }
+                };
+                match next {
+                    Ok(c) => self.accept(c),
+                    Err(()) => return,
                 }
             }
             open &= self.gather(&mut rx);
             self.pass();
+        }
+    }
+
+    /// Frees sessions that have had nothing to do for longer than the idle timeout.
+    fn evict_idle(&mut self) {
+        let timeout = self.config.idle_timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let queued: Vec<u64> = self.queue.iter().map(Work::session).collect();
+        let stale: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| s.generation.is_none() && s.last_active.elapsed() > timeout)
+            .filter(|s| !queued.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        for id in stale {
+            self.sessions.remove(&id);
+            tracing::info!(session = id, "evicted after {timeout:?} idle");
+            if self.evicted.len() == EVICTED_MEMORY {
+                self.evicted.pop_front();
+            }
+            self.evicted.push_back(id);
         }
     }
 
@@ -252,6 +297,8 @@ impl<M: LanguageModel> Worker<M> {
     fn pass(&mut self) {
         // Blocks that cannot run (unknown session, stale) are answered here and leave.
         let sessions = &self.sessions;
+        let evicted = &self.evicted;
+        let idle = self.config.idle_timeout;
         let mut refused = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         let mut pending: HashMap<u64, usize> = HashMap::new();
@@ -261,6 +308,12 @@ impl<M: LanguageModel> Worker<M> {
                 // the front of that session's line.
                 if !pending.contains_key(session) {
                     let check = match sessions.get(session) {
+                        None if evicted.contains(session) => Err(WireError::new(
+                            tonic::Code::NotFound,
+                            format!(
+                                "session {session} was evicted after {idle:?} idle: re-open it with the committed tokens"
+                            ),
+                        )),
                         None => Err(WireError::new(
                             tonic::Code::NotFound,
                             format!(
