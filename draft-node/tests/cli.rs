@@ -41,6 +41,7 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
                 quic: Some("127.0.0.1:0".parse().unwrap()),
                 cert_dir: certs.path().to_path_buf(),
                 auth_token: None,
+                metrics: None,
             },
         ))
         .unwrap();

@@ -66,6 +66,7 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
             quic: (transport == Transport::Quic).then_some(loopback),
             cert_dir: certs.path().to_path_buf(),
             auth_token: None,
+            metrics: None,
         },
     )
     .await?;

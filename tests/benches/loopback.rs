@@ -63,6 +63,7 @@ fn setup() -> Setup {
                 quic: Some("127.0.0.1:0".parse().unwrap()),
                 cert_dir: certs.path().to_path_buf(),
                 auth_token: None,
+                metrics: None,
             },
         ))
         .unwrap();

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::EngineHandle;
 use crate::lifecycle::Lifecycle;
-use crate::service::{check_token, run_session};
+use crate::service::{check_token, count_refusal, run_session};
 
 /// The tonic service.
 #[derive(Debug, Clone)]
@@ -33,7 +33,10 @@ impl GrpcService {
             .get(AUTH_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
-        check_token(self.auth.as_deref(), got).map_err(Status::from)
+        check_token(self.auth.as_deref(), got).map_err(|e| {
+            self.engine.metrics().error(e.code);
+            Status::from(e)
+        })
     }
 }
 
@@ -77,7 +80,11 @@ impl Verifier for GrpcService {
             tx,
             self.life.clone(),
         ));
-        let out = ReceiverStream::new(rx).map(|r| r.map_err(Status::from));
+        let metrics = self.engine.metrics().clone();
+        let out = ReceiverStream::new(rx).map(move |r| {
+            count_refusal(&metrics, &r);
+            r.map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(out)))
     }
 }

@@ -9,12 +9,14 @@
 //! - [`service`]: one session's conversation, shared by both transports.
 //! - [`grpc`] and [`quic`]: the transports; [`server`] starts and stops them, and
 //!   [`lifecycle`] lets a graceful shutdown finish what is in flight.
+//! - [`metrics`]: Prometheus metrics (vLLM's spec-decode names) on their own port.
 //! - The `verifier-node` binary.
 
 pub mod cli;
 pub mod engine;
 pub mod grpc;
 pub mod lifecycle;
+pub mod metrics;
 pub mod quic;
 pub mod server;
 pub mod service;

@@ -11,7 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::engine::EngineHandle;
 use crate::lifecycle::Lifecycle;
-use crate::service::{check_token, msg, run_session};
+use crate::metrics::Metrics;
+use crate::service::{check_token, count_message, msg, run_session};
 
 /// What every QUIC stream handler needs.
 #[derive(Debug, Clone)]
@@ -54,7 +55,8 @@ pub async fn accept(endpoint: quinn::Endpoint, ctx: QuicContext) {
     }
 }
 
-async fn refuse(send: &mut quinn::SendStream, e: &WireError) {
+async fn refuse(send: &mut quinn::SendStream, e: &WireError, metrics: &Metrics) {
+    metrics.error(e.code);
     let _ = frame::write(send, &msg(pb::cloud_message::Kind::Error(e.to_pb(0)))).await;
     let _ = send.finish();
 }
@@ -65,7 +67,7 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
     let first: pb::EdgeMessage = match frame::read(&mut recv, limit).await {
         Ok(Some(m)) => m,
         Ok(None) => return,
-        Err(e) => return refuse(&mut send, &e.to_wire()).await,
+        Err(e) => return refuse(&mut send, &e.to_wire(), ctx.engine.metrics()).await,
     };
     let token = match &first.kind {
         Some(pb::edge_message::Kind::Info(i)) => &i.auth_token,
@@ -73,11 +75,11 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
         _ => {
             let e =
                 WireError::precondition("the first message of a QUIC stream must be Open or Info");
-            return refuse(&mut send, &e).await;
+            return refuse(&mut send, &e, ctx.engine.metrics()).await;
         }
     };
     if let Err(e) = check_token(ctx.auth.as_deref(), Some(token)) {
-        return refuse(&mut send, &e).await;
+        return refuse(&mut send, &e, ctx.engine.metrics()).await;
     }
     if let Some(pb::edge_message::Kind::Info(_)) = first.kind {
         let info = msg(pb::cloud_message::Kind::Info(ctx.engine.info().clone()));
@@ -114,11 +116,12 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
     while let Some(item) = out_rx.recv().await {
         match item {
             Ok(m) => {
+                count_message(ctx.engine.metrics(), &m);
                 if frame::write(&mut send, &m).await.is_err() {
                     return;
                 }
             }
-            Err(e) => return refuse(&mut send, &e).await,
+            Err(e) => return refuse(&mut send, &e, ctx.engine.metrics()).await,
         }
     }
     let _ = send.finish();

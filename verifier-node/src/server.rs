@@ -25,6 +25,8 @@ pub struct ListenConfig {
     pub cert_dir: PathBuf,
     /// Required bearer token, on both transports.
     pub auth_token: Option<String>,
+    /// Where to serve Prometheus `GET /metrics` (none: nowhere).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Why the server could not start.
@@ -58,6 +60,8 @@ pub struct Running {
     pub quic_addr: Option<SocketAddr>,
     /// The certificate a QUIC client pins (`--ca`).
     pub cert_path: Option<PathBuf>,
+    /// Where `GET /metrics` is served.
+    pub metrics_addr: Option<SocketAddr>,
     control: Controller,
     tasks: Vec<JoinHandle<()>>,
     quic_accept: Option<JoinHandle<()>>,
@@ -120,6 +124,22 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
     if cfg.grpc.is_none() && cfg.quic.is_none() {
         return Err(ServeError::NoListener);
     }
+    let metrics_task = match cfg.metrics {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let task = tokio::spawn(crate::metrics::serve_metrics(
+                listener,
+                engine.metrics().clone(),
+            ));
+            Some((bound, task))
+        }
+        None => None,
+    };
     let (control, life) = Controller::new();
     let auth: Option<Arc<str>> = cfg.auth_token.as_deref().map(Arc::from);
     let mut tasks = Vec::new();
@@ -127,6 +147,7 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
         grpc_addr: None,
         quic_addr: None,
         cert_path: None,
+        metrics_addr: None,
         control,
         tasks: Vec::new(),
         quic_accept: None,
@@ -208,6 +229,10 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
         };
         running.quic_accept = Some(tokio::spawn(quic::accept(endpoint.clone(), ctx)));
         running.quic = Some(endpoint);
+    }
+    if let Some((addr, task)) = metrics_task {
+        running.metrics_addr = Some(addr);
+        tasks.push(task);
     }
     running.tasks = tasks;
     Ok(running)

@@ -16,6 +16,21 @@ use crate::lifecycle::{Lifecycle, Phase};
 /// What a session sends back: a message, or the status that ends the session.
 pub type Outbound = Result<pb::CloudMessage, WireError>;
 
+/// Counts a refusal on its way out (a status, or an in-stream `Error`).
+pub fn count_refusal(metrics: &crate::metrics::Metrics, item: &Outbound) {
+    match item {
+        Err(e) => metrics.error(e.code),
+        Ok(m) => count_message(metrics, m),
+    }
+}
+
+/// Counts an in-stream `Error`, if `m` is one.
+pub fn count_message(metrics: &crate::metrics::Metrics, m: &pb::CloudMessage) {
+    if let Some(pb::cloud_message::Kind::Error(e)) = &m.kind {
+        metrics.error(tonic::Code::from_i32(e.code));
+    }
+}
+
 /// Wraps a message kind.
 pub fn msg(kind: pb::cloud_message::Kind) -> pb::CloudMessage {
     pb::CloudMessage { kind: Some(kind) }

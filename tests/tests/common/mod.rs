@@ -117,6 +117,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
             quic: Some(opts.quic.parse().unwrap()),
             cert_dir: cert_dir.to_path_buf(),
             auth_token: opts.auth_token,
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
         },
     )
     .await

@@ -38,6 +38,9 @@ struct ServeArgs {
     /// QUIC listen address, or "off".
     #[arg(long, default_value = "127.0.0.1:50052", value_name = "ADDR")]
     quic: String,
+    /// Prometheus metrics address (GET /metrics), or "off".
+    #[arg(long, default_value = "127.0.0.1:50053", value_name = "ADDR")]
+    metrics: String,
     /// Directory of the QUIC certificate (cert.pem, key.pem); created with a
     /// self-signed certificate on first start. Clients pin DIR/cert.pem with --ca.
     #[arg(long, default_value = ".tandem/certs", value_name = "DIR")]
@@ -84,6 +87,7 @@ fn main() -> Result<()> {
 async fn serve(args: ServeArgs) -> Result<()> {
     let grpc = addr("grpc", &args.grpc)?;
     let quic = addr("quic", &args.quic)?;
+    let metrics = addr("metrics", &args.metrics)?;
     let auth_token = match &args.auth_token_file {
         Some(f) => Some(read_token(f).map_err(|e| anyhow!(e))?),
         None => None,
@@ -116,6 +120,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             quic,
             cert_dir: args.ca_dir.clone(),
             auth_token,
+            metrics,
         },
     )
     .await?;
@@ -124,6 +129,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(a) = running.quic_addr {
         println!("listening on quic://{a}");
+    }
+    if let Some(a) = running.metrics_addr {
+        println!("metrics on http://{a}/metrics");
     }
     if let Some(c) = &running.cert_path {
         println!(

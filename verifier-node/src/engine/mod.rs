@@ -13,12 +13,15 @@ mod worker;
 
 pub use batch::BatchPolicy;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tandem_models::LanguageModel;
 use tandem_protocol::limits::{DraftBlock, OpenRequest};
 use tandem_protocol::{Limits, WireError, pb};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
 
 /// What the engine serves: the model and the limits.
 #[derive(Debug, Clone)]
@@ -64,6 +67,7 @@ pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
     info: pb::InfoResponse,
     limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Command {
@@ -91,11 +95,23 @@ impl EngineHandle {
         let info = worker::info_response(&model, &config);
         let (tx, rx) = mpsc::channel(4096);
         let limits = config.limits;
+        let metrics = Arc::new(Metrics::default());
+        let m = metrics.clone();
         std::thread::Builder::new()
             .name("tandem-engine".into())
-            .spawn(move || worker::Worker::new(model, config).run(rx))
+            .spawn(move || worker::Worker::new(model, config, m).run(rx))
             .expect("spawning the engine thread");
-        Self { tx, info, limits }
+        Self {
+            tx,
+            info,
+            limits,
+            metrics,
+        }
+    }
+
+    /// The verifier's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// What `Info` answers.

@@ -2,9 +2,10 @@
 //! ([`super::batch::select`]), run it as one batched forward, answer.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_models::{BatchEntry, LanguageModel, Positions};
+use tandem_models::{BatchEntry, LanguageModel, Positions, SessionCache};
 use tandem_protocol::limits::DraftBlock;
 use tandem_protocol::{WireError, pb};
 use tokio::sync::{mpsc, oneshot};
@@ -12,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::batch::{Candidate, select};
 use super::session::{Generation, Session};
 use super::{Command, EngineConfig, GenEvent};
+use crate::metrics::Metrics;
 
 /// Work waiting for a pass, in arrival order.
 enum Work<C> {
@@ -60,6 +62,7 @@ pub(super) struct Worker<M: LanguageModel> {
     evicted: VecDeque<u64>,
     /// For timed waits on the command channel from this plain thread.
     clock: tokio::runtime::Runtime,
+    metrics: Arc<Metrics>,
 }
 
 /// How many evicted session ids are remembered for the error message.
@@ -103,7 +106,7 @@ fn timing(
 }
 
 impl<M: LanguageModel> Worker<M> {
-    pub fn new(model: M, config: EngineConfig) -> Self {
+    pub fn new(model: M, config: EngineConfig, metrics: Arc<Metrics>) -> Self {
         Self {
             model,
             config,
@@ -115,6 +118,7 @@ impl<M: LanguageModel> Worker<M> {
                 .enable_time()
                 .build()
                 .expect("a timer-only runtime"),
+            metrics,
         }
     }
 
@@ -172,6 +176,7 @@ impl<M: LanguageModel> Worker<M> {
                 self.evicted.pop_front();
             }
             self.evicted.push_back(id);
+            self.metrics.sessions_evicted.inc();
         }
     }
 
@@ -427,6 +432,12 @@ impl<M: LanguageModel> Worker<M> {
             self.model.forward_batch(&mut entries)
         };
         let forward_ns = start.elapsed().as_nanos() as u64;
+        self.metrics.batch_size.observe(size as f64);
+        self.metrics.batch_tokens.observe(batch_tokens as f64);
+        self.metrics
+            .forward_seconds
+            .observe(forward_ns as f64 / 1e9);
+        let waited = |arrived: Instant| start.saturating_duration_since(arrived).as_secs_f64();
         let logits = match result {
             Ok(l) => l,
             Err(e) => return self.fail(jobs, e),
@@ -461,6 +472,12 @@ impl<M: LanguageModel> Worker<M> {
                     }
                     let first = session.pick(rows.last());
                     session.push(first);
+                    self.metrics.queue_seconds.observe(waited(arrived));
+                    self.metrics
+                        .prompt_tokens
+                        .inc_by(session.committed.len() as u64 - 1);
+                    self.metrics.sessions_opened.inc();
+                    self.metrics.generation_tokens.inc();
                     let opened = pb::Opened {
                         session_id: session.id,
                         first_token: first,
@@ -491,19 +508,30 @@ impl<M: LanguageModel> Worker<M> {
                         ..
                     },
                 ) => {
-                    let answer = s.accept(&block, &rows).map(|v| pb::Verdict {
-                        seq: block.seq,
-                        accepted: v.accepted as u32,
-                        next_token: v.next_token,
-                        committed_len: s.committed.len() as u32,
-                        timing: Some(timing(start, Some(arrived), forward_ns, size, batch_tokens)),
-                    });
+                    self.metrics.queue_seconds.observe(waited(arrived));
+                    let answer = s
+                        .accept(&block, &rows)
+                        .inspect(|v| self.metrics.verified(v.drafted, v.accepted))
+                        .map(|v| pb::Verdict {
+                            seq: block.seq,
+                            accepted: v.accepted as u32,
+                            next_token: v.next_token,
+                            committed_len: s.committed.len() as u32,
+                            timing: Some(timing(
+                                start,
+                                Some(arrived),
+                                forward_ns,
+                                size,
+                                batch_tokens,
+                            )),
+                        });
                     let _ = reply.send(answer);
                     self.sessions.insert(s.id, s);
                 }
                 Job::Generate(mut s) => {
                     let token = s.pick(rows.last());
                     s.push(token);
+                    self.metrics.generation_tokens.inc();
                     let g = s.generation.as_mut().expect("generating");
                     g.remaining -= 1;
                     let msg = pb::cloud_message::Kind::Token(pb::Token {
@@ -522,6 +550,9 @@ impl<M: LanguageModel> Worker<M> {
         for w in unfinished.into_iter().rev() {
             self.queue.push_front(w);
         }
+        self.metrics.active_sessions.set(self.sessions.len() as i64);
+        let kv: usize = self.sessions.values().map(|s| s.cache.bytes()).sum();
+        self.metrics.kv_cache_bytes.set(kv as i64);
     }
 
     /// A failed pass (caches untouched): everyone in it is told; blocks' sessions stay.

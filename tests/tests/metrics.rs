@@ -1,0 +1,108 @@
+//! The verifier's Prometheus counters add up to what its clients saw: drafts, drafted
+//! and accepted tokens (vLLM's definitions), accepted tokens by position, sessions and
+//! refusals by code.
+
+mod common;
+
+use common::raw::*;
+use common::*;
+use tandem_draft::Strategy;
+use tandem_protocol::client::Transport;
+use tandem_protocol::pb::cloud_message::Kind as Down;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    sock.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Sum of every sample of `name` (any labels).
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_add_up_to_what_the_clients_saw() {
+    let v = start_verifier(VerifierOptions::default()).await;
+    let addr = v.running.metrics_addr.unwrap();
+    let (mut drafts, mut drafted, mut accepted, mut sessions) = (0, 0, 0, 0);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let transport = if i % 2 == 0 {
+            Transport::Grpc
+        } else {
+            Transport::Quic
+        };
+        let cfg = config(
+            Strategy::Speculative { k: 1 + i % 4 },
+            prompt_ids(PROMPTS[i % 4]),
+            32,
+        );
+        let target = v.target(transport, None);
+        tasks.push(tokio::spawn(async move { run(Some(target), &cfg).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        sessions += 1;
+        for round in r
+            .rounds
+            .iter()
+            .filter(|r| r.kind == "verified" && r.drafted > 0)
+        {
+            drafts += 1;
+            drafted += round.drafted;
+            accepted += round.accepted;
+        }
+    }
+    // One refused block: a token out of range.
+    let mut s = raw_grpc(&v, None).await.unwrap();
+    let Down::Opened(o) = s.ask(open_msg(&fingerprint(), "")).await.unwrap() else {
+        panic!("no Opened")
+    };
+    sessions += 1;
+    let bad = draft_msg(
+        o.session_id,
+        o.committed_len,
+        o.first_token,
+        vec![100_000],
+        1,
+    );
+    assert!(matches!(s.ask(bad).await.unwrap(), Down::Error(_)));
+
+    let page = scrape(addr, "/metrics").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    let m = |name: &str| value(&page, name);
+    assert_eq!(m("tandem_spec_decode_num_drafts_total"), drafts as f64);
+    assert_eq!(
+        m("tandem_spec_decode_num_draft_tokens_total"),
+        drafted as f64
+    );
+    assert_eq!(
+        m("tandem_spec_decode_num_accepted_tokens_total"),
+        accepted as f64
+    );
+    assert_eq!(
+        m("tandem_spec_decode_num_accepted_tokens_per_pos_total"),
+        accepted as f64
+    );
+    assert_eq!(m("tandem_sessions_opened_total"), sessions as f64);
+    assert_eq!(m("tandem_errors_total"), 1.0);
+    assert!(
+        page.contains("tandem_errors_total{code=\"InvalidArgument\"} 1"),
+        "{page}"
+    );
+    assert!(m("tandem_batch_size_count") >= 1.0);
+    assert!(scrape(addr, "/other").await.starts_with("HTTP/1.1 404"));
+    v.running.stop().await;
+}
