@@ -42,6 +42,33 @@ pub struct RoundRecord {
     pub bytes_down: u64,
 }
 
+impl RoundRecord {
+    /// A round the verifier answered: `committed` tokens after `wait_ns` from send to
+    /// answer, with the verifier's own timing and the bytes moved meanwhile. The
+    /// network's share is the wait minus the verifier's queue and forward time.
+    pub fn answered(
+        kind: &'static str,
+        committed: usize,
+        wait_ns: u64,
+        t: tandem_protocol::pb::Timing,
+        (bytes_up, bytes_down): (u64, u64),
+    ) -> Self {
+        Self {
+            kind,
+            committed,
+            wait_ns,
+            network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
+            queue_ns: t.queue_ns,
+            forward_ns: t.forward_ns,
+            batch_size: t.batch_size,
+            batch_tokens: t.batch_tokens,
+            bytes_up,
+            bytes_down,
+            ..Self::default()
+        }
+    }
+}
+
 /// Totals of one generation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {

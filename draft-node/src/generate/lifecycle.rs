@@ -76,23 +76,13 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 self.retry_at = None;
                 let t = opened.timing.unwrap_or_default();
                 let wait_ns = sent.elapsed().as_nanos() as u64;
-                self.record(RoundRecord {
-                    kind: if self.cfg.strategy == Strategy::CloudOnly {
-                        "cloud"
-                    } else {
-                        "verified"
-                    },
-                    committed: 1,
-                    wait_ns,
-                    network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
-                    queue_ns: t.queue_ns,
-                    forward_ns: t.forward_ns,
-                    batch_size: t.batch_size,
-                    batch_tokens: t.batch_tokens,
-                    bytes_up: up1 - up0,
-                    bytes_down: down1 - down0,
-                    ..Default::default()
-                });
+                let kind = if self.cfg.strategy == Strategy::CloudOnly {
+                    "cloud"
+                } else {
+                    "verified"
+                };
+                let bytes = (up1 - up0, down1 - down0);
+                self.record(RoundRecord::answered(kind, 1, wait_ns, t, bytes));
                 self.commit(&[opened.first_token], true);
                 Ok(())
             }
@@ -171,19 +161,8 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 let (up1, down1) = remote.bytes();
                 let t = tok.timing.unwrap_or_default();
                 let wait_ns = t0.elapsed().as_nanos() as u64;
-                self.record(RoundRecord {
-                    kind: "cloud",
-                    committed: 1,
-                    wait_ns,
-                    network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
-                    queue_ns: t.queue_ns,
-                    forward_ns: t.forward_ns,
-                    batch_size: t.batch_size,
-                    batch_tokens: t.batch_tokens,
-                    bytes_up: up1 - up0,
-                    bytes_down: down1 - down0,
-                    ..Default::default()
-                });
+                let bytes = (up1 - up0, down1 - down0);
+                self.record(RoundRecord::answered("cloud", 1, wait_ns, t, bytes));
                 self.commit(&[tok.token], true);
                 Ok(())
             }

@@ -124,23 +124,14 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         let wait_ns = (received - f.sent).as_nanos() as u64;
         let mut tokens = f.block.tokens[..accepted].to_vec();
         tokens.push(v.next_token);
+        let bytes = (up - f.bytes.0, down - f.bytes.1);
         self.record(RoundRecord {
-            kind: "verified",
             k: f.k,
             ahead: f.ahead,
             drafted: f.block.tokens.len(),
             accepted,
-            committed: tokens.len(),
             draft_ns: f.draft_ns,
-            wait_ns,
-            network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
-            queue_ns: t.queue_ns,
-            forward_ns: t.forward_ns,
-            batch_size: t.batch_size,
-            batch_tokens: t.batch_tokens,
-            bytes_up: up - f.bytes.0,
-            bytes_down: down - f.bytes.1,
-            ..Default::default()
+            ..RoundRecord::answered("verified", tokens.len(), wait_ns, t, bytes)
         });
         self.policy.observe(&RoundObservation {
             drafted: f.block.tokens.len(),
