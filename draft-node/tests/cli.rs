@@ -24,25 +24,11 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
     let certs = tempfile::tempdir().unwrap();
     let target = "builtin:tiny-target".parse::<ModelSpec>().unwrap();
     let model = target.load(&LoadOptions::default()).unwrap().model;
-    let engine = EngineHandle::start(
-        model,
-        EngineConfig {
-            model_name: target.to_string(),
-            limits: Default::default(),
-            batch: Default::default(),
-            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
-        },
-    );
+    let engine = EngineHandle::start(model, EngineConfig::new(target.to_string()));
     let running = rt
         .block_on(tandem_verifier::serve(
             engine,
-            ListenConfig {
-                grpc: Some("127.0.0.1:0".parse().unwrap()),
-                quic: Some("127.0.0.1:0".parse().unwrap()),
-                cert_dir: certs.path().to_path_buf(),
-                auth_token: None,
-                metrics: None,
-            },
+            ListenConfig::loopback(certs.path()),
         ))
         .unwrap();
     let grpc = format!("grpc://{}", running.grpc_addr.unwrap());

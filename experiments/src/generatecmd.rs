@@ -48,28 +48,14 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
     } else {
         Transport::Grpc
     };
-    let loopback = "127.0.0.1:0".parse().expect("literal");
     let tokenizer = target.tokenizer.clone();
-    let engine = EngineHandle::start(
-        target.model,
-        EngineConfig {
-            model_name: args.target.to_string(),
-            limits: Default::default(),
-            batch: Default::default(),
-            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
-        },
-    );
-    let running = tandem_verifier::serve(
-        engine,
-        ListenConfig {
-            grpc: (transport == Transport::Grpc).then_some(loopback),
-            quic: (transport == Transport::Quic).then_some(loopback),
-            cert_dir: certs.path().to_path_buf(),
-            auth_token: None,
-            metrics: None,
-        },
-    )
-    .await?;
+    let engine = EngineHandle::start(target.model, EngineConfig::new(args.target.to_string()));
+    let mut listen = ListenConfig::loopback(certs.path());
+    match transport {
+        Transport::Grpc => listen.quic = None,
+        Transport::Quic => listen.grpc = None,
+    }
+    let running = tandem_verifier::serve(engine, listen).await?;
     let addr = running
         .grpc_addr
         .or(running.quic_addr)

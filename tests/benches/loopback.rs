@@ -46,25 +46,11 @@ fn setup() -> Setup {
             .encode("Once upon a time, there was a kind owl named")
             .unwrap(),
     );
-    let engine = EngineHandle::start(
-        target.model,
-        EngineConfig {
-            model_name: "builtin:tiny-target".into(),
-            limits: Default::default(),
-            batch: Default::default(),
-            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
-        },
-    );
+    let engine = EngineHandle::start(target.model, EngineConfig::new("builtin:tiny-target"));
     let running = rt
         .block_on(tandem_verifier::serve(
             engine,
-            ListenConfig {
-                grpc: Some("127.0.0.1:0".parse().unwrap()),
-                quic: Some("127.0.0.1:0".parse().unwrap()),
-                cert_dir: certs.path().to_path_buf(),
-                auth_token: None,
-                metrics: None,
-            },
+            ListenConfig::loopback(certs.path()),
         ))
         .unwrap();
     let at = |transport, addr: std::net::SocketAddr| VerifierTarget {

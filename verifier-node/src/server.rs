@@ -29,6 +29,21 @@ pub struct ListenConfig {
     pub metrics: Option<SocketAddr>,
 }
 
+impl ListenConfig {
+    /// Both transports on 127.0.0.1 at ports the system picks, the certificate in
+    /// `cert_dir`; no token, no metrics. For tests, benches and `tandem generate`.
+    pub fn loopback(cert_dir: impl Into<PathBuf>) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            grpc: Some(any),
+            quic: Some(any),
+            cert_dir: cert_dir.into(),
+            auth_token: None,
+            metrics: None,
+        }
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

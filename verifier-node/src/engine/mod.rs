@@ -37,6 +37,18 @@ pub struct EngineConfig {
     pub idle_timeout: std::time::Duration,
 }
 
+impl EngineConfig {
+    /// Default limits, batching and idle timeout, for a model called `model_name`.
+    pub fn new(model_name: impl Into<String>) -> Self {
+        Self {
+            model_name: model_name.into(),
+            limits: Limits::default(),
+            batch: BatchPolicy::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Default idle timeout: five minutes.
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
