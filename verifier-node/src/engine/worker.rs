@@ -15,40 +15,52 @@ use super::session::{Generation, Session};
 use super::{Command, EngineConfig, GenEvent};
 use crate::metrics::Metrics;
 
+/// A new session, prefilled chunk by chunk; it owns the session until it is done.
+struct Prefill<C> {
+    session: Session<C>,
+    done: usize,
+    arrived: Instant,
+    events: Option<mpsc::UnboundedSender<GenEvent>>,
+    max_new: u32,
+    ignore_eos: bool,
+    reply: oneshot::Sender<Result<pb::Opened, WireError>>,
+}
+
+/// A draft block of an open session.
+struct Verify {
+    session: u64,
+    block: DraftBlock,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
+}
+
 /// Work waiting for a pass, in arrival order.
 enum Work<C> {
-    /// A new session, prefilled chunk by chunk; it owns the session until it is done.
-    Prefill {
-        session: Session<C>,
-        done: usize,
-        arrived: Instant,
-        events: Option<mpsc::UnboundedSender<GenEvent>>,
-        max_new: u32,
-        ignore_eos: bool,
-        reply: oneshot::Sender<Result<pb::Opened, WireError>>,
-    },
-    /// A draft block of an open session.
-    Verify {
-        session: u64,
-        block: DraftBlock,
-        arrived: Instant,
-        reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
-    },
+    Prefill(Prefill<C>),
+    Verify(Verify),
 }
 
 impl<C> Work<C> {
     fn session(&self) -> u64 {
         match self {
-            Work::Prefill { session, .. } => session.id,
-            Work::Verify { session, .. } => *session,
+            Work::Prefill(p) => p.session.id,
+            Work::Verify(v) => v.session,
+        }
+    }
+
+    fn arrived(&self) -> Instant {
+        match self {
+            Work::Prefill(p) => p.arrived,
+            Work::Verify(v) => v.arrived,
         }
     }
 }
 
-/// What one session does in this pass.
+/// What one session does in this pass: a chunk of prefill (that many tokens), a block,
+/// or one step of cloud-only generation.
 enum Job<C> {
-    Prefill(Work<C>, usize),
-    Verify(Session<C>, Work<C>),
+    Prefill(Prefill<C>, usize),
+    Verify(Session<C>, Verify),
     Generate(Session<C>),
 }
 
@@ -197,9 +209,7 @@ impl<M: LanguageModel> Worker<M> {
                     Err(mpsc::error::TryRecvError::Disconnected) => return false,
                 }
             }
-            let oldest = self.queue.front().map(|w| match w {
-                Work::Prefill { arrived, .. } | Work::Verify { arrived, .. } => *arrived,
-            });
+            let oldest = self.queue.front().map(Work::arrived);
             let waited = oldest.map_or(Duration::MAX, |t| t.elapsed());
             if waited >= policy.max_wait || self.full() || self.everyone_waiting() {
                 return true;
@@ -221,8 +231,8 @@ impl<M: LanguageModel> Worker<M> {
             .queue
             .iter()
             .map(|w| match w {
-                Work::Prefill { session, done, .. } => session.committed.len() - done,
-                Work::Verify { block, .. } => block.tokens.len() + 1,
+                Work::Prefill(p) => p.session.committed.len() - p.done,
+                Work::Verify(v) => v.block.tokens.len() + 1,
             })
             .sum();
         tokens >= self.config.batch.max_tokens || self.queue.len() >= self.config.batch.max_sessions
@@ -242,7 +252,7 @@ impl<M: LanguageModel> Worker<M> {
             Command::Close { session } => {
                 self.sessions.remove(&session);
                 self.queue
-                    .retain(|w| !matches!(w, Work::Prefill { session: s, .. } if s.id == session));
+                    .retain(|w| !matches!(w, Work::Prefill(p) if p.session.id == session));
             }
             Command::Open {
                 req,
@@ -253,7 +263,7 @@ impl<M: LanguageModel> Worker<M> {
                 let prefilling = self
                     .queue
                     .iter()
-                    .filter(|w| matches!(w, Work::Prefill { .. }))
+                    .filter(|w| matches!(w, Work::Prefill(_)))
                     .count();
                 let open = self.sessions.len() + prefilling;
                 if open >= self.config.limits.max_sessions as usize {
@@ -274,7 +284,7 @@ impl<M: LanguageModel> Worker<M> {
                     };
                 let max_len = budget.min(self.model.info().max_context);
                 let session = Session::new(id, self.model.new_cache(), &req, max_len);
-                self.queue.push_back(Work::Prefill {
+                self.queue.push_back(Work::Prefill(Prefill {
                     session,
                     done: 0,
                     arrived,
@@ -282,19 +292,19 @@ impl<M: LanguageModel> Worker<M> {
                     max_new: req.max_new_tokens,
                     ignore_eos: req.ignore_eos,
                     reply,
-                });
+                }));
             }
             Command::Verify {
                 session,
                 block,
                 arrived,
                 reply,
-            } => self.queue.push_back(Work::Verify {
+            } => self.queue.push_back(Work::Verify(Verify {
                 session,
                 block,
                 arrived,
                 reply,
-            }),
+            })),
         }
     }
 
@@ -308,7 +318,7 @@ impl<M: LanguageModel> Worker<M> {
         let mut kept = VecDeque::with_capacity(self.queue.len());
         let mut pending: HashMap<u64, usize> = HashMap::new();
         for w in self.queue.drain(..) {
-            if let Work::Verify { session, block, .. } = &w {
+            if let Work::Verify(Verify { session, block, .. }) = &w {
                 // A block behind another of its session is checked when it reaches
                 // the front of that session's line.
                 if !pending.contains_key(session) {
@@ -338,8 +348,8 @@ impl<M: LanguageModel> Worker<M> {
         }
         self.queue = kept;
         for (w, e) in refused {
-            if let Work::Verify { reply, .. } = w {
-                let _ = reply.send(Err(e));
+            if let Work::Verify(v) = w {
+                let _ = v.reply.send(Err(e));
             }
         }
 
@@ -353,13 +363,13 @@ impl<M: LanguageModel> Worker<M> {
             .queue
             .iter()
             .map(|w| match w {
-                Work::Prefill { session, done, .. } => Candidate {
+                Work::Prefill(Prefill { session, done, .. }) => Candidate {
                     session: session.id,
                     tokens: (session.committed.len() - done)
                         .min(self.config.batch.prefill_chunk.max(1)),
                     min_tokens: 1,
                 },
-                Work::Verify { block, .. } => Candidate {
+                Work::Verify(Verify { block, .. }) => Candidate {
                     session: w.session(),
                     tokens: block.tokens.len() + 1,
                     min_tokens: block.tokens.len() + 1,
@@ -381,10 +391,10 @@ impl<M: LanguageModel> Worker<M> {
         for &(i, tokens) in &picked {
             let w = taken[i].take().expect("picked once");
             match w {
-                Work::Prefill { .. } => jobs.push(Job::Prefill(w, tokens)),
-                Work::Verify { session, .. } => {
-                    let s = self.sessions.remove(&session).expect("checked above");
-                    jobs.push(Job::Verify(s, w));
+                Work::Prefill(p) => jobs.push(Job::Prefill(p, tokens)),
+                Work::Verify(v) => {
+                    let s = self.sessions.remove(&v.session).expect("checked above");
+                    jobs.push(Job::Verify(s, v));
                 }
             }
         }
@@ -398,12 +408,11 @@ impl<M: LanguageModel> Worker<M> {
         let inputs: Vec<Vec<u32>> = jobs
             .iter()
             .map(|job| match job {
-                Job::Prefill(Work::Prefill { session, done, .. }, n) => {
+                Job::Prefill(Prefill { session, done, .. }, n) => {
                     session.committed[*done..done + n].to_vec()
                 }
-                Job::Verify(s, Work::Verify { block, .. }) => s.verify_input(block),
+                Job::Verify(s, v) => s.verify_input(&v.block),
                 Job::Generate(s) => vec![*s.committed.last().expect("never empty")],
-                _ => unreachable!("jobs are built matching"),
             })
             .collect();
         let batch_tokens: usize = inputs.iter().map(Vec::len).sum();
@@ -415,12 +424,9 @@ impl<M: LanguageModel> Worker<M> {
                 .zip(&inputs)
                 .map(|(job, tokens)| {
                     let (cache, positions) = match job {
-                        Job::Prefill(Work::Prefill { session, .. }, _) => {
-                            (&mut session.cache, Positions::Last)
-                        }
+                        Job::Prefill(p, _) => (&mut p.session.cache, Positions::Last),
                         Job::Verify(s, _) => (&mut s.cache, Positions::All),
                         Job::Generate(s) => (&mut s.cache, Positions::Last),
-                        _ => unreachable!("jobs are built matching"),
                     };
                     BatchEntry {
                         cache,
@@ -446,7 +452,7 @@ impl<M: LanguageModel> Worker<M> {
         for (job, rows) in jobs.into_iter().zip(logits) {
             match job {
                 Job::Prefill(
-                    Work::Prefill {
+                    Prefill {
                         mut session,
                         done,
                         arrived,
@@ -459,7 +465,7 @@ impl<M: LanguageModel> Worker<M> {
                 ) => {
                     if done + n < session.committed.len() {
                         // More prompt to go: back to the front of the line.
-                        unfinished.push(Work::Prefill {
+                        unfinished.push(Prefill {
                             session,
                             done: done + n,
                             arrived,
@@ -501,7 +507,7 @@ impl<M: LanguageModel> Worker<M> {
                 }
                 Job::Verify(
                     mut s,
-                    Work::Verify {
+                    Verify {
                         block,
                         arrived,
                         reply,
@@ -544,11 +550,10 @@ impl<M: LanguageModel> Worker<M> {
                     }
                     self.sessions.insert(s.id, s);
                 }
-                _ => unreachable!("jobs are built matching"),
             }
         }
         for w in unfinished.into_iter().rev() {
-            self.queue.push_front(w);
+            self.queue.push_front(Work::Prefill(w));
         }
         self.metrics.active_sessions.set(self.sessions.len() as i64);
         let kv: usize = self.sessions.values().map(|s| s.cache.bytes()).sum();
@@ -561,11 +566,11 @@ impl<M: LanguageModel> Worker<M> {
         let err = WireError::internal(format!("the target's forward pass failed: {e}"));
         for job in jobs {
             match job {
-                Job::Prefill(Work::Prefill { reply, .. }, _) => {
-                    let _ = reply.send(Err(err.clone()));
+                Job::Prefill(p, _) => {
+                    let _ = p.reply.send(Err(err.clone()));
                 }
-                Job::Verify(s, Work::Verify { reply, .. }) => {
-                    let _ = reply.send(Err(err.clone()));
+                Job::Verify(s, v) => {
+                    let _ = v.reply.send(Err(err.clone()));
                     self.sessions.insert(s.id, s);
                 }
                 Job::Generate(s) => {
@@ -573,7 +578,6 @@ impl<M: LanguageModel> Worker<M> {
                         let _ = g.events.send(pb::cloud_message::Kind::Error(err.to_pb(0)));
                     }
                 }
-                _ => unreachable!("jobs are built matching"),
             }
         }
     }
