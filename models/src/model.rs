@@ -109,6 +109,8 @@ pub struct ModelInfo {
     pub num_parameters: usize,
     /// How weights are held ("f32", "bf16", "q8_0", ...).
     pub weights: String,
+    /// Bytes of KV cache one token of context takes (keys and values, every layer).
+    pub kv_bytes_per_token: usize,
 }
 
 impl ModelInfo {
@@ -139,8 +141,14 @@ pub trait LanguageModel: Send + Sync {
     /// Facts about the model.
     fn info(&self) -> &ModelInfo;
 
-    /// A fresh, empty cache for a new session.
-    fn new_cache(&self) -> Self::Cache;
+    /// A fresh, empty cache for a session that will never hold more than `max_len`
+    /// tokens (capped at the model's context), so it never allocates for more.
+    fn new_cache_for(&self, max_len: usize) -> Self::Cache;
+
+    /// A fresh, empty cache that may grow to the model's whole context.
+    fn new_cache(&self) -> Self::Cache {
+        self.new_cache_for(self.info().max_context)
+    }
 
     /// Runs each entry's block after its cache's contents, appends the block to the cache
     /// and returns the requested logits, one [`Logits`] per entry in order. The result is

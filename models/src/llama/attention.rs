@@ -1,20 +1,23 @@
-//! Attention for a ragged batch: the projections ran over every token of every session
-//! at once; here each session's queries meet that session's own keys and values.
+//! Attention for a ragged batch. The projections ran over every token of every session
+//! at once; here each session's block is written into its own cache, and then each
+//! group of similarly shaped sessions (see [`super::packing`]) attends in one padded
+//! call.
 //!
-//! Worked example, one session with 3 cached tokens and a block of 2, 4 query heads
+//! Worked example, two sessions with 3 and 5 cached tokens, blocks of 2, 4 query heads
 //! sharing 2 key/value heads (group size 2):
 //!
 //! ```text
-//! q        2 tokens × 4 heads × d  → 2 kv-groups × (2 heads · 2 tokens) × d
-//! k, v     written at cache positions 3..5 → cache view 2 × 5 × d
-//! scores   2 × 4 × 5, masked so block token t sees positions ≤ 3 + t
-//! out      softmax(scores) · v → 2 × 4 × d → 2 tokens × (4 · d)
+//! q          4 rows × 4 heads × d  → 2 sessions × 2 kv-groups × (2 heads · 2 rows) × d
+//! k, v       stacked cache prefixes → 2 sessions × 2 kv-groups × 7 positions × d
+//! scores     2 × 2 × 4 × 7, masked so session s row t sees positions ≤ past_s + t
+//! out        softmax(scores) · v → back to 4 rows × (4 · d)
 //! ```
 
 use candle_core::Tensor;
 
 use super::cache::LlamaCache;
-use super::{Layer, Llama, Span};
+use super::packing::{Gather, Group, Span};
+use super::{Layer, Llama};
 use crate::config::RopeLayout;
 use crate::error::Result;
 
@@ -48,71 +51,93 @@ impl<'m> Rotated<'m> {
             };
             Ok(y.reshape((t, heads, cfg.head_dim))?)
         };
-        let q = rot(layer.q.forward(h)?, cfg.num_heads)?;
-        let k = rot(layer.k.forward(h)?, cfg.num_kv_heads)?;
-        let v = layer
-            .v
-            .forward(h)?
+        let [q, k, v] = qkv(layer, h)?;
+        let q = rot(q.contiguous()?, cfg.num_heads)?;
+        let k = rot(k.contiguous()?, cfg.num_kv_heads)?;
+        let v = v
+            .contiguous()?
             .reshape((t, cfg.num_kv_heads, cfg.head_dim))?;
         Ok(Rotated { model, q, k, v })
     }
 
-    /// Attention output (`n × heads·head_dim`) for the `n` tokens at `start` of the
-    /// batch, which follow `past` tokens already in `cache`; writes their keys and
-    /// values into the cache. `mask` is the session's causal mask (`n × (past + n)`,
-    /// 0 or −∞), absent when `n == 1`.
+    /// Writes the block of `span` into its session's cache at `layer`.
+    pub(super) fn store(&self, cache: &LlamaCache, layer: usize, span: Span) -> Result<()> {
+        let k = self.k.narrow(0, span.start, span.len)?;
+        let v = self.v.narrow(0, span.start, span.len)?;
+        cache.write(layer, span.past, &k, &v)
+    }
+
+    /// Attention output of one group (`Σ len × heads·head_dim`, rows in member order).
+    /// Every member's block must already be stored, and every member's cache must hold
+    /// `group.max_total` positions of capacity.
     pub(super) fn attend(
         &self,
-        cache: &LlamaCache,
+        caches: &[&LlamaCache],
         layer: usize,
-        Span {
-            start,
-            len: n,
-            past,
-        }: Span,
-        mask: Option<&Tensor>,
+        group: &Group,
     ) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let (heads, kv_heads, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let group = heads / kv_heads;
-        let head_major = |x: &Tensor| -> Result<Tensor> {
-            Ok(x.narrow(0, start, n)?.transpose(0, 1)?.contiguous()?)
+        let (b, n, t) = (group.members.len(), group.max_len, group.max_total);
+        let g = heads / kv_heads;
+        let q = match &group.gather {
+            Gather::Rows(start) => self.q.narrow(0, *start, b * n)?,
+            Gather::Index(rows) => self.q.index_select(rows, 0)?,
         };
-        let (keys, values) =
-            cache.write(layer, past, &head_major(&self.k)?, &head_major(&self.v)?)?;
-        let total = past + n;
-        let q = head_major(&self.q)?.reshape((kv_heads, group * n, d))?;
+        // b × n × kv × g × d → b × kv × (g · n) × d
+        let q = q
+            .reshape((b, n, kv_heads, g, d))?
+            .permute((0, 2, 3, 1, 4))?
+            .contiguous()?
+            .reshape((b, kv_heads, g * n, d))?;
         let q = (q * (1.0 / (d as f64).sqrt()))?;
+        let (keys, values) = stack(caches, layer, t)?;
         let mut scores = q.matmul(&keys.t()?)?;
-        if let Some(mask) = mask {
+        if let Some(mask) = &group.mask {
             scores = scores
-                .reshape((kv_heads, group, n, total))?
+                .reshape((b, kv_heads, g, n, t))?
                 .broadcast_add(mask)?
-                .reshape((kv_heads, group * n, total))?;
+                .reshape((b, kv_heads, g * n, t))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        Ok(probs
+        // b × kv × (g · n) × d → b × n × kv × g × d = (b · n) × heads·d
+        let out = probs
             .matmul(&values)?
-            .reshape((heads, n, d))?
-            .transpose(0, 1)?
-            .reshape((n, heads * d))?)
+            .reshape((b, kv_heads, g, n, d))?
+            .permute((0, 3, 1, 2, 4))?
+            .contiguous()?
+            .reshape((b * n, heads * d))?;
+        Ok(match &group.scatter {
+            Some(rows) => out.index_select(rows, 0)?,
+            None => out,
+        })
     }
 }
 
-/// The causal mask of a block of `n` tokens after `past` cached ones: block token `i`
-/// sees positions `0..=past + i`.
-pub(super) fn causal_mask(n: usize, past: usize, like: &Tensor) -> Result<Tensor> {
-    let total = past + n;
-    let mask: Vec<f32> = (0..n)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j <= past + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Ok(Tensor::from_vec(mask, (n, total), like.device())?.to_dtype(like.dtype())?)
+/// A layer's q, k and v projections of `h`.
+pub(super) fn qkv(layer: &Layer, h: &Tensor) -> Result<[Tensor; 3]> {
+    let parts = layer.qkv.forward(h)?;
+    Ok(<[Tensor; 3]>::try_from(parts).expect("qkv has three parts"))
+}
+
+/// The first `len` keys and values of each cache, stacked head-major:
+/// `caches × kv_heads × len × head_dim`.
+fn stack(caches: &[&LlamaCache], layer: usize, len: usize) -> Result<(Tensor, Tensor)> {
+    let (mut ks, mut vs) = (
+        Vec::with_capacity(caches.len()),
+        Vec::with_capacity(caches.len()),
+    );
+    for c in caches {
+        let (k, v) = c.view(layer, len)?;
+        ks.push(k);
+        vs.push(v);
+    }
+    let head_major = |xs: Vec<Tensor>| -> Result<Tensor> {
+        let x = match xs.len() {
+            1 => xs[0].unsqueeze(0)?,
+            _ => Tensor::stack(&xs, 0)?,
+        };
+        Ok(x.transpose(1, 2)?.contiguous()?)
+    };
+    Ok((head_major(ks)?, head_major(vs)?))
 }

@@ -11,8 +11,9 @@ const MIN_CAPACITY: usize = 64;
 
 /// One session's keys and values for every layer of a [`super::Llama`].
 ///
-/// Buffers are `kv_heads × capacity × head_dim` so that the live prefix of a head is
-/// a plain strided view the attention matmul reads without a copy.
+/// Buffers are token-major, `capacity × kv_heads × head_dim`: a block's keys are written
+/// with one contiguous copy, and the live prefix is a contiguous view that batched
+/// attention stacks with other sessions' in one copy.
 #[derive(Debug)]
 pub struct LlamaCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
@@ -63,13 +64,15 @@ impl LlamaCache {
             .min(self.max_len);
         let (kv_heads, head_dim) = self.shape;
         for slot in &mut self.layers {
-            let k = Tensor::zeros((kv_heads, capacity, head_dim), self.dtype, &self.device)?;
-            let v = Tensor::zeros((kv_heads, capacity, head_dim), self.dtype, &self.device)?;
+            // Zeros, not uninitialised memory: attention reads padding positions (masked
+            // to weight 0) and 0 · NaN would poison a row.
+            let k = Tensor::zeros((capacity, kv_heads, head_dim), self.dtype, &self.device)?;
+            let v = Tensor::zeros((capacity, kv_heads, head_dim), self.dtype, &self.device)?;
             if let Some((old_k, old_v)) = slot.take()
                 && self.len > 0
             {
-                k.slice_set(&old_k.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
-                v.slice_set(&old_v.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
+                k.slice_set(&old_k.narrow(0, 0, self.len)?, 0, 0)?;
+                v.slice_set(&old_v.narrow(0, 0, self.len)?, 0, 0)?;
             }
             *slot = Some((k, v));
         }
@@ -77,22 +80,50 @@ impl LlamaCache {
         Ok(())
     }
 
-    /// Writes `k`, `v` (`kv_heads × n × head_dim`) at `offset` of `layer` and returns the
-    /// views of the first `offset + n` positions.
-    pub(crate) fn write(
-        &self,
-        layer: usize,
-        offset: usize,
-        k: &Tensor,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let (kb, vb) = self.layers[layer]
+    /// The most tokens this cache may hold.
+    pub(crate) fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Grows capacity toward `total` positions, as far as this cache's limit allows
+    /// (best effort: [`Self::view`] pads what is missing).
+    pub(crate) fn grow_toward(&mut self, total: usize) -> Result<()> {
+        let target = total.min(self.max_len);
+        if target > self.capacity {
+            self.reserve(target - self.len)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `k`, `v` (`n × kv_heads × head_dim`, contiguous) at `offset` of `layer`.
+    pub(crate) fn write(&self, layer: usize, offset: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let (kb, vb) = self.buffers(layer);
+        kb.slice_set(k, 0, offset)?;
+        vb.slice_set(v, 0, offset)?;
+        Ok(())
+    }
+
+    /// The first `len` positions of `layer` (`len × kv_heads × head_dim`): views when
+    /// the buffers are that long, else copies padded with zeros. Positions past the
+    /// cache's length read as stale or zero values; callers mask them.
+    pub(crate) fn view(&self, layer: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let (kb, vb) = self.buffers(layer);
+        if len <= self.capacity {
+            return Ok((kb.narrow(0, 0, len)?, vb.narrow(0, 0, len)?));
+        }
+        let (kv_heads, head_dim) = self.shape;
+        let pad = Tensor::zeros(
+            (len - self.capacity, kv_heads, head_dim),
+            self.dtype,
+            &self.device,
+        )?;
+        Ok((Tensor::cat(&[kb, &pad], 0)?, Tensor::cat(&[vb, &pad], 0)?))
+    }
+
+    fn buffers(&self, layer: usize) -> &(Tensor, Tensor) {
+        self.layers[layer]
             .as_ref()
-            .expect("reserve() allocates every layer before a write");
-        kb.slice_set(k, 1, offset)?;
-        vb.slice_set(v, 1, offset)?;
-        let n = offset + k.dim(1)?;
-        Ok((kb.narrow(1, 0, n)?, vb.narrow(1, 0, n)?))
+            .expect("reserve() allocates every layer before a write")
     }
 
     /// Sets the length after a successful forward.

@@ -7,11 +7,13 @@
 //! RMSNorm and the LM head (tied to the embedding or not).
 //!
 //! A batched forward concatenates every session's block into one `tokens × hidden`
-//! matrix, so each projection is one matmul over the whole batch; only attention runs
-//! per session, against that session's own cache (see [`attention`]).
+//! matrix, so each projection is one matmul over the whole batch. Attention runs per
+//! group of similarly shaped sessions, padded, against the sessions' own caches (see
+//! [`packing`] and [`attention`]).
 
 mod attention;
 mod cache;
+mod packing;
 mod rope;
 #[cfg(test)]
 mod tests;
@@ -25,20 +27,20 @@ pub use cache::LlamaCache;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
+use packing::{Group, Span};
 use rope::Rope;
-use weights::{Linear, WeightSource};
+use weights::{Fused, Linear, WeightSource};
 
 /// One decoder layer's weights.
 #[derive(Debug, Clone)]
 struct Layer {
     attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q, k and v.
+    qkv: Fused,
     o: Linear,
     mlp_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    /// gate and up.
+    gate_up: Fused,
     down: Linear,
 }
 
@@ -93,17 +95,21 @@ impl Llama {
             };
             layers.push(Layer {
                 attn_norm: src.tensor(&format!("{p}.input_layernorm.weight"), &[h], dtype)?,
-                q: lin("self_attn.q_proj", qd, h, cfg.qkv_bias)?,
-                k: lin("self_attn.k_proj", kvd, h, cfg.qkv_bias)?,
-                v: lin("self_attn.v_proj", kvd, h, cfg.qkv_bias)?,
+                qkv: Fused::new(vec![
+                    lin("self_attn.q_proj", qd, h, cfg.qkv_bias)?,
+                    lin("self_attn.k_proj", kvd, h, cfg.qkv_bias)?,
+                    lin("self_attn.v_proj", kvd, h, cfg.qkv_bias)?,
+                ])?,
                 o: lin("self_attn.o_proj", h, qd, cfg.o_bias)?,
                 mlp_norm: src.tensor(
                     &format!("{p}.post_attention_layernorm.weight"),
                     &[h],
                     dtype,
                 )?,
-                gate: lin("mlp.gate_proj", i, h, cfg.mlp_bias)?,
-                up: lin("mlp.up_proj", i, h, cfg.mlp_bias)?,
+                gate_up: Fused::new(vec![
+                    lin("mlp.gate_proj", i, h, cfg.mlp_bias)?,
+                    lin("mlp.up_proj", i, h, cfg.mlp_bias)?,
+                ])?,
                 down: lin("mlp.down_proj", h, i, cfg.mlp_bias)?,
             });
         }
@@ -122,6 +128,7 @@ impl Llama {
             eos_token_ids: cfg.eos_token_ids.clone(),
             num_parameters: cfg.num_parameters(),
             weights: src.storage(dtype),
+            kv_bytes_per_token: 2 * cfg.num_layers * kvd * dtype.size_in_bytes(),
         };
         Ok(Llama {
             rope: Rope::new(&cfg),
@@ -183,10 +190,10 @@ impl Llama {
                 });
             }
             let needed = e.cache.len() + e.tokens.len();
-            if needed > self.cfg.max_position_embeddings {
+            if needed > e.cache.max_len() {
                 return Err(ModelError::ContextOverflow {
                     needed,
-                    max: self.cfg.max_position_embeddings,
+                    max: e.cache.max_len(),
                 });
             }
         }
@@ -201,12 +208,12 @@ impl LanguageModel for Llama {
         &self.info
     }
 
-    fn new_cache(&self) -> LlamaCache {
+    fn new_cache_for(&self, max_len: usize) -> LlamaCache {
         LlamaCache::new(
             self.cfg.num_layers,
             self.cfg.num_kv_heads,
             self.cfg.head_dim,
-            self.cfg.max_position_embeddings,
+            max_len.min(self.cfg.max_position_embeddings),
             self.dtype,
             self.device.clone(),
         )
@@ -220,37 +227,40 @@ impl LanguageModel for Llama {
     }
 }
 
-/// Where one session's block sits in a batched pass.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Span {
-    /// First row of the block in the concatenated batch.
-    pub(super) start: usize,
-    /// Tokens in the block.
-    pub(super) len: usize,
-    /// Tokens already in the session's cache.
-    pub(super) past: usize,
+/// A layer's gate and up projections of `h`.
+fn gate_up(layer: &Layer, h: &Tensor) -> Result<[Tensor; 2]> {
+    let parts = layer.gate_up.forward(h)?;
+    Ok(<[Tensor; 2]>::try_from(parts).expect("gate_up has two parts"))
 }
 
 /// What every layer of one batched pass shares: the spans, the rotary rows of every
-/// token, and each session's causal mask.
+/// token, the attention groups, and the permutation from group order to batch order.
 struct Layout {
     spans: Vec<Span>,
     total: usize,
     cos: Tensor,
     sin: Tensor,
-    masks: Vec<Option<Tensor>>,
+    groups: Vec<Group>,
+    restore: Option<Tensor>,
 }
 
 impl Llama {
     fn run_batch(&self, entries: &mut [BatchEntry<'_, LlamaCache>]) -> Result<Vec<Logits>> {
+        let layout = self.layout(entries)?;
         for e in entries.iter_mut() {
             e.cache.reserve(e.tokens.len())?;
+        }
+        // Batched attention reads every member's cache up to its group's longest
+        // context: room there saves padding each layer.
+        for g in &layout.groups {
+            for &i in &g.members {
+                entries[i].cache.grow_toward(g.max_total)?;
+            }
         }
         let ids: Vec<u32> = entries
             .iter()
             .flat_map(|e| e.tokens.iter().copied())
             .collect();
-        let layout = self.layout(entries)?;
         let ids = Tensor::from_vec(ids, layout.total, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -277,24 +287,23 @@ impl Llama {
             positions.extend(past..past + len);
         }
         let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
-        // Masks depend only on each session's shape: built once, used by every layer.
-        let masks = spans
-            .iter()
-            .map(|s| match s.len {
-                1 => Ok(None),
-                n => attention::causal_mask(n, s.past, &self.embed).map(Some),
-            })
+        // Groups, masks and row indices depend only on the shapes: built once per pass.
+        let groups = packing::plan(&spans)
+            .into_iter()
+            .map(|members| Group::new(&spans, members, &self.embed))
             .collect::<Result<Vec<_>>>()?;
+        let restore = packing::restore(&spans, &groups, &self.device)?;
         Ok(Layout {
             spans,
             total: positions.len(),
             cos: cos.unsqueeze(1)?,
             sin: sin.unsqueeze(1)?,
-            masks,
+            groups,
+            restore,
         })
     }
 
-    /// One decoder layer over the whole batch; attention per session.
+    /// One decoder layer over the whole batch; attention per group.
     fn layer(
         &self,
         l: usize,
@@ -305,17 +314,26 @@ impl Llama {
     ) -> Result<Tensor> {
         let h = self.rms_norm(x, &layer.attn_norm)?;
         let ctx = attention::Rotated::new(self, layer, &h, &layout.cos, &layout.sin)?;
-        let mut outs = Vec::with_capacity(entries.len());
-        for ((e, span), mask) in entries.iter().zip(&layout.spans).zip(&layout.masks) {
-            outs.push(ctx.attend(e.cache, l, *span, mask.as_ref())?);
+        for (e, span) in entries.iter().zip(&layout.spans) {
+            ctx.store(e.cache, l, *span)?;
+        }
+        let mut outs = Vec::with_capacity(layout.groups.len());
+        for g in &layout.groups {
+            let caches: Vec<&LlamaCache> = g.members.iter().map(|&i| &*entries[i].cache).collect();
+            outs.push(ctx.attend(&caches, l, g)?);
         }
         let attn = match outs.len() {
             1 => outs.pop().expect("one output"),
             _ => Tensor::cat(&outs, 0)?,
         };
+        let attn = match &layout.restore {
+            Some(rows) => attn.index_select(rows, 0)?,
+            None => attn,
+        };
         let x = (x + layer.o.forward(&attn)?)?;
         let h = self.rms_norm(&x, &layer.mlp_norm)?;
-        let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+        let [gate, up] = gate_up(layer, &h)?;
+        let act = (candle_nn::ops::silu(&gate)? * up)?;
         Ok((x + layer.down.forward(&act)?)?)
     }
 

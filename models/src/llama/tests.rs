@@ -277,3 +277,60 @@ fn bad_input_leaves_every_cache_untouched() {
     ));
     assert_eq!(b.len(), 0);
 }
+
+#[test]
+fn small_caches_batch_with_long_ones_and_keep_their_limit() {
+    let cfg = config(false, 2, Arch::Llama);
+    let m = random_model(&cfg, 21);
+    // Two short sessions whose caches may hold only 12 tokens, batched with a session
+    // 100 tokens deep: one attention group, the short ones padded to 104 positions.
+    let long = tokens(5, 100, cfg.vocab_size);
+    let shorts = [tokens(6, 7, cfg.vocab_size), tokens(7, 3, cfg.vocab_size)];
+    let blocks: Vec<Vec<u32>> = (0..3).map(|s| tokens(40 + s, 4, cfg.vocab_size)).collect();
+    let setup = || {
+        let mut caches = vec![m.new_cache(), m.new_cache_for(12), m.new_cache_for(12)];
+        m.forward(&mut caches[0], &long, Positions::Last).unwrap();
+        m.forward(&mut caches[1], &shorts[0], Positions::Last)
+            .unwrap();
+        m.forward(&mut caches[2], &shorts[1], Positions::Last)
+            .unwrap();
+        caches
+    };
+    let mut alone = setup();
+    let want: Vec<_> = alone
+        .iter_mut()
+        .zip(&blocks)
+        .map(|(c, b)| m.forward(c, b, Positions::All).unwrap())
+        .collect();
+    let mut caches = setup();
+    let mut entries: Vec<_> = caches
+        .iter_mut()
+        .zip(&blocks)
+        .map(|(cache, tokens)| BatchEntry {
+            cache,
+            tokens,
+            positions: Positions::All,
+        })
+        .collect();
+    let got = m.forward_batch(&mut entries).unwrap();
+    for s in 0..3 {
+        let d = max_diff(got[s].as_slice(), want[s].as_slice());
+        assert!(d <= 1e-5, "session {s}: {d}");
+    }
+    // 7 + 4 = 11 tokens held; 2 more would pass the limit of 12.
+    assert!(caches[1].bytes() <= 12 * m.info().kv_bytes_per_token);
+    let err = m
+        .forward(&mut caches[1], &[1, 2], Positions::Last)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crate::ModelError::ContextOverflow {
+                needed: 13,
+                max: 12
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(caches[1].len(), 11);
+}

@@ -40,9 +40,10 @@ impl Llama {
             let split = |y: Tensor, n: usize| -> Result<Tensor> {
                 Ok(y.reshape((b, s, n, d))?.transpose(1, 2)?.contiguous()?)
             };
-            let q = rotate(&split(layer.q.forward(&h)?, heads)?)?;
-            let k = rotate(&split(layer.k.forward(&h)?, kv_heads)?)?;
-            let v = split(layer.v.forward(&h)?, kv_heads)?;
+            let [q, k, v] = super::attention::qkv(layer, &h)?;
+            let q = rotate(&split(q, heads)?)?;
+            let k = rotate(&split(k, kv_heads)?)?;
+            let v = split(v, kv_heads)?;
             let repeat = |t: Tensor| -> Result<Tensor> {
                 if group == 1 {
                     return Ok(t);
@@ -57,7 +58,8 @@ impl Llama {
             let attn = attn.transpose(1, 2)?.reshape((b * s, heads * d))?;
             x = (x + layer.o.forward(&attn)?)?;
             let h = norm(&x, &layer.mlp_norm)?;
-            let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let [gate, up] = super::gate_up(layer, &h)?;
+            let act = (candle_nn::ops::silu(&gate)? * up)?;
             x = (x + layer.down.forward(&act)?)?;
         }
         let x = norm(&x, &self.norm)?;

@@ -9,8 +9,9 @@ use crate::error::{ModelError, Result};
 /// A projection `y = x Wᵀ (+ b)`, dense or quantized.
 #[derive(Debug, Clone)]
 pub(crate) enum Linear {
-    /// `out × in` weight in the model's dtype.
-    Dense { w: Tensor, b: Option<Tensor> },
+    /// The weight transposed once at load, `in × out` and contiguous, in the model's
+    /// dtype: the matmul then streams it row by row instead of through strides.
+    Dense { wt: Tensor, b: Option<Tensor> },
     /// GGUF-quantized weight; activations stay f32.
     Quantized { w: QMatMul, b: Option<Tensor> },
 }
@@ -19,7 +20,7 @@ impl Linear {
     /// `x` is `tokens × in`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, b) = match self {
-            Linear::Dense { w, b } => (x.matmul(&w.t()?)?, b),
+            Linear::Dense { wt, b } => (x.matmul(wt)?, b),
             Linear::Quantized { w, b } => (w.forward(x)?, b),
         };
         Ok(match b {
@@ -30,8 +31,76 @@ impl Linear {
 
     pub(crate) fn with_bias(self, bias: Option<Tensor>) -> Self {
         match self {
-            Linear::Dense { w, .. } => Linear::Dense { w, b: bias },
+            Linear::Dense { wt, .. } => Linear::Dense { wt, b: bias },
             Linear::Quantized { w, .. } => Linear::Quantized { w, b: bias },
+        }
+    }
+}
+
+/// Several projections of the same input (q, k, v; gate, up). When all are dense their
+/// weights are concatenated at load, so the pass runs one wider matmul instead of
+/// several narrow ones.
+#[derive(Debug, Clone)]
+pub(crate) enum Fused {
+    /// One `in × Σ out` weight; `widths` are the parts' output widths.
+    One { lin: Linear, widths: Vec<usize> },
+    /// Kept apart (quantized parts, or biases on some parts only).
+    Many(Vec<Linear>),
+}
+
+impl Fused {
+    pub(crate) fn new(parts: Vec<Linear>) -> Result<Self> {
+        let dense: Option<Vec<(&Tensor, &Option<Tensor>)>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Dense { wt, b } => Some((wt, b)),
+                Linear::Quantized { .. } => None,
+            })
+            .collect();
+        let Some(dense) = dense else {
+            return Ok(Fused::Many(parts));
+        };
+        let biased = dense.iter().filter(|(_, b)| b.is_some()).count();
+        if biased != 0 && biased != dense.len() {
+            return Ok(Fused::Many(parts));
+        }
+        let widths = dense
+            .iter()
+            .map(|(wt, _)| wt.dim(1))
+            .collect::<candle_core::Result<_>>()?;
+        let wts: Vec<&Tensor> = dense.iter().map(|(wt, _)| *wt).collect();
+        let b = match biased {
+            0 => None,
+            _ => {
+                let bs: Vec<&Tensor> = dense.iter().filter_map(|(_, b)| b.as_ref()).collect();
+                Some(Tensor::cat(&bs, 0)?)
+            }
+        };
+        Ok(Fused::One {
+            lin: Linear::Dense {
+                wt: Tensor::cat(&wts, 1)?,
+                b,
+            },
+            widths,
+        })
+    }
+
+    /// Each part's output for `x` (`tokens × in`), in order.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Fused::One { lin, widths } => {
+                let y = lin.forward(x)?;
+                let mut at = 0;
+                widths
+                    .iter()
+                    .map(|&w| {
+                        let part = y.narrow(1, at, w)?;
+                        at += w;
+                        Ok(part)
+                    })
+                    .collect()
+            }
+            Fused::Many(parts) => parts.iter().map(|p| p.forward(x)).collect(),
         }
     }
 }
@@ -44,7 +113,7 @@ pub(crate) trait WeightSource {
     /// A linear layer's weight (`out × in`), quantized where the source is.
     fn linear(&self, name: &str, out: usize, inp: usize, dtype: DType) -> Result<Linear> {
         Ok(Linear::Dense {
-            w: self.tensor(name, &[out, inp], dtype)?,
+            wt: self.tensor(name, &[out, inp], dtype)?.t()?.contiguous()?,
             b: None,
         })
     }
