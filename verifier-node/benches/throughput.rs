@@ -135,13 +135,12 @@ fn serve(
     let engine = EngineHandle::start(
         t.model,
         EngineConfig {
-            model_name: "builtin:tiny-target".into(),
             limits: tandem_protocol::Limits {
                 max_sessions: 1024,
                 ..Default::default()
             },
             batch,
-            idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
+            ..EngineConfig::new("builtin:tiny-target")
         },
     );
     let start = Instant::now();

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use tandem_protocol::Limits;
 
-use crate::engine::BatchPolicy;
+use crate::engine::budget::parse_bytes;
+use crate::engine::{BatchPolicy, DEFAULT_MAX_QUEUED, KvBudget};
 
 /// The limits a verifier enforces (see `Limits` in the protocol).
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +43,41 @@ pub struct BatchArgs {
     /// Longest piece of a prompt prefilled in one pass.
     #[arg(long, default_value_t = BatchPolicy::default().prefill_chunk, value_name = "N")]
     pub prefill_chunk: usize,
+}
+
+/// What the verifier admits: KV-cache memory and queued requests.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdmissionArgs {
+    /// KV-cache memory all sessions together may reserve (e.g. 8GiB; "none" for no
+    /// limit). A session reserves its prompt + new tokens + one block up front; one
+    /// that does not fit is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value = "none", value_parser = parse_budget, value_name = "SIZE")]
+    pub kv_budget: u64,
+    /// KV-cache memory one session may reserve (e.g. 64MiB; "none" for no limit
+    /// beyond the model's context).
+    #[arg(long, default_value = "none", value_parser = parse_budget, value_name = "SIZE")]
+    pub session_kv_budget: u64,
+    /// Most requests (opens and blocks) waiting for the engine; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUED, value_name = "N")]
+    pub max_queue: usize,
+}
+
+impl AdmissionArgs {
+    /// The KV budget these settings give.
+    pub fn kv(&self) -> KvBudget {
+        KvBudget {
+            total_bytes: self.kv_budget,
+            session_bytes: self.session_kv_budget,
+        }
+    }
+}
+
+fn parse_budget(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "none" | "off" | "0" => Ok(0),
+        other => parse_bytes(other),
+    }
 }
 
 impl BatchArgs {

@@ -21,5 +21,5 @@ pub mod quic;
 pub mod server;
 pub mod service;
 
-pub use engine::{BatchPolicy, DEFAULT_IDLE_TIMEOUT, EngineConfig, EngineHandle};
+pub use engine::{BatchPolicy, DEFAULT_IDLE_TIMEOUT, EngineConfig, EngineHandle, KvBudget};
 pub use server::{ListenConfig, Running, ServeError, serve};

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub active_sessions: Gauge,
     /// KV cache bytes held by open sessions.
     pub kv_cache_bytes: Gauge,
+    /// KV cache bytes promised to open sessions (what the budget counts).
+    pub kv_reserved_bytes: Gauge,
+    /// Requests sent to the engine and not yet answered.
+    pub queued_requests: Gauge,
     errors: Family<Labels, Counter>,
 }
 
@@ -71,6 +75,8 @@ impl Default for Metrics {
             forward_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
             active_sessions: Gauge::default(),
             kv_cache_bytes: Gauge::default(),
+            kv_reserved_bytes: Gauge::default(),
+            queued_requests: Gauge::default(),
             errors: Family::default(),
             registry: Registry::default(),
         };
@@ -144,6 +150,16 @@ impl Default for Metrics {
             "kv_cache_bytes",
             "KV cache bytes held by open sessions",
             m.kv_cache_bytes.clone(),
+        );
+        r.register(
+            "kv_reserved_bytes",
+            "KV cache bytes promised to open sessions, as the KV budget counts them",
+            m.kv_reserved_bytes.clone(),
+        );
+        r.register(
+            "queued_requests",
+            "Opens and draft blocks sent to the engine and not yet answered",
+            m.queued_requests.clone(),
         );
         r.register(
             "errors",

@@ -12,7 +12,7 @@ use tandem_draft::{Edge, GenerateConfig, Report, Strategy, VerifierTarget};
 use tandem_models::{LanguageModel, LoadOptions, Loaded, ModelSpec, Positions};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tandem_protocol::{Limits, LinkProfile};
-use tandem_verifier::{BatchPolicy, EngineConfig, EngineHandle, ListenConfig, Running};
+use tandem_verifier::{BatchPolicy, EngineConfig, EngineHandle, KvBudget, ListenConfig, Running};
 
 pub const PROMPTS: &[&str] = &[
     "Once upon a time, there was a kind owl named",
@@ -75,6 +75,8 @@ pub struct VerifierOptions {
     pub limits: Limits,
     pub batch: BatchPolicy,
     pub idle_timeout: std::time::Duration,
+    pub kv: KvBudget,
+    pub max_queued: usize,
     pub auth_token: Option<String>,
     pub grpc: String,
     pub quic: String,
@@ -86,6 +88,8 @@ impl Default for VerifierOptions {
             limits: Limits::default(),
             batch: BatchPolicy::default(),
             idle_timeout: tandem_verifier::DEFAULT_IDLE_TIMEOUT,
+            kv: KvBudget::default(),
+            max_queued: EngineConfig::new("").max_queued,
             auth_token: None,
             grpc: "127.0.0.1:0".into(),
             quic: "127.0.0.1:0".into(),
@@ -108,6 +112,8 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
             limits: opts.limits,
             batch: opts.batch,
             idle_timeout: opts.idle_timeout,
+            kv: opts.kv,
+            max_queued: opts.max_queued,
         },
     );
     tandem_verifier::serve(

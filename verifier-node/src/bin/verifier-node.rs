@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use tandem_models::{LoadOptions, ModelSpec};
-use tandem_verifier::cli::{BatchArgs, LimitArgs, read_token};
+use tandem_verifier::cli::{AdmissionArgs, BatchArgs, LimitArgs, read_token};
+use tandem_verifier::engine::budget::human;
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 
 #[derive(Debug, Parser)]
@@ -52,6 +53,8 @@ struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     batch: BatchArgs,
+    #[command(flatten)]
+    admission: AdmissionArgs,
     /// Evict a session after this many seconds without a block (0: never); its client
     /// re-opens it.
     #[arg(long, default_value_t = tandem_verifier::DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "S")]
@@ -104,13 +107,31 @@ async fn serve(args: ServeArgs) -> Result<()> {
         info.vocab_size,
         info.max_context
     );
+    let limits = args.limits.limits();
+    let worst = limits.max_sessions as u64 * (info.max_context * info.kv_bytes_per_token) as u64;
+    match args.admission.kv_budget {
+        0 => tracing::info!(
+            "KV budget: none (at worst {} sessions × {} tokens × {} = {})",
+            limits.max_sessions,
+            info.max_context,
+            human(info.kv_bytes_per_token as u64),
+            human(worst)
+        ),
+        b => tracing::info!(
+            "KV budget: {} ({} per token)",
+            human(b),
+            human(info.kv_bytes_per_token as u64)
+        ),
+    }
     let engine = EngineHandle::start(
         loaded.model,
         EngineConfig {
             model_name: args.model.to_string(),
-            limits: args.limits.limits(),
+            limits,
             batch: args.batch.policy(),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_s),
+            kv: args.admission.kv(),
+            max_queued: args.admission.max_queue.max(1),
         },
     );
     let running = tandem_verifier::serve(

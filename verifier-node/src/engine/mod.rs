@@ -6,14 +6,23 @@
 //! budget ([`batch`]), runs it as one ragged batched forward pass, and answers. One
 //! session appears at most once per pass, so its blocks are verified in the order they
 //! came; long prompts are prefilled in chunks between everyone else's blocks.
+//!
+//! Admission: a new session must fit the [`KvBudget`] and the session limit; any
+//! request beyond [`EngineConfig::max_queued`] unanswered ones is refused with
+//! `RESOURCE_EXHAUSTED` at once rather than queued without bound.
 
 pub mod batch;
+pub mod budget;
 mod session;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 pub use batch::BatchPolicy;
+pub use budget::KvBudget;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tandem_models::LanguageModel;
@@ -35,6 +44,10 @@ pub struct EngineConfig {
     /// A session with no block for this long is evicted (its KV cache freed); its next
     /// block gets `NOT_FOUND` and the draft node re-opens it. Zero: never.
     pub idle_timeout: std::time::Duration,
+    /// KV-cache memory sessions may reserve.
+    pub kv: KvBudget,
+    /// Most requests (opens and blocks) waiting for or in a pass; more are refused.
+    pub max_queued: usize,
 }
 
 impl EngineConfig {
@@ -45,9 +58,15 @@ impl EngineConfig {
             limits: Limits::default(),
             batch: BatchPolicy::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            kv: KvBudget::default(),
+            max_queued: DEFAULT_MAX_QUEUED,
         }
     }
 }
+
+/// Default bound on unanswered requests: four per session at the default session
+/// limit, so it only bites when the engine falls far behind.
+pub const DEFAULT_MAX_QUEUED: usize = 1024;
 
 /// Default idle timeout: five minutes.
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -80,6 +99,22 @@ pub struct EngineHandle {
     info: pb::InfoResponse,
     limits: Limits,
     metrics: Arc<Metrics>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+}
+
+/// One request's place in the engine's queue, given back however the request ends
+/// (answered, failed, or its caller gone).
+struct Place<'a> {
+    queued: &'a AtomicUsize,
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -105,7 +140,9 @@ impl EngineHandle {
         M: LanguageModel + 'static,
     {
         let info = worker::info_response(&model, &config);
-        let (tx, rx) = mpsc::channel(4096);
+        // Room for every queued request plus the closes, which are never refused.
+        let max_queued = config.max_queued.max(1);
+        let (tx, rx) = mpsc::channel(max_queued + 1024);
         let limits = config.limits;
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
@@ -118,7 +155,31 @@ impl EngineHandle {
             info,
             limits,
             metrics,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued,
         }
+    }
+
+    /// Requests sent to the engine and not yet answered.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Takes a place in the queue, or refuses when all are taken.
+    fn place(&self) -> Result<Place<'_>, WireError> {
+        let before = self.queued.fetch_add(1, Ordering::AcqRel);
+        let place = Place {
+            queued: &self.queued,
+            gauge: &self.metrics.queued_requests,
+        };
+        place.gauge.inc();
+        if before >= self.max_queued {
+            return Err(WireError::exhausted(format!(
+                "the verifier's queue is full ({before} requests waiting, its limit): retry \
+                 after a verdict, or add verifiers"
+            )));
+        }
+        Ok(place)
     }
 
     /// The verifier's metrics.
@@ -143,6 +204,7 @@ impl EngineHandle {
         req: OpenRequest,
         events: Option<mpsc::UnboundedSender<GenEvent>>,
     ) -> Result<pb::Opened, WireError> {
+        let _place = self.place()?;
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Open {
             req,
@@ -156,6 +218,7 @@ impl EngineHandle {
 
     /// Verifies one draft block of `session`.
     pub async fn verify(&self, session: u64, block: DraftBlock) -> Result<pb::Verdict, WireError> {
+        let _place = self.place()?;
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Verify {
             session,

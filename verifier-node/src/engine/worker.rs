@@ -189,7 +189,23 @@ impl<M: LanguageModel> Worker<M> {
             }
             self.evicted.push_back(id);
             self.metrics.sessions_evicted.inc();
+            self.gauges();
         }
+    }
+
+    /// KV bytes promised to open and opening sessions (each its whole `max_len`).
+    fn kv_reserved(&self) -> u64 {
+        let opening = self.queue.iter().filter_map(|w| match w {
+            Work::Prefill(p) => Some(p.session.max_len),
+            Work::Verify(_) => None,
+        });
+        let tokens: usize = self
+            .sessions
+            .values()
+            .map(|s| s.max_len)
+            .chain(opening)
+            .sum();
+        (tokens * self.model.info().kv_bytes_per_token) as u64
     }
 
     fn generating(&self) -> bool {
@@ -253,6 +269,7 @@ impl<M: LanguageModel> Worker<M> {
                 self.sessions.remove(&session);
                 self.queue
                     .retain(|w| !matches!(w, Work::Prefill(p) if p.session.id == session));
+                self.gauges();
             }
             Command::Open {
                 req,
@@ -272,8 +289,6 @@ impl<M: LanguageModel> Worker<M> {
                     ))));
                     return;
                 }
-                let id = self.next_id;
-                self.next_id += 1;
                 let limits = &self.config.limits;
                 let budget = req.prompt.len()
                     + req.max_new_tokens as usize
@@ -283,7 +298,14 @@ impl<M: LanguageModel> Worker<M> {
                         limits.max_draft_tokens as usize + 1
                     };
                 let max_len = budget.min(self.model.info().max_context);
-                let session = Session::new(id, self.model.new_cache(), &req, max_len);
+                let per_token = self.model.info().kv_bytes_per_token;
+                if let Err(e) = self.config.kv.admit(max_len, per_token, self.kv_reserved()) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let session = Session::new(id, self.model.new_cache_for(max_len), &req, max_len);
                 self.queue.push_back(Work::Prefill(Prefill {
                     session,
                     done: 0,
@@ -555,9 +577,17 @@ impl<M: LanguageModel> Worker<M> {
         for w in unfinished.into_iter().rev() {
             self.queue.push_front(Work::Prefill(w));
         }
+        self.gauges();
+    }
+
+    /// Sets the gauges of what the engine holds.
+    fn gauges(&self) {
         self.metrics.active_sessions.set(self.sessions.len() as i64);
         let kv: usize = self.sessions.values().map(|s| s.cache.bytes()).sum();
         self.metrics.kv_cache_bytes.set(kv as i64);
+        self.metrics
+            .kv_reserved_bytes
+            .set(self.kv_reserved() as i64);
     }
 
     /// A failed pass (caches untouched): everyone in it is told; blocks' sessions stay.
