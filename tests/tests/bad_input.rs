@@ -25,21 +25,6 @@ fn limits() -> Limits {
     }
 }
 
-fn expect_error(got: Down, code: Code, seq: u64, needle: &str) {
-    match got {
-        Down::Error(e) => {
-            assert_eq!(Code::from_i32(e.code), code, "{}", e.message);
-            assert_eq!(e.seq, seq);
-            assert!(
-                e.message.contains(needle),
-                "{:?} lacks {needle:?}",
-                e.message
-            );
-        }
-        other => panic!("expected {code:?}, got {other:?}"),
-    }
-}
-
 async fn grpc_cases(v: &Verifier) {
     let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
     let Down::Opened(o) = s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap() else {
@@ -136,13 +121,6 @@ async fn grpc_cases(v: &Verifier) {
 }
 
 /// Writes `bytes` on a new stream, finishes it, and reads the one answer frame.
-async fn quic_bytes(conn: &quinn::Connection, bytes: &[u8]) -> Down {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    send.finish().unwrap();
-    read(&mut recv).await
-}
-
 async fn quic_cases(v: &Verifier) {
     let conn = raw_quic(v).await;
     // Garbage: a length prefix, then bytes that are not an EdgeMessage.

@@ -5,32 +5,11 @@
 mod common;
 
 use common::raw::*;
+use common::scrape::*;
 use common::*;
 use tandem_draft::Strategy;
 use tandem_protocol::client::Transport;
 use tandem_protocol::pb::cloud_message::Kind as Down;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    sock.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-/// Sum of every sample of `name` (any labels).
-fn value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_add_up_to_what_the_clients_saw() {

@@ -93,7 +93,7 @@ fn serve_prints_its_addresses_serves_both_transports_and_stops_on_ctrl_c() {
 }
 
 #[test]
-fn serve_refuses_a_bad_address_and_a_missing_model() {
+fn serve_refuses_a_bad_address_a_bad_size_and_a_missing_model() {
     let out = Command::new(env!("CARGO_BIN_EXE_verifier-node"))
         .args([
             "serve",
@@ -114,4 +114,20 @@ fn serve_refuses_a_bad_address_and_a_missing_model() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/model"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_verifier-node"))
+        .args([
+            "serve",
+            "--model",
+            "builtin:tiny-target",
+            "--kv-budget",
+            "3 parsecs",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--kv-budget") && err.contains("unknown size unit"),
+        "{err}"
+    );
 }

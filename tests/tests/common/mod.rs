@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod scrape;
 
 use std::sync::OnceLock;
 use std::time::Duration;

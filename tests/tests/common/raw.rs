@@ -7,6 +7,7 @@ use tandem_protocol::pb::{self, cloud_message::Kind as Down, edge_message::Kind 
 use tandem_protocol::{frame, tls};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
 
 use super::{PROMPTS, Verifier, prompt_ids, target};
 
@@ -100,4 +101,28 @@ pub async fn raw_quic(v: &Verifier) -> quinn::Connection {
 pub async fn read(recv: &mut quinn::RecvStream) -> Down {
     let m: pb::CloudMessage = frame::read(recv, 1 << 20).await.unwrap().unwrap();
     m.kind.unwrap()
+}
+
+/// Sends `bytes` on a new QUIC stream of `conn`, ends it, and reads the answer.
+pub async fn quic_bytes(conn: &quinn::Connection, bytes: &[u8]) -> Down {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    read(&mut recv).await
+}
+
+/// Asserts `got` is an in-stream `Error` with `code`, `seq`, and `needle` in its message.
+pub fn expect_error(got: Down, code: Code, seq: u64, needle: &str) {
+    match got {
+        Down::Error(e) => {
+            assert_eq!(Code::from_i32(e.code), code, "{}", e.message);
+            assert_eq!(e.seq, seq);
+            assert!(
+                e.message.contains(needle),
+                "{:?} lacks {needle:?}",
+                e.message
+            );
+        }
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
 }
