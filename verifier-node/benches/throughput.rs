@@ -6,7 +6,11 @@
 //! own: queueing, batching, acceptance and rollback around the model. Each client
 //! proposes k = 4 tokens per round from the target's own greedy continuation, each
 //! token corrupted with probability 0.2, so acceptance is realistic and the
-//! committed output is known. Prints a table; run with
+//! committed output is known. The last column is the share of the batched run's wall
+//! time the engine spent inside forward passes (from the verdicts' own `forward_ns`):
+//! what is left is everything around the model, measured in the same run, so it does
+//! not drift with the machine the way a separately timed raw pass does. Prints a
+//! table; run with
 //! `cargo bench -p tandem-verifier --bench throughput`.
 
 use std::time::{Duration, Instant};
@@ -66,6 +70,8 @@ struct Seen {
     rounds: usize,
     batch_sizes: usize,
     queue_ns: u64,
+    /// This client's share of the passes it was in: Σ forward_ns / batch_size.
+    forward_share_ns: f64,
 }
 
 /// One client: open, then rounds until NEW tokens are committed.
@@ -116,20 +122,34 @@ async fn client(
         seen.rounds += 1;
         seen.batch_sizes += t.batch_size as usize;
         seen.queue_ns += t.queue_ns;
+        seen.forward_share_ns += t.forward_ns as f64 / t.batch_size.max(1) as f64;
     }
     engine.close(opened.session_id);
     seen.tokens = out.len() - 1;
     seen
 }
 
-/// Committed tokens per second, mean committed per round, mean batch size and mean
-/// queue wait (ms) seen by the blocks, for `sessions` clients.
+/// What a served run measured.
+struct Served {
+    /// Committed tokens per second.
+    rate: f64,
+    /// Mean committed tokens per round.
+    per_round: f64,
+    /// Mean sessions per pass, as the blocks saw it.
+    batch: f64,
+    /// Mean queue wait of a block, ms.
+    queue_ms: f64,
+    /// Share of the run's wall time the engine spent inside forward passes.
+    busy: f64,
+}
+
+/// Serves `sessions` clients to the end.
 fn serve(
     rt: &tokio::runtime::Runtime,
     sessions: usize,
     batch: BatchPolicy,
     work: &[(Vec<u32>, Vec<u32>)],
-) -> (f64, f64, f64, f64) {
+) -> Served {
     let t = load();
     let vocab = t.model.info().vocab_size as u32;
     let engine = EngineHandle::start(
@@ -158,17 +178,19 @@ fn serve(
             total.rounds += s.rounds;
             total.batch_sizes += s.batch_sizes;
             total.queue_ns += s.queue_ns;
+            total.forward_share_ns += s.forward_share_ns;
         }
         total
     });
     let secs = start.elapsed().as_secs_f64();
     let rounds = seen.rounds as f64;
-    (
-        seen.tokens as f64 / secs,
-        seen.tokens as f64 / rounds,
-        seen.batch_sizes as f64 / rounds,
-        seen.queue_ns as f64 / rounds / 1e6,
-    )
+    Served {
+        rate: seen.tokens as f64 / secs,
+        per_round: seen.tokens as f64 / rounds,
+        batch: seen.batch_sizes as f64 / rounds,
+        queue_ms: seen.queue_ns as f64 / rounds / 1e6,
+        busy: seen.forward_share_ns / 1e9 / secs,
+    }
 }
 
 /// Mean time of one raw batched forward of `sessions` × (K + 1) tokens, each session
@@ -221,10 +243,15 @@ fn main() {
     let t = load();
     let work = workloads(&t);
     println!(
-        "| sessions | batched tok/s | unbatched tok/s | batched / unbatched | mean batch | mean queue | raw pass | raw rate × committed/round | batched / raw bound |"
+        "| sessions | batched tok/s | unbatched tok/s | batched / unbatched | mean batch | mean queue | raw pass | raw rate × committed/round | batched / raw bound | engine in forward |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // `cargo bench --bench throughput -- 64 256` runs only those session counts.
+    let picked: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     for sessions in [1usize, 4, 16, 64, 256] {
+        if !picked.is_empty() && !picked.contains(&sessions) {
+            continue;
+        }
         let on_policy = BatchPolicy {
             max_sessions: 1024,
             ..BatchPolicy::default()
@@ -234,15 +261,20 @@ fn main() {
             max_wait: std::time::Duration::ZERO,
             ..BatchPolicy::default()
         };
-        let (on, per_round, batch, queue_ms) = serve(&rt, sessions, on_policy, &work);
-        let (off, ..) = serve(&rt, sessions, off_policy, &work);
+        let on = serve(&rt, sessions, on_policy, &work);
+        let off = serve(&rt, sessions, off_policy, &work);
         let pass = raw_forward(&t, sessions, &work);
-        let bound = sessions as f64 / pass.as_secs_f64() * per_round;
+        let bound = sessions as f64 / pass.as_secs_f64() * on.per_round;
         println!(
-            "| {sessions} | {on:.0} | {off:.0} | {:.2}× | {batch:.1} | {queue_ms:.2} ms | {:.2} ms | {bound:.0} | {:.0} % |",
-            on / off,
+            "| {sessions} | {:.0} | {:.0} | {:.2}× | {:.1} | {:.2} ms | {:.2} ms | {bound:.0} | {:.0} % | {:.0} % |",
+            on.rate,
+            off.rate,
+            on.rate / off.rate,
+            on.batch,
+            on.queue_ms,
             pass.as_secs_f64() * 1e3,
-            100.0 * on / bound
+            100.0 * on.rate / bound,
+            100.0 * on.busy
         );
     }
 }

@@ -256,10 +256,12 @@ impl<M: LanguageModel> Worker<M> {
 
     /// Whether every open session that could send a block has one waiting.
     fn everyone_waiting(&self) -> bool {
+        let waiting: std::collections::HashSet<u64> =
+            self.queue.iter().map(Work::session).collect();
         self.sessions
             .values()
             .filter(|s| s.generation.is_none())
-            .all(|s| self.queue.iter().any(|w| w.session() == s.id))
+            .all(|s| waiting.contains(&s.id))
     }
 
     /// Files a command: new sessions and blocks join the queue, closes act at once.
