@@ -70,7 +70,8 @@ struct Seen {
     rounds: usize,
     batch_sizes: usize,
     queue_ns: u64,
-    /// This client's share of the passes it was in: Σ forward_ns / batch_size.
+    /// This client's share of the passes it was in (its prefill's included):
+    /// Σ forward_ns / batch_size.
     forward_share_ns: f64,
 }
 
@@ -95,6 +96,8 @@ async fn client(
     let mut rng = SessionRng::new(seed);
     let mut out = vec![opened.first_token];
     let mut seen = Seen::default();
+    let t = opened.timing.unwrap_or_default();
+    seen.forward_share_ns += t.forward_ns as f64 / t.batch_size.max(1) as f64;
     while out.len() < NEW {
         let tokens: Vec<u32> = greedy[out.len()..out.len() + K]
             .iter()
