@@ -178,6 +178,7 @@ pub async fn run(
         retry: Duration::from_millis(args.retry_ms),
     };
     let edge = Edge {
+        device: None,
         draft: draft.map(|l| &l.model),
         verifier,
     };

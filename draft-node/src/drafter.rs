@@ -9,6 +9,7 @@ use tandem_decoding::{Distribution, SamplingParams, SessionRng, sampling::argmax
 use tandem_models::{LanguageModel, Positions, SessionCache};
 
 use crate::DraftError;
+use crate::pace::DevicePace;
 
 /// Tokens the draft proposed, with the distributions they were drawn from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +27,7 @@ pub struct Drafter<'m, M: LanguageModel> {
     cached: Vec<u32>,
     sampling: SamplingParams,
     rng: SessionRng,
+    pace: Option<DevicePace>,
 }
 
 impl<M: LanguageModel> std::fmt::Debug for Drafter<'_, M> {
@@ -54,12 +56,35 @@ impl<'m, M: LanguageModel> Drafter<'m, M> {
             cached: Vec::new(),
             sampling,
             rng,
+            pace: None,
         }
+    }
+
+    /// Drafts at the pace of an emulated device: each draft is followed by the extra
+    /// time the device would have taken.
+    pub fn with_pace(mut self, pace: Option<DevicePace>) -> Self {
+        self.pace = pace;
+        self
     }
 
     /// Drafts up to `n` tokens after `seq`. `keep(position, top1)` may stop early (it is
     /// asked before each token after the first).
     pub fn draft(
+        &mut self,
+        seq: &[u32],
+        n: usize,
+        keep: impl FnMut(usize, f32) -> bool,
+    ) -> Result<Block, DraftError> {
+        let t0 = std::time::Instant::now();
+        let block = self.draft_here(seq, n, keep);
+        if let Some(pace) = &self.pace {
+            let extra = pace.charge(t0.elapsed());
+            compute(|| std::thread::sleep(extra));
+        }
+        block
+    }
+
+    fn draft_here(
         &mut self,
         seq: &[u32],
         n: usize,

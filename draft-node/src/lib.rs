@@ -15,12 +15,14 @@ pub mod cli;
 pub mod drafter;
 mod error;
 pub mod generate;
+pub mod pace;
 pub mod record;
 mod remote;
 pub mod strategy;
 
 pub use error::DraftError;
 pub use generate::{Edge, GenerateConfig, generate};
+pub use pace::DevicePace;
 pub use record::{Report, RoundRecord, Summary};
 pub use remote::{Lost, VerifierTarget};
 pub use strategy::Strategy;

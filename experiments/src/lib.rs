@@ -2,14 +2,23 @@
 //!
 //! The researcher's entry point: from one config to a published results folder.
 //!
-//! Today it owns [`predict`], the analytical comparison of strategies behind
-//! `tandem predict`, [`modelcmd`], `tandem train-tiny` and `tandem quantize`, and [`generatecmd`], `tandem generate`
-//! (draft loop and in-process verifier over a loopback socket). It will own the experiment config schema (TOML, validated before
-//! anything runs), the runner behind `tandem run` (in-process verifier, strategy grid,
-//! progress, partial results on Ctrl-C), the recorder (`rounds.parquet`,
-//! `requests.parquet`, `summary.csv`, manifest) and the report (`tandem report`: plots
-//! and `report.md`).
+//! - [`config`]: the experiment config (TOML), validated before anything runs.
+//! - [`workload`]: prompt sets and arrival processes.
+//! - [`run`]: the runner behind `tandem run` (in-process verifier, the grid, progress,
+//!   partial results on Ctrl-C).
+//! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
+//!   `requests.parquet`, `summary.csv`, `report.md`, `manifest.json`).
+//! - [`predict`] (`tandem predict`), [`modelcmd`] (`tandem train-tiny`,
+//!   `tandem quantize`), [`generatecmd`] (`tandem generate`) and [`runcmd`]
+//!   (`tandem run`).
 
+pub mod config;
 pub mod generatecmd;
+pub mod manifest;
 pub mod modelcmd;
 pub mod predict;
+pub mod results;
+pub mod run;
+pub mod runcmd;
+pub mod summary;
+pub mod workload;

@@ -216,3 +216,32 @@ fn generate_says_what_a_strategy_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown link profile 'mars'"), "{err}");
 }
+
+#[test]
+fn run_names_the_bad_key_and_line_and_dry_run_lists_the_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.toml");
+    let text = std::fs::read_to_string(quickstart)
+        .unwrap()
+        .replace("requests = 8", "requests = 8\nrequest = 9");
+    std::fs::write(&bad, &text).unwrap();
+    let out = tandem(&["run", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text[..text.find("request = 9").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    assert!(err.contains(&format!("bad.toml:{line}")), "{err}");
+    assert!(err.contains("request"), "{err}");
+
+    let out = tandem(&["run", "--dry-run", quickstart]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("10 cells × 8 requests"), "{text}");
+}

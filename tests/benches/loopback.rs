@@ -168,6 +168,7 @@ fn benches(c: &mut Criterion) {
                 retry: Duration::from_secs(1),
             };
             let edge = Edge {
+                device: None,
                 draft: Some(&s.draft.model),
                 verifier: Some(t.clone()),
             };

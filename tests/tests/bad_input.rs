@@ -213,6 +213,7 @@ async fn bad_requests_get_precise_errors_while_a_healthy_session_completes() {
             }
         };
         let edge = tandem_draft::Edge {
+            device: None,
             draft: Some(&draft().model),
             verifier: Some(target),
         };

@@ -92,6 +92,7 @@ async fn a_draft_node_refused_for_memory_goes_on_alone_and_rejoins_when_room_fre
             }
         };
         let edge = Edge {
+            device: None,
             draft: Some(&draft().model),
             verifier: Some(target),
         };

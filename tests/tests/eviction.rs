@@ -36,6 +36,7 @@ async fn an_evicted_session_is_reopened_without_losing_a_token() {
         let mut cfg = config(strategy, prompt.clone(), 40);
         cfg.ignore_eos = true;
         let edge = Edge {
+            device: None,
             draft: Some(&draft().model),
             verifier: Some(v.target(transport, None)),
         };

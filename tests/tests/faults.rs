@@ -71,6 +71,7 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
             }
         };
         let edge = Edge {
+            device: None,
             draft: Some(&draft().model),
             verifier: Some(target),
         };

@@ -53,6 +53,7 @@ fn serve_prints_its_addresses_serves_both_transports_and_stops_on_ctrl_c() {
     for endpoint in endpoints {
         for strategy in [Strategy::Speculative { k: 3 }, Strategy::CloudOnly] {
             let edge = Edge {
+                device: None,
                 draft: Some(&draft.model),
                 verifier: Some(VerifierTarget {
                     endpoint: endpoint.clone(),

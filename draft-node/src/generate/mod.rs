@@ -54,6 +54,8 @@ pub struct Edge<'m, M: LanguageModel> {
     pub draft: Option<&'m M>,
     /// The verifier (required unless `edge_only`).
     pub verifier: Option<VerifierTarget>,
+    /// The device the draft runs on, emulated (none: this machine as it is).
+    pub device: Option<crate::DevicePace>,
 }
 
 /// Called with each run of newly committed tokens and whether the target verified them.
@@ -114,6 +116,7 @@ pub async fn generate<M: LanguageModel>(
             cfg.sampling,
             SessionRng::for_stream(cfg.seed, stream::DRAFT),
         )
+        .with_pace(edge.device.clone())
     });
     let (fingerprint, eos) = edge
         .draft
@@ -181,10 +184,11 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         self.report.rounds.push(r);
     }
 
-    /// Appends tokens to the output, stopping at EOS or the length limit.
-    fn commit(&mut self, tokens: &[u32], verified: bool) {
+    /// Appends tokens to the output, stopping at EOS or the length limit; returns how
+    /// many it kept.
+    fn commit(&mut self, tokens: &[u32], verified: bool) -> usize {
         if self.done.is_some() {
-            return;
+            return 0;
         }
         let mut take = tokens
             .len()
@@ -208,6 +212,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         if self.done.is_none() && self.output_len() >= self.cfg.max_new_tokens {
             self.done = Some("length");
         }
+        take
     }
 
     fn finish(mut self) -> Report {

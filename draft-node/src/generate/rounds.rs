@@ -125,13 +125,15 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         let mut tokens = f.block.tokens[..accepted].to_vec();
         tokens.push(v.next_token);
         let bytes = (up - f.bytes.0, down - f.bytes.1);
+        // What the output kept: the end of the request may cut the verdict short.
+        let committed = self.commit(&tokens, true);
         self.record(RoundRecord {
             k: f.k,
             ahead: f.ahead,
             drafted: f.block.tokens.len(),
             accepted,
             draft_ns: f.draft_ns,
-            ..RoundRecord::answered("verified", tokens.len(), wait_ns, t, bytes)
+            ..RoundRecord::answered("verified", committed, wait_ns, t, bytes)
         });
         self.policy.observe(&RoundObservation {
             drafted: f.block.tokens.len(),
@@ -139,7 +141,6 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
             draft_s: f.draft_ns as f64 / 1e9,
             remote_s: wait_ns as f64 / 1e9,
         });
-        self.commit(&tokens, true);
         Ok(())
     }
 
@@ -179,15 +180,15 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
             return self.open().await;
         }
         self.lose(lost)?;
+        let committed = self.commit(&block.tokens, false);
         self.record(RoundRecord {
             kind: "edge",
             k,
             drafted: block.tokens.len(),
-            committed: block.tokens.len(),
+            committed,
             draft_ns,
             ..Default::default()
         });
-        self.commit(&block.tokens, false);
         Ok(())
     }
 

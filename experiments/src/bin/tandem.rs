@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use tandem_experiments::generatecmd::{self, LocalGenerateArgs};
 use tandem_experiments::modelcmd::{self, QuantizeArgs, TrainTinyArgs};
 use tandem_experiments::predict::{self, Setting};
+use tandem_experiments::runcmd::{self, RunArgs};
 
 /// Tandem: speculative edge-cloud decoding, measured. Predict, train models, run and
 /// report experiments.
@@ -33,6 +34,10 @@ enum Command {
     /// Generate with a draft model and a target, the verifier running in this process
     /// behind a loopback socket (the options of `draft-node generate`, plus --target).
     Generate(Box<LocalGenerateArgs>),
+    /// Run an experiment config: every cell of its grid, written to
+    /// OUT/<name>/<run-id>/ (Parquet rounds and requests, summary.csv, report.md,
+    /// manifest.json). Prints the results folder last.
+    Run(RunArgs),
 }
 
 #[allow(unsafe_code)]
@@ -49,15 +54,24 @@ fn main() -> Result<()> {
         Command::TrainTiny(args) => modelcmd::train(&args)?,
         Command::Quantize(args) => modelcmd::quantize(&args)?,
         Command::Generate(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "warn".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            logging("warn");
             tokio::runtime::Runtime::new()?.block_on(generatecmd::generate(*args))?
+        }
+        Command::Run(args) => {
+            // Fallbacks are recorded per round; warnings would break the progress bar.
+            logging("error");
+            tokio::runtime::Runtime::new()?.block_on(runcmd::run(args))?
         }
     }
     Ok(())
+}
+
+/// Logs at `level` and above to stderr (RUST_LOG overrides).
+fn logging(level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -182,6 +182,7 @@ pub async fn try_run(
     cfg: &GenerateConfig,
 ) -> Result<Report, tandem_draft::DraftError> {
     let edge = Edge {
+        device: None,
         draft: Some(&draft().model),
         verifier: target,
     };

@@ -1,0 +1,198 @@
+//! The config's shape. Every table refuses keys it does not know.
+
+use serde::{Deserialize, Serialize};
+
+/// One experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Names the results folder (`results/<name>/<run-id>/`): letters, digits, `-`, `_`.
+    pub name: String,
+    /// What the experiment is for, copied into the report.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random stream (sampling, arrivals, link jitter and loss).
+    #[serde(default)]
+    pub seed: u64,
+    /// A running verifier (`grpc://HOST:PORT`, `quic://HOST:PORT`); absent: one is
+    /// started in process on 127.0.0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<String>,
+    /// Transport to the in-process verifier.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Draft and target.
+    pub models: Models,
+    /// Prompts, requests and arrivals.
+    pub workload: Workload,
+    /// Links to run over; at least one.
+    #[serde(rename = "network")]
+    pub networks: Vec<Network>,
+    /// Edge devices; absent: the machine as it is.
+    #[serde(default, rename = "device", skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    /// What a request costs.
+    #[serde(default)]
+    pub cost: Cost,
+    /// The strategy grid; at least one.
+    #[serde(rename = "strategy")]
+    pub strategies: Vec<StrategyGrid>,
+}
+
+fn default_transport() -> String {
+    "quic".into()
+}
+
+/// The model pair: `builtin:` names, HF directories, or GGUF files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// The edge's draft model.
+    pub draft: String,
+    /// The cloud's target model.
+    pub target: String,
+}
+
+/// What is asked and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// `builtin:NAME` or a JSONL file (one `{"prompt": …, "tag": …}` per line; a path
+    /// is relative to the config file).
+    pub prompts: String,
+    /// Requests per cell (prompts are used in turn).
+    pub requests: usize,
+    /// Closed loop: this many clients, each sending its next request when the last
+    /// one ends. Exclusive with `arrival_rate`; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<usize>,
+    /// Open loop: Poisson arrivals at this many requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<f64>,
+    /// Most new tokens per request.
+    pub max_new_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[serde(default)]
+    pub temperature: f32,
+    /// Top-k (0: off).
+    #[serde(default)]
+    pub top_k: usize,
+    /// Top-p (1: off).
+    #[serde(default = "one")]
+    pub top_p: f32,
+    /// Generate `max_new_tokens` even past end-of-sequence (comparable lengths).
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    /// How many times the whole grid runs (each repetition with its own seed).
+    #[serde(default = "one_usize")]
+    pub repetitions: usize,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn one_usize() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One emulated link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The name in results; also the profile when `link` is absent (`lan`, `wifi`,
+    /// `5g`, `lte`, `wan`, `satellite`, `loopback`).
+    pub name: String,
+    /// `delay=MS,jitter=MS,up=MBPS,down=MBPS,loss=P`, or a profile name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// An edge device: how much slower than this machine its draft model runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// The name in results.
+    pub name: String,
+    /// Draft time × this (≥ 1).
+    #[serde(default = "one_f64")]
+    pub draft_slowdown: f64,
+    /// Sustained-load throttle: after `throttle_after_s` seconds of drafting, draft
+    /// time grows linearly to × `throttle_factor` more over `throttle_ramp_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_after_s: Option<f64>,
+    /// See `throttle_after_s` (≥ 1).
+    #[serde(default = "one_f64")]
+    pub throttle_factor: f64,
+    /// See `throttle_after_s`.
+    #[serde(default = "ten")]
+    pub throttle_ramp_s: f64,
+    /// Edge energy per drafted token, joules.
+    #[serde(default)]
+    pub joules_per_token: f64,
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+fn ten() -> f64 {
+    10.0
+}
+
+/// Prices. Any subset; absent prices cost nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cost {
+    /// Cloud: dollars per GPU-hour, charged for the verifier's forward time.
+    #[serde(default)]
+    pub gpu_dollars_per_hour: f64,
+    /// Cloud: dollars per million prompt tokens sent to the verifier.
+    #[serde(default)]
+    pub input_dollars_per_mtok: f64,
+    /// Cloud: dollars per million tokens the verifier committed.
+    #[serde(default)]
+    pub output_dollars_per_mtok: f64,
+    /// Edge: dollars per kWh of drafting energy.
+    #[serde(default)]
+    pub dollars_per_kwh: f64,
+}
+
+/// One or more strategies: `k` (and `policy`) may be lists, giving one cell each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyGrid {
+    /// `cloud_only`, `edge_only`, `speculative`, `pipelined` or `adaptive`.
+    pub kind: String,
+    /// Draft length(s), for `speculative` and `pipelined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<OneOrMany<usize>>,
+    /// Policy(ies) for `adaptive` (`fixed:K`, `plus2minus1:MAX`, `pmin:P:MAX`,
+    /// `goodput:…`); default `plus2minus1:8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<OneOrMany<String>>,
+}
+
+/// A value or a list of values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// One value.
+    One(T),
+    /// A grid axis.
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    /// The values, in order.
+    pub fn values(&self) -> Vec<T> {
+        match self {
+            Self::One(v) => vec![v.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+use std::path::Path;
+
+use super::*;
+
+const QUICKSTART: &str = include_str!("../../configs/quickstart.toml");
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("exp.toml"))
+}
+
+/// The quickstart with `from` replaced by `to` (which must occur once).
+fn edited(from: &str, to: &str) -> String {
+    assert_eq!(QUICKSTART.matches(from).count(), 1, "{from:?}");
+    QUICKSTART.replace(from, to)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text[..text.find(needle).unwrap()].matches('\n').count() + 1
+}
+
+#[test]
+fn the_quickstart_parses_and_its_resolved_form_reads_back_the_same() {
+    let c = parse(QUICKSTART).unwrap();
+    assert_eq!(c.name, "quickstart");
+    assert_eq!(c.networks.len(), 2);
+    assert_eq!(crate::run::cells::cells(&c).len(), 2 * 5);
+    let again = parse(&c.resolved()).unwrap();
+    assert_eq!(again, c);
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let text = edited("max_new_tokens = 48", "max_new_tokens = 48\nmax_tokens = 9");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.line, Some(line_of(&text, "max_tokens = 9")), "{e}");
+    assert!(e.to_string().contains("max_tokens"), "{e}");
+    assert!(e.to_string().starts_with("exp.toml:"), "{e}");
+}
+
+#[test]
+fn a_bad_value_is_named_by_its_path_and_line() {
+    let text = edited("k = [2, 4]", "k = [2, 0]");
+    let e = parse(&text).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("strategy[2].k: must be between 1 and 32, got 0"),
+        "{e}"
+    );
+    assert_eq!(e.line, Some(line_of(&text, "k = [2, 0]")));
+
+    let text = edited("name = \"lte\"", "name = \"lte\"\nlink = \"delay=fast\"");
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.starts_with("network[1].link:"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "link = \"delay=fast\"")));
+}
+
+#[test]
+fn inconsistent_settings_are_refused() {
+    let cases = [
+        (
+            edited("clients = 2", "clients = 2\narrival_rate = 3.0"),
+            "workload.arrival_rate",
+        ),
+        (edited("clients = 2", "clients = 0"), "workload.clients"),
+        (
+            edited("kind = \"cloud_only\"", "kind = \"cloud_only\"\nk = 3"),
+            "strategy[0].k",
+        ),
+        (
+            edited("kind = \"edge_only\"", "kind = \"warp\""),
+            "strategy[1].kind",
+        ),
+        (
+            edited("k = 4", "policy = \"fixed:4\""),
+            "strategy[3].policy",
+        ),
+        (
+            edited("name = \"lte\"", "name = \"lan\""),
+            "network[1].name",
+        ),
+        (
+            edited(
+                "target = \"builtin:tiny-target\"",
+                "target = \"builtin:huge\"",
+            ),
+            "models.target",
+        ),
+        (
+            edited("seed = 7", "seed = 7\ntransport = \"carrier pigeon\""),
+            "transport",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.starts_with(&format!("{key}:")), "{key}: {e}");
+        assert!(e.line.is_some(), "{key}: no line in {e}");
+    }
+}
+
+#[test]
+fn a_missing_section_is_named() {
+    let text = QUICKSTART.replace("[workload]", "[work]");
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("work"), "{e}");
+}

@@ -1,0 +1,212 @@
+//! The results folder: one row per round and per request, written as Parquet (and the
+//! summary as CSV). Every file is written beside its final name and renamed into
+//! place, so a file that exists is complete.
+
+use std::path::Path;
+
+use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
+
+/// One round of one request (see `tandem_draft::RoundRecord`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRow {
+    /// Position of the cell in the grid.
+    pub cell: u32,
+    /// Repetition of the grid (0-based).
+    pub repetition: u32,
+    /// The strategy, with its parameters (`speculative(k=4)`).
+    pub strategy: String,
+    /// The network's name.
+    pub network: String,
+    /// The device's name (empty: this machine as it is).
+    pub device: String,
+    /// Request index within the cell (the same prompt and seed in every cell).
+    pub request: u32,
+    /// Round index within the request.
+    pub round: u32,
+    /// `verified`, `cloud`, `edge` (not verified) or `stale` (pipelined, dropped).
+    pub kind: String,
+    /// Draft length asked for this round.
+    pub k: u32,
+    /// Pipelined: drafted while the previous block was in flight.
+    pub ahead: bool,
+    /// Tokens drafted.
+    pub drafted: u32,
+    /// Drafted tokens the target accepted.
+    pub accepted: u32,
+    /// Tokens the round added to the output.
+    pub committed: u32,
+    /// Time drafting, ns (device pace included).
+    pub draft_ns: u64,
+    /// From sending the block to the answer, ns.
+    pub wait_ns: u64,
+    /// The network's share of `wait_ns`, ns.
+    pub network_ns: u64,
+    /// The verifier's queue wait, ns.
+    pub queue_ns: u64,
+    /// The verifier's forward pass, ns.
+    pub forward_ns: u64,
+    /// Sessions in that forward pass.
+    pub batch_size: u32,
+    /// Tokens in that forward pass.
+    pub batch_tokens: u32,
+    /// Bytes sent, edge to cloud.
+    pub bytes_up: u64,
+    /// Bytes received, cloud to edge.
+    pub bytes_down: u64,
+}
+
+/// One request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRow {
+    /// Position of the cell in the grid.
+    pub cell: u32,
+    /// Repetition of the grid (0-based).
+    pub repetition: u32,
+    /// The strategy, with its parameters (`speculative(k=4)`).
+    pub strategy: String,
+    /// The strategy's kind (`speculative`).
+    pub strategy_kind: String,
+    /// The strategy's draft length (0 for cloud_only, edge_only and adaptive).
+    pub k: u32,
+    /// The network's name.
+    pub network: String,
+    /// The device's name (empty: this machine as it is).
+    pub device: String,
+    /// Request index within the cell (the same prompt and seed in every cell).
+    pub request: u32,
+    /// Index of the prompt in the prompt set.
+    pub prompt_index: u32,
+    /// The prompt's data-class tag.
+    pub tag: String,
+    /// The request's seed (sampling, link jitter and loss).
+    pub seed: u64,
+    /// Seconds from the cell's start to the request's start.
+    pub start_s: f64,
+    /// Prompt length in tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub tokens: u32,
+    /// Generated tokens the target never verified.
+    pub unverified_tokens: u32,
+    /// Rounds.
+    pub rounds: u32,
+    /// Verified rounds that carried drafted tokens (vLLM's "drafts").
+    pub drafts: u32,
+    /// Tokens drafted.
+    pub drafted: u32,
+    /// Drafted tokens the target accepted.
+    pub accepted: u32,
+    /// Accepted ÷ drafted tokens (NaN without drafts).
+    pub acceptance_rate: f64,
+    /// 1 + accepted ÷ drafts (vLLM's definition).
+    pub mean_accepted_length: f64,
+    /// Time to first token, ms.
+    pub ttft_ms: f64,
+    /// Time per output token after the first, ms.
+    pub tpot_ms: f64,
+    /// End-to-end latency, ms.
+    pub e2e_ms: f64,
+    /// Bytes sent, edge to cloud.
+    pub bytes_up: u64,
+    /// Bytes received, cloud to edge.
+    pub bytes_down: u64,
+    /// Times the edge went on alone.
+    pub fallbacks: u32,
+    /// Why generation stopped (`length`, `eos`, ...).
+    pub stop: String,
+    /// The generated token ids, space-separated.
+    pub output_ids: String,
+    /// Cloud cost, dollars.
+    pub cost_cloud_usd: f64,
+    /// Edge energy cost, dollars.
+    pub cost_edge_usd: f64,
+    /// Total cost, dollars.
+    pub cost_usd: f64,
+    /// Empty, or why the request failed.
+    pub error: String,
+}
+
+/// Columns named after the fields of `rows`' elements.
+macro_rules! columns {
+    ($rows:expr; $($field:ident),+ $(,)?) => {
+        vec![$(polars::prelude::Column::new(
+            stringify!($field).into(),
+            $rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>(),
+        )),+]
+    };
+}
+pub(crate) use columns;
+
+/// The rounds as a table.
+pub fn rounds_frame(rows: &[RoundRow]) -> polars::prelude::PolarsResult<DataFrame> {
+    DataFrame::new(
+        rows.len(),
+        columns!(rows; cell, repetition, strategy, network, device, request, round, kind, k,
+            ahead, drafted, accepted, committed, draft_ns, wait_ns, network_ns, queue_ns,
+            forward_ns, batch_size, batch_tokens, bytes_up, bytes_down),
+    )
+}
+
+/// The requests as a table.
+pub fn requests_frame(rows: &[RequestRow]) -> polars::prelude::PolarsResult<DataFrame> {
+    DataFrame::new(
+        rows.len(),
+        columns!(rows; cell, repetition, strategy, strategy_kind, k, network, device,
+            request, prompt_index, tag, seed, start_s, prompt_tokens, tokens,
+            unverified_tokens, rounds, drafts, drafted, accepted, acceptance_rate,
+            mean_accepted_length, ttft_ms, tpot_ms, e2e_ms, bytes_up, bytes_down, fallbacks,
+            stop, output_ids, cost_cloud_usd, cost_edge_usd, cost_usd, error),
+    )
+}
+
+/// Writes `df` to `path` as Parquet, through a temporary file.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> std::io::Result<()> {
+    write_atomically(path, |f| {
+        ParquetWriter::new(f)
+            .finish(df)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    })
+}
+
+/// Writes `df` to `path` as CSV with a header, through a temporary file.
+pub fn write_csv(path: &Path, df: &mut DataFrame) -> std::io::Result<()> {
+    write_atomically(path, |f| {
+        CsvWriter::new(f)
+            .include_header(true)
+            .finish(df)
+            .map_err(std::io::Error::other)
+    })
+}
+
+/// Writes `text` to `path` through a temporary file.
+pub fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
+    write_atomically(path, |f| std::io::Write::write_all(f, text.as_bytes()))
+}
+
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.partial",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("tmp")
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    let result = write(&mut f).and_then(|()| f.sync_all());
+    drop(f);
+    match result {
+        Ok(()) => std::fs::rename(&tmp, path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Reads a Parquet file back.
+pub fn read_parquet(path: &Path) -> polars::prelude::PolarsResult<DataFrame> {
+    use polars::prelude::SerReader;
+    let f = std::fs::File::open(path)?;
+    polars::prelude::ParquetReader::new(f).finish()
+}

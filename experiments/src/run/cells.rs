@@ -1,0 +1,87 @@
+//! The grid: every (repetition, network, device, strategy) combination is a cell, and
+//! every cell runs the same requests with the same seeds, so cells compare pairwise.
+
+use tandem_draft::{DevicePace, Strategy};
+use tandem_protocol::LinkProfile;
+
+use crate::config::{Config, Device};
+
+/// One combination of the grid.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Position in the grid.
+    pub index: usize,
+    /// Repetition of the grid (0-based).
+    pub repetition: usize,
+    /// The strategy, with its parameters (`speculative(k=4)`).
+    pub strategy: Strategy,
+    /// The strategy's grid entry kind (`speculative`, ...).
+    pub kind: String,
+    /// The network's name.
+    pub network: String,
+    /// The emulated link.
+    pub link: LinkProfile,
+    /// Device name (empty: this machine).
+    pub device: String,
+    /// The device, when one is emulated.
+    pub pace: Option<DevicePaceSpec>,
+}
+
+/// What a device's pace is made from; each client gets its own [`DevicePace`] (its own
+/// device, heating up on its own).
+#[derive(Debug, Clone)]
+pub struct DevicePaceSpec(Device);
+
+impl DevicePaceSpec {
+    /// A fresh device.
+    pub fn pace(&self) -> DevicePace {
+        let d = &self.0;
+        let p = DevicePace::new(d.draft_slowdown);
+        match d.throttle_after_s {
+            Some(after) => p.with_throttle(
+                std::time::Duration::from_secs_f64(after),
+                d.throttle_factor,
+                std::time::Duration::from_secs_f64(d.throttle_ramp_s),
+            ),
+            None => p,
+        }
+    }
+
+    /// Joules per drafted token.
+    pub fn joules_per_token(&self) -> f64 {
+        self.0.joules_per_token
+    }
+}
+
+/// The cells of a validated config, in run order.
+pub fn cells(config: &Config) -> Vec<Cell> {
+    let devices: Vec<Option<&Device>> = if config.devices.is_empty() {
+        vec![None]
+    } else {
+        config.devices.iter().map(Some).collect()
+    };
+    let mut out = Vec::new();
+    for repetition in 0..config.workload.repetitions {
+        for network in &config.networks {
+            let spec = network.link.as_deref().unwrap_or(&network.name);
+            let link: LinkProfile = spec.parse().expect("validated");
+            for device in &devices {
+                for (i, grid) in config.strategies.iter().enumerate() {
+                    for strategy in grid.expand(i).expect("validated") {
+                        out.push(Cell {
+                            index: out.len(),
+                            repetition,
+                            strategy,
+                            kind: grid.kind.replace('-', "_"),
+                            network: network.name.clone(),
+                            link: link.clone(),
+                            device: device.map(|d| d.name.clone()).unwrap_or_default(),
+                            pace: device.map(|d| DevicePaceSpec(d.clone())),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}

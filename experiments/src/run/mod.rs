@@ -1,0 +1,426 @@
+//! The runner behind `tandem run`: loads the models, starts the verifier (or connects to
+//! one), runs every cell of the grid, and writes the results folder.
+//!
+//! Requests of a cell run concurrently (closed-loop clients or Poisson arrivals);
+//! cells run one after another. A request's seed depends only on the config's seed,
+//! the repetition and the request's index, so every cell sees the same prompts with
+//! the same seeds and the same config gives the same tokens.
+
+pub mod cells;
+mod request;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tandem_decoding::{SamplingParams, SessionRng};
+use tandem_draft::{GenerateConfig, VerifierTarget};
+use tandem_models::{LanguageModel, Llama, LoadOptions, ModelSpec};
+use tandem_protocol::ConnectOptions;
+use tandem_protocol::client::{Endpoint, Transport};
+use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
+
+use crate::config::Config;
+use crate::results::{RequestRow, RoundRow};
+use crate::workload::{Prompt, load_prompts, poisson_arrivals};
+use cells::Cell;
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A model, prompt file or verifier could not be used.
+    #[error("{0}")]
+    Setup(String),
+    /// Writing the results failed.
+    #[error("writing results: {0}")]
+    Io(#[from] std::io::Error),
+    /// Building a table failed.
+    #[error("building a results table: {0}")]
+    Table(#[from] polars::prelude::PolarsError),
+}
+
+/// Where the results go and what the run is called.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config file (relative prompt paths start from its folder).
+    pub config_path: PathBuf,
+    /// Results root: the run writes `<out>/<name>/<run-id>/`.
+    pub out: PathBuf,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// False when stopped early: the folder then holds the cells that finished.
+    pub complete: bool,
+    /// Every request of every finished cell.
+    pub requests: Vec<RequestRow>,
+    /// Every round.
+    pub rounds: Vec<RoundRow>,
+}
+
+/// Progress, for a bar: requests done out of all, and the cell running.
+pub trait Progress: Send + Sync {
+    /// A cell starts.
+    fn cell(&self, cell: &Cell, of: usize);
+    /// A request ended.
+    fn request_done(&self);
+}
+
+/// The verifier the cells talk to.
+struct Cloud {
+    target: Option<VerifierTarget>,
+    running: Option<Running>,
+    _certs: Option<tempfile::TempDir>,
+}
+
+/// Runs `config` to the end, or until `stop` is set (then finishes the requests in
+/// flight, keeps the finished cells and marks the run partial).
+pub async fn run(
+    config: &Config,
+    opts: &RunOptions,
+    stop: Arc<AtomicBool>,
+    progress: Arc<dyn Progress>,
+) -> Result<Outcome, RunError> {
+    let started = SystemTime::now();
+    let base = opts.config_path.parent().unwrap_or(Path::new("."));
+    let prompts = load_prompts(&config.workload.prompts, base).map_err(RunError::Setup)?;
+    let load = |spec: &str, what: &str| {
+        let spec: ModelSpec = spec.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
+        spec.load(&LoadOptions::default())
+            .map_err(|e| RunError::Setup(format!("loading the {what} {spec}: {e}")))
+    };
+    let draft = load(&config.models.draft, "draft")?;
+    let target = load(&config.models.target, "target")?;
+    target
+        .model
+        .info()
+        .check_draft(draft.model.info())
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let bos = target.model.info().bos_token_id;
+    let prompt_ids = prompts
+        .iter()
+        .map(|p| {
+            let mut ids: Vec<u32> = bos.into_iter().collect();
+            ids.extend(
+                target
+                    .tokenizer
+                    .encode(&p.prompt)
+                    .map_err(|e| RunError::Setup(format!("tokenizing {:?}: {e}", p.prompt)))?,
+            );
+            Ok(ids)
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let cloud = start_cloud(config, target.model).await?;
+    let dir = results_dir(&opts.out, &config.name, started)?;
+    crate::results::write_text(&dir.join("config.toml"), &config.resolved())?;
+    let manifest = crate::manifest::Manifest::new(config, started);
+    manifest.write(&dir, None)?;
+
+    let draft = Arc::new(draft.model);
+    let all = cells::cells(config);
+    let mut requests = Vec::new();
+    let mut rounds = Vec::new();
+    let mut complete = true;
+    for cell in &all {
+        if stop.load(Ordering::Relaxed) {
+            complete = false;
+            break;
+        }
+        progress.cell(cell, all.len());
+        let ctx = CellRun {
+            config,
+            cell,
+            prompts: &prompts,
+            prompt_ids: &prompt_ids,
+            draft: draft.clone(),
+            verifier: cloud.target.clone(),
+            stop: stop.clone(),
+            progress: progress.clone(),
+        };
+        let (mut req, mut rnd, finished) = ctx.run().await;
+        if !finished {
+            // A cell cut short would compare unfairly: keep only whole cells.
+            complete = false;
+            break;
+        }
+        requests.append(&mut req);
+        rounds.append(&mut rnd);
+    }
+    if let Some(r) = cloud.running {
+        r.stop().await;
+    }
+    requests.sort_by_key(|r| (r.cell, r.request));
+    rounds.sort_by_key(|r| (r.cell, r.request, r.round));
+    crate::results::write_parquet(
+        &dir.join("requests.parquet"),
+        &mut crate::results::requests_frame(&requests)?,
+    )?;
+    crate::results::write_parquet(
+        &dir.join("rounds.parquet"),
+        &mut crate::results::rounds_frame(&rounds)?,
+    )?;
+    let summary = crate::summary::summarise(&requests);
+    crate::results::write_csv(
+        &dir.join("summary.csv"),
+        &mut crate::summary::frame(&summary)?,
+    )?;
+    crate::results::write_text(
+        &dir.join("report.md"),
+        &crate::summary::report_md(config, &summary, complete),
+    )?;
+    manifest.write(
+        &dir,
+        Some(crate::manifest::Ended {
+            at: SystemTime::now(),
+            complete,
+            cells: requests
+                .iter()
+                .map(|r| r.cell)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            requests: requests.len(),
+        }),
+    )?;
+    Ok(Outcome {
+        dir,
+        complete,
+        requests,
+        rounds,
+    })
+}
+
+async fn start_cloud(config: &Config, target: Llama) -> Result<Cloud, RunError> {
+    if let Some(url) = &config.verifier {
+        let endpoint: Endpoint = url.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
+        return Ok(Cloud {
+            target: Some(VerifierTarget {
+                endpoint,
+                options: ConnectOptions::default(),
+            }),
+            running: None,
+            _certs: None,
+        });
+    }
+    let certs = tempfile::tempdir()?;
+    let engine = EngineHandle::start(target, EngineConfig::new(config.models.target.clone()));
+    let running = tandem_verifier::serve(engine, ListenConfig::loopback(certs.path()))
+        .await
+        .map_err(|e| RunError::Setup(format!("starting the verifier: {e}")))?;
+    let (transport, addr) = if config.transport == "grpc" {
+        (Transport::Grpc, running.grpc_addr)
+    } else {
+        (Transport::Quic, running.quic_addr)
+    };
+    let addr = addr.expect("both listeners are on");
+    Ok(Cloud {
+        target: Some(VerifierTarget {
+            endpoint: Endpoint {
+                transport,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            options: ConnectOptions {
+                ca: running.cert_path.clone(),
+                ..Default::default()
+            },
+        }),
+        running: Some(running),
+        _certs: Some(certs),
+    })
+}
+
+/// `<out>/<name>/<UTC time>`, with `-2`, `-3`... if taken.
+fn results_dir(out: &Path, name: &str, at: SystemTime) -> std::io::Result<PathBuf> {
+    let stamp = crate::manifest::utc(at).replace([':', '-'], "");
+    let parent = out.join(name);
+    std::fs::create_dir_all(&parent)?;
+    for n in 1.. {
+        let id = if n == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let dir = parent.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+/// One cell's run.
+struct CellRun<'a> {
+    config: &'a Config,
+    cell: &'a Cell,
+    prompts: &'a [Prompt],
+    prompt_ids: &'a [Vec<u32>],
+    draft: Arc<Llama>,
+    verifier: Option<VerifierTarget>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<dyn Progress>,
+}
+
+/// Rows gathered by a cell's tasks.
+type Rows = Arc<Mutex<(Vec<RequestRow>, Vec<RoundRow>)>>;
+
+/// Which requests a task runs.
+#[derive(Clone)]
+enum Source {
+    /// Open loop: this one, at its arrival time (seconds from the cell's start).
+    Arrival(usize, f64),
+    /// Closed loop: the next one not yet taken, until none are left.
+    Shared(Arc<AtomicUsize>),
+}
+
+/// What every task of a cell shares.
+#[derive(Clone)]
+struct Shared {
+    workload: crate::config::Workload,
+    cell: Cell,
+    prompts: Arc<Vec<Prompt>>,
+    prompt_ids: Arc<Vec<Vec<u32>>>,
+    draft: Arc<Llama>,
+    verifier: Option<VerifierTarget>,
+    cost: crate::config::Cost,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    progress: Arc<dyn Progress>,
+    rows: Rows,
+    done: Arc<AtomicUsize>,
+    started: Instant,
+}
+
+impl CellRun<'_> {
+    /// Runs every request; false when stopped before all ran.
+    async fn run(self) -> (Vec<RequestRow>, Vec<RoundRow>, bool) {
+        let w = &self.config.workload;
+        let n = w.requests;
+        let shared = Shared {
+            workload: w.clone(),
+            cell: self.cell.clone(),
+            prompts: Arc::new(self.prompts.to_vec()),
+            prompt_ids: Arc::new(self.prompt_ids.to_vec()),
+            draft: self.draft.clone(),
+            verifier: self.verifier.clone(),
+            cost: self.config.cost.clone(),
+            seed: self.config.seed,
+            stop: self.stop.clone(),
+            progress: self.progress.clone(),
+            rows: Arc::default(),
+            done: Arc::default(),
+            started: Instant::now(),
+        };
+        let sources: Vec<Source> = match w.arrival_rate {
+            Some(rate) => {
+                let seed = self.config.seed ^ self.cell.repetition as u64;
+                poisson_arrivals(n, rate, seed)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, at)| Source::Arrival(i, at))
+                    .collect()
+            }
+            None => {
+                let next = Arc::new(AtomicUsize::new(0));
+                vec![Source::Shared(next); w.clients.unwrap_or(1).min(n)]
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for source in sources {
+            tasks.spawn(shared.clone().work(source));
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!("a request task failed: {e}");
+            }
+        }
+        let (req, rnd) = std::mem::take(&mut *shared.rows.lock().expect("rows"));
+        let all = shared.done.load(Ordering::Relaxed) == n;
+        (req, rnd, all)
+    }
+}
+
+impl Shared {
+    /// A client (closed loop) or one arrival (open loop).
+    async fn work(self, source: Source) {
+        // Each client is its own device, heating up on its own.
+        let device = self.cell.pace.as_ref().map(|p| p.pace());
+        loop {
+            let i = match &source {
+                Source::Arrival(i, at) => {
+                    let at = self.started + Duration::from_secs_f64(*at);
+                    tokio::time::sleep_until(at.into()).await;
+                    *i
+                }
+                Source::Shared(next) => next.fetch_add(1, Ordering::Relaxed),
+            };
+            if i >= self.workload.requests || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            self.one(i, device.clone()).await;
+            if matches!(source, Source::Arrival(..)) {
+                return;
+            }
+        }
+    }
+
+    async fn one(&self, i: usize, device: Option<tandem_draft::DevicePace>) {
+        let cell = &self.cell;
+        let p = i % self.prompts.len();
+        let seed = SessionRng::for_stream(self.seed ^ cell.repetition as u64, i as u64).next_u64();
+        let ids = self.prompt_ids[p].clone();
+        let ask = request::Ask {
+            cell,
+            request: i,
+            prompt_index: p,
+            prompt: &self.prompts[p],
+            prompt_ids: ids.clone(),
+            seed,
+            start_s: self.started.elapsed().as_secs_f64(),
+            generate: generate_config(&self.workload, cell, ids, seed),
+        };
+        let target = self.verifier.clone().map(|mut t| {
+            t.options.link = Some(cell.link.clone());
+            t.options.link_seed = seed;
+            t
+        });
+        let (row, mut rounds) = request::run(ask, &self.draft, target, device, &self.cost).await;
+        {
+            let mut r = self.rows.lock().expect("rows");
+            r.0.push(row);
+            r.1.append(&mut rounds);
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.progress.request_done();
+    }
+}
+
+/// The draft loop's settings for one request.
+fn generate_config(
+    w: &crate::config::Workload,
+    cell: &Cell,
+    prompt: Vec<u32>,
+    seed: u64,
+) -> GenerateConfig {
+    GenerateConfig {
+        strategy: cell.strategy,
+        prompt,
+        max_new_tokens: w.max_new_tokens,
+        sampling: SamplingParams {
+            temperature: w.temperature,
+            top_k: w.top_k,
+            top_p: w.top_p,
+            min_p: 0.0,
+        },
+        seed,
+        ignore_eos: w.ignore_eos,
+        deadline: Duration::from_secs(30),
+        fallback: true,
+        retry: Duration::from_millis(250),
+    }
+}

@@ -1,0 +1,231 @@
+//! One line per (strategy, network, device): what `summary.csv` holds and `report.md`
+//! tabulates, with cloud-only on the same link and device as the 1.00× baseline.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::{DataFrame, PolarsResult};
+
+use crate::config::Config;
+use crate::results::RequestRow;
+
+/// Totals and means of one group of requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The strategy, with its parameters (`speculative(k=4)`).
+    pub strategy: String,
+    /// The network's name.
+    pub network: String,
+    /// The device's name (empty: this machine as it is).
+    pub device: String,
+    /// Requests in the group.
+    pub requests: u32,
+    /// Requests that failed.
+    pub failed: u32,
+    /// Generated tokens.
+    pub tokens: u64,
+    /// Generated tokens the target never verified.
+    pub unverified_tokens: u64,
+    /// Time to first token, ms.
+    pub ttft_ms: f64,
+    /// Median time per output token, ms.
+    pub tpot_ms_p50: f64,
+    /// 90th percentile time per output token, ms.
+    pub tpot_ms_p90: f64,
+    /// End-to-end latency, ms.
+    pub e2e_ms: f64,
+    /// Accepted ÷ drafted tokens (NaN without drafts).
+    pub acceptance_rate: f64,
+    /// 1 + accepted ÷ drafts (vLLM's definition).
+    pub mean_accepted_length: f64,
+    /// Generated tokens per second of the cell's wall time.
+    pub tokens_per_s: f64,
+    /// Bytes on the link per generated token.
+    pub bytes_per_token: f64,
+    /// Dollars per million generated tokens.
+    pub usd_per_mtok: f64,
+    /// Cloud-only's median TPOT over this one's on the same network and device (NaN
+    /// without a cloud-only baseline).
+    pub speedup: f64,
+}
+
+/// Groups `rows` (in first-seen order of the grid) and summarises each group.
+pub fn summarise(rows: &[RequestRow]) -> Vec<Line> {
+    let mut groups: BTreeMap<(u32, String, String, String), Vec<&RequestRow>> = BTreeMap::new();
+    let mut first_cell: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    for r in rows {
+        let key = (r.strategy.clone(), r.network.clone(), r.device.clone());
+        let cell = *first_cell.entry(key.clone()).or_insert(r.cell);
+        groups
+            .entry((cell, key.0, key.1, key.2))
+            .or_default()
+            .push(r);
+    }
+    let mut lines: Vec<Line> = groups
+        .into_iter()
+        .map(|((_, strategy, network, device), rs)| line(strategy, network, device, &rs))
+        .collect();
+    let baseline: BTreeMap<(String, String), f64> = lines
+        .iter()
+        .filter(|l| l.strategy == "cloud_only")
+        .map(|l| ((l.network.clone(), l.device.clone()), l.tpot_ms_p50))
+        .collect();
+    for l in &mut lines {
+        l.speedup = baseline
+            .get(&(l.network.clone(), l.device.clone()))
+            .map_or(f64::NAN, |b| b / l.tpot_ms_p50);
+    }
+    lines
+}
+
+fn line(strategy: String, network: String, device: String, rs: &[&RequestRow]) -> Line {
+    let ok: Vec<&&RequestRow> = rs.iter().filter(|r| r.error.is_empty()).collect();
+    let n = ok.len().max(1) as f64;
+    let sum = |f: fn(&RequestRow) -> f64| ok.iter().map(|r| f(r)).sum::<f64>();
+    let tokens = sum(|r| r.tokens as f64);
+    let drafted = sum(|r| r.drafted as f64);
+    let accepted = sum(|r| r.accepted as f64);
+    let drafts = sum(|r| r.drafts as f64);
+    let mut tpot: Vec<f64> = ok.iter().map(|r| r.tpot_ms).collect();
+    tpot.sort_by(f64::total_cmp);
+    let wall = ok
+        .iter()
+        .map(|r| r.start_s + r.e2e_ms / 1e3)
+        .fold(0.0, f64::max);
+    Line {
+        strategy,
+        network,
+        device,
+        requests: rs.len() as u32,
+        failed: (rs.len() - ok.len()) as u32,
+        tokens: tokens as u64,
+        unverified_tokens: sum(|r| r.unverified_tokens as f64) as u64,
+        ttft_ms: sum(|r| r.ttft_ms) / n,
+        tpot_ms_p50: quantile(&tpot, 0.5),
+        tpot_ms_p90: quantile(&tpot, 0.9),
+        e2e_ms: sum(|r| r.e2e_ms) / n,
+        acceptance_rate: if drafted > 0.0 {
+            accepted / drafted
+        } else {
+            f64::NAN
+        },
+        mean_accepted_length: if drafts > 0.0 {
+            1.0 + accepted / drafts
+        } else {
+            f64::NAN
+        },
+        tokens_per_s: if wall > 0.0 { tokens / wall } else { 0.0 },
+        bytes_per_token: if tokens > 0.0 {
+            sum(|r| (r.bytes_up + r.bytes_down) as f64) / tokens
+        } else {
+            0.0
+        },
+        usd_per_mtok: if tokens > 0.0 {
+            sum(|r| r.cost_usd) / tokens * 1e6
+        } else {
+            0.0
+        },
+        speedup: f64::NAN,
+    }
+}
+
+/// The `q` quantile of sorted `xs` (linear interpolation); NaN when empty.
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    match xs.len() {
+        0 => f64::NAN,
+        1 => xs[0],
+        n => {
+            let at = q * (n - 1) as f64;
+            let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+            xs[lo] + (xs[hi] - xs[lo]) * (at - lo as f64)
+        }
+    }
+}
+
+/// The summary as a table.
+pub fn frame(lines: &[Line]) -> PolarsResult<DataFrame> {
+    DataFrame::new(
+        lines.len(),
+        crate::results::columns!(lines; strategy, network, device, requests, failed, tokens,
+            unverified_tokens, ttft_ms, tpot_ms_p50, tpot_ms_p90, e2e_ms, acceptance_rate,
+            mean_accepted_length, tokens_per_s, bytes_per_token, usd_per_mtok, speedup),
+    )
+}
+
+/// `report.md`: what ran and the summary table.
+pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
+    let mut s = format!("# {}\n\n", config.name);
+    if !config.description.is_empty() {
+        s += &format!("{}\n\n", config.description.trim());
+    }
+    if !complete {
+        s += "**Partial run:** stopped before every cell ran; the table holds the cells that finished.\n\n";
+    }
+    let w = &config.workload;
+    s += &format!(
+        "Draft `{}`, target `{}`; {} requests per cell from `{}`, {} new tokens each, {}; seed {}.\n\n",
+        config.models.draft,
+        config.models.target,
+        w.requests,
+        w.prompts,
+        w.max_new_tokens,
+        match (w.clients, w.arrival_rate) {
+            (_, Some(r)) => format!("Poisson arrivals at {r}/s"),
+            (c, None) => format!("{} closed-loop client(s)", c.unwrap_or(1)),
+        },
+        config.seed
+    );
+    s += "| strategy | network | device | TTFT ms | TPOT ms p50 | TPOT ms p90 | end-to-end ms | acceptance | mean accepted length | tokens/s | $ / M tokens | speedup vs cloud_only |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    let num = |v: f64, d: usize| {
+        if v.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{v:.d$}")
+        }
+    };
+    for l in lines {
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            l.strategy,
+            l.network,
+            if l.device.is_empty() {
+                "–"
+            } else {
+                &l.device
+            },
+            num(l.ttft_ms, 1),
+            num(l.tpot_ms_p50, 2),
+            num(l.tpot_ms_p90, 2),
+            num(l.e2e_ms, 1),
+            num(l.acceptance_rate, 3),
+            num(l.mean_accepted_length, 2),
+            num(l.tokens_per_s, 0),
+            num(l.usd_per_mtok, 4),
+            if l.speedup.is_nan() {
+                "–".into()
+            } else {
+                format!("{:.2}×", l.speedup)
+            },
+        );
+    }
+    let failed: u32 = lines.iter().map(|l| l.failed).sum();
+    if failed > 0 {
+        s +=
+            &format!("\n{failed} request(s) failed; see the `error` column of requests.parquet.\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let xs = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&xs, 0.5), 2.5);
+        assert_eq!(quantile(&xs, 0.0), 1.0);
+        assert_eq!(quantile(&xs, 1.0), 4.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}

@@ -1,0 +1,235 @@
+//! `tandem run` end to end on the shipped tiny pair: the results folder's files, their
+//! schema and row counts; speculative output equal to cloud-only output (greedy is
+//! lossless); the same config and seed giving the same tokens and acceptance; a run
+//! stopped early marked partial.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use polars::prelude::{DataFrame, DataType};
+use tandem_experiments::config::Config;
+use tandem_experiments::results::read_parquet;
+use tandem_experiments::run::cells::Cell;
+use tandem_experiments::run::{Outcome, Progress, RunOptions, run};
+
+const SMALL: &str = r#"
+name = "small"
+seed = 3
+
+[models]
+draft = "builtin:tiny-draft"
+target = "builtin:tiny-target"
+
+[workload]
+prompts = "builtin:counting"
+requests = 3
+clients = 2
+max_new_tokens = 12
+
+[[network]]
+name = "lan"
+
+[[strategy]]
+kind = "cloud_only"
+
+[[strategy]]
+kind = "speculative"
+k = [2, 4]
+
+[[strategy]]
+kind = "pipelined"
+k = 3
+
+[[strategy]]
+kind = "edge_only"
+"#;
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn cell(&self, _: &Cell, _: usize) {}
+    fn request_done(&self) {}
+}
+
+async fn run_small(out: &Path, stop: bool) -> Outcome {
+    let config = Config::parse(SMALL, Path::new("small.toml")).unwrap();
+    let opts = RunOptions {
+        config_path: out.join("small.toml"),
+        out: out.to_path_buf(),
+    };
+    run(
+        &config,
+        &opts,
+        Arc::new(AtomicBool::new(stop)),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap()
+}
+
+fn strs(df: &DataFrame, name: &str) -> Vec<String> {
+    let c = df.column(name).unwrap().str().unwrap();
+    (0..c.len())
+        .map(|i| c.get(i).unwrap().to_string())
+        .collect()
+}
+
+fn u32s(df: &DataFrame, name: &str) -> Vec<u32> {
+    let c = df.column(name).unwrap().u32().unwrap();
+    (0..c.len()).map(|i| c.get(i).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_grid_writes_a_complete_results_folder() {
+    let out = tempfile::tempdir().unwrap();
+    let outcome = run_small(out.path(), false).await;
+    assert!(outcome.complete);
+    let dir = &outcome.dir;
+    assert!(dir.starts_with(out.path().join("small")));
+    for f in [
+        "config.toml",
+        "manifest.json",
+        "rounds.parquet",
+        "requests.parquet",
+        "summary.csv",
+        "report.md",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert!(
+        std::fs::read_dir(dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("partial")),
+        "a temporary file was left behind"
+    );
+
+    // 5 cells × 3 requests, every one answered.
+    let requests = read_parquet(&dir.join("requests.parquet")).unwrap();
+    assert_eq!(requests.height(), 15);
+    assert!(strs(&requests, "error").iter().all(String::is_empty));
+    for (name, dtype) in [
+        ("cell", DataType::UInt32),
+        ("strategy", DataType::String),
+        ("tokens", DataType::UInt32),
+        ("ttft_ms", DataType::Float64),
+        ("tpot_ms", DataType::Float64),
+        ("e2e_ms", DataType::Float64),
+        ("unverified_tokens", DataType::UInt32),
+        ("cost_usd", DataType::Float64),
+    ] {
+        assert_eq!(requests.column(name).unwrap().dtype(), &dtype, "{name}");
+    }
+    assert!(u32s(&requests, "tokens").iter().all(|&t| t == 12));
+
+    // One row per round, and the rounds add up to each request's totals.
+    let rounds = read_parquet(&dir.join("rounds.parquet")).unwrap();
+    let total_rounds: u32 = u32s(&requests, "rounds").iter().sum();
+    assert_eq!(rounds.height() as u32, total_rounds);
+    for name in [
+        "draft_ns",
+        "network_ns",
+        "queue_ns",
+        "forward_ns",
+        "bytes_up",
+    ] {
+        assert_eq!(
+            rounds.column(name).unwrap().dtype(),
+            &DataType::UInt64,
+            "{name}"
+        );
+    }
+    let committed: u32 = u32s(&rounds, "committed").iter().sum();
+    assert_eq!(committed, 15 * 12);
+
+    // Greedy speculative and pipelined decoding are lossless: each request's tokens
+    // equal cloud-only's for the same request.
+    let by_strategy = |s: &str| -> Vec<String> {
+        outcome
+            .requests
+            .iter()
+            .filter(|r| r.strategy == s)
+            .map(|r| r.output_ids.clone())
+            .collect()
+    };
+    let cloud = by_strategy("cloud_only");
+    assert_eq!(cloud.len(), 3);
+    for s in ["speculative(k=2)", "speculative(k=4)", "pipelined(k=3)"] {
+        assert_eq!(by_strategy(s), cloud, "{s}");
+    }
+    // Edge-only never talks to the verifier.
+    for r in outcome
+        .requests
+        .iter()
+        .filter(|r| r.strategy == "edge_only")
+    {
+        assert_eq!((r.bytes_up, r.unverified_tokens), (0, 12));
+    }
+
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1 + 5);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["requests"], 15);
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("| cloud_only | lan | – |"), "{report}");
+    assert!(report.contains("1.00×"), "{report}");
+    // The resolved config reads back as the same experiment.
+    let resolved = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert_eq!(
+        Config::parse(&resolved, Path::new("config.toml")).unwrap(),
+        Config::parse(SMALL, Path::new("small.toml")).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_config_and_seed_give_the_same_tokens_and_acceptance() {
+    let out = tempfile::tempdir().unwrap();
+    let a = run_small(out.path(), false).await;
+    let b = run_small(out.path(), false).await;
+    assert_ne!(a.dir, b.dir, "each run gets its own folder");
+    let key = |o: &Outcome| -> Vec<(u32, u32, String, u32, u32)> {
+        o.requests
+            .iter()
+            .map(|r| {
+                (
+                    r.cell,
+                    r.request,
+                    r.output_ids.clone(),
+                    r.drafted,
+                    r.accepted,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(key(&a), key(&b));
+    let rounds = |o: &Outcome| -> Vec<(u32, u32, u32, u32, u32)> {
+        o.rounds
+            .iter()
+            .filter(|r| r.kind == "verified")
+            .map(|r| (r.cell, r.request, r.round, r.drafted, r.accepted))
+            .collect()
+    };
+    assert_eq!(rounds(&a), rounds(&b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_before_its_first_cell_is_marked_partial() {
+    let out = tempfile::tempdir().unwrap();
+    let outcome = run_small(out.path(), true).await;
+    assert!(!outcome.complete);
+    assert!(outcome.requests.is_empty());
+    let manifest = std::fs::read_to_string(outcome.dir.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"status\": \"partial\""), "{manifest}");
+    let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
+    assert!(report.contains("Partial run"), "{report}");
+    assert_eq!(
+        read_parquet(&outcome.dir.join("requests.parquet"))
+            .unwrap()
+            .height(),
+        0
+    );
+}
