@@ -7,7 +7,8 @@
 //! - [`run`]: the runner behind `tandem run` (in-process verifier, the grid, progress,
 //!   partial results on Ctrl-C).
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
-//!   `requests.parquet`, `summary.csv`, `report.md`, `manifest.json`).
+//!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
+//!   `report.md` (`tandem report`).
 //! - [`predict`] (`tandem predict`), [`modelcmd`] (`tandem train-tiny`,
 //!   `tandem quantize`), [`generatecmd`] (`tandem generate`) and [`runcmd`]
 //!   (`tandem run`).
@@ -17,6 +18,7 @@ pub mod generatecmd;
 pub mod manifest;
 pub mod modelcmd;
 pub mod predict;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod runcmd;

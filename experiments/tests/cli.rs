@@ -245,3 +245,66 @@ fn run_names_the_bad_key_and_line_and_dry_run_lists_the_grid() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("10 cells × 8 requests"), "{text}");
 }
+
+#[test]
+fn report_redraws_a_results_folder_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        r#"
+name = "tiny"
+[models]
+draft = "builtin:tiny-draft"
+target = "builtin:tiny-target"
+[workload]
+prompts = "builtin:copying"
+requests = 2
+max_new_tokens = 6
+[[network]]
+name = "lan"
+[[network]]
+name = "wifi"
+[[strategy]]
+kind = "cloud_only"
+[[strategy]]
+kind = "speculative"
+k = 3
+"#,
+    )
+    .unwrap();
+    let out_root = dir.path().join("results");
+    let out = tandem(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        out_root.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let run_dir = std::path::PathBuf::from(stdout.lines().last().unwrap());
+    assert!(run_dir.starts_with(out_root.join("tiny")), "{stdout}");
+    // Two networks: the RTT figure is drawn too.
+    assert!(run_dir.join("plots/latency_vs_rtt.svg").is_file());
+
+    std::fs::remove_dir_all(run_dir.join("plots")).unwrap();
+    std::fs::remove_file(run_dir.join("report.md")).unwrap();
+    let out = tandem(&["report", run_dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run_dir.join("plots/tpot.png").is_file());
+    assert!(run_dir.join("report.md").is_file());
+
+    std::fs::remove_file(run_dir.join("rounds.parquet")).unwrap();
+    let out = tandem(&["report", run_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rounds.parquet"), "{err}");
+}

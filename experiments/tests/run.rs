@@ -177,6 +177,27 @@ async fn a_small_grid_writes_a_complete_results_folder() {
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("| cloud_only | lan | – |"), "{report}");
     assert!(report.contains("1.00×"), "{report}");
+    // Figures, as SVG and PNG, each linked from the report (one network: no RTT plot).
+    assert_eq!(outcome.report.skipped, None);
+    assert_eq!(
+        outcome.report.figures,
+        [
+            "tpot",
+            "time_breakdown",
+            "accepted_length_vs_k",
+            "acceptance_by_position",
+            "cost_vs_latency"
+        ]
+    );
+    for f in &outcome.report.figures {
+        for ext in ["svg", "png"] {
+            let path = dir.join("plots").join(format!("{f}.{ext}"));
+            assert!(std::fs::metadata(&path).unwrap().len() > 1000, "{path:?}");
+        }
+        assert!(report.contains(&format!("(plots/{f}.png)")), "{f}");
+    }
+    let png = std::fs::read(dir.join("plots/tpot.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // The resolved config reads back as the same experiment.
     let resolved = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert_eq!(

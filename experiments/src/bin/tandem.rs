@@ -38,6 +38,13 @@ enum Command {
     /// OUT/<name>/<run-id>/ (Parquet rounds and requests, summary.csv, report.md,
     /// manifest.json). Prints the results folder last.
     Run(RunArgs),
+    /// Redraw the figures and report.md of a results folder (tandem run does this at
+    /// its end).
+    Report {
+        /// The results folder (OUT/<name>/<run-id>).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[allow(unsafe_code)]
@@ -56,6 +63,13 @@ fn main() -> Result<()> {
         Command::Generate(args) => {
             logging("warn");
             tokio::runtime::Runtime::new()?.block_on(generatecmd::generate(*args))?
+        }
+        Command::Report { dir } => {
+            let written = tandem_experiments::report::from_dir(&dir)?;
+            if let Some(why) = written.skipped {
+                bail!("figures not drawn: {why}");
+            }
+            println!("{}", dir.join("report.md").display());
         }
         Command::Run(args) => {
             // Fallbacks are recorded per round; warnings would break the progress bar.

@@ -35,6 +35,9 @@ pub enum RunError {
     /// Writing the results failed.
     #[error("writing results: {0}")]
     Io(#[from] std::io::Error),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// Building a table failed.
     #[error("building a results table: {0}")]
     Table(#[from] polars::prelude::PolarsError),
@@ -60,6 +63,8 @@ pub struct Outcome {
     pub requests: Vec<RequestRow>,
     /// Every round.
     pub rounds: Vec<RoundRow>,
+    /// What the report drew.
+    pub report: crate::report::Written,
 }
 
 /// Progress, for a bar: requests done out of all, and the cell running.
@@ -163,15 +168,10 @@ pub async fn run(
         &dir.join("rounds.parquet"),
         &mut crate::results::rounds_frame(&rounds)?,
     )?;
-    let summary = crate::summary::summarise(&requests);
-    crate::results::write_csv(
-        &dir.join("summary.csv"),
-        &mut crate::summary::frame(&summary)?,
-    )?;
-    crate::results::write_text(
-        &dir.join("report.md"),
-        &crate::summary::report_md(config, &summary, complete),
-    )?;
+    let written = crate::report::write(&dir, config, &requests, &rounds, complete)?;
+    if let Some(why) = &written.skipped {
+        tracing::warn!("figures not drawn: {why}");
+    }
     manifest.write(
         &dir,
         Some(crate::manifest::Ended {
@@ -190,6 +190,7 @@ pub async fn run(
         complete,
         requests,
         rounds,
+        report: written,
     })
 }
 

@@ -1,0 +1,180 @@
+//! Reading a results folder's tables back into rows.
+
+use polars::prelude::{DataFrame, PolarsResult};
+
+use crate::results::{RequestRow, RoundRow};
+
+struct Cols<'a>(&'a DataFrame);
+
+impl Cols<'_> {
+    fn u32(&self, name: &str) -> PolarsResult<Vec<u32>> {
+        let c = self.0.column(name)?.u32()?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(0)).collect())
+    }
+    fn u64(&self, name: &str) -> PolarsResult<Vec<u64>> {
+        let c = self.0.column(name)?.u64()?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(0)).collect())
+    }
+    fn f64(&self, name: &str) -> PolarsResult<Vec<f64>> {
+        let c = self.0.column(name)?.f64()?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(f64::NAN)).collect())
+    }
+    fn bool(&self, name: &str) -> PolarsResult<Vec<bool>> {
+        let c = self.0.column(name)?.bool()?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(false)).collect())
+    }
+    fn str(&self, name: &str) -> PolarsResult<Vec<String>> {
+        let c = self.0.column(name)?.str()?;
+        Ok((0..c.len())
+            .map(|i| c.get(i).unwrap_or_default().to_string())
+            .collect())
+    }
+}
+
+/// `requests.parquet` as rows.
+pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
+    let c = Cols(df);
+    let (cell, repetition, strategy, strategy_kind, k) = (
+        c.u32("cell")?,
+        c.u32("repetition")?,
+        c.str("strategy")?,
+        c.str("strategy_kind")?,
+        c.u32("k")?,
+    );
+    let (network, device, request, prompt_index, tag, seed) = (
+        c.str("network")?,
+        c.str("device")?,
+        c.u32("request")?,
+        c.u32("prompt_index")?,
+        c.str("tag")?,
+        c.u64("seed")?,
+    );
+    let (start_s, prompt_tokens, tokens, unverified_tokens, rounds, drafts) = (
+        c.f64("start_s")?,
+        c.u32("prompt_tokens")?,
+        c.u32("tokens")?,
+        c.u32("unverified_tokens")?,
+        c.u32("rounds")?,
+        c.u32("drafts")?,
+    );
+    let (drafted, accepted, acceptance_rate, mean_accepted_length) = (
+        c.u32("drafted")?,
+        c.u32("accepted")?,
+        c.f64("acceptance_rate")?,
+        c.f64("mean_accepted_length")?,
+    );
+    let (ttft_ms, tpot_ms, e2e_ms, bytes_up, bytes_down, fallbacks) = (
+        c.f64("ttft_ms")?,
+        c.f64("tpot_ms")?,
+        c.f64("e2e_ms")?,
+        c.u64("bytes_up")?,
+        c.u64("bytes_down")?,
+        c.u32("fallbacks")?,
+    );
+    let (stop, output_ids, cloud, edge, cost, error) = (
+        c.str("stop")?,
+        c.str("output_ids")?,
+        c.f64("cost_cloud_usd")?,
+        c.f64("cost_edge_usd")?,
+        c.f64("cost_usd")?,
+        c.str("error")?,
+    );
+    Ok((0..df.height())
+        .map(|i| RequestRow {
+            cell: cell[i],
+            repetition: repetition[i],
+            strategy: strategy[i].clone(),
+            strategy_kind: strategy_kind[i].clone(),
+            k: k[i],
+            network: network[i].clone(),
+            device: device[i].clone(),
+            request: request[i],
+            prompt_index: prompt_index[i],
+            tag: tag[i].clone(),
+            seed: seed[i],
+            start_s: start_s[i],
+            prompt_tokens: prompt_tokens[i],
+            tokens: tokens[i],
+            unverified_tokens: unverified_tokens[i],
+            rounds: rounds[i],
+            drafts: drafts[i],
+            drafted: drafted[i],
+            accepted: accepted[i],
+            acceptance_rate: acceptance_rate[i],
+            mean_accepted_length: mean_accepted_length[i],
+            ttft_ms: ttft_ms[i],
+            tpot_ms: tpot_ms[i],
+            e2e_ms: e2e_ms[i],
+            bytes_up: bytes_up[i],
+            bytes_down: bytes_down[i],
+            fallbacks: fallbacks[i],
+            stop: stop[i].clone(),
+            output_ids: output_ids[i].clone(),
+            cost_cloud_usd: cloud[i],
+            cost_edge_usd: edge[i],
+            cost_usd: cost[i],
+            error: error[i].clone(),
+        })
+        .collect())
+}
+
+/// `rounds.parquet` as rows.
+pub fn rounds(df: &DataFrame) -> PolarsResult<Vec<RoundRow>> {
+    let c = Cols(df);
+    let (cell, repetition, strategy, network, device, request, round) = (
+        c.u32("cell")?,
+        c.u32("repetition")?,
+        c.str("strategy")?,
+        c.str("network")?,
+        c.str("device")?,
+        c.u32("request")?,
+        c.u32("round")?,
+    );
+    let (kind, k, ahead, drafted, accepted, committed) = (
+        c.str("kind")?,
+        c.u32("k")?,
+        c.bool("ahead")?,
+        c.u32("drafted")?,
+        c.u32("accepted")?,
+        c.u32("committed")?,
+    );
+    let (draft_ns, wait_ns, network_ns, queue_ns, forward_ns) = (
+        c.u64("draft_ns")?,
+        c.u64("wait_ns")?,
+        c.u64("network_ns")?,
+        c.u64("queue_ns")?,
+        c.u64("forward_ns")?,
+    );
+    let (batch_size, batch_tokens, bytes_up, bytes_down) = (
+        c.u32("batch_size")?,
+        c.u32("batch_tokens")?,
+        c.u64("bytes_up")?,
+        c.u64("bytes_down")?,
+    );
+    Ok((0..df.height())
+        .map(|i| RoundRow {
+            cell: cell[i],
+            repetition: repetition[i],
+            strategy: strategy[i].clone(),
+            network: network[i].clone(),
+            device: device[i].clone(),
+            request: request[i],
+            round: round[i],
+            kind: kind[i].clone(),
+            k: k[i],
+            ahead: ahead[i],
+            drafted: drafted[i],
+            accepted: accepted[i],
+            committed: committed[i],
+            draft_ns: draft_ns[i],
+            wait_ns: wait_ns[i],
+            network_ns: network_ns[i],
+            queue_ns: queue_ns[i],
+            forward_ns: forward_ns[i],
+            batch_size: batch_size[i],
+            batch_tokens: batch_tokens[i],
+            bytes_up: bytes_up[i],
+            bytes_down: bytes_down[i],
+        })
+        .collect())
+}

@@ -1,0 +1,352 @@
+//! From rows to figures: the numbers each figure shows, computed here, drawn by
+//! [`super::plots`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tandem_decoding::analytic::expected_tokens_per_round;
+use tandem_protocol::LinkProfile;
+
+use super::plots::{self, Lines, Ranges, Stacked, Style};
+use crate::config::Config;
+use crate::results::{RequestRow, RoundRow};
+use crate::summary::quantile;
+
+/// The figures, in report order.
+const FIGURES: &[(&str, &str)] = &[
+    ("tpot", "Time per output token by strategy"),
+    ("time_breakdown", "Where the time per output token goes"),
+    ("accepted_length_vs_k", "Mean accepted length against k"),
+    ("acceptance_by_position", "Acceptance by draft position"),
+    ("cost_vs_latency", "Cost against latency"),
+    (
+        "latency_vs_rtt",
+        "End-to-end latency against round-trip time",
+    ),
+];
+
+/// A figure's title.
+pub fn title(name: &str) -> &'static str {
+    FIGURES.iter().find(|f| f.0 == name).map_or("", |f| f.1)
+}
+
+/// "strategy @ network" (and "@ device" when there is one).
+fn label(strategy: &str, network: &str, device: &str) -> String {
+    if device.is_empty() {
+        format!("{strategy} @ {network}")
+    } else {
+        format!("{strategy} @ {network} @ {device}")
+    }
+}
+
+/// Requests grouped by label, in grid order, with the strategy's color index.
+fn groups(requests: &[RequestRow]) -> Vec<(String, usize, Vec<&RequestRow>)> {
+    let mut strategies: Vec<&str> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut by: BTreeMap<String, (usize, Vec<&RequestRow>)> = BTreeMap::new();
+    let mut sorted: Vec<&RequestRow> = requests.iter().filter(|r| r.error.is_empty()).collect();
+    sorted.sort_by_key(|r| (r.cell, r.request));
+    for r in sorted {
+        let s = match strategies.iter().position(|s| *s == r.strategy) {
+            Some(i) => i,
+            None => {
+                strategies.push(&r.strategy);
+                strategies.len() - 1
+            }
+        };
+        let l = label(&r.strategy, &r.network, &r.device);
+        if !by.contains_key(&l) {
+            order.push(l.clone());
+        }
+        by.entry(l).or_insert((s, Vec::new())).1.push(r);
+    }
+    order
+        .into_iter()
+        .map(|l| {
+            let (c, rs) = by.remove(&l).expect("listed");
+            (l, c, rs)
+        })
+        .collect()
+}
+
+/// Draws every figure into `dir`; the names of those drawn.
+pub fn draw_all(
+    dir: &Path,
+    config: &Config,
+    requests: &[RequestRow],
+    rounds: &[RoundRow],
+) -> Result<Vec<&'static str>, String> {
+    plots::register_font()?;
+    let groups = groups(requests);
+    let mut drawn = Vec::new();
+
+    let rows = groups
+        .iter()
+        .map(|(l, c, rs)| {
+            let mut t: Vec<f64> = rs.iter().map(|r| r.tpot_ms).collect();
+            t.sort_by(f64::total_cmp);
+            (
+                l.clone(),
+                quantile(&t, 0.1),
+                quantile(&t, 0.5),
+                quantile(&t, 0.9),
+                *c,
+            )
+        })
+        .collect();
+    plots::save(
+        &Ranges {
+            name: "tpot",
+            title: "Time per output token (10th, 50th, 90th percentile)".into(),
+            x_desc: "time per output token (ms)".into(),
+            rows,
+        },
+        dir,
+    )?;
+    drawn.push("tpot");
+
+    plots::save(&breakdown(&groups, rounds), dir)?;
+    drawn.push("time_breakdown");
+
+    if let Some(fig) = accepted_length(requests, rounds) {
+        plots::save(&fig, dir)?;
+        drawn.push("accepted_length_vs_k");
+    }
+    if let Some(fig) = by_position(requests, rounds) {
+        plots::save(&fig, dir)?;
+        drawn.push("acceptance_by_position");
+    }
+    plots::save(&cost_latency(&groups), dir)?;
+    drawn.push("cost_vs_latency");
+    if config.networks.len() > 1 {
+        plots::save(&latency_rtt(config, requests), dir)?;
+        drawn.push("latency_vs_rtt");
+    }
+    Ok(drawn)
+}
+
+/// Per output token: drafting, network, queue, forward, and the rest of the wall time.
+fn breakdown(groups: &[(String, usize, Vec<&RequestRow>)], rounds: &[RoundRow]) -> Stacked {
+    let mut sums: BTreeMap<String, [f64; 4]> = BTreeMap::new();
+    for r in rounds {
+        let s = sums
+            .entry(label(&r.strategy, &r.network, &r.device))
+            .or_default();
+        s[0] += r.draft_ns as f64;
+        s[1] += r.network_ns as f64;
+        s[2] += r.queue_ns as f64;
+        s[3] += r.forward_ns as f64;
+    }
+    let rows = groups
+        .iter()
+        .map(|(l, _, rs)| {
+            let tokens: f64 = rs.iter().map(|r| r.tokens as f64).sum::<f64>().max(1.0);
+            let wall_ms: f64 = rs.iter().map(|r| r.e2e_ms).sum();
+            let s = sums.get(l).copied().unwrap_or_default();
+            let parts: Vec<f64> = s.iter().map(|ns| ns / 1e6 / tokens).collect();
+            let other = (wall_ms / tokens - parts.iter().sum::<f64>()).max(0.0);
+            (l.clone(), [parts, vec![other]].concat())
+        })
+        .collect();
+    Stacked {
+        name: "time_breakdown",
+        title: "Where the time per output token goes (mean over requests)".into(),
+        x_desc: "ms per output token".into(),
+        parts: vec![
+            "draft",
+            "network",
+            "verifier queue",
+            "verifier forward",
+            "other",
+        ],
+        rows,
+    }
+}
+
+/// Verified full-length rounds of fixed-k speculative cells, by k (a request's last
+/// rounds may draft fewer tokens than k to stop at its length; they are left out).
+fn speculative_by_k<'a>(
+    requests: &[RequestRow],
+    rounds: &'a [RoundRow],
+) -> BTreeMap<u32, Vec<&'a RoundRow>> {
+    let k_of: BTreeMap<&str, u32> = requests
+        .iter()
+        .filter(|r| r.strategy_kind == "speculative")
+        .map(|r| (r.strategy.as_str(), r.k))
+        .collect();
+    let mut by: BTreeMap<u32, Vec<&RoundRow>> = BTreeMap::new();
+    for r in rounds
+        .iter()
+        .filter(|r| r.kind == "verified" && r.drafted > 0)
+    {
+        if let Some(&k) = k_of.get(r.strategy.as_str())
+            && r.k == k
+            && r.drafted == k
+        {
+            by.entry(k).or_default().push(r);
+        }
+    }
+    by
+}
+
+/// The measured mean accepted length per k, and the analytical curve for the
+/// per-token acceptance α estimated from the same rounds (accepted tokens over
+/// positions tried: a round tries each accepted position, plus the first rejected).
+fn accepted_length(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
+    let by = speculative_by_k(requests, rounds);
+    if by.is_empty() {
+        return None;
+    }
+    let (mut accepted, mut tried) = (0.0, 0.0);
+    let measured: Vec<(f64, f64)> = by
+        .iter()
+        .map(|(k, rs)| {
+            let a: f64 = rs.iter().map(|r| r.accepted as f64).sum();
+            accepted += a;
+            tried += rs
+                .iter()
+                .map(|r| r.accepted as f64 + f64::from(u8::from(r.accepted < r.drafted)))
+                .sum::<f64>();
+            (*k as f64, 1.0 + a / rs.len() as f64)
+        })
+        .collect();
+    let alpha = if tried > 0.0 { accepted / tried } else { 0.0 };
+    let kmax = by.keys().max().copied().unwrap_or(1).max(8);
+    let curve = (1..=kmax)
+        .map(|k| (k as f64, expected_tokens_per_round(alpha, k as usize)))
+        .collect();
+    Some(Lines {
+        name: "accepted_length_vs_k",
+        title: "Mean accepted length (tokens per round) against draft length k".into(),
+        x_desc: "draft length k".into(),
+        y_desc: "tokens per verification round".into(),
+        series: vec![
+            ("measured (speculative)".into(), measured, Style::Line),
+            (
+                format!("(1 − α^(k+1)) / (1 − α), α = {alpha:.3}"),
+                curve,
+                Style::Dashed,
+            ),
+        ],
+        highlight: None,
+    })
+}
+
+/// Of the blocks that drafted position i, the share whose token i was accepted.
+fn by_position(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
+    let by = speculative_by_k(requests, rounds);
+    if by.is_empty() {
+        return None;
+    }
+    let series = by
+        .iter()
+        .map(|(k, rs)| {
+            let points = (0..*k as usize)
+                .map(|i| {
+                    let drafted = rs.iter().filter(|r| r.drafted as usize > i).count();
+                    let accepted = rs.iter().filter(|r| r.accepted as usize > i).count();
+                    ((i + 1) as f64, accepted as f64 / drafted.max(1) as f64)
+                })
+                .collect();
+            (format!("k = {k}"), points, Style::Line)
+        })
+        .collect();
+    Some(Lines {
+        name: "acceptance_by_position",
+        title: "Share of drafted tokens accepted, by position in the block".into(),
+        x_desc: "position in the draft block".into(),
+        y_desc: "accepted / drafted at that position".into(),
+        series,
+        highlight: None,
+    })
+}
+
+/// Each group's dollars per million tokens against its mean end-to-end latency; the
+/// groups no other beats on both are the Pareto front.
+fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)]) -> Lines {
+    // (label, latency, cost, whether the target verified most of the output)
+    let points: Vec<(String, f64, f64, bool)> = groups
+        .iter()
+        .map(|(l, _, rs)| {
+            let n = rs.len().max(1) as f64;
+            let tokens: f64 = rs.iter().map(|r| r.tokens as f64).sum::<f64>().max(1.0);
+            let unverified: f64 = rs.iter().map(|r| r.unverified_tokens as f64).sum();
+            let e2e = rs.iter().map(|r| r.e2e_ms).sum::<f64>() / n;
+            let usd = rs.iter().map(|r| r.cost_usd).sum::<f64>() / tokens * 1e6;
+            (l.clone(), e2e, usd, unverified * 2.0 < tokens)
+        })
+        .collect();
+    // The front is drawn among strategies whose output the target verified: edge-only
+    // output is cheaper and faster, and not the same output.
+    let verified: Vec<&(String, f64, f64, bool)> = points.iter().filter(|p| p.3).collect();
+    let front: Vec<(f64, f64)> = verified
+        .iter()
+        .filter(|(_, x, y, _)| {
+            !verified
+                .iter()
+                .any(|(_, x2, y2, _)| x2 <= x && y2 <= y && (x2 < x || y2 < y))
+        })
+        .map(|(_, x, y, _)| (*x, *y))
+        .collect();
+    Lines {
+        name: "cost_vs_latency",
+        title: "Cost per million tokens against end-to-end latency".into(),
+        x_desc: "mean end-to-end latency (ms)".into(),
+        y_desc: "$ per million output tokens".into(),
+        series: points
+            .into_iter()
+            .map(|(l, x, y, _)| (l, vec![(x, y)], Style::Points))
+            .collect(),
+        highlight: Some(("Pareto front (verified output)".into(), front)),
+    }
+}
+
+/// Per strategy, mean end-to-end latency on each network, against the link's RTT.
+fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
+    let rtt: BTreeMap<&str, f64> = config
+        .networks
+        .iter()
+        .filter_map(|n| {
+            let spec = n.link.as_deref().unwrap_or(&n.name);
+            let link: LinkProfile = spec.parse().ok()?;
+            Some((n.name.as_str(), link.rtt().as_secs_f64() * 1e3))
+        })
+        .collect();
+    let mut by: Vec<(String, BTreeMap<String, Vec<f64>>)> = Vec::new();
+    for r in requests.iter().filter(|r| r.error.is_empty()) {
+        let key = if r.device.is_empty() {
+            r.strategy.clone()
+        } else {
+            format!("{} @ {}", r.strategy, r.device)
+        };
+        let i = match by.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                by.push((key, BTreeMap::new()));
+                by.len() - 1
+            }
+        };
+        by[i].1.entry(r.network.clone()).or_default().push(r.e2e_ms);
+    }
+    let series = by
+        .into_iter()
+        .map(|(s, nets)| {
+            let points = nets
+                .iter()
+                .filter_map(|(n, v)| {
+                    let x = *rtt.get(n.as_str())?;
+                    Some((x, v.iter().sum::<f64>() / v.len() as f64))
+                })
+                .collect();
+            (s, points, Style::Line)
+        })
+        .collect();
+    Lines {
+        name: "latency_vs_rtt",
+        title: "End-to-end latency against the link's round-trip time".into(),
+        x_desc: "round-trip time (ms)".into(),
+        y_desc: "mean end-to-end latency (ms)".into(),
+        series,
+        highlight: None,
+    }
+}

@@ -1,0 +1,109 @@
+//! `tandem report DIR` (also the end of every `tandem run`): the figures of a results
+//! folder and `report.md`, rebuilt from its Parquet tables and resolved config.
+//!
+//! Figures: time per output token by strategy; where that time goes (draft, network,
+//! queue, forward); mean accepted length against k with the analytical curve of
+//! `tandem_decoding::analytic` for the measured acceptance; acceptance by position;
+//! cost per million tokens against latency with the Pareto front; end-to-end latency
+//! against the link's round-trip time.
+
+pub mod data;
+mod figures;
+pub mod plots;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::results::{RequestRow, RoundRow};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file of the folder is missing or unreadable.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Writing failed.
+    #[error("writing the report: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the report wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// Figures drawn (names, each as .svg and .png under `plots/`).
+    pub figures: Vec<&'static str>,
+    /// Why figures were not drawn, if they were not.
+    pub skipped: Option<String>,
+}
+
+/// Rebuilds the report of the results folder `dir`.
+pub fn from_dir(dir: &Path) -> Result<Written, ReportError> {
+    let read = |name: &str| -> Result<String, ReportError> {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| ReportError::Read {
+            path,
+            message: e.to_string(),
+        })
+    };
+    let config = Config::parse(&read("config.toml")?, &dir.join("config.toml")).map_err(|e| {
+        ReportError::Read {
+            path: dir.join("config.toml"),
+            message: e.to_string(),
+        }
+    })?;
+    let complete = read("manifest.json")?.contains("\"status\": \"complete\"");
+    let table = |name: &str| {
+        let path = dir.join(name);
+        crate::results::read_parquet(&path).map_err(|e| ReportError::Read {
+            path,
+            message: e.to_string(),
+        })
+    };
+    let bad = |name: &str, e: polars::prelude::PolarsError| ReportError::Read {
+        path: dir.join(name),
+        message: format!("not a Tandem table: {e}"),
+    };
+    let requests =
+        data::requests(&table("requests.parquet")?).map_err(|e| bad("requests.parquet", e))?;
+    let rounds = data::rounds(&table("rounds.parquet")?).map_err(|e| bad("rounds.parquet", e))?;
+    write(dir, &config, &requests, &rounds, complete)
+}
+
+/// Draws the figures and writes `report.md` (and `summary.csv`) into `dir`.
+pub fn write(
+    dir: &Path,
+    config: &Config,
+    requests: &[RequestRow],
+    rounds: &[RoundRow],
+    complete: bool,
+) -> Result<Written, ReportError> {
+    let summary = crate::summary::summarise(requests);
+    crate::results::write_csv(
+        &dir.join("summary.csv"),
+        &mut crate::summary::frame(&summary).map_err(std::io::Error::other)?,
+    )?;
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir)?;
+    let (figures, skipped) = match figures::draw_all(&plots_dir, config, requests, rounds) {
+        Ok(f) => (f, None),
+        Err(why) => (Vec::new(), Some(why)),
+    };
+    let mut md = crate::summary::report_md(config, &summary, complete);
+    md += "\nEnd-to-end includes the first token; TPOT is time per output token after the first. Speedup is cloud-only's median TPOT over the strategy's, on the same link and device. Edge-only tokens are never verified: it is the quality floor, not a competitor.\n";
+    if !figures.is_empty() {
+        md += "\n## Figures\n\n";
+        for (name, title) in figures.iter().map(|n| (n, figures::title(n))) {
+            md += &format!("### {title}\n\n![{title}](plots/{name}.png)\n\n");
+        }
+    }
+    if let Some(why) = &skipped {
+        md += &format!("\nFigures were not drawn: {why}\n");
+    }
+    crate::results::write_text(&dir.join("report.md"), &md)?;
+    Ok(Written { figures, skipped })
+}

@@ -1,0 +1,331 @@
+//! The report's figures, drawn with plotters, each saved as SVG and PNG. Text uses
+//! DejaVu Sans from the system (Debian's fonts-dejavu-core), registered once.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Where the font comes from.
+pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Registers the font (once); an error says which package provides it.
+pub fn register_font() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let bytes = std::fs::read(FONT_PATH).map_err(|e| {
+            format!(
+                "no font at {FONT_PATH} ({e}): install Debian's fonts-dejavu-core to draw plots"
+            )
+        })?;
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{FONT_PATH} is not a usable TrueType font"))
+    })
+    .clone()
+}
+
+/// A figure that can draw itself on any backend.
+pub trait Figure {
+    /// File name without extension.
+    fn name(&self) -> &'static str;
+    /// Draws on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>
+    where
+        DB::ErrorType: 'static;
+}
+
+/// Writes `fig` as `dir/NAME.svg` and `dir/NAME.png`.
+pub fn save(fig: &impl Figure, dir: &Path) -> Result<(), String> {
+    register_font()?;
+    let size = (900, 560);
+    let svg = dir.join(format!("{}.svg", fig.name()));
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        fig.draw(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    let png = dir.join(format!("{}.png", fig.name()));
+    let root = BitMapBackend::new(&png, size).into_drawing_area();
+    fig.draw(&root)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The `i`th series color.
+pub fn color(i: usize) -> RGBColor {
+    const C: [RGBColor; 12] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+        RGBColor(0, 0, 128),
+        RGBColor(128, 0, 0),
+    ];
+    C[i % C.len()]
+}
+
+pub(crate) fn e<E: std::fmt::Display>(err: E) -> String {
+    err.to_string()
+}
+
+/// A range from 0 to a little above `max` (1 when nothing is positive).
+pub fn upto(max: f64) -> std::ops::Range<f64> {
+    let top = if max.is_finite() && max > 0.0 {
+        max * 1.1
+    } else {
+        1.0
+    };
+    0.0..top
+}
+
+/// Horizontal ranges (p10–p90) with a median dot, one row per label.
+pub struct Ranges {
+    /// File name, without extension.
+    pub name: &'static str,
+    /// The caption.
+    pub title: String,
+    /// The x axis, with its unit.
+    pub x_desc: String,
+    /// (label, p10, p50, p90, color index)
+    pub rows: Vec<(String, f64, f64, f64, usize)>,
+}
+
+impl Figure for Ranges {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(e)?;
+        let n = self.rows.len().max(1);
+        let max = self.rows.iter().map(|r| r.3).fold(0.0, f64::max);
+        let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(230)
+            .build_cartesian_2d(upto(max), (0..n).into_segmented())
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_desc(self.x_desc.as_str())
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        for (i, (_, lo, mid, hi, c)) in self.rows.iter().enumerate() {
+            let col = color(*c);
+            let y = || SegmentValue::CenterOf(i);
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(*lo, y()), (*hi, y())],
+                    col.stroke_width(5),
+                )))
+                .map_err(e)?;
+            chart
+                .draw_series(std::iter::once(Circle::new((*mid, y()), 6, BLACK.filled())))
+                .map_err(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stacked horizontal bars: per row, segments in a fixed order.
+pub struct Stacked {
+    /// File name, without extension.
+    pub name: &'static str,
+    /// The caption.
+    pub title: String,
+    /// The x axis, with its unit.
+    pub x_desc: String,
+    /// The segments, in stacking order.
+    pub parts: Vec<&'static str>,
+    /// (label, one value per part)
+    pub rows: Vec<(String, Vec<f64>)>,
+}
+
+impl Figure for Stacked {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(e)?;
+        let n = self.rows.len().max(1);
+        let max = self
+            .rows
+            .iter()
+            .map(|r| r.1.iter().sum::<f64>())
+            .fold(0.0, f64::max);
+        let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(230)
+            .build_cartesian_2d(upto(max), (0..n).into_segmented())
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_desc(self.x_desc.as_str())
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        for (p, part) in self.parts.iter().enumerate() {
+            let col = color(p);
+            let bars = self.rows.iter().enumerate().map(|(i, (_, values))| {
+                let start: f64 = values[..p].iter().sum();
+                Rectangle::new(
+                    [
+                        (start, SegmentValue::Exact(i)),
+                        (start + values[p], SegmentValue::Exact(i + 1)),
+                    ],
+                    col.filled(),
+                )
+            });
+            chart
+                .draw_series(bars)
+                .map_err(e)?
+                .label(*part)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], col.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)
+    }
+}
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Markers joined by a line.
+    Line,
+    /// A dashed line, no markers (a model's prediction).
+    Dashed,
+    /// Markers only.
+    Points,
+}
+
+/// One series: its legend, its points, and how they are drawn.
+pub type Series = (String, Vec<(f64, f64)>, Style);
+
+/// Lines and points on numeric axes.
+pub struct Lines {
+    /// File name, without extension.
+    pub name: &'static str,
+    /// The caption.
+    pub title: String,
+    /// The x axis, with its unit.
+    pub x_desc: String,
+    /// The y axis, with its unit.
+    pub y_desc: String,
+    /// The series.
+    pub series: Vec<Series>,
+    /// Points to circle (e.g. a Pareto front), joined by a line.
+    pub highlight: Option<(String, Vec<(f64, f64)>)>,
+}
+
+impl Figure for Lines {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(e)?;
+        let all = self.series.iter().flat_map(|s| s.1.iter());
+        let (xmax, ymax) = all.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(upto(xmax), upto(ymax))
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        for (i, (label, points, style)) in self.series.iter().enumerate() {
+            let col = color(i);
+            let mut pts = points.clone();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if *style == Style::Dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(pts, 8, 5, col.stroke_width(2)))
+                    .map_err(e)?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col));
+            } else {
+                if *style == Style::Line {
+                    chart
+                        .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
+                        .map_err(e)?;
+                }
+                chart
+                    .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, col.filled())))
+                    .map_err(e)?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 5, col.filled()));
+            }
+        }
+        if let Some((label, points)) = &self.highlight {
+            let mut pts = points.clone();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(pts.clone(), BLACK.stroke_width(1)))
+                .map_err(e)?;
+            chart
+                .draw_series(
+                    pts.into_iter()
+                        .map(|p| Circle::new(p, 9, BLACK.stroke_width(2))),
+                )
+                .map_err(e)?
+                .label(label.as_str())
+                .legend(|(x, y)| Circle::new((x + 8, y), 7, BLACK.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)
+    }
+}
