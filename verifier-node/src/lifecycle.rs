@@ -27,6 +27,8 @@ pub enum Phase {
 #[derive(Debug, Default)]
 struct Active {
     count: AtomicUsize,
+    /// Transport streams still delivering their last frames.
+    writers: AtomicUsize,
     idle: Notify,
 }
 
@@ -49,11 +51,30 @@ impl Drop for SessionGuard {
     }
 }
 
+/// Keeps a shutdown waiting while a transport stream delivers its last frames (a
+/// session's final `Error` must reach the client before the connection closes).
+#[derive(Debug)]
+pub struct WriterGuard(Arc<Active>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if self.0.writers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl Lifecycle {
     /// Registers a running session.
     pub fn enter(&self) -> SessionGuard {
         self.active.count.fetch_add(1, Ordering::AcqRel);
         SessionGuard(self.active.clone())
+    }
+
+    /// Registers a transport stream that is writing to its client.
+    pub fn writing(&self) -> WriterGuard {
+        self.active.writers.fetch_add(1, Ordering::AcqRel);
+        WriterGuard(self.active.clone())
     }
 
     /// The phase now.
@@ -103,13 +124,14 @@ impl Controller {
         self.active.count.load(Ordering::Acquire)
     }
 
-    /// Waits until no session runs, or `grace` passes. Returns the sessions left.
+    /// Waits until no session runs and every stream has delivered its last frames, or
+    /// `grace` passes. Returns the sessions left.
     pub async fn wait_idle(&self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let notified = self.active.idle.notified();
             let left = self.active();
-            if left == 0 {
+            if left == 0 && self.active.writers.load(Ordering::Acquire) == 0 {
                 return 0;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

@@ -58,11 +58,23 @@ pub async fn accept(endpoint: quinn::Endpoint, ctx: QuicContext) {
 async fn refuse(send: &mut quinn::SendStream, e: &WireError, metrics: &Metrics) {
     metrics.error(e.code);
     let _ = frame::write(send, &msg(pb::cloud_message::Kind::Error(e.to_pb(0)))).await;
-    let _ = send.finish();
+    end(send).await;
+}
+
+/// How long a stream's last frames may take to be acknowledged before it is left.
+const FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends the stream and waits (briefly) until the client has acknowledged everything
+/// sent, so that closing the connection afterwards loses nothing.
+async fn end(send: &mut quinn::SendStream) {
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(FLUSH, send.stopped()).await;
+    }
 }
 
 /// One stream: an `Info` call or a session.
 async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: QuicContext) {
+    let _writing = ctx.life.writing();
     let limit = ctx.engine.limits().max_message_bytes;
     let first: pb::EdgeMessage = match frame::read(&mut recv, limit).await {
         Ok(Some(m)) => m,
@@ -84,7 +96,7 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
     if let Some(pb::edge_message::Kind::Info(_)) = first.kind {
         let info = msg(pb::cloud_message::Kind::Info(ctx.engine.info().clone()));
         let _ = frame::write(&mut send, &info).await;
-        let _ = send.finish();
+        end(&mut send).await;
         return;
     }
     let (in_tx, in_rx) = mpsc::channel::<Result<pb::EdgeMessage, WireError>>(16);
@@ -124,5 +136,5 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
             Err(e) => return refuse(&mut send, &e, ctx.engine.metrics()).await,
         }
     }
-    let _ = send.finish();
+    end(&mut send).await;
 }
