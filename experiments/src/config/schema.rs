@@ -171,8 +171,8 @@ pub struct StrategyGrid {
     /// Draft length(s), for `speculative` and `pipelined`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<OneOrMany<usize>>,
-    /// Policy(ies) for `adaptive` (`fixed:K`, `plus2minus1:MAX`, `pmin:P:MAX`,
-    /// `goodput:…`); default `plus2minus1:8`.
+    /// Policy(ies) for `adaptive` (`fixed:K`, `+2/-1[:MAX]`, `p_min:P[:MAX]`,
+    /// `goodput[:MAX]`); default `+2/-1:8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<OneOrMany<String>>,
 }

@@ -103,3 +103,39 @@ fn a_missing_section_is_named() {
     let e = parse(&text).unwrap_err();
     assert!(e.to_string().contains("work"), "{e}");
 }
+
+#[test]
+fn adaptive_defaults_to_plus_two_minus_one_and_lists_make_a_grid() {
+    use tandem_decoding::policy::PolicySpec;
+    use tandem_draft::Strategy;
+    let text = edited(
+        "kind = \"edge_only\"",
+        "kind = \"adaptive\"\n\n[[strategy]]\nkind = \"adaptive\"\npolicy = [\"goodput\", \"p_min:0.6\"]",
+    );
+    let c = parse(&text).unwrap();
+    let adaptive: Vec<Strategy> = crate::run::cells::cells(&c)
+        .into_iter()
+        .filter(|c| c.network == "lan" && c.kind == "adaptive")
+        .map(|c| c.strategy)
+        .collect();
+    assert_eq!(adaptive.len(), 3);
+    assert_eq!(
+        adaptive[0],
+        Strategy::Adaptive {
+            policy: PolicySpec::PlusTwoMinusOne { max_k: 8 }
+        }
+    );
+}
+
+#[test]
+fn the_readme_example_config_is_valid() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("```toml\nname = \"mine\"")
+        .expect("the example")
+        + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let c = parse(&readme[start..end]).unwrap();
+    assert_eq!(c.devices[0].name, "jetson");
+    assert_eq!(crate::run::cells::cells(&c).len(), 2 * (3 + 2));
+}

@@ -192,10 +192,10 @@ impl StrategyGrid {
                 if ks.is_some() {
                     return bad(
                         key("k"),
-                        "adaptive takes a policy, not k (e.g. policy = \"plus2minus1:8\")",
+                        "adaptive takes a policy, not k (e.g. policy = \"+2/-1:8\")",
                     );
                 }
-                let policies = policies.unwrap_or_else(|| vec!["plus2minus1:8".into()]);
+                let policies = policies.unwrap_or_else(|| vec!["+2/-1:8".into()]);
                 policies
                     .iter()
                     .map(|p| {
