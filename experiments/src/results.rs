@@ -19,6 +19,8 @@ pub struct RoundRow {
     pub network: String,
     /// The device's name (empty: this machine as it is).
     pub device: String,
+    /// Closed-loop clients in the cell (0: Poisson arrivals).
+    pub clients: u32,
     /// Request index within the cell (the same prompt and seed in every cell).
     pub request: u32,
     /// Round index within the request.
@@ -72,6 +74,8 @@ pub struct RequestRow {
     pub network: String,
     /// The device's name (empty: this machine as it is).
     pub device: String,
+    /// Closed-loop clients in the cell (0: Poisson arrivals).
+    pub clients: u32,
     /// Request index within the cell (the same prompt and seed in every cell).
     pub request: u32,
     /// Index of the prompt in the prompt set.
@@ -141,7 +145,7 @@ pub(crate) use columns;
 pub fn rounds_frame(rows: &[RoundRow]) -> polars::prelude::PolarsResult<DataFrame> {
     DataFrame::new(
         rows.len(),
-        columns!(rows; cell, repetition, strategy, network, device, request, round, kind, k,
+        columns!(rows; cell, repetition, strategy, network, device, clients, request, round, kind, k,
             ahead, drafted, accepted, committed, draft_ns, wait_ns, network_ns, queue_ns,
             forward_ns, batch_size, batch_tokens, bytes_up, bytes_down),
     )
@@ -152,7 +156,7 @@ pub fn requests_frame(rows: &[RequestRow]) -> polars::prelude::PolarsResult<Data
     DataFrame::new(
         rows.len(),
         columns!(rows; cell, repetition, strategy, strategy_kind, k, network, device,
-            request, prompt_index, tag, seed, start_s, prompt_tokens, tokens,
+            clients, request, prompt_index, tag, seed, start_s, prompt_tokens, tokens,
             unverified_tokens, rounds, drafts, drafted, accepted, acceptance_rate,
             mean_accepted_length, ttft_ms, tpot_ms, e2e_ms, bytes_up, bytes_down, fallbacks,
             stop, output_ids, cost_cloud_usd, cost_edge_usd, cost_usd, error),

@@ -55,12 +55,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let cells = crate::run::cells::cells(&config);
     if args.dry_run {
         for c in &cells {
+            let clients = match c.clients {
+                0 => "open loop".to_string(),
+                n => format!("{n} clients"),
+            };
             println!(
-                "{:>3}  rep {}  {:<24} {:<10} {}",
+                "{:>3}  rep {}  {:<24} {:<10} {:<11} {}",
                 c.index,
                 c.repetition,
                 c.strategy.to_string(),
                 c.network,
+                clients,
                 c.device
             );
         }

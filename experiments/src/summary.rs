@@ -17,6 +17,8 @@ pub struct Line {
     pub network: String,
     /// The device's name (empty: this machine as it is).
     pub device: String,
+    /// Closed-loop clients (0: Poisson arrivals).
+    pub clients: u32,
     /// Requests in the group.
     pub requests: u32,
     /// Requests that failed.
@@ -50,34 +52,41 @@ pub struct Line {
 
 /// Groups `rows` (in first-seen order of the grid) and summarises each group.
 pub fn summarise(rows: &[RequestRow]) -> Vec<Line> {
-    let mut groups: BTreeMap<(u32, String, String, String), Vec<&RequestRow>> = BTreeMap::new();
-    let mut first_cell: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    type Key = (String, String, String, u32);
+    let mut groups: BTreeMap<(u32, Key), Vec<&RequestRow>> = BTreeMap::new();
+    let mut first_cell: BTreeMap<Key, u32> = BTreeMap::new();
     for r in rows {
-        let key = (r.strategy.clone(), r.network.clone(), r.device.clone());
+        let key = (
+            r.strategy.clone(),
+            r.network.clone(),
+            r.device.clone(),
+            r.clients,
+        );
         let cell = *first_cell.entry(key.clone()).or_insert(r.cell);
-        groups
-            .entry((cell, key.0, key.1, key.2))
-            .or_default()
-            .push(r);
+        groups.entry((cell, key)).or_default().push(r);
     }
     let mut lines: Vec<Line> = groups
         .into_iter()
-        .map(|((_, strategy, network, device), rs)| line(strategy, network, device, &rs))
+        .map(|((_, key), rs)| line(key, &rs))
         .collect();
-    let baseline: BTreeMap<(String, String), f64> = lines
+    let setting = |l: &Line| (l.network.clone(), l.device.clone(), l.clients);
+    let baseline: BTreeMap<(String, String, u32), f64> = lines
         .iter()
         .filter(|l| l.strategy == "cloud_only")
-        .map(|l| ((l.network.clone(), l.device.clone()), l.tpot_ms_p50))
+        .map(|l| (setting(l), l.tpot_ms_p50))
         .collect();
     for l in &mut lines {
         l.speedup = baseline
-            .get(&(l.network.clone(), l.device.clone()))
+            .get(&setting(l))
             .map_or(f64::NAN, |b| b / l.tpot_ms_p50);
     }
     lines
 }
 
-fn line(strategy: String, network: String, device: String, rs: &[&RequestRow]) -> Line {
+fn line(
+    (strategy, network, device, clients): (String, String, String, u32),
+    rs: &[&RequestRow],
+) -> Line {
     let ok: Vec<&&RequestRow> = rs.iter().filter(|r| r.error.is_empty()).collect();
     let n = ok.len().max(1) as f64;
     let sum = |f: fn(&RequestRow) -> f64| ok.iter().map(|r| f(r)).sum::<f64>();
@@ -95,6 +104,7 @@ fn line(strategy: String, network: String, device: String, rs: &[&RequestRow]) -
         strategy,
         network,
         device,
+        clients,
         requests: rs.len() as u32,
         failed: (rs.len() - ok.len()) as u32,
         tokens: tokens as u64,
@@ -145,7 +155,7 @@ pub fn quantile(xs: &[f64], q: f64) -> f64 {
 pub fn frame(lines: &[Line]) -> PolarsResult<DataFrame> {
     DataFrame::new(
         lines.len(),
-        crate::results::columns!(lines; strategy, network, device, requests, failed, tokens,
+        crate::results::columns!(lines; strategy, network, device, clients, requests, failed, tokens,
             unverified_tokens, ttft_ms, tpot_ms_p50, tpot_ms_p90, e2e_ms, acceptance_rate,
             mean_accepted_length, tokens_per_s, bytes_per_token, usd_per_mtok, speedup),
     )
@@ -168,14 +178,18 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
         w.requests,
         w.prompts,
         w.max_new_tokens,
-        match (w.clients, w.arrival_rate) {
+        match (&w.clients, w.arrival_rate) {
             (_, Some(r)) => format!("Poisson arrivals at {r}/s"),
-            (c, None) => format!("{} closed-loop client(s)", c.unwrap_or(1)),
+            (c, None) => {
+                let c = c.as_ref().map_or(vec![1], |c| c.values());
+                let list: Vec<String> = c.iter().map(usize::to_string).collect();
+                format!("{} closed-loop client(s)", list.join(", "))
+            }
         },
         config.seed
     );
-    s += "| strategy | network | device | TTFT ms | TPOT ms p50 | TPOT ms p90 | end-to-end ms | acceptance | mean accepted length | tokens/s | $ / M tokens | speedup vs cloud_only |\n";
-    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| strategy | network | device | clients | TTFT ms | TPOT ms p50 | TPOT ms p90 | end-to-end ms | acceptance | mean accepted length | tokens/s | $ / M tokens | speedup vs cloud_only |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let num = |v: f64, d: usize| {
         if v.is_nan() {
             "–".to_string()
@@ -185,13 +199,18 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
     };
     for l in lines {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             l.strategy,
             l.network,
             if l.device.is_empty() {
                 "–"
             } else {
                 &l.device
+            },
+            if l.clients == 0 {
+                "open".to_string()
+            } else {
+                l.clients.to_string()
             },
             num(l.ttft_ms, 1),
             num(l.tpot_ms_p50, 2),

@@ -63,9 +63,9 @@ pub struct Workload {
     /// Requests per cell (prompts are used in turn).
     pub requests: usize,
     /// Closed loop: this many clients, each sending its next request when the last
-    /// one ends. Exclusive with `arrival_rate`; default 1.
+    /// one ends; a list makes a grid axis. Exclusive with `arrival_rate`; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clients: Option<usize>,
+    pub clients: Option<OneOrMany<usize>>,
     /// Open loop: Poisson arrivals at this many requests per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrival_rate: Option<f64>,

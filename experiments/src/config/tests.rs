@@ -139,3 +139,13 @@ fn the_readme_example_config_is_valid() {
     assert_eq!(c.devices[0].name, "jetson");
     assert_eq!(crate::run::cells::cells(&c).len(), 2 * (3 + 2));
 }
+
+#[test]
+fn a_list_of_clients_is_a_grid_axis() {
+    let c = parse(&edited("clients = 2", "clients = [1, 4]")).unwrap();
+    let cells = crate::run::cells::cells(&c);
+    assert_eq!(cells.len(), 2 * 2 * 5);
+    assert_eq!(cells.iter().filter(|c| c.clients == 4).count(), 10);
+    let e = parse(&edited("clients = 2", "clients = [1, 0]")).unwrap_err();
+    assert!(e.message.starts_with("workload.clients:"), "{e}");
+}

@@ -123,14 +123,17 @@ impl Config {
         check(w.requests >= 1, "workload.requests", || {
             "must be ≥ 1".into()
         })?;
-        match (w.clients, w.arrival_rate) {
+        let clients = w.clients.as_ref().map(|c| c.values());
+        match (&clients, w.arrival_rate) {
             (Some(_), Some(_)) => {
                 return bad(
                     "workload.arrival_rate",
                     "give either clients (closed loop) or arrival_rate (Poisson), not both",
                 );
             }
-            (Some(0), None) => return bad("workload.clients", "must be ≥ 1"),
+            (Some(c), None) if c.is_empty() || c.contains(&0) => {
+                return bad("workload.clients", "must be ≥ 1 (each value of a list too)");
+            }
             (None, Some(r)) if !(r.is_finite() && r > 0.0) => {
                 return bad(
                     "workload.arrival_rate",

@@ -41,6 +41,7 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
         c.str("strategy_kind")?,
         c.u32("k")?,
     );
+    let clients = c.u32("clients")?;
     let (network, device, request, prompt_index, tag, seed) = (
         c.str("network")?,
         c.str("device")?,
@@ -88,6 +89,7 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
             k: k[i],
             network: network[i].clone(),
             device: device[i].clone(),
+            clients: clients[i],
             request: request[i],
             prompt_index: prompt_index[i],
             tag: tag[i].clone(),
@@ -121,6 +123,7 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
 /// `rounds.parquet` as rows.
 pub fn rounds(df: &DataFrame) -> PolarsResult<Vec<RoundRow>> {
     let c = Cols(df);
+    let clients = c.u32("clients")?;
     let (cell, repetition, strategy, network, device, request, round) = (
         c.u32("cell")?,
         c.u32("repetition")?,
@@ -158,6 +161,7 @@ pub fn rounds(df: &DataFrame) -> PolarsResult<Vec<RoundRow>> {
             strategy: strategy[i].clone(),
             network: network[i].clone(),
             device: device[i].clone(),
+            clients: clients[i],
             request: request[i],
             round: round[i],
             kind: kind[i].clone(),

@@ -23,6 +23,10 @@ const FIGURES: &[(&str, &str)] = &[
         "latency_vs_rtt",
         "End-to-end latency against round-trip time",
     ),
+    (
+        "throughput_vs_clients",
+        "Throughput against the number of clients",
+    ),
 ];
 
 /// A figure's title.
@@ -30,17 +34,27 @@ pub fn title(name: &str) -> &'static str {
     FIGURES.iter().find(|f| f.0 == name).map_or("", |f| f.1)
 }
 
-/// "strategy @ network" (and "@ device" when there is one).
-fn label(strategy: &str, network: &str, device: &str) -> String {
-    if device.is_empty() {
-        format!("{strategy} @ {network}")
-    } else {
-        format!("{strategy} @ {network} @ {device}")
+/// "strategy @ network" (and "@ device" when there is one, "× N" clients when the
+/// grid varies the clients).
+fn label(strategy: &str, network: &str, device: &str, clients: Option<u32>) -> String {
+    let mut l = format!("{strategy} @ {network}");
+    if !device.is_empty() {
+        l += &format!(" @ {device}");
     }
+    if let Some(c) = clients {
+        l += &format!(" × {c}");
+    }
+    l
+}
+
+/// Whether the requests come from more than one client count.
+fn several_clients(requests: &[RequestRow]) -> bool {
+    requests.windows(2).any(|w| w[0].clients != w[1].clients)
 }
 
 /// Requests grouped by label, in grid order, with the strategy's color index.
 fn groups(requests: &[RequestRow]) -> Vec<(String, usize, Vec<&RequestRow>)> {
+    let several = several_clients(requests);
     let mut strategies: Vec<&str> = Vec::new();
     let mut order: Vec<String> = Vec::new();
     let mut by: BTreeMap<String, (usize, Vec<&RequestRow>)> = BTreeMap::new();
@@ -54,7 +68,12 @@ fn groups(requests: &[RequestRow]) -> Vec<(String, usize, Vec<&RequestRow>)> {
                 strategies.len() - 1
             }
         };
-        let l = label(&r.strategy, &r.network, &r.device);
+        let l = label(
+            &r.strategy,
+            &r.network,
+            &r.device,
+            several.then_some(r.clients),
+        );
         if !by.contains_key(&l) {
             order.push(l.clone());
         }
@@ -105,7 +124,7 @@ pub fn draw_all(
     )?;
     drawn.push("tpot");
 
-    plots::save(&breakdown(&groups, rounds), dir)?;
+    plots::save(&breakdown(&groups, rounds, several_clients(requests)), dir)?;
     drawn.push("time_breakdown");
 
     if let Some(fig) = accepted_length(requests, rounds) {
@@ -122,16 +141,28 @@ pub fn draw_all(
         plots::save(&latency_rtt(config, requests), dir)?;
         drawn.push("latency_vs_rtt");
     }
+    if several_clients(requests) {
+        plots::save(&throughput_clients(requests), dir)?;
+        drawn.push("throughput_vs_clients");
+    }
     Ok(drawn)
 }
 
 /// Per output token: drafting, network, queue, forward, and the rest of the wall time.
-fn breakdown(groups: &[(String, usize, Vec<&RequestRow>)], rounds: &[RoundRow]) -> Stacked {
+fn breakdown(
+    groups: &[(String, usize, Vec<&RequestRow>)],
+    rounds: &[RoundRow],
+    several: bool,
+) -> Stacked {
     let mut sums: BTreeMap<String, [f64; 4]> = BTreeMap::new();
     for r in rounds {
-        let s = sums
-            .entry(label(&r.strategy, &r.network, &r.device))
-            .or_default();
+        let l = label(
+            &r.strategy,
+            &r.network,
+            &r.device,
+            several.then_some(r.clients),
+        );
+        let s = sums.entry(l).or_default();
         s[0] += r.draft_ns as f64;
         s[1] += r.network_ns as f64;
         s[2] += r.queue_ns as f64;
@@ -346,6 +377,29 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
         title: "End-to-end latency against the link's round-trip time".into(),
         x_desc: "round-trip time (ms)".into(),
         y_desc: "mean end-to-end latency (ms)".into(),
+        series,
+        highlight: None,
+    }
+}
+
+/// Per strategy and network, generated tokens per second of the cell's wall time (all
+/// clients together) against the number of closed-loop clients.
+fn throughput_clients(requests: &[RequestRow]) -> Lines {
+    let lines = crate::summary::summarise(requests);
+    let mut series: Vec<plots::Series> = Vec::new();
+    for l in lines.iter().filter(|l| l.clients > 0) {
+        let name = label(&l.strategy, &l.network, &l.device, None);
+        let point = (l.clients as f64, l.tokens_per_s);
+        match series.iter_mut().find(|s| s.0 == name) {
+            Some(s) => s.1.push(point),
+            None => series.push((name, vec![point], Style::Line)),
+        }
+    }
+    Lines {
+        name: "throughput_vs_clients",
+        title: "Throughput against the number of concurrent clients".into(),
+        x_desc: "closed-loop clients".into(),
+        y_desc: "generated tokens per second (all clients)".into(),
         series,
         highlight: None,
     }

@@ -21,6 +21,8 @@ pub struct Cell {
     pub network: String,
     /// The emulated link.
     pub link: LinkProfile,
+    /// Closed-loop clients (0: Poisson arrivals).
+    pub clients: usize,
     /// Device name (empty: this machine).
     pub device: String,
     /// The device, when one is emulated.
@@ -60,24 +62,33 @@ pub fn cells(config: &Config) -> Vec<Cell> {
     } else {
         config.devices.iter().map(Some).collect()
     };
+    let w = &config.workload;
+    let clients: Vec<usize> = match (&w.clients, w.arrival_rate) {
+        (_, Some(_)) => vec![0],
+        (Some(c), None) => c.values(),
+        (None, None) => vec![1],
+    };
     let mut out = Vec::new();
     for repetition in 0..config.workload.repetitions {
-        for network in &config.networks {
-            let spec = network.link.as_deref().unwrap_or(&network.name);
-            let link: LinkProfile = spec.parse().expect("validated");
-            for device in &devices {
-                for (i, grid) in config.strategies.iter().enumerate() {
-                    for strategy in grid.expand(i).expect("validated") {
-                        out.push(Cell {
-                            index: out.len(),
-                            repetition,
-                            strategy,
-                            kind: grid.kind.replace('-', "_"),
-                            network: network.name.clone(),
-                            link: link.clone(),
-                            device: device.map(|d| d.name.clone()).unwrap_or_default(),
-                            pace: device.map(|d| DevicePaceSpec(d.clone())),
-                        });
+        for &clients in &clients {
+            for network in &config.networks {
+                let spec = network.link.as_deref().unwrap_or(&network.name);
+                let link: LinkProfile = spec.parse().expect("validated");
+                for device in &devices {
+                    for (i, grid) in config.strategies.iter().enumerate() {
+                        for strategy in grid.expand(i).expect("validated") {
+                            out.push(Cell {
+                                index: out.len(),
+                                repetition,
+                                strategy,
+                                kind: grid.kind.replace('-', "_"),
+                                network: network.name.clone(),
+                                link: link.clone(),
+                                clients,
+                                device: device.map(|d| d.name.clone()).unwrap_or_default(),
+                                pace: device.map(|d| DevicePaceSpec(d.clone())),
+                            });
+                        }
                     }
                 }
             }

@@ -328,7 +328,7 @@ impl CellRun<'_> {
             }
             None => {
                 let next = Arc::new(AtomicUsize::new(0));
-                vec![Source::Shared(next); w.clients.unwrap_or(1).min(n)]
+                vec![Source::Shared(next); self.cell.clients.clamp(1, n)]
             }
         };
         let mut tasks = tokio::task::JoinSet::new();
