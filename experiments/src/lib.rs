@@ -3,7 +3,7 @@
 //! The researcher's entry point: from one config to a published results folder.
 //!
 //! - [`config`]: the experiment config (TOML), validated before anything runs.
-//! - [`workload`]: prompt sets and arrival processes.
+//! - [`workload`]: prompt sets and arrival processes; [`route`]: the `routed` strategy.
 //! - [`run`]: the runner behind `tandem run` (in-process verifier, the grid, progress,
 //!   partial results on Ctrl-C).
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
@@ -20,6 +20,7 @@ pub mod modelcmd;
 pub mod predict;
 pub mod report;
 pub mod results;
+pub mod route;
 pub mod run;
 pub mod runcmd;
 pub mod summary;

@@ -66,8 +66,13 @@ pub struct RequestRow {
     pub repetition: u32,
     /// The strategy, with its parameters (`speculative(k=4)`).
     pub strategy: String,
-    /// The strategy's kind (`speculative`).
+    /// The strategy's kind (`speculative`, `routed`).
     pub strategy_kind: String,
+    /// The strategy the request ran (a routed request's tier).
+    pub tier: String,
+    /// Why a routed request got its tier (`private`, `long prompt`, `over SLO`,
+    /// `default`); empty otherwise.
+    pub route: String,
     /// The strategy's draft length (0 for cloud_only, edge_only and adaptive).
     pub k: u32,
     /// The network's name.
@@ -155,7 +160,7 @@ pub fn rounds_frame(rows: &[RoundRow]) -> polars::prelude::PolarsResult<DataFram
 pub fn requests_frame(rows: &[RequestRow]) -> polars::prelude::PolarsResult<DataFrame> {
     DataFrame::new(
         rows.len(),
-        columns!(rows; cell, repetition, strategy, strategy_kind, k, network, device,
+        columns!(rows; cell, repetition, strategy, strategy_kind, tier, route, k, network, device,
             clients, request, prompt_index, tag, seed, start_s, prompt_tokens, tokens,
             unverified_tokens, rounds, drafts, drafted, accepted, acceptance_rate,
             mean_accepted_length, ttft_ms, tpot_ms, e2e_ms, bytes_up, bytes_down, fallbacks,

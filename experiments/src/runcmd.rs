@@ -39,7 +39,7 @@ impl Progress for Bar {
         self.0.set_message(format!(
             "cell {}/{of}: {} over {}{device}",
             cell.index + 1,
-            cell.strategy,
+            cell.name,
             cell.network
         ));
     }
@@ -61,12 +61,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             };
             println!(
                 "{:>3}  rep {}  {:<24} {:<10} {:<11} {}",
-                c.index,
-                c.repetition,
-                c.strategy.to_string(),
-                c.network,
-                clients,
-                c.device
+                c.index, c.repetition, c.name, c.network, clients, c.device
             );
         }
         println!(

@@ -235,6 +235,48 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
     s
 }
 
+/// For each routed setting (network, device, clients): the share of requests each tier
+/// took and why, with the mix's latency and cost. Empty without routed cells.
+pub fn routing_md(requests: &[RequestRow]) -> String {
+    type Setting = (String, String, u32);
+    let mut by: BTreeMap<Setting, BTreeMap<(String, String), Vec<&RequestRow>>> = BTreeMap::new();
+    for r in requests
+        .iter()
+        .filter(|r| r.strategy_kind == "routed" && r.error.is_empty())
+    {
+        by.entry((r.network.clone(), r.device.clone(), r.clients))
+            .or_default()
+            .entry((r.tier.clone(), r.route.clone()))
+            .or_default()
+            .push(r);
+    }
+    if by.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Routing\n\n| network | device | tier | why | share | mean end-to-end ms | TPOT ms p50 | $ / M tokens | bytes up |\n|---|---|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for ((network, device, _), tiers) in &by {
+        let total: usize = tiers.values().map(Vec::len).sum();
+        for ((tier, why), rs) in tiers {
+            let n = rs.len() as f64;
+            let tokens: f64 = rs.iter().map(|r| r.tokens as f64).sum::<f64>().max(1.0);
+            let mut tpot: Vec<f64> = rs.iter().map(|r| r.tpot_ms).collect();
+            tpot.sort_by(f64::total_cmp);
+            s += &format!(
+                "| {network} | {} | {tier} | {why} | {:.0} % | {:.1} | {:.2} | {:.4} | {} |\n",
+                if device.is_empty() { "–" } else { device },
+                100.0 * n / total as f64,
+                rs.iter().map(|r| r.e2e_ms).sum::<f64>() / n,
+                quantile(&tpot, 0.5),
+                rs.iter().map(|r| r.cost_usd).sum::<f64>() / tokens * 1e6,
+                rs.iter().map(|r| r.bytes_up).sum::<u64>(),
+            );
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

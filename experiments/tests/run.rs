@@ -254,3 +254,98 @@ async fn a_run_stopped_before_its_first_cell_is_marked_partial() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_keeps_private_prompts_on_the_edge_and_sends_long_ones_to_the_cloud() {
+    let out = tempfile::tempdir().unwrap();
+    let prompts = out.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        concat!(
+            "{\"prompt\": \"Count by 2 from 7: 7 9\", \"tag\": \"private\"}\n",
+            "{\"prompt\": \"Count by 3 from 12: 12 15\"}\n",
+            "{\"prompt\": \"Once upon a time, there was a brave bear named Leo. Leo lived near the forest and liked to sing every day. One day, Leo found a\"}\n",
+        ),
+    )
+    .unwrap();
+    let text = r#"
+name = "routing"
+[models]
+draft = "builtin:tiny-draft"
+target = "builtin:tiny-target"
+[workload]
+prompts = "prompts.jsonl"
+requests = 6
+clients = 3
+max_new_tokens = 10
+[[network]]
+name = "lan"
+[[strategy]]
+kind = "routed"
+[strategy.route]
+long_prompt_tokens = 20
+default = "speculative:3"
+"#;
+    let config_path = out.path().join("routing.toml");
+    std::fs::write(&config_path, text).unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let opts = RunOptions {
+        config_path,
+        out: out.path().to_path_buf(),
+    };
+    let outcome = run(
+        &config,
+        &opts,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.requests.len(), 6);
+    for r in &outcome.requests {
+        assert_eq!(r.strategy, "routed");
+        assert!(r.error.is_empty(), "{}", r.error);
+        match r.prompt_index {
+            0 => {
+                // Private: never left the device.
+                assert_eq!(
+                    (r.tier.as_str(), r.route.as_str()),
+                    ("edge_only", "private")
+                );
+                assert_eq!((r.bytes_up, r.bytes_down), (0, 0));
+            }
+            1 => assert_eq!(
+                (r.tier.as_str(), r.route.as_str()),
+                ("speculative(k=3)", "default")
+            ),
+            _ => {
+                assert!(r.prompt_tokens > 20);
+                assert_eq!(
+                    (r.tier.as_str(), r.route.as_str()),
+                    ("cloud_only", "long prompt")
+                );
+            }
+        }
+    }
+    // The private prompt's rounds carry no bytes either.
+    let private: Vec<u32> = outcome
+        .requests
+        .iter()
+        .filter(|r| r.tag == "private")
+        .map(|r| r.request)
+        .collect();
+    assert_eq!(private.len(), 2);
+    assert!(
+        outcome
+            .rounds
+            .iter()
+            .filter(|r| private.contains(&r.request))
+            .all(|r| r.bytes_up == 0 && r.bytes_down == 0 && r.kind == "edge")
+    );
+    let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
+    assert!(report.contains("## Routing"), "{report}");
+    assert!(
+        report.contains("| lan | – | edge_only | private | 33 % |"),
+        "{report}"
+    );
+}

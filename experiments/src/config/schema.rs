@@ -166,7 +166,7 @@ pub struct Cost {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyGrid {
-    /// `cloud_only`, `edge_only`, `speculative`, `pipelined` or `adaptive`.
+    /// `cloud_only`, `edge_only`, `speculative`, `pipelined`, `adaptive` or `routed`.
     pub kind: String,
     /// Draft length(s), for `speculative` and `pipelined`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +175,9 @@ pub struct StrategyGrid {
     /// `goodput[:MAX]`); default `+2/-1:8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<OneOrMany<String>>,
+    /// The rules of a `routed` strategy (`[strategy.route]`; see [`crate::route`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::route::RouteSpec>,
 }
 
 /// A value or a list of values.

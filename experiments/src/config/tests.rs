@@ -137,7 +137,8 @@ fn the_readme_example_config_is_valid() {
     let end = start + readme[start..].find("```").unwrap();
     let c = parse(&readme[start..end]).unwrap();
     assert_eq!(c.devices[0].name, "jetson");
-    assert_eq!(crate::run::cells::cells(&c).len(), 2 * (3 + 2));
+    // Two networks × (three k + two policies + one routed).
+    assert_eq!(crate::run::cells::cells(&c).len(), 2 * (3 + 2 + 1));
 }
 
 #[test]

@@ -160,13 +160,38 @@ impl Config {
 }
 
 impl StrategyGrid {
+    /// The router of a `routed` entry (defaults when `[strategy.route]` is absent).
+    pub(crate) fn router(&self, i: usize) -> Result<crate::route::Router, Invalid> {
+        let spec = match &self.route {
+            Some(r) => r.clone(),
+            None => toml::from_str("").expect("every route key has a default"),
+        };
+        crate::route::Router::new(&spec).map_err(|(k, message)| Invalid {
+            key: format!("strategy[{i}].route.{k}"),
+            message,
+        })
+    }
+
     /// The strategies of this grid entry (`i` is its index, for messages).
     pub(crate) fn expand(&self, i: usize) -> Result<Vec<Strategy>, Invalid> {
         let key = |k: &str| format!("strategy[{i}].{k}");
         let kind = self.kind.replace('-', "_");
         let ks = self.k.as_ref().map(|k| k.values());
         let policies = self.policy.as_ref().map(|p| p.values());
+        if self.route.is_some() && kind != "routed" {
+            return bad(
+                key("route"),
+                format!("{kind} takes no route (only routed does)"),
+            );
+        }
         match kind.as_str() {
+            "routed" => {
+                if ks.is_some() || policies.is_some() {
+                    let which = if ks.is_some() { "k" } else { "policy" };
+                    return bad(key(which), "routed takes its tiers from [strategy.route]");
+                }
+                Ok(vec![self.router(i)?.tiers()[3]])
+            }
             "speculative" | "pipelined" => {
                 if policies.is_some() {
                     return bad(key("policy"), format!("{kind} takes k, not a policy"));

@@ -42,6 +42,7 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
         c.u32("k")?,
     );
     let clients = c.u32("clients")?;
+    let (tier, route) = (c.str("tier")?, c.str("route")?);
     let (network, device, request, prompt_index, tag, seed) = (
         c.str("network")?,
         c.str("device")?,
@@ -86,6 +87,8 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
             repetition: repetition[i],
             strategy: strategy[i].clone(),
             strategy_kind: strategy_kind[i].clone(),
+            tier: tier[i].clone(),
+            route: route[i].clone(),
             k: k[i],
             network: network[i].clone(),
             device: device[i].clone(),

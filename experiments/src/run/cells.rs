@@ -1,8 +1,12 @@
 //! The grid: every (repetition, network, device, strategy) combination is a cell, and
 //! every cell runs the same requests with the same seeds, so cells compare pairwise.
 
+use std::sync::Arc;
 use tandem_draft::{DevicePace, Strategy};
+
 use tandem_protocol::LinkProfile;
+
+use crate::route::Router;
 
 use crate::config::{Config, Device};
 
@@ -17,6 +21,10 @@ pub struct Cell {
     pub strategy: Strategy,
     /// The strategy's grid entry kind (`speculative`, ...).
     pub kind: String,
+    /// The name in results: the strategy (`speculative(k=4)`), or `routed`.
+    pub name: String,
+    /// A `routed` cell's router: it picks each request's strategy.
+    pub route: Option<Arc<Router>>,
     /// The network's name.
     pub network: String,
     /// The emulated link.
@@ -76,12 +84,20 @@ pub fn cells(config: &Config) -> Vec<Cell> {
                 let link: LinkProfile = spec.parse().expect("validated");
                 for device in &devices {
                     for (i, grid) in config.strategies.iter().enumerate() {
+                        let kind = grid.kind.replace('-', "_");
+                        let route = (kind == "routed")
+                            .then(|| Arc::new(grid.router(i).expect("validated")));
                         for strategy in grid.expand(i).expect("validated") {
                             out.push(Cell {
                                 index: out.len(),
                                 repetition,
                                 strategy,
-                                kind: grid.kind.replace('-', "_"),
+                                name: match route {
+                                    Some(_) => "routed".into(),
+                                    None => strategy.to_string(),
+                                },
+                                route: route.clone(),
+                                kind: kind.clone(),
                                 network: network.name.clone(),
                                 link: link.clone(),
                                 clients,

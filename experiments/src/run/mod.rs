@@ -375,6 +375,10 @@ impl Shared {
         let p = i % self.prompts.len();
         let seed = SessionRng::for_stream(self.seed ^ cell.repetition as u64, i as u64).next_u64();
         let ids = self.prompt_ids[p].clone();
+        let (strategy, route) = match &cell.route {
+            Some(router) => router.pick(&self.prompts[p].tag, ids.len(), &cell.link),
+            None => (cell.strategy, ""),
+        };
         let ask = request::Ask {
             cell,
             request: i,
@@ -383,7 +387,9 @@ impl Shared {
             prompt_ids: ids.clone(),
             seed,
             start_s: self.started.elapsed().as_secs_f64(),
-            generate: generate_config(&self.workload, cell, ids, seed),
+            strategy,
+            route,
+            generate: generate_config(&self.workload, strategy, ids, seed),
         };
         let target = self.verifier.clone().map(|mut t| {
             t.options.link = Some(cell.link.clone());
@@ -404,12 +410,12 @@ impl Shared {
 /// The draft loop's settings for one request.
 fn generate_config(
     w: &crate::config::Workload,
-    cell: &Cell,
+    strategy: tandem_draft::Strategy,
     prompt: Vec<u32>,
     seed: u64,
 ) -> GenerateConfig {
     GenerateConfig {
-        strategy: cell.strategy,
+        strategy,
         prompt,
         max_new_tokens: w.max_new_tokens,
         sampling: SamplingParams {

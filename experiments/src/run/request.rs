@@ -17,6 +17,10 @@ pub struct Ask<'a> {
     pub prompt_ids: Vec<u32>,
     pub seed: u64,
     pub start_s: f64,
+    /// The strategy this request runs (a routed cell's pick).
+    pub strategy: tandem_draft::Strategy,
+    /// Why a routed cell picked it (empty otherwise).
+    pub route: &'static str,
     pub generate: GenerateConfig,
 }
 
@@ -28,7 +32,7 @@ pub async fn run(
     device: Option<tandem_draft::DevicePace>,
     cost: &Cost,
 ) -> (RequestRow, Vec<RoundRow>) {
-    let strategy = ask.cell.strategy;
+    let strategy = ask.strategy;
     let edge = Edge {
         draft: strategy.needs_draft().then_some(draft),
         verifier: if strategy.needs_verifier() {
@@ -60,7 +64,7 @@ fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRo
         .map(|r| RoundRow {
             cell: c.index as u32,
             repetition: c.repetition as u32,
-            strategy: c.strategy.to_string(),
+            strategy: c.name.clone(),
             network: c.network.clone(),
             device: c.device.clone(),
             clients: c.clients as u32,
@@ -89,7 +93,7 @@ fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRo
 fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
     let c = ask.cell;
     let s = &report.summary;
-    let k = match c.strategy {
+    let k = match ask.strategy {
         Strategy::Speculative { k } | Strategy::Pipelined { k } => k as u32,
         _ => 0,
     };
@@ -97,8 +101,10 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
     RequestRow {
         cell: c.index as u32,
         repetition: c.repetition as u32,
-        strategy: c.strategy.to_string(),
+        strategy: c.name.clone(),
         strategy_kind: c.kind.clone(),
+        tier: ask.strategy.to_string(),
+        route: ask.route.into(),
         k,
         network: c.network.clone(),
         device: c.device.clone(),
@@ -148,7 +154,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
 /// produced at the per-token prices. Edge: drafted tokens × the device's joules per
 /// token, at the kWh price.
 fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
-    let uses_cloud = ask.cell.strategy.needs_verifier();
+    let uses_cloud = ask.strategy.needs_verifier();
     let gpu_s: f64 = report
         .rounds
         .iter()

@@ -1,0 +1,267 @@
+//! The `routed` strategy: per request, a tier chosen by rules, in order:
+//!
+//! 1. a prompt tagged `private` runs on the edge alone (`private`, default `edge_only`:
+//!    it never leaves the device, and its records show zero bytes sent);
+//! 2. a prompt longer than `long_prompt_tokens` goes to the `long` tier (default
+//!    `cloud_only`: a long prefill belongs where the big model is);
+//! 3. if the analytical model (`tandem_decoding::analytic`) predicts that the `default`
+//!    tier misses the time-per-output-token SLO on this link, the `over_slo` tier
+//!    (default `cloud_only`);
+//! 4. otherwise the `default` tier (default `speculative:4`).
+//!
+//! Tiers are written `cloud_only`, `edge_only`, `speculative:K`, `pipelined:K` or
+//! `adaptive:POLICY`.
+
+use serde::{Deserialize, Serialize};
+use tandem_decoding::analytic::{Link, SystemModel, VerifyCost, WireCost};
+use tandem_decoding::policy::PolicySpec;
+use tandem_draft::Strategy;
+use tandem_protocol::LinkProfile;
+
+/// The `[strategy.route]` table of a `routed` strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Tier of prompts tagged `private`.
+    #[serde(default = "edge_only")]
+    pub private: String,
+    /// Prompts longer than this many tokens go to `long`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_prompt_tokens: Option<usize>,
+    /// Tier of long prompts.
+    #[serde(default = "cloud_only")]
+    pub long: String,
+    /// Time-per-output-token SLO, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_tpot_ms: Option<f64>,
+    /// Tier when `default` is predicted to miss the SLO.
+    #[serde(default = "cloud_only")]
+    pub over_slo: String,
+    /// Tier otherwise.
+    #[serde(default = "speculative_4")]
+    pub default: String,
+    /// The prediction's per-token acceptance probability α.
+    #[serde(default = "alpha")]
+    pub alpha: f64,
+    /// The prediction's draft step, ms.
+    #[serde(default = "draft_ms")]
+    pub draft_ms: f64,
+    /// The prediction's target decoding step, ms.
+    #[serde(default = "target_ms")]
+    pub target_ms: f64,
+    /// The prediction's verification pass, ms.
+    #[serde(default = "verify_ms")]
+    pub verify_ms: f64,
+}
+
+fn edge_only() -> String {
+    "edge_only".into()
+}
+fn cloud_only() -> String {
+    "cloud_only".into()
+}
+fn speculative_4() -> String {
+    "speculative:4".into()
+}
+// Defaults measured on the shipped tiny pair (2 CPU cores): acceptance about 0.75, a
+// draft step 0.1 ms, a target step 0.5 ms, a 5-token verification pass 0.7 ms.
+fn alpha() -> f64 {
+    0.75
+}
+fn draft_ms() -> f64 {
+    0.1
+}
+fn target_ms() -> f64 {
+    0.5
+}
+fn verify_ms() -> f64 {
+    0.7
+}
+
+/// Parses a tier: `cloud_only`, `edge_only`, `speculative:K`, `pipelined:K`,
+/// `adaptive:POLICY`.
+pub fn parse_tier(s: &str) -> Result<Strategy, String> {
+    let (name, arg) = match s.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (s, None),
+    };
+    let k = |a: Option<&str>| -> Result<usize, String> {
+        let a = a.ok_or_else(|| format!("tier {s:?} needs k, e.g. {name}:4"))?;
+        a.parse::<usize>()
+            .ok()
+            .filter(|k| (1..=32).contains(k))
+            .ok_or_else(|| format!("k in tier {s:?} must be between 1 and 32"))
+    };
+    match name {
+        "cloud_only" | "edge_only" if arg.is_none() => Strategy::from_parts(name, 0, None),
+        "speculative" | "pipelined" => Strategy::from_parts(name, k(arg)?, None),
+        "adaptive" => {
+            let policy: PolicySpec = arg.unwrap_or("+2/-1:8").parse()?;
+            Strategy::from_parts(name, 0, Some(policy))
+        }
+        _ => Err(format!(
+            "unknown tier {s:?}: expected cloud_only, edge_only, speculative:K, pipelined:K or adaptive:POLICY"
+        )),
+    }
+}
+
+/// A validated route.
+#[derive(Debug, Clone)]
+pub struct Router {
+    private: Strategy,
+    long_prompt_tokens: Option<usize>,
+    long: Strategy,
+    slo_tpot_ms: Option<f64>,
+    over_slo: Strategy,
+    default: Strategy,
+    spec: RouteSpec,
+}
+
+/// Why a tier was chosen (the `route` column).
+pub const REASONS: &[&str] = &["private", "long prompt", "over SLO", "default"];
+
+impl Router {
+    /// Checks every tier and number; errors name the key (relative to the table).
+    pub fn new(spec: &RouteSpec) -> Result<Self, (String, String)> {
+        let tier = |key: &str, v: &str| parse_tier(v).map_err(|e| (key.to_string(), e));
+        for (key, v) in [
+            ("alpha", spec.alpha),
+            ("draft_ms", spec.draft_ms),
+            ("target_ms", spec.target_ms),
+            ("verify_ms", spec.verify_ms),
+        ] {
+            if !(v.is_finite() && v >= 0.0) || (key == "alpha" && v > 1.0) {
+                return Err((key.into(), format!("must be ≥ 0 (α ≤ 1), got {v}")));
+            }
+        }
+        if let Some(slo) = spec.slo_tpot_ms
+            && !(slo.is_finite() && slo > 0.0)
+        {
+            return Err(("slo_tpot_ms".into(), format!("must be > 0, got {slo}")));
+        }
+        Ok(Self {
+            private: tier("private", &spec.private)?,
+            long_prompt_tokens: spec.long_prompt_tokens,
+            long: tier("long", &spec.long)?,
+            slo_tpot_ms: spec.slo_tpot_ms,
+            over_slo: tier("over_slo", &spec.over_slo)?,
+            default: tier("default", &spec.default)?,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The tier for a prompt tagged `tag` of `prompt_tokens` tokens over `link`, and
+    /// why.
+    pub fn pick(
+        &self,
+        tag: &str,
+        prompt_tokens: usize,
+        link: &LinkProfile,
+    ) -> (Strategy, &'static str) {
+        if tag == "private" {
+            return (self.private, REASONS[0]);
+        }
+        if self.long_prompt_tokens.is_some_and(|n| prompt_tokens > n) {
+            return (self.long, REASONS[1]);
+        }
+        if let Some(slo) = self.slo_tpot_ms
+            && self.predicted_tpot_ms(self.default, link) > slo
+        {
+            return (self.over_slo, REASONS[2]);
+        }
+        (self.default, REASONS[3])
+    }
+
+    /// The analytical model's time per output token for `tier` over `link`, ms.
+    pub fn predicted_tpot_ms(&self, tier: Strategy, link: &LinkProfile) -> f64 {
+        let bytes_per_s = |mbps: f64| {
+            if mbps > 0.0 {
+                mbps * 1e6 / 8.0
+            } else {
+                f64::INFINITY
+            }
+        };
+        let s = &self.spec;
+        let model = SystemModel {
+            alpha: s.alpha,
+            draft_token_s: s.draft_ms / 1e3,
+            target_token_s: s.target_ms / 1e3,
+            verify: VerifyCost {
+                fixed_s: s.verify_ms / 1e3,
+                per_token_s: 0.0,
+            },
+            link: Link {
+                rtt_s: link.rtt().as_secs_f64(),
+                up_bytes_per_s: bytes_per_s(link.up_mbps),
+                down_bytes_per_s: bytes_per_s(link.down_mbps),
+            },
+            // A greedy block: framing plus a varint per token; a verdict.
+            wire: WireCost {
+                up_fixed_bytes: 24.0,
+                up_per_token_bytes: 2.0,
+                down_bytes: 24.0,
+            },
+        };
+        let tpot_s = match tier {
+            Strategy::CloudOnly => model.cloud_only_tpot_s(),
+            Strategy::EdgeOnly => model.edge_only_tpot_s(),
+            Strategy::Speculative { k } => model.speculative_tpot_s(k),
+            Strategy::Pipelined { k } => model.pipelined_tpot_s(k),
+            Strategy::Adaptive { .. } => model.best_k(8).1,
+        };
+        tpot_s * 1e3
+    }
+
+    /// Every tier this route may choose (each needs a draft model or a verifier).
+    pub fn tiers(&self) -> [Strategy; 4] {
+        [self.private, self.long, self.over_slo, self.default]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RouteSpec {
+        toml::from_str("long_prompt_tokens = 100\nslo_tpot_ms = 2.0").unwrap()
+    }
+
+    #[test]
+    fn tiers_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            parse_tier("speculative:4"),
+            Ok(Strategy::Speculative { k: 4 })
+        );
+        assert_eq!(parse_tier("cloud_only"), Ok(Strategy::CloudOnly));
+        assert!(parse_tier("speculative").unwrap_err().contains("needs k"));
+        assert!(parse_tier("teleport").unwrap_err().contains("unknown tier"));
+        let bad = RouteSpec {
+            default: "pipelined:99".into(),
+            ..spec()
+        };
+        assert_eq!(Router::new(&bad).unwrap_err().0, "default");
+    }
+
+    #[test]
+    fn rules_apply_in_order() {
+        let r = Router::new(&spec()).unwrap();
+        let lan: LinkProfile = "lan".parse().unwrap();
+        let wan: LinkProfile = "wan".parse().unwrap();
+        assert_eq!(
+            r.pick("private", 500, &wan),
+            (Strategy::EdgeOnly, "private")
+        );
+        assert_eq!(
+            r.pick("public", 101, &lan),
+            (Strategy::CloudOnly, "long prompt")
+        );
+        assert_eq!(r.pick("public", 100, &lan).1, "default");
+        // Over the WAN every speculative round pays tens of ms: the SLO of 2 ms per
+        // token cannot hold, as the model itself predicts.
+        assert!(r.predicted_tpot_ms(Strategy::Speculative { k: 4 }, &wan) > 2.0);
+        assert_eq!(
+            r.pick("public", 10, &wan),
+            (Strategy::CloudOnly, "over SLO")
+        );
+    }
+}
