@@ -3,7 +3,8 @@
 //! The researcher's entry point: from one config to a published results folder.
 //!
 //! - [`config`]: the experiment config (TOML), validated before anything runs.
-//! - [`workload`]: prompt sets and arrival processes; [`route`]: the `routed` strategy.
+//! - [`workload`]: prompt sets and arrival processes; [`route`]: the `routed` strategy;
+//!   [`sim`]: the simulated backend on a virtual clock.
 //! - [`run`]: the runner behind `tandem run` (in-process verifier, the grid, progress,
 //!   partial results on Ctrl-C).
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
@@ -23,5 +24,6 @@ pub mod results;
 pub mod route;
 pub mod run;
 pub mod runcmd;
+pub mod sim;
 pub mod summary;
 pub mod workload;

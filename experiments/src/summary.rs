@@ -173,8 +173,14 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
     let w = &config.workload;
     s += &format!(
         "Draft `{}`, target `{}`; {} requests per cell from `{}`, {} new tokens each, {}; seed {}.\n\n",
-        config.models.draft,
-        config.models.target,
+        config
+            .models
+            .as_ref()
+            .map_or("simulated", |m| m.draft.as_str()),
+        config
+            .models
+            .as_ref()
+            .map_or("simulated", |m| m.target.as_str()),
         w.requests,
         w.prompts,
         w.max_new_tokens,

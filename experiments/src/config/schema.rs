@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Names the results folder (`results/<name>/<run-id>/`): letters, digits, `-`, `_`.
+    /// Names the results folder (`results/<name>/<run-id>/`): letters, digits, `-`,
+    /// `_`, `.`.
     pub name: String,
     /// What the experiment is for, copied into the report.
     #[serde(default)]
@@ -21,8 +22,12 @@ pub struct Config {
     /// Transport to the in-process verifier.
     #[serde(default = "default_transport")]
     pub transport: String,
-    /// Draft and target.
-    pub models: Models,
+    /// Draft and target (not needed with `[simulation]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Models>,
+    /// Run on a simulated backend instead of models (see [`crate::sim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<crate::sim::SimSpec>,
     /// Prompts, requests and arrivals.
     pub workload: Workload,
     /// Links to run over; at least one.

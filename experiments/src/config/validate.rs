@@ -39,14 +39,15 @@ impl Config {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         check(
             !self.name.is_empty()
+                && !self.name.starts_with('.')
                 && self
                     .name
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
             "name",
             || {
                 format!(
-                    "{:?} must be letters, digits, '-' or '_' (it names a folder)",
+                    "{:?} must be letters, digits, '-', '_' or '.', not starting with '.' (it names a folder)",
                     self.name
                 )
             },
@@ -59,11 +60,22 @@ impl Config {
         if let Some(v) = &self.verifier {
             Endpoint::from_str(v).or_else(|e| bad("verifier", e.to_string()))?;
         }
-        for (key, spec) in [
-            ("models.draft", &self.models.draft),
-            ("models.target", &self.models.target),
-        ] {
-            ModelSpec::from_str(spec).or_else(|e| bad(key, e.to_string()))?;
+        match (&self.models, &self.simulation) {
+            (Some(m), _) => {
+                for (key, spec) in [("models.draft", &m.draft), ("models.target", &m.target)] {
+                    ModelSpec::from_str(spec).or_else(|e| bad(key, e.to_string()))?;
+                }
+            }
+            (None, None) => {
+                return bad(
+                    "models",
+                    "name the draft and target ([models]), or simulate them ([simulation])",
+                );
+            }
+            (None, Some(_)) => {}
+        }
+        if let Some(sim) = &self.simulation {
+            self.validate_simulation(sim)?;
         }
         self.validate_workload()?;
         check(!self.networks.is_empty(), "network", || {
@@ -111,6 +123,32 @@ impl Config {
         })?;
         for (i, s) in self.strategies.iter().enumerate() {
             s.expand(i)?;
+        }
+        Ok(())
+    }
+
+    fn validate_simulation(&self, sim: &crate::sim::SimSpec) -> Result<(), Invalid> {
+        sim.check()
+            .or_else(|(k, m)| bad(format!("simulation.{k}"), m))?;
+        if self.verifier.is_some() {
+            return bad("verifier", "a simulated run has no verifier to connect to");
+        }
+        if !self.devices.is_empty() {
+            return bad(
+                "device",
+                "the simulated backend takes its draft time from simulation.draft_ms_per_token, not [[device]]",
+            );
+        }
+        for (i, s) in self.strategies.iter().enumerate() {
+            let kind = s.kind.replace('-', "_");
+            if !matches!(kind.as_str(), "cloud_only" | "edge_only" | "speculative") {
+                return bad(
+                    format!("strategy[{i}].kind"),
+                    format!(
+                        "the simulated backend runs cloud_only, edge_only and speculative, not {kind}"
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -82,24 +82,31 @@ struct Cloud {
     _certs: Option<tempfile::TempDir>,
 }
 
-/// Runs `config` to the end, or until `stop` is set (then finishes the requests in
-/// flight, keeps the finished cells and marks the run partial).
-pub async fn run(
+/// What the cells run on.
+enum Backend<'a> {
+    /// Models and a verifier over real sockets.
+    Real {
+        draft: Arc<Llama>,
+        prompt_ids: Vec<Vec<u32>>,
+        cloud: Box<Cloud>,
+    },
+    /// The simulated backend.
+    Simulated(&'a crate::sim::SimSpec),
+}
+
+/// Loads the models, tokenizes the prompts and starts (or finds) the verifier.
+async fn real_backend<'a>(
     config: &Config,
-    opts: &RunOptions,
-    stop: Arc<AtomicBool>,
-    progress: Arc<dyn Progress>,
-) -> Result<Outcome, RunError> {
-    let started = SystemTime::now();
-    let base = opts.config_path.parent().unwrap_or(Path::new("."));
-    let prompts = load_prompts(&config.workload.prompts, base).map_err(RunError::Setup)?;
+    models: &crate::config::Models,
+    prompts: &[Prompt],
+) -> Result<Backend<'a>, RunError> {
     let load = |spec: &str, what: &str| {
         let spec: ModelSpec = spec.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
         spec.load(&LoadOptions::default())
             .map_err(|e| RunError::Setup(format!("loading the {what} {spec}: {e}")))
     };
-    let draft = load(&config.models.draft, "draft")?;
-    let target = load(&config.models.target, "target")?;
+    let draft = load(&models.draft, "draft")?;
+    let target = load(&models.target, "target")?;
     target
         .model
         .info()
@@ -119,13 +126,35 @@ pub async fn run(
             Ok(ids)
         })
         .collect::<Result<Vec<_>, RunError>>()?;
-    let cloud = start_cloud(config, target.model).await?;
+    let cloud = start_cloud(config, &models.target, target.model).await?;
+    Ok(Backend::Real {
+        draft: Arc::new(draft.model),
+        prompt_ids,
+        cloud: Box::new(cloud),
+    })
+}
+
+/// Runs `config` to the end, or until `stop` is set (then finishes the requests in
+/// flight, keeps the finished cells and marks the run partial).
+pub async fn run(
+    config: &Config,
+    opts: &RunOptions,
+    stop: Arc<AtomicBool>,
+    progress: Arc<dyn Progress>,
+) -> Result<Outcome, RunError> {
+    let started = SystemTime::now();
+    let base = opts.config_path.parent().unwrap_or(Path::new("."));
+    let prompts = load_prompts(&config.workload.prompts, base).map_err(RunError::Setup)?;
+    let mut backend = match (&config.simulation, &config.models) {
+        (Some(sim), _) => Backend::Simulated(sim),
+        (None, Some(models)) => real_backend(config, models, &prompts).await?,
+        (None, None) => return Err(RunError::Setup("the config names no models".into())),
+    };
     let dir = results_dir(&opts.out, &config.name, started)?;
     crate::results::write_text(&dir.join("config.toml"), &config.resolved())?;
     let manifest = crate::manifest::Manifest::new(config, started);
     manifest.write(&dir, None)?;
 
-    let draft = Arc::new(draft.model);
     let all = cells::cells(config);
     let mut requests = Vec::new();
     let mut rounds = Vec::new();
@@ -136,17 +165,39 @@ pub async fn run(
             break;
         }
         progress.cell(cell, all.len());
-        let ctx = CellRun {
-            config,
-            cell,
-            prompts: &prompts,
-            prompt_ids: &prompt_ids,
-            draft: draft.clone(),
-            verifier: cloud.target.clone(),
-            stop: stop.clone(),
-            progress: progress.clone(),
+        let (mut req, mut rnd, finished) = match &backend {
+            Backend::Simulated(spec) => {
+                let (req, rnd) = crate::sim::run_cell(&crate::sim::SimCell {
+                    spec,
+                    cell,
+                    workload: &config.workload,
+                    prompts: &prompts,
+                    cost: &config.cost,
+                    seed: config.seed,
+                });
+                for _ in 0..req.len() {
+                    progress.request_done();
+                }
+                (req, rnd, true)
+            }
+            Backend::Real {
+                draft,
+                prompt_ids,
+                cloud,
+            } => {
+                let ctx = CellRun {
+                    config,
+                    cell,
+                    prompts: &prompts,
+                    prompt_ids,
+                    draft: draft.clone(),
+                    verifier: cloud.target.clone(),
+                    stop: stop.clone(),
+                    progress: progress.clone(),
+                };
+                ctx.run().await
+            }
         };
-        let (mut req, mut rnd, finished) = ctx.run().await;
         if !finished {
             // A cell cut short would compare unfairly: keep only whole cells.
             complete = false;
@@ -155,7 +206,9 @@ pub async fn run(
         requests.append(&mut req);
         rounds.append(&mut rnd);
     }
-    if let Some(r) = cloud.running {
+    if let Backend::Real { cloud, .. } = &mut backend
+        && let Some(r) = cloud.running.take()
+    {
         r.stop().await;
     }
     requests.sort_by_key(|r| (r.cell, r.request));
@@ -194,7 +247,7 @@ pub async fn run(
     })
 }
 
-async fn start_cloud(config: &Config, target: Llama) -> Result<Cloud, RunError> {
+async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud, RunError> {
     if let Some(url) = &config.verifier {
         let endpoint: Endpoint = url.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
         return Ok(Cloud {
@@ -207,7 +260,7 @@ async fn start_cloud(config: &Config, target: Llama) -> Result<Cloud, RunError> 
         });
     }
     let certs = tempfile::tempdir()?;
-    let engine = EngineHandle::start(target, EngineConfig::new(config.models.target.clone()));
+    let engine = EngineHandle::start(target, EngineConfig::new(name));
     let running = tandem_verifier::serve(engine, ListenConfig::loopback(certs.path()))
         .await
         .map_err(|e| RunError::Setup(format!("starting the verifier: {e}")))?;
