@@ -7,7 +7,7 @@ use std::path::Path;
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 
 /// One round of one request (see `tandem_draft::RoundRecord`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RoundRow {
     /// Position of the cell in the grid.
     pub cell: u32,

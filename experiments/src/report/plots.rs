@@ -85,6 +85,52 @@ pub fn upto(max: f64) -> std::ops::Range<f64> {
     0.0..top
 }
 
+/// A chart with one labelled row per entry of `labels` (top to bottom in segments of
+/// the y axis) and a numeric x axis from 0 to a little above `max`, its mesh drawn.
+fn labelled_rows<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    labels: &[String],
+    max: f64,
+) -> Result<RowChart<'a, DB>, String>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(e)?;
+    let n = labels.len().max(1);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(230)
+        .build_cartesian_2d(upto(max), (0..n).into_segmented())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .x_desc(x_desc)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(e)?;
+    Ok(chart)
+}
+
+/// A chart of labelled rows against a numeric x axis.
+type RowChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+    >,
+>;
+
 /// Horizontal ranges (p10–p90) with a median dot, one row per label.
 pub struct Ranges {
     /// File name, without extension.
@@ -106,29 +152,9 @@ impl Figure for Ranges {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE).map_err(e)?;
-        let n = self.rows.len().max(1);
         let max = self.rows.iter().map(|r| r.3).fold(0.0, f64::max);
         let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(230)
-            .build_cartesian_2d(upto(max), (0..n).into_segmented())
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .x_desc(self.x_desc.as_str())
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
+        let mut chart = labelled_rows(root, &self.title, &self.x_desc, &labels, max)?;
         for (i, (_, lo, mid, hi, c)) in self.rows.iter().enumerate() {
             let col = color(*c);
             let y = || SegmentValue::CenterOf(i);
@@ -169,33 +195,13 @@ impl Figure for Stacked {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE).map_err(e)?;
-        let n = self.rows.len().max(1);
         let max = self
             .rows
             .iter()
             .map(|r| r.1.iter().sum::<f64>())
             .fold(0.0, f64::max);
         let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(230)
-            .build_cartesian_2d(upto(max), (0..n).into_segmented())
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .x_desc(self.x_desc.as_str())
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
+        let mut chart = labelled_rows(root, &self.title, &self.x_desc, &labels, max)?;
         for (p, part) in self.parts.iter().enumerate() {
             let col = color(p);
             let bars = self.rows.iter().enumerate().map(|(i, (_, values))| {

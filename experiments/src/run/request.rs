@@ -62,13 +62,6 @@ fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRo
         .rounds
         .iter()
         .map(|r| RoundRow {
-            cell: c.index as u32,
-            repetition: c.repetition as u32,
-            strategy: c.name.clone(),
-            network: c.network.clone(),
-            device: c.device.clone(),
-            clients: c.clients as u32,
-            request: ask.request as u32,
             round: r.round as u32,
             kind: r.kind.into(),
             k: r.k as u32,
@@ -85,6 +78,7 @@ fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRo
             batch_tokens: r.batch_tokens,
             bytes_up: r.bytes_up,
             bytes_down: r.bytes_down,
+            ..c.round_row(ask.request)
         })
         .collect();
     (row(ask, report, cost), rounds)

@@ -491,32 +491,7 @@ impl Sim<'_> {
 
     /// The columns every round of request `i` shares.
     fn row_base(&self, i: usize) -> RoundRow {
-        let c = self.c.cell;
-        RoundRow {
-            cell: c.index as u32,
-            repetition: c.repetition as u32,
-            strategy: c.name.clone(),
-            network: c.network.clone(),
-            device: c.device.clone(),
-            clients: c.clients as u32,
-            request: i as u32,
-            round: 0,
-            kind: String::new(),
-            k: 0,
-            ahead: false,
-            drafted: 0,
-            accepted: 0,
-            committed: 0,
-            draft_ns: 0,
-            wait_ns: 0,
-            network_ns: 0,
-            queue_ns: 0,
-            forward_ns: 0,
-            batch_size: 0,
-            batch_tokens: 0,
-            bytes_up: 0,
-            bytes_down: 0,
-        }
+        self.c.cell.round_row(i)
     }
 
     fn finish(&mut self, i: usize) {
