@@ -47,13 +47,15 @@ fn run_sim(
     Vec<tandem_experiments::results::RoundRow>,
 ) {
     let prompts = load_prompts(&c.workload.prompts, Path::new(".")).unwrap();
+    let spec = c.simulation.as_ref().unwrap();
     run_cell(&SimCell {
-        spec: c.simulation.as_ref().unwrap(),
+        spec,
         cell,
         workload: &c.workload,
         prompts: &prompts,
         cost: &c.cost,
         seed: c.seed,
+        acceptance: &spec.acceptance_curve(Path::new(".")).unwrap(),
     })
 }
 
@@ -165,4 +167,92 @@ fn the_simulated_backend_refuses_what_it_cannot_run() {
     let e = Config::parse(&text, Path::new("q.toml")).unwrap_err();
     assert!(e.message.starts_with("strategy[3].kind:"), "{e}");
     assert!(e.message.contains("pipelined"), "{e}");
+}
+
+/// Rounds whose acceptance depends on the position: position i is accepted with
+/// probability `p[i]` once reached.
+fn trace(p: &[f64], rounds: usize) -> Vec<tandem_experiments::results::RoundRow> {
+    let mut rng = tandem_decoding::SessionRng::new(77);
+    (0..rounds)
+        .map(|i| tandem_experiments::results::RoundRow {
+            round: i as u32,
+            kind: "verified".into(),
+            k: p.len() as u32,
+            drafted: p.len() as u32,
+            accepted: p.iter().take_while(|&&q| rng.uniform() < q).count() as u32,
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[test]
+fn a_recorded_trace_sets_the_acceptance_of_each_position() {
+    let p = [0.9, 0.6, 0.3, 0.5];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rounds.parquet");
+    let rows = trace(&p, 20_000);
+    tandem_experiments::results::write_parquet(
+        &file,
+        &mut tandem_experiments::results::rounds_frame(&rows).unwrap(),
+    )
+    .unwrap();
+    let text = r#"
+name = "traced"
+[simulation]
+acceptance_trace = "rounds.parquet"
+draft_ms_per_token = 1
+pass_ms = 5
+[workload]
+prompts = "builtin:mixed"
+requests = 400
+clients = 16
+max_new_tokens = 200
+[[network]]
+name = "lan"
+[[strategy]]
+kind = "speculative"
+k = 4
+"#;
+    let c = Config::parse(text, &dir.path().join("traced.toml")).unwrap();
+    let spec = c.simulation.as_ref().unwrap();
+    let curve = spec.acceptance_curve(dir.path()).unwrap();
+    // Each estimate rests on thousands of reached positions: within 4 sd of the truth.
+    for (i, (&est, &truth)) in curve.iter().zip(&p).enumerate() {
+        let reached = rows.iter().filter(|r| r.accepted as usize >= i).count() as f64;
+        let sd = (truth * (1.0 - truth) / reached).sqrt();
+        assert!(
+            (est - truth).abs() < 4.0 * sd,
+            "position {i}: {est} vs {truth}"
+        );
+    }
+    // The simulation then accepts each position at the trace's rate.
+    let prompts = load_prompts(&c.workload.prompts, Path::new(".")).unwrap();
+    let (_, rounds) = run_cell(&SimCell {
+        spec,
+        cell: &cells::cells(&c)[0],
+        workload: &c.workload,
+        prompts: &prompts,
+        cost: &c.cost,
+        seed: c.seed,
+        acceptance: &curve,
+    });
+    let simulated = tandem_experiments::sim::acceptance_by_position(&rounds);
+    for i in 0..4 {
+        let reached = rounds
+            .iter()
+            .filter(|r| r.kind == "verified" && r.drafted as usize > i && r.accepted as usize >= i)
+            .count() as f64;
+        let sd = (curve[i] * (1.0 - curve[i]) / reached).sqrt();
+        assert!(
+            (simulated[i] - curve[i]).abs() < 4.0 * sd + 1e-9,
+            "position {i}: simulated {} vs trace {}",
+            simulated[i],
+            curve[i]
+        );
+    }
+    // A missing trace is named.
+    let e = spec
+        .acceptance_curve(Path::new("/nonexistent"))
+        .unwrap_err();
+    assert!(e.contains("/nonexistent/rounds.parquet"), "{e}");
 }

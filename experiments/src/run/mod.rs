@@ -90,8 +90,8 @@ enum Backend<'a> {
         prompt_ids: Vec<Vec<u32>>,
         cloud: Box<Cloud>,
     },
-    /// The simulated backend.
-    Simulated(&'a crate::sim::SimSpec),
+    /// The simulated backend, and its acceptance by position.
+    Simulated(&'a crate::sim::SimSpec, Vec<f64>),
 }
 
 /// Loads the models, tokenizes the prompts and starts (or finds) the verifier.
@@ -146,7 +146,10 @@ pub async fn run(
     let base = opts.config_path.parent().unwrap_or(Path::new("."));
     let prompts = load_prompts(&config.workload.prompts, base).map_err(RunError::Setup)?;
     let mut backend = match (&config.simulation, &config.models) {
-        (Some(sim), _) => Backend::Simulated(sim),
+        (Some(sim), _) => {
+            let curve = sim.acceptance_curve(base).map_err(RunError::Setup)?;
+            Backend::Simulated(sim, curve)
+        }
         (None, Some(models)) => real_backend(config, models, &prompts).await?,
         (None, None) => return Err(RunError::Setup("the config names no models".into())),
     };
@@ -166,7 +169,7 @@ pub async fn run(
         }
         progress.cell(cell, all.len());
         let (mut req, mut rnd, finished) = match &backend {
-            Backend::Simulated(spec) => {
+            Backend::Simulated(spec, acceptance) => {
                 let (req, rnd) = crate::sim::run_cell(&crate::sim::SimCell {
                     spec,
                     cell,
@@ -174,6 +177,7 @@ pub async fn run(
                     prompts: &prompts,
                     cost: &config.cost,
                     seed: config.seed,
+                    acceptance,
                 });
                 for _ in 0..req.len() {
                     progress.request_done();

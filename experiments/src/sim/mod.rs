@@ -17,7 +17,7 @@
 
 mod spec;
 
-pub use spec::SimSpec;
+pub use spec::{SimSpec, acceptance_by_position};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -53,6 +53,8 @@ pub struct SimCell<'a> {
     pub cost: &'a Cost,
     /// The config's seed.
     pub seed: u64,
+    /// Acceptance probability of each draft position ([`SimSpec::acceptance_curve`]).
+    pub acceptance: &'a [f64],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -385,7 +387,7 @@ impl Sim<'_> {
         };
         let share = forward as f64 / 1e9 / size.max(1) as f64;
         for j in jobs {
-            let acceptance = self.c.spec.acceptance;
+            let acceptance = self.c.acceptance;
             let cloud_only = self.c.cell.strategy == Strategy::CloudOnly;
             let max_new = self.c.workload.max_new_tokens;
             let r = self.req_mut(j.req);
@@ -399,7 +401,7 @@ impl Sim<'_> {
                 }
                 JobKind::Verify { drafted } => {
                     let accepted = (0..drafted)
-                        .take_while(|_| r.rng.uniform() < acceptance)
+                        .take_while(|&i| r.rng.uniform() < acceptance[i.min(acceptance.len() - 1)])
                         .count();
                     (Answer::Verdict { accepted, drafted }, VERDICT_BYTES)
                 }

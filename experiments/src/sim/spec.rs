@@ -2,14 +2,21 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A simulated draft and target: acceptance from a probability, times from a latency
-/// profile. With it, `tandem run` loads no model and opens no socket; every cell runs
+/// A simulated draft and target: acceptance from a probability or a recorded run,
+/// times from a latency profile. With it, `tandem run` loads no model and opens no socket; every cell runs
 /// on a virtual clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimSpec {
     /// Probability that the target accepts each drafted token (i.i.d. per position).
-    pub acceptance: f64,
+    /// Exclusive with `acceptance_trace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<f64>,
+    /// A real run's `rounds.parquet` (relative to the config): each position's
+    /// acceptance is taken from its verified rounds (of the blocks that reached
+    /// position i, the share accepted there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance_trace: Option<String>,
     /// Edge: time of one draft step, ms.
     pub draft_ms_per_token: f64,
     /// Cloud: fixed time of any forward pass, ms (a decode step of one session costs
@@ -52,11 +59,23 @@ impl SimSpec {
 
     /// Checks the numbers; an error names the key (within `[simulation]`).
     pub fn check(&self) -> Result<(), (String, String)> {
-        if !(0.0..=1.0).contains(&self.acceptance) {
-            return Err((
-                "acceptance".into(),
-                format!("must be in [0, 1], got {}", self.acceptance),
-            ));
+        match (self.acceptance, &self.acceptance_trace) {
+            (Some(a), None) if !(0.0..=1.0).contains(&a) => {
+                return Err(("acceptance".into(), format!("must be in [0, 1], got {a}")));
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    "acceptance_trace".into(),
+                    "give acceptance or acceptance_trace, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    "acceptance".into(),
+                    "give acceptance (a probability) or acceptance_trace (a rounds.parquet)".into(),
+                ));
+            }
+            _ => {}
         }
         for (k, v) in [
             ("draft_ms_per_token", self.draft_ms_per_token),
@@ -73,5 +92,62 @@ impl SimSpec {
             return Err(("max_batch_sessions".into(), "must be ≥ 1".into()));
         }
         Ok(())
+    }
+}
+
+/// Positions a block may have (the protocol's largest block).
+pub const MAX_POSITIONS: usize = 32;
+
+/// Per-position acceptance probabilities from verified rounds: of the blocks that
+/// drafted position `i` and accepted every position before it, the share that accepted
+/// position `i` too. Positions no block reached take the last estimate.
+pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
+    let (mut reached, mut accepted) = ([0u64; MAX_POSITIONS], [0u64; MAX_POSITIONS]);
+    for r in rounds
+        .iter()
+        .filter(|r| r.kind == "verified" && r.drafted > 0)
+    {
+        for i in 0..(r.drafted as usize).min(MAX_POSITIONS) {
+            if r.accepted as usize >= i {
+                reached[i] += 1;
+                accepted[i] += u64::from(r.accepted as usize > i);
+            }
+        }
+    }
+    let mut p = Vec::with_capacity(MAX_POSITIONS);
+    let mut last = 0.0;
+    for i in 0..MAX_POSITIONS {
+        if reached[i] > 0 {
+            last = accepted[i] as f64 / reached[i] as f64;
+        }
+        p.push(last);
+    }
+    p
+}
+
+impl SimSpec {
+    /// The acceptance probability of each position: the constant, or the trace's
+    /// (read from `base`/`acceptance_trace`).
+    pub fn acceptance_curve(&self, base: &std::path::Path) -> Result<Vec<f64>, String> {
+        if let Some(a) = self.acceptance {
+            return Ok(vec![a; MAX_POSITIONS]);
+        }
+        let file = self.acceptance_trace.as_deref().unwrap_or_default();
+        let path = base.join(file);
+        let df = crate::results::read_parquet(&path)
+            .map_err(|e| format!("acceptance_trace {}: {e}", path.display()))?;
+        let rounds = crate::report::data::rounds(&df).map_err(|e| {
+            format!(
+                "acceptance_trace {}: not a Tandem rounds table: {e}",
+                path.display()
+            )
+        })?;
+        if !rounds.iter().any(|r| r.kind == "verified" && r.drafted > 0) {
+            return Err(format!(
+                "acceptance_trace {}: no verified draft blocks to learn from",
+                path.display()
+            ));
+        }
+        Ok(acceptance_by_position(&rounds))
     }
 }
