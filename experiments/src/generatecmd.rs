@@ -60,11 +60,7 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
         .grpc_addr
         .or(running.quic_addr)
         .expect("one listener was asked for");
-    let endpoint = Endpoint {
-        transport,
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    };
+    let endpoint = Endpoint::at(transport, addr);
     let verifier = strategy
         .needs_verifier()
         .then(|| g.target(endpoint, running.cert_path.clone()))

@@ -33,6 +33,17 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// The endpoint of a listening socket.
+    pub fn at(transport: Transport, addr: std::net::SocketAddr) -> Self {
+        Self {
+            transport,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
 /// The two transports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

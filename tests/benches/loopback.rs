@@ -54,11 +54,7 @@ fn setup() -> Setup {
         ))
         .unwrap();
     let at = |transport, addr: std::net::SocketAddr| VerifierTarget {
-        endpoint: Endpoint {
-            transport,
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        },
+        endpoint: Endpoint::at(transport, addr),
         options: ConnectOptions {
             ca: running.cert_path.clone(),
             ..Default::default()

@@ -36,11 +36,7 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
         Transport::Quic => quic,
     };
     let target = VerifierTarget {
-        endpoint: Endpoint {
-            transport,
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        },
+        endpoint: Endpoint::at(transport, addr),
         options: ConnectOptions {
             ca: Some(certs.path().join("cert.pem")),
             ..Default::default()

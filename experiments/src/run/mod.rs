@@ -276,11 +276,7 @@ async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud
     let addr = addr.expect("both listeners are on");
     Ok(Cloud {
         target: Some(VerifierTarget {
-            endpoint: Endpoint {
-                transport,
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            },
+            endpoint: Endpoint::at(transport, addr),
             options: ConnectOptions {
                 ca: running.cert_path.clone(),
                 ..Default::default()

@@ -137,11 +137,7 @@ impl Verifier {
             Transport::Grpc => self.running.grpc_addr.unwrap(),
             Transport::Quic => self.running.quic_addr.unwrap(),
         };
-        Endpoint {
-            transport,
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        }
+        Endpoint::at(transport, addr)
     }
 
     pub fn target(&self, transport: Transport, link: Option<&str>) -> VerifierTarget {
