@@ -5,11 +5,14 @@
 //! after a verdict, a pipelined guess that did not come true, or a resync after fallback
 //! all come down to one rule: cache = longest common prefix, then catch up.
 
+use std::time::Duration;
+
 use tandem_decoding::{Distribution, SamplingParams, SessionRng, sampling::argmax};
 use tandem_models::{LanguageModel, Positions, SessionCache};
 
 use crate::DraftError;
 use crate::pace::DevicePace;
+use crate::propose::{Drafted, Propose, Vocabulary};
 
 /// Tokens the draft proposed, with the distributions they were drawn from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,28 +63,22 @@ impl<'m, M: LanguageModel> Drafter<'m, M> {
         }
     }
 
-    /// Drafts at the pace of an emulated device: each draft is followed by the extra
-    /// time the device would have taken.
+    /// Drafts at the pace of an emulated device: [`Propose::propose`] then reports the
+    /// extra time the device would have taken.
     pub fn with_pace(mut self, pace: Option<DevicePace>) -> Self {
         self.pace = pace;
         self
     }
 
-    /// Drafts up to `n` tokens after `seq`. `keep(position, top1)` may stop early (it is
-    /// asked before each token after the first).
+    /// Drafts up to `n` tokens after `seq`, at this machine's speed. `keep(position,
+    /// top1)` may stop early (it is asked before each token after the first).
     pub fn draft(
         &mut self,
         seq: &[u32],
         n: usize,
         keep: impl FnMut(usize, f32) -> bool,
     ) -> Result<Block, DraftError> {
-        let t0 = std::time::Instant::now();
-        let block = self.draft_here(seq, n, keep);
-        if let Some(pace) = &self.pace {
-            let extra = pace.charge(t0.elapsed());
-            compute(|| std::thread::sleep(extra));
-        }
-        block
+        self.draft_here(seq, n, keep)
     }
 
     fn draft_here(
@@ -126,6 +123,31 @@ impl<'m, M: LanguageModel> Drafter<'m, M> {
             pending = vec![token];
         }
         Ok(block)
+    }
+}
+
+impl<M: LanguageModel> Propose for Drafter<'_, M> {
+    fn vocabulary(&self) -> Vocabulary {
+        let info = self.model.info();
+        Vocabulary {
+            fingerprint: info.tokenizer_fingerprint.clone(),
+            eos_token_ids: info.eos_token_ids.clone(),
+        }
+    }
+
+    fn propose(
+        &mut self,
+        seq: &[u32],
+        n: usize,
+        keep: &mut dyn FnMut(usize, f32) -> bool,
+    ) -> Result<Drafted, DraftError> {
+        let t0 = std::time::Instant::now();
+        let block = self.draft_here(seq, n, keep)?;
+        let extra = self
+            .pace
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.charge(t0.elapsed()));
+        Ok(Drafted { block, extra })
     }
 }
 

@@ -8,21 +8,28 @@
 //!   `pipelined{k}`.
 //! - [`generate`]: one request under a strategy, with fallback to the draft alone when
 //!   the verifier is lost, and resync when it is back.
+//! - The loop's three seams, so a simulator runs the same strategy code on a virtual
+//!   clock: [`propose`] (what drafts), [`remote`] (how the verifier is reached) and
+//!   [`clock`] (time and waiting).
 //! - [`record`]: per-round records and the request summary.
 //! - [`cli`]: the options of `draft-node generate` and `tandem generate`.
 
 pub mod cli;
+pub mod clock;
 pub mod drafter;
 mod error;
 pub mod generate;
 pub mod pace;
+pub mod propose;
 pub mod record;
-mod remote;
+pub mod remote;
 pub mod strategy;
 
+pub use clock::{Clock, SystemClock};
 pub use error::DraftError;
-pub use generate::{Edge, GenerateConfig, generate};
+pub use generate::{Edge, GenerateConfig, Parts, generate, generate_with};
 pub use pace::DevicePace;
+pub use propose::{Drafted, Propose, Vocabulary};
 pub use record::{Report, RoundRecord, Summary};
-pub use remote::{Lost, VerifierTarget};
+pub use remote::{Conn, Dial, Lost, VerifierTarget};
 pub use strategy::Strategy;

@@ -1,12 +1,54 @@
 //! The edge's session with the verifier: connect, open (or re-open), send blocks,
 //! wait for answers under a deadline.
+//!
+//! How a verifier is reached is a seam ([`Dial`], [`Conn`]): a [`VerifierTarget`]
+//! over QUIC or gRPC in a real run, an in-memory verifier on a virtual clock in a
+//! simulation. Either way a session is a [`SessionChannel`], and everything above it
+//! (deadlines, refusals, eviction, byte counts) is this module's, shared by both.
 
+use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tandem_protocol::client::{ConnectOptions, Connection, Endpoint, SessionChannel};
 use tandem_protocol::{ProtocolError, WireError, pb};
 use tonic::Code;
+
+use crate::clock::{BoxFuture, Clock, timeout};
+
+/// A verifier the edge can connect to.
+pub trait Dial: Send + Sync + fmt::Debug {
+    /// Connects.
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, ProtocolError>>;
+}
+
+/// A connection to a verifier.
+pub trait Conn: Send + Sync + fmt::Debug {
+    /// Asks for the verifier's facts and limits.
+    fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>>;
+    /// Opens a session stream; the first message to send on it is an `Open`.
+    fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>>;
+}
+
+impl Dial for VerifierTarget {
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, ProtocolError>> {
+        Box::pin(async move {
+            let conn = Connection::connect(&self.endpoint, self.options.clone()).await?;
+            Ok(Box::new(conn) as Box<dyn Conn>)
+        })
+    }
+}
+
+impl Conn for Connection {
+    fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>> {
+        Box::pin(Connection::info(self))
+    }
+
+    fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>> {
+        Box::pin(Connection::open_session(self))
+    }
+}
 
 /// Which verifier, and how to reach it.
 #[derive(Debug, Clone)]
@@ -52,8 +94,9 @@ impl From<ProtocolError> for Lost {
 /// A connection and at most one open session on it.
 #[derive(Debug)]
 pub(crate) struct Remote {
-    target: VerifierTarget,
-    conn: Option<Connection>,
+    dial: Arc<dyn Dial>,
+    clock: Arc<dyn Clock>,
+    conn: Option<Box<dyn Conn>>,
     chan: Option<SessionChannel>,
     /// Bytes of sessions already closed.
     closed_up: u64,
@@ -62,9 +105,10 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub fn new(target: VerifierTarget) -> Self {
+    pub fn new(dial: Arc<dyn Dial>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            target,
+            dial,
+            clock,
             conn: None,
             chan: None,
             closed_up: 0,
@@ -76,16 +120,13 @@ impl Remote {
     /// Connects (if not connected) and asks for `Info`.
     pub async fn connect(&mut self, deadline: Duration) -> Result<&pb::InfoResponse, Lost> {
         if self.conn.is_none() {
-            let conn = tokio::time::timeout(
-                deadline,
-                Connection::connect(&self.target.endpoint, self.target.options.clone()),
-            )
-            .await
-            .map_err(|_| Lost::Timeout(deadline))??;
+            let conn = timeout(&*self.clock, deadline, self.dial.connect())
+                .await
+                .map_err(|_| Lost::Timeout(deadline))??;
             self.conn = Some(conn);
         }
         let conn = self.conn.as_ref().expect("just set");
-        match tokio::time::timeout(deadline, conn.info()).await {
+        match timeout(&*self.clock, deadline, conn.info()).await {
             Err(_) => {
                 self.conn = None;
                 Err(Lost::Timeout(deadline))
@@ -135,7 +176,7 @@ impl Remote {
     /// The next message of the session, or why none came within `deadline`.
     pub async fn recv(&mut self, deadline: Duration) -> Result<pb::cloud_message::Kind, Lost> {
         let chan = self.chan.as_mut().ok_or_else(no_session)?;
-        let got = tokio::time::timeout(deadline, chan.rx.recv()).await;
+        let got = timeout(&*self.clock, deadline, chan.rx.recv()).await;
         let result = match got {
             Err(_) => Err(Lost::Timeout(deadline)),
             Ok(None) => Err(Lost::Link(ProtocolError::Disconnected(

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tandem_decoding::analytic::expected_tokens_per_round;
 use tandem_experiments::config::Config;
+use tandem_experiments::results::{RequestRow, RoundRow};
 use tandem_experiments::run::cells::{self, Cell};
 use tandem_experiments::run::{Progress, RunOptions, run};
 use tandem_experiments::sim::{SimCell, run_cell};
@@ -153,20 +154,179 @@ async fn a_thousand_clients_of_256_tokens_run_through_the_tables() {
     assert!(outcome.dir.join("requests.parquet").is_file());
 }
 
-#[test]
-fn the_simulated_backend_refuses_what_it_cannot_run() {
+/// The quickstart's grid (and adaptive and routed) on the simulated backend.
+fn every_strategy(link: &str, extra_sim: &str) -> Config {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/configs/quickstart.toml"
     ))
     .unwrap()
     .replace(
-        "[models]",
-        "[simulation]\nacceptance = 0.7\ndraft_ms_per_token = 1\npass_ms = 5\n\n[models]",
+        "[models]\ndraft = \"builtin:tiny-draft\"\ntarget = \"builtin:tiny-target\"",
+        &format!("[simulation]\nacceptance = 0.7\ndraft_ms_per_token = 4\npass_ms = 20\nper_session_ms = 1\n{extra_sim}"),
+    )
+    .replace("[[network]]\nname = \"lan\"\n\n[[network]]\nname = \"lte\"", &format!("[[network]]\nname = \"link\"\nlink = \"{link}\""));
+    let text = format!(
+        "{text}\n[[strategy]]\nkind = \"adaptive\"\n\n[[strategy]]\nkind = \"routed\"\n[strategy.route]\ndefault = \"speculative:3\"\n"
     );
-    let e = Config::parse(&text, Path::new("q.toml")).unwrap_err();
-    assert!(e.message.starts_with("strategy[3].kind:"), "{e}");
-    assert!(e.message.contains("pipelined"), "{e}");
+    Config::parse(&text, Path::new("q.toml")).unwrap()
+}
+
+fn by_strategy(c: &Config) -> Vec<(Cell, Vec<RequestRow>, Vec<RoundRow>)> {
+    cells::cells(c)
+        .into_iter()
+        .map(|cell| {
+            let (req, rounds) = run_sim(c, &cell);
+            (cell, req, rounds)
+        })
+        .collect()
+}
+
+#[test]
+fn every_strategy_runs_through_the_real_draft_loop_and_verified_output_is_the_targets() {
+    let c = every_strategy("delay=20", "");
+    let cells = by_strategy(&c);
+    let names: Vec<&str> = cells.iter().map(|(c, ..)| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cloud_only",
+            "edge_only",
+            "speculative(k=2)",
+            "speculative(k=4)",
+            "pipelined(k=4)",
+            "adaptive(+2/-1:8)",
+            "routed"
+        ]
+    );
+    let cloud = &cells[0].1;
+    for (cell, requests, rounds) in &cells {
+        assert_eq!(requests.len(), 8, "{}", cell.name);
+        for (r, base) in requests.iter().zip(cloud) {
+            assert_eq!(r.error, "", "{}", cell.name);
+            assert_eq!(r.tokens, 48, "{}", cell.name);
+            if cell.name == "edge_only" {
+                assert_eq!((r.bytes_up, r.bytes_down, r.unverified_tokens), (0, 0, 48));
+                assert_ne!(r.output_ids, base.output_ids, "a 0.7 draft alone strays");
+            } else {
+                // The verifier keeps only the target's tokens, whatever the strategy.
+                assert_eq!(
+                    r.output_ids, base.output_ids,
+                    "{} request {}",
+                    cell.name, r.request
+                );
+                assert_eq!(r.unverified_tokens, 0);
+                assert!(r.bytes_up > 0 && r.bytes_down > 0);
+            }
+        }
+        let stale = rounds.iter().filter(|r| r.kind == "stale").count();
+        let ahead = rounds
+            .iter()
+            .filter(|r| r.ahead && r.kind == "verified")
+            .count();
+        if cell.name.starts_with("pipelined") {
+            // Guesses that came true were verified ahead; the others were dropped.
+            assert!(ahead > 0 && stale > 0, "ahead {ahead}, stale {stale}");
+        } else {
+            assert_eq!(ahead + stale, 0, "{}", cell.name);
+        }
+        if cell.name.starts_with("adaptive") {
+            let ks: std::collections::BTreeSet<u32> = rounds
+                .iter()
+                .filter(|r| r.kind == "verified" && r.drafted > 0)
+                .map(|r| r.k)
+                .collect();
+            assert!(ks.len() > 2, "the policy moved k: {ks:?}");
+        }
+        if cell.name == "routed" {
+            // Private prompts never leave the edge; the rest take the default tier.
+            for r in requests {
+                let private = r.tag == "private";
+                assert_eq!(r.tier == "edge_only", private, "{r:?}");
+                assert_eq!(r.bytes_up == 0, private);
+            }
+            assert!(requests.iter().any(|r| r.tier == "speculative(k=3)"));
+        }
+    }
+}
+
+#[test]
+fn jitter_and_loss_reach_each_round_through_the_link_model() {
+    // Jitter: every round trip lies within 2 × (20 ± 5) ms, and they differ.
+    let c = every_strategy("delay=20,jitter=5", "");
+    let (_, _, rounds) = &by_strategy(&c)[3];
+    let net: Vec<u64> = rounds
+        .iter()
+        .filter(|r| r.kind == "verified")
+        .map(|r| r.network_ns)
+        .collect();
+    assert!(
+        net.iter().all(|&n| (30_000_000..=50_000_000).contains(&n)),
+        "{net:?}"
+    );
+    assert!(net.iter().collect::<std::collections::BTreeSet<_>>().len() > net.len() / 2);
+
+    // Loss: a round pays a probe timeout (RTT + 1 ms + 25 ms ack delay) for each of
+    // its two messages that is lost, so P(round slower than the RTT) = 1 − (1 − p)².
+    let p = 0.2;
+    let c = every_strategy(&format!("delay=20,loss={p}"), "");
+    let slow_share = |rounds: &[RoundRow]| {
+        let v: Vec<&RoundRow> = rounds.iter().filter(|r| r.kind == "verified").collect();
+        let slow = v.iter().filter(|r| r.network_ns > 41_000_000).count();
+        (slow as f64 / v.len() as f64, v.len() as f64)
+    };
+    let mut rounds = Vec::new();
+    for (_, _, r) in by_strategy(&c).into_iter().skip(2).take(2) {
+        rounds.extend(r);
+    }
+    let (share, n) = slow_share(&rounds);
+    let want = 1.0 - (1.0 - p) * (1.0 - p);
+    let sd = (want * (1.0 - want) / n).sqrt();
+    assert!(
+        (share - want).abs() < 4.0 * sd,
+        "{share} vs {want} over {n} rounds"
+    );
+    for r in rounds.iter().filter(|r| r.kind == "verified") {
+        assert!(r.network_ns >= 40_000_000, "never faster than the RTT");
+    }
+}
+
+#[test]
+fn a_gather_window_fills_passes() {
+    // Eight clients: without a window a pass takes whoever is there; with one longer
+    // than a round, it waits until every open session has its block in.
+    let mean_batch = |gather: &str| {
+        let c = config(64, 8, 64, "[[strategy]]\nkind = \"speculative\"\nk = 4").clone();
+        let mut c = c;
+        c.simulation.as_mut().unwrap().gather_ms = gather.parse().unwrap();
+        let (_, rounds) = run_sim(&c, &cells::cells(&c)[0]);
+        let v: Vec<f64> = rounds
+            .iter()
+            .filter(|r| r.kind == "verified" && r.drafted > 0)
+            .map(|r| f64::from(r.batch_size))
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (none, window) = (mean_batch("0"), mean_batch("5000"));
+    assert!(window > none + 1.0, "with window {window}, without {none}");
+    assert!(window > 7.0, "{window}");
+}
+
+#[test]
+fn an_emulated_device_stretches_the_simulated_draft() {
+    let mut c = every_strategy("delay=20", "");
+    c.devices = vec![toml::from_str("name = \"phone\"\ndraft_slowdown = 3").unwrap()];
+    let cell = cells::cells(&c)
+        .into_iter()
+        .find(|c| c.name == "edge_only")
+        .unwrap();
+    let (_, rounds) = run_sim(&c, &cell);
+    // 4 ms a token on the reference device, 3 × slower on the phone.
+    assert!(
+        rounds.iter().all(|r| r.draft_ns == 12_000_000),
+        "{:?}",
+        rounds[0]
+    );
 }
 
 /// Rounds whose acceptance depends on the position: position i is accepted with

@@ -2,9 +2,6 @@
 //! re-open, lose it (fallback), go on alone and come back (resync), and cloud-only
 //! streaming.
 
-use std::time::Instant;
-
-use tandem_models::LanguageModel;
 use tandem_protocol::convert::sampling_to_pb;
 use tandem_protocol::{WireError, pb};
 
@@ -13,7 +10,7 @@ use crate::record::RoundRecord;
 use crate::remote::Lost;
 use crate::{DraftError, Strategy};
 
-impl<'m, M: LanguageModel> Run<'_, 'm, M> {
+impl Run<'_, '_> {
     /// Connects and checks the verifier; with fallback, a verifier that is down only
     /// means starting alone.
     pub(super) async fn start_remote(&mut self) -> Result<(), DraftError> {
@@ -67,7 +64,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
             auth_token: String::new(),
         };
         let remote = self.remote.as_mut().expect("has a verifier");
-        let sent = Instant::now();
+        let sent = self.clock.now();
         let (up0, down0) = remote.bytes();
         match remote.open(open, self.cfg.deadline).await {
             Ok(opened) => {
@@ -75,7 +72,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 self.session_id = opened.session_id;
                 self.retry_at = None;
                 let t = opened.timing.unwrap_or_default();
-                let wait_ns = sent.elapsed().as_nanos() as u64;
+                let wait_ns = (self.clock.now() - sent).as_nanos() as u64;
                 let kind = if self.cfg.strategy == Strategy::CloudOnly {
                     "cloud"
                 } else {
@@ -97,7 +94,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
             lost if self.cfg.fallback && self.drafter.is_some() => {
                 tracing::warn!("verifier lost ({lost}); going on with the draft alone");
                 self.report.summary.fallbacks += 1;
-                self.retry_at = Some(Instant::now() + self.cfg.retry);
+                self.retry_at = Some(self.clock.now() + self.cfg.retry);
                 Ok(())
             }
             Lost::Link(e) => Err(DraftError::Protocol(e)),
@@ -114,7 +111,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
     /// to reach the verifier again when it is time.
     pub(super) async fn alone_step(&mut self) -> Result<(), DraftError> {
         if let Some(at) = self.retry_at
-            && Instant::now() >= at
+            && self.clock.now() >= at
         {
             let remote = self.remote.as_mut().expect("fallback needs a verifier");
             match remote.connect(self.cfg.deadline).await {
@@ -133,13 +130,11 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                     }
                 }
                 Err(Lost::Refused(w)) => return Err(DraftError::Refused(w)),
-                Err(_) => self.retry_at = Some(Instant::now() + self.cfg.retry),
+                Err(_) => self.retry_at = Some(self.clock.now() + self.cfg.retry),
             }
         }
-        let t0 = Instant::now();
-        let drafter = self.drafter.as_mut().expect("alone needs a draft model");
-        let block = drafter.draft(&self.committed, 1, |_, _| true)?;
-        let draft_ns = t0.elapsed().as_nanos() as u64;
+        let committed = self.committed.clone();
+        let (block, draft_ns) = self.draft_after(&committed, 1, false).await?;
         self.record(RoundRecord {
             kind: "edge",
             k: 1,
@@ -154,13 +149,13 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
     /// Cloud-only: take the next streamed token.
     pub(super) async fn cloud_step(&mut self) -> Result<(), DraftError> {
         let remote = self.remote.as_mut().expect("cloud_only has a verifier");
-        let t0 = Instant::now();
+        let t0 = self.clock.now();
         let (up0, down0) = remote.bytes();
         match remote.recv(self.cfg.deadline).await {
             Ok(pb::cloud_message::Kind::Token(tok)) => {
                 let (up1, down1) = remote.bytes();
                 let t = tok.timing.unwrap_or_default();
-                let wait_ns = t0.elapsed().as_nanos() as u64;
+                let wait_ns = (self.clock.now() - t0).as_nanos() as u64;
                 let bytes = (up1 - up0, down1 - down0);
                 self.record(RoundRecord::answered("cloud", 1, wait_ns, t, bytes));
                 self.commit(&[tok.token], true);

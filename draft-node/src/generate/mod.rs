@@ -12,6 +12,7 @@ mod lifecycle;
 mod rounds;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tandem_decoding::policy::DraftLengthPolicy;
@@ -19,9 +20,11 @@ use tandem_decoding::rng::stream;
 use tandem_decoding::{SamplingParams, SessionRng};
 use tandem_models::LanguageModel;
 
+use crate::clock::{Clock, SystemClock};
 use crate::drafter::Drafter;
+use crate::propose::Propose;
 use crate::record::{Report, RoundRecord};
-use crate::remote::{Remote, VerifierTarget};
+use crate::remote::{Dial, Remote, VerifierTarget};
 use crate::{DraftError, Strategy};
 use rounds::InFlight;
 
@@ -58,12 +61,24 @@ pub struct Edge<'m, M: LanguageModel> {
     pub device: Option<crate::DevicePace>,
 }
 
+/// The edge's parts behind the seams, for callers that bring their own: a simulator's
+/// draft, verifier and virtual clock run through the same loop as the real ones.
+pub struct Parts<'a> {
+    /// What drafts (required unless `cloud_only`).
+    pub proposer: Option<Box<dyn Propose + 'a>>,
+    /// How the verifier is reached (required unless `edge_only`).
+    pub verifier: Option<Arc<dyn Dial>>,
+    /// The time every record and deadline is measured in.
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Called with each run of newly committed tokens and whether the target verified them.
 pub type OnTokens<'a> = &'a mut (dyn FnMut(&[u32], bool) + Send);
 
-struct Run<'a, 'm, M: LanguageModel> {
+struct Run<'a, 'p> {
     cfg: &'a GenerateConfig,
-    drafter: Option<Drafter<'m, M>>,
+    drafter: Option<Box<dyn Propose + 'p>>,
+    clock: Arc<dyn Clock>,
     remote: Option<Remote>,
     fingerprint: String,
     eos: Vec<u32>,
@@ -88,6 +103,29 @@ pub async fn generate<M: LanguageModel>(
     cfg: &GenerateConfig,
     on_tokens: OnTokens<'_>,
 ) -> Result<Report, DraftError> {
+    let proposer = edge.draft.map(|m| {
+        let drafter = Drafter::new(
+            m,
+            cfg.sampling,
+            SessionRng::for_stream(cfg.seed, stream::DRAFT),
+        )
+        .with_pace(edge.device.clone());
+        Box::new(drafter) as Box<dyn Propose + '_>
+    });
+    let parts = Parts {
+        proposer,
+        verifier: edge.verifier.clone().map(|t| Arc::new(t) as Arc<dyn Dial>),
+        clock: Arc::new(SystemClock),
+    };
+    generate_with(parts, cfg, on_tokens).await
+}
+
+/// Generates with `parts` as `cfg` says, calling `on_tokens` as tokens are committed.
+pub async fn generate_with(
+    parts: Parts<'_>,
+    cfg: &GenerateConfig,
+    on_tokens: OnTokens<'_>,
+) -> Result<Report, DraftError> {
     if cfg.prompt.is_empty() {
         return Err(DraftError::Usage("the prompt is empty".into()));
     }
@@ -100,39 +138,28 @@ pub async fn generate<M: LanguageModel>(
         .validate()
         .map_err(|e| DraftError::Usage(e.to_string()))?;
     let strategy = cfg.strategy;
-    if strategy.needs_draft() && edge.draft.is_none() {
+    if strategy.needs_draft() && parts.proposer.is_none() {
         return Err(DraftError::Usage(format!(
             "strategy {strategy} needs a draft model (--draft)"
         )));
     }
-    if strategy.needs_verifier() && edge.verifier.is_none() {
+    if strategy.needs_verifier() && parts.verifier.is_none() {
         return Err(DraftError::Usage(format!(
             "strategy {strategy} needs a verifier (--verifier)"
         )));
     }
-    let drafter = edge.draft.map(|m| {
-        Drafter::new(
-            m,
-            cfg.sampling,
-            SessionRng::for_stream(cfg.seed, stream::DRAFT),
-        )
-        .with_pace(edge.device.clone())
-    });
-    let (fingerprint, eos) = edge
-        .draft
-        .map(|m| {
-            (
-                m.info().tokenizer_fingerprint.clone(),
-                m.info().eos_token_ids.clone(),
-            )
-        })
+    let vocab = parts
+        .proposer
+        .as_ref()
+        .map(|p| p.vocabulary())
         .unwrap_or_default();
+    let clock = parts.clock;
     let mut run = Run {
         cfg,
-        drafter,
-        remote: edge.verifier.clone().map(Remote::new),
-        fingerprint,
-        eos,
+        drafter: parts.proposer,
+        remote: parts.verifier.map(|v| Remote::new(v, clock.clone())),
+        fingerprint: vocab.fingerprint,
+        eos: vocab.eos_token_ids,
         max_draft: usize::MAX,
         policy: strategy.policy().build(),
         committed: cfg.prompt.clone(),
@@ -142,7 +169,8 @@ pub async fn generate<M: LanguageModel>(
             ..Default::default()
         },
         on_tokens,
-        start: Instant::now(),
+        start: clock.now(),
+        clock,
         first_at: None,
         done: None,
         retry_at: None,
@@ -151,7 +179,7 @@ pub async fn generate<M: LanguageModel>(
         dropped: HashSet::new(),
     };
     run.start_remote().await?;
-    run.start = Instant::now();
+    run.start = run.clock.now();
     if run.remote.is_some() && run.retry_at.is_none() {
         run.open().await?;
     }
@@ -174,7 +202,7 @@ pub async fn generate<M: LanguageModel>(
 }
 
 /// Bookkeeping: the output, the records, the end.
-impl<'m, M: LanguageModel> Run<'_, 'm, M> {
+impl Run<'_, '_> {
     fn output_len(&self) -> usize {
         self.committed.len() - self.cfg.prompt.len()
     }
@@ -206,7 +234,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         }
         self.committed.extend_from_slice(tokens);
         if !tokens.is_empty() && self.first_at.is_none() {
-            self.first_at = Some(Instant::now());
+            self.first_at = Some(self.clock.now());
         }
         (self.on_tokens)(tokens, verified);
         if self.done.is_none() && self.output_len() >= self.cfg.max_new_tokens {
@@ -216,7 +244,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
     }
 
     fn finish(mut self) -> Report {
-        let end = Instant::now();
+        let end = self.clock.now();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         self.report.output_ids = self.committed[self.cfg.prompt.len()..].to_vec();
         let s = &mut self.report.summary;

@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use tandem_decoding::policy::RoundObservation;
-use tandem_models::LanguageModel;
 use tandem_protocol::convert::distribution_to_pb;
 use tandem_protocol::{WireError, pb};
 
@@ -25,7 +24,7 @@ pub(super) struct InFlight {
     bytes: (u64, u64),
 }
 
-impl<'m, M: LanguageModel> Run<'_, 'm, M> {
+impl Run<'_, '_> {
     /// The next draft length: the policy's, within the verifier's limit and the tokens
     /// still wanted.
     pub(super) fn next_k(&self) -> usize {
@@ -33,24 +32,29 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         self.policy.next_k().min(self.max_draft).min(wanted).max(1)
     }
 
-    pub(super) fn draft_after(
+    /// Drafts `k` tokens after `seq` (fewer if `adaptive` and the policy stops early),
+    /// waits out the device's extra time, and returns the block with its drafting time.
+    pub(super) async fn draft_after(
         &mut self,
         seq: &[u32],
         k: usize,
         adaptive: bool,
     ) -> Result<(Block, u64), DraftError> {
-        let t0 = Instant::now();
+        let t0 = self.clock.now();
         let policy = &self.policy;
         let drafter = self
             .drafter
             .as_mut()
             .expect("speculation needs a draft model");
-        let block = if adaptive {
-            drafter.draft(seq, k, |i, p| policy.keep_drafting(i, p))?
+        let drafted = if adaptive {
+            drafter.propose(seq, k, &mut |i, p| policy.keep_drafting(i, p))?
         } else {
-            drafter.draft(seq, k, |_, _| true)?
+            drafter.propose(seq, k, &mut |_, _| true)?
         };
-        Ok((block, t0.elapsed().as_nanos() as u64))
+        if !drafted.extra.is_zero() {
+            self.clock.sleep(drafted.extra).await;
+        }
+        Ok((drafted.block, (self.clock.now() - t0).as_nanos() as u64))
     }
 
     /// Sends `block` as extending `base` (the edge's view of the committed sequence).
@@ -72,7 +76,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
             q: block.q.iter().map(distribution_to_pb).collect(),
             seq: self.seq,
         };
-        let sent = Instant::now();
+        let sent = self.clock.now();
         remote.send(pb::edge_message::Kind::Draft(draft)).await?;
         Ok(InFlight {
             seq: self.seq,
@@ -118,7 +122,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
                 f.block.tokens.len()
             )));
         }
-        let received = Instant::now();
+        let received = self.clock.now();
         let (up, down) = self.remote.as_ref().expect("has a verifier").bytes();
         let t = v.timing.unwrap_or_default();
         let wait_ns = (received - f.sent).as_nanos() as u64;
@@ -149,7 +153,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         let k = self.next_k();
         let adaptive = matches!(self.cfg.strategy, Strategy::Adaptive { .. });
         let base = self.committed.clone();
-        let (block, draft_ns) = self.draft_after(&base, k, adaptive)?;
+        let (block, draft_ns) = self.draft_after(&base, k, adaptive).await?;
         let f = match self.send(&base, block.clone(), k, draft_ns).await {
             Ok(f) => f,
             Err(lost) => return self.unverified_block(block, k, draft_ns, lost).await,
@@ -205,7 +209,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
             None => {
                 let k = self.next_k();
                 let base = self.committed.clone();
-                let (block, draft_ns) = self.draft_after(&base, k, false)?;
+                let (block, draft_ns) = self.draft_after(&base, k, false).await?;
                 match self.send(&base, block.clone(), k, draft_ns).await {
                     Ok(f) => f,
                     Err(lost) => {
@@ -225,7 +229,7 @@ impl<'m, M: LanguageModel> Run<'_, 'm, M> {
         let mut next: Option<(u32, InFlight)> = None;
         if room > 0 {
             let k = self.policy.next_k().min(self.max_draft).min(room).max(1);
-            let (ahead, draft_ns) = self.draft_after(&ahead_seq, k + 1, false)?;
+            let (ahead, draft_ns) = self.draft_after(&ahead_seq, k + 1, false).await?;
             if ahead.tokens.len() == k + 1 {
                 let guess = ahead.tokens[0];
                 let rest = Block {

@@ -133,23 +133,6 @@ impl Config {
         if self.verifier.is_some() {
             return bad("verifier", "a simulated run has no verifier to connect to");
         }
-        if !self.devices.is_empty() {
-            return bad(
-                "device",
-                "the simulated backend takes its draft time from simulation.draft_ms_per_token, not [[device]]",
-            );
-        }
-        for (i, s) in self.strategies.iter().enumerate() {
-            let kind = s.kind.replace('-', "_");
-            if !matches!(kind.as_str(), "cloud_only" | "edge_only" | "speculative") {
-                return bad(
-                    format!("strategy[{i}].kind"),
-                    format!(
-                        "the simulated backend runs cloud_only, edge_only and speculative, not {kind}"
-                    ),
-                );
-            }
-        }
         Ok(())
     }
 

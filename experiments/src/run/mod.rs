@@ -7,7 +7,7 @@
 //! the same seeds and the same config gives the same tokens.
 
 pub mod cells;
-mod request;
+pub(crate) mod request;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -426,7 +426,7 @@ impl Shared {
     async fn one(&self, i: usize, device: Option<tandem_draft::DevicePace>) {
         let cell = &self.cell;
         let p = i % self.prompts.len();
-        let seed = SessionRng::for_stream(self.seed ^ cell.repetition as u64, i as u64).next_u64();
+        let seed = request_seed(self.seed, cell.repetition, i);
         let ids = self.prompt_ids[p].clone();
         let (strategy, route) = match &cell.route {
             Some(router) => router.pick(&self.prompts[p].tag, ids.len(), &cell.link),
@@ -460,8 +460,14 @@ impl Shared {
     }
 }
 
+/// The seed of request `i` in `repetition`: the same in every cell, so cells compare
+/// pairwise.
+pub(crate) fn request_seed(seed: u64, repetition: usize, i: usize) -> u64 {
+    SessionRng::for_stream(seed ^ repetition as u64, i as u64).next_u64()
+}
+
 /// The draft loop's settings for one request.
-fn generate_config(
+pub(crate) fn generate_config(
     w: &crate::config::Workload,
     strategy: tandem_draft::Strategy,
     prompt: Vec<u32>,

@@ -44,12 +44,21 @@ pub async fn run(
     };
     let mut ignore = |_: &[u32], _: bool| {};
     let result = tandem_draft::generate(&edge, &ask.generate, &mut ignore).await;
+    rows_of(&ask, result, cost)
+}
+
+/// A request's rows from what its generation returned (an error is kept in the row).
+pub fn rows_of(
+    ask: &Ask<'_>,
+    result: Result<Report, tandem_draft::DraftError>,
+    cost: &Cost,
+) -> (RequestRow, Vec<RoundRow>) {
     match result {
-        Ok(report) => rows(&ask, &report, cost),
+        Ok(report) => rows(ask, &report, cost),
         Err(e) => (
             RequestRow {
                 error: e.to_string(),
-                ..row(&ask, &Report::default(), cost)
+                ..row(ask, &Report::default(), cost)
             },
             Vec::new(),
         ),

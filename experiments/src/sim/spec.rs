@@ -37,6 +37,14 @@ pub struct SimSpec {
     /// Most sessions in one pass.
     #[serde(default = "max_batch")]
     pub max_batch_sessions: usize,
+    /// Most tokens in one pass (a job larger than this still runs, alone).
+    #[serde(default = "max_batch_tokens")]
+    pub max_batch_tokens: usize,
+    /// How long the verifier gathers work for a pass after the first job arrives,
+    /// unless the batch fills or every session has work waiting, ms (the real
+    /// verifier's `--max-wait-us`, in ms; 0: a pass starts as soon as there is work).
+    #[serde(default)]
+    pub gather_ms: f64,
 }
 
 fn prompt_tokens() -> usize {
@@ -45,6 +53,10 @@ fn prompt_tokens() -> usize {
 
 fn max_batch() -> usize {
     256
+}
+
+fn max_batch_tokens() -> usize {
+    1 << 20
 }
 
 impl SimSpec {
@@ -83,6 +95,7 @@ impl SimSpec {
             ("verify_extra_ms", self.verify_extra_ms),
             ("per_session_ms", self.per_session_ms),
             ("per_token_ms", self.per_token_ms),
+            ("gather_ms", self.gather_ms),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err((k.into(), format!("must be a number ≥ 0, got {v}")));
@@ -90,6 +103,9 @@ impl SimSpec {
         }
         if self.max_batch_sessions == 0 {
             return Err(("max_batch_sessions".into(), "must be ≥ 1".into()));
+        }
+        if self.max_batch_tokens == 0 {
+            return Err(("max_batch_tokens".into(), "must be ≥ 1".into()));
         }
         Ok(())
     }

@@ -1,0 +1,90 @@
+//! Time as the draft loop sees it: the wall clock in a real run, a virtual clock in a
+//! simulation. The loop only reads the time, waits (a deadline, an emulated device's
+//! extra drafting time) and races a future against a deadline, so those three are all
+//! a clock has to do.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// A boxed future that can move between threads.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A source of time and of waiting.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The time now.
+    fn now(&self) -> Instant;
+    /// Resolves `d` from now.
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// The wall clock, waiting on tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// `fut` did not finish in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+/// Runs `fut` until it finishes or `d` passes on `clock`, whichever comes first.
+pub async fn timeout<F: Future>(
+    clock: &dyn Clock,
+    d: Duration,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    Timeout {
+        fut: Box::pin(fut),
+        sleep: clock.sleep(d),
+    }
+    .await
+}
+
+struct Timeout<F: Future> {
+    fut: Pin<Box<F>>,
+    sleep: BoxFuture<'static, ()>,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The work first: an answer that is ready at the deadline still counts.
+        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn timeout_returns_the_work_or_elapsed() {
+        let c = SystemClock;
+        let quick = timeout(&c, Duration::ZERO, async { 7 }).await;
+        assert_eq!(
+            quick,
+            Ok(7),
+            "work that is ready wins even at a zero deadline"
+        );
+        let never = timeout(&c, Duration::from_millis(5), std::future::pending::<()>()).await;
+        assert_eq!(never, Err(Elapsed));
+    }
+}

@@ -1,0 +1,43 @@
+//! What drafts: the seam between the draft loop and a draft model. The loop asks for a
+//! block after a sequence; a [`Propose`] answers with the tokens and how much longer
+//! than the call itself the edge device would have needed (an emulated device's
+//! slowdown, or a simulated model's whole drafting time). The loop waits that extra on
+//! its clock, so a simulated draft costs virtual time and a real one wall time.
+
+use std::time::Duration;
+
+use crate::DraftError;
+use crate::drafter::Block;
+
+/// A drafted block and the device time the call did not itself take.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drafted {
+    /// The tokens (and their distributions when sampling).
+    pub block: Block,
+    /// Extra time the device needs beyond the call's own (slept on the loop's clock).
+    pub extra: Duration,
+}
+
+/// The tokenizer facts the verifier must share with the draft.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vocabulary {
+    /// Identifies the tokenizer; the verifier's must be the same.
+    pub fingerprint: String,
+    /// Tokens that end a sequence.
+    pub eos_token_ids: Vec<u32>,
+}
+
+/// A draft model as the draft loop uses it.
+pub trait Propose: Send {
+    /// The tokenizer it drafts in.
+    fn vocabulary(&self) -> Vocabulary;
+
+    /// Drafts up to `n` tokens after `seq`. `keep(position, top1_prob)` is asked before
+    /// each token after the first and may stop the block early.
+    fn propose(
+        &mut self,
+        seq: &[u32],
+        n: usize,
+        keep: &mut dyn FnMut(usize, f32) -> bool,
+    ) -> Result<Drafted, DraftError>;
+}

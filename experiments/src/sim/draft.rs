@@ -1,0 +1,131 @@
+//! The simulated models. Each request has a hidden "true" continuation, the tokens
+//! the target would produce at each position ([`truth`], from the request's seed). The
+//! simulated draft proposes the true token at block position `i` with probability
+//! `acceptance[i]` and a wrong one otherwise; the simulated verifier accepts the
+//! longest prefix of true tokens and adds the true token after it. So the acceptance
+//! of each position is exactly the configured one, and everything the real loop does
+//! with tokens (pipelined guesses, stale blocks, resync) works as with real models.
+//!
+//! Worked example, acceptance 0.8 at every position, k = 4: the draft draws four
+//! uniforms, say 0.3, 0.6, 0.9, 0.1; the first two are below 0.8, so positions 0 and 1
+//! are true and position 2 is wrong. The verifier accepts 2 and sends the true token
+//! of position 2: the round commits 3 tokens, as a real round with that outcome would.
+
+use std::time::Duration;
+
+use tandem_decoding::SessionRng;
+use tandem_draft::drafter::Block;
+use tandem_draft::{DevicePace, DraftError, Drafted, Propose, Vocabulary};
+
+/// Vocabulary of the simulated models.
+pub const VOCAB: u32 = 32_000;
+/// Their tokenizer's fingerprint.
+pub const FINGERPRINT: &str = "simulated";
+
+/// The target's token at `position` of the request seeded `seed`.
+pub fn truth(seed: u64, position: usize) -> u32 {
+    // splitmix64 of (seed, position): cheap, and every position independent.
+    let mut z = seed ^ (position as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) % u64::from(VOCAB)) as u32
+}
+
+/// A draft token that is not the true one.
+fn wrong(seed: u64, position: usize) -> u32 {
+    (truth(seed, position) + 1) % VOCAB
+}
+
+/// The simulated draft of one request.
+pub struct SimDraft {
+    /// The request's seed (its true continuation).
+    pub seed: u64,
+    /// Acceptance probability by block position (the last repeats).
+    pub acceptance: Vec<f64>,
+    /// One draft step on this machine's reference device, ms.
+    pub ms_per_token: f64,
+    /// The edge device, when one is emulated.
+    pub pace: Option<DevicePace>,
+    /// Its random stream.
+    pub rng: SessionRng,
+}
+
+impl SimDraft {
+    fn accept_at(&self, i: usize) -> f64 {
+        let a = &self.acceptance;
+        a.get(i).or(a.last()).copied().unwrap_or(0.0)
+    }
+}
+
+impl Propose for SimDraft {
+    fn vocabulary(&self) -> Vocabulary {
+        Vocabulary {
+            fingerprint: FINGERPRINT.into(),
+            eos_token_ids: Vec::new(),
+        }
+    }
+
+    fn propose(
+        &mut self,
+        seq: &[u32],
+        n: usize,
+        keep: &mut dyn FnMut(usize, f32) -> bool,
+    ) -> Result<Drafted, DraftError> {
+        let mut block = Block::default();
+        for i in 0..n {
+            let p = self.accept_at(i);
+            // The draft's confidence is its acceptance: a calibrated draft.
+            if i > 0 && !keep(i, p as f32) {
+                break;
+            }
+            let position = seq.len() + i;
+            let hit = self.rng.uniform() < p;
+            block.tokens.push(if hit {
+                truth(self.seed, position)
+            } else {
+                wrong(self.seed, position)
+            });
+        }
+        let took = Duration::from_secs_f64(self.ms_per_token * block.tokens.len() as f64 / 1e3);
+        let extra = took
+            + self
+                .pace
+                .as_ref()
+                .map_or(Duration::ZERO, |p| p.charge(took));
+        Ok(Drafted { block, extra })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drafts_hit_the_truth_at_the_configured_rate_per_position() {
+        let mut d = SimDraft {
+            seed: 9,
+            acceptance: vec![0.9, 0.5, 0.1],
+            ms_per_token: 2.0,
+            pace: Some(DevicePace::new(3.0)),
+            rng: SessionRng::new(1),
+        };
+        let n = 20_000;
+        let mut hits = [0u32; 4];
+        let seq = [0u32; 10];
+        for _ in 0..n {
+            let got = d.propose(&seq, 4, &mut |_, _| true).unwrap();
+            assert_eq!(got.extra, Duration::from_millis(24), "4 steps × 2 ms × 3");
+            for (i, t) in got.block.tokens.iter().enumerate() {
+                hits[i] += u32::from(*t == truth(9, 10 + i));
+            }
+        }
+        for (i, want) in [0.9, 0.5, 0.1, 0.1].into_iter().enumerate() {
+            let got = f64::from(hits[i]) / f64::from(n);
+            let sd = (want * (1.0 - want) / f64::from(n)).sqrt();
+            assert!(
+                (got - want).abs() < 4.0 * sd,
+                "position {i}: {got} vs {want}"
+            );
+        }
+    }
+}

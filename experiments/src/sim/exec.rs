@@ -1,0 +1,366 @@
+//! A single-threaded executor on a virtual clock: discrete-event simulation for
+//! async code. Tasks run until every one of them waits; then the clock jumps to the
+//! earliest timer and wakes its task. Nothing waits in real time, so a simulated hour
+//! takes as long as its events take to compute, and the order of events depends only
+//! on the program (timers due at the same instant fire in the order they were set).
+//!
+//! The draft loop runs on it unchanged through [`tandem_draft::Clock`]; channels are
+//! tokio's, which need no runtime.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use tandem_draft::clock::{BoxFuture, Clock};
+
+/// A timer set by a [`Sleep`].
+#[derive(Debug, Default)]
+struct Timer {
+    cancelled: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// A timer in the queue, earliest first, then first set.
+struct Due {
+    at: u64,
+    seq: u64,
+    timer: Arc<Timer>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct Timers {
+    queue: BinaryHeap<Reverse<Due>>,
+    seq: u64,
+}
+
+/// What the executor, its tasks and their clocks share.
+struct Shared {
+    origin: Instant,
+    now_ns: AtomicU64,
+    timers: Mutex<Timers>,
+    ready: Mutex<VecDeque<usize>>,
+    spawned: Mutex<Vec<BoxFuture<'static, ()>>>,
+}
+
+/// The virtual clock, and a handle to spawn tasks on the executor it belongs to.
+#[derive(Clone)]
+pub struct VirtualClock(Arc<Shared>);
+
+impl std::fmt::Debug for VirtualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VirtualClock(t = {:?})", self.elapsed())
+    }
+}
+
+impl VirtualClock {
+    /// Time since the simulation began.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.0.now_ns.load(Ordering::Relaxed))
+    }
+
+    /// Resolves at `at` (at once if that has passed).
+    pub fn sleep_until(&self, at: Instant) -> Sleep {
+        let at = at.saturating_duration_since(self.0.origin).as_nanos() as u64;
+        Sleep {
+            shared: self.0.clone(),
+            at,
+            timer: None,
+        }
+    }
+
+    /// Runs `fut` as a task of the executor.
+    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        // Out of tokio's cooperative budget: run from a tokio task that never yields
+        // (the executor's caller), a budgeted channel would stay "not ready" for ever.
+        let fut = tokio::task::unconstrained(fut);
+        self.0
+            .spawned
+            .lock()
+            .expect("spawn lock")
+            .push(Box::pin(fut));
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Instant {
+        self.0.origin + self.elapsed()
+    }
+
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(self.sleep_until(self.now() + d))
+    }
+}
+
+/// Waits until the virtual clock reaches a time.
+pub struct Sleep {
+    shared: Arc<Shared>,
+    at: u64,
+    timer: Option<Arc<Timer>>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shared.now_ns.load(Ordering::Relaxed) >= self.at {
+            return Poll::Ready(());
+        }
+        let timer = match &self.timer {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(Timer::default());
+                let mut timers = self.shared.timers.lock().expect("timer lock");
+                timers.seq += 1;
+                let due = Due {
+                    at: self.at,
+                    seq: timers.seq,
+                    timer: t.clone(),
+                };
+                timers.queue.push(Reverse(due));
+                drop(timers);
+                self.timer = Some(t.clone());
+                t
+            }
+        };
+        *timer.waker.lock().expect("waker lock") = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        // A dropped timer must not move the clock when its time comes.
+        if let Some(t) = &self.timer {
+            t.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+struct TaskWaker {
+    id: usize,
+    shared: Arc<Shared>,
+    queued: AtomicBool,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.shared
+                .ready
+                .lock()
+                .expect("ready lock")
+                .push_back(self.id);
+        }
+    }
+}
+
+struct Task {
+    fut: BoxFuture<'static, ()>,
+    waker: Arc<TaskWaker>,
+}
+
+/// The executor: owns the tasks, runs them to the end of the simulation.
+pub struct Executor {
+    shared: Arc<Shared>,
+    tasks: Vec<Option<Task>>,
+    free: Vec<usize>,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Executor {
+    /// An executor at virtual time zero, with no tasks.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                origin: Instant::now(),
+                now_ns: AtomicU64::new(0),
+                timers: Mutex::default(),
+                ready: Mutex::default(),
+                spawned: Mutex::default(),
+            }),
+            tasks: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// Its clock (also the handle to spawn on it).
+    pub fn clock(&self) -> VirtualClock {
+        VirtualClock(self.shared.clone())
+    }
+
+    /// Runs until no task can make progress and no timer is left. Returns how many
+    /// tasks were still waiting then (0 when every task finished).
+    pub fn run(&mut self) -> usize {
+        loop {
+            self.adopt();
+            let next = self.shared.ready.lock().expect("ready lock").pop_front();
+            if let Some(id) = next {
+                self.poll(id);
+            } else if self.shared.spawned.lock().expect("spawn lock").is_empty()
+                && !self.fire_next_timer()
+            {
+                break;
+            }
+        }
+        self.tasks.iter().filter(|t| t.is_some()).count()
+    }
+
+    fn adopt(&mut self) {
+        let new = std::mem::take(&mut *self.shared.spawned.lock().expect("spawn lock"));
+        for fut in new {
+            let id = self.free.pop().unwrap_or_else(|| {
+                self.tasks.push(None);
+                self.tasks.len() - 1
+            });
+            let waker = Arc::new(TaskWaker {
+                id,
+                shared: self.shared.clone(),
+                queued: AtomicBool::new(false),
+            });
+            waker.wake_by_ref();
+            self.tasks[id] = Some(Task { fut, waker });
+        }
+    }
+
+    fn poll(&mut self, id: usize) {
+        // A waker of a finished task may name a slot that is empty or reused: a
+        // spurious poll, which futures allow.
+        let Some(task) = self.tasks[id].as_mut() else {
+            return;
+        };
+        task.waker.queued.store(false, Ordering::Release);
+        let waker = Waker::from(task.waker.clone());
+        let mut cx = Context::from_waker(&waker);
+        if task.fut.as_mut().poll(&mut cx).is_ready() {
+            self.tasks[id] = None;
+            self.free.push(id);
+        }
+    }
+
+    /// Moves the clock to the earliest live timer and wakes its task; false if none.
+    fn fire_next_timer(&self) -> bool {
+        let mut timers = self.shared.timers.lock().expect("timer lock");
+        while let Some(Reverse(due)) = timers.queue.pop() {
+            if due.timer.cancelled.load(Ordering::Relaxed) {
+                continue;
+            }
+            drop(timers);
+            self.shared.now_ns.fetch_max(due.at, Ordering::Relaxed);
+            if let Some(w) = due.timer.waker.lock().expect("waker lock").take() {
+                w.wake();
+            }
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_time_order_and_time_is_exact() {
+        let mut ex = Executor::new();
+        let clock = ex.clock();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for (name, us) in [("c", 300u64), ("a", 100), ("b", 200), ("a2", 100)] {
+            let (clock2, log) = (clock.clone(), log.clone());
+            clock.spawn(async move {
+                clock2.sleep(Duration::from_micros(us)).await;
+                log.lock().unwrap().push((name, clock2.elapsed()));
+            });
+        }
+        assert_eq!(ex.run(), 0);
+        let us = Duration::from_micros;
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                ("a", us(100)),
+                ("a2", us(100)),
+                ("b", us(200)),
+                ("c", us(300))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_timer_does_not_move_the_clock() {
+        let mut ex = Executor::new();
+        let clock = ex.clock();
+        let c = clock.clone();
+        clock.spawn(async move {
+            let r = tandem_draft::clock::timeout(&c, Duration::from_secs(30), async {
+                c.sleep(Duration::from_millis(5)).await;
+            })
+            .await;
+            assert!(r.is_ok());
+        });
+        assert_eq!(ex.run(), 0);
+        assert_eq!(clock.elapsed(), Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn channels_work_inside_a_tokio_task_that_never_yields() {
+        let mut ex = Executor::new();
+        let clock = ex.clock();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let c = clock.clone();
+        clock.spawn(async move {
+            for i in 0..1000 {
+                c.sleep(Duration::from_micros(1)).await;
+                tx.send(i).unwrap();
+            }
+        });
+        let got = Arc::new(Mutex::new(0));
+        let g = got.clone();
+        clock.spawn(async move {
+            while rx.recv().await.is_some() {
+                *g.lock().unwrap() += 1;
+            }
+        });
+        assert_eq!(ex.run(), 0);
+        assert_eq!(*got.lock().unwrap(), 1000);
+    }
+
+    #[test]
+    fn a_task_waiting_for_ever_is_reported() {
+        let mut ex = Executor::new();
+        let (_tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        ex.clock().spawn(async move {
+            rx.recv().await;
+        });
+        assert_eq!(ex.run(), 1);
+    }
+}

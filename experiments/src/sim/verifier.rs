@@ -1,0 +1,564 @@
+//! The simulated verifier: the wire protocol of the real one, in memory, on the
+//! virtual clock. The edge reaches it through [`tandem_draft::Dial`], so the real
+//! draft loop talks to it exactly as to a verifier over QUIC.
+//!
+//! - **Link**: every message crosses the cell's link through the real link model
+//!   ([`tandem_protocol::link::Shaper`]: delay, jitter, bandwidth, loss, order), and
+//!   is counted in bytes as QUIC frames it.
+//! - **Engine**: like the real engine's loop, it gathers work for up to `gather_ms`
+//!   (less when the batch is full or every session has work waiting), picks a pass
+//!   with the real scheduler (`tandem_verifier::engine::batch::select`), spends the
+//!   latency profile's time on it, and answers. A session has at most one block in
+//!   the engine; a block that does not extend what the session committed (a
+//!   pipelined guess that missed) is refused as stale, as the real verifier does.
+//! - **Model**: verdicts come from the request's true continuation ([`super::draft`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tandem_draft::clock::{BoxFuture, Clock, timeout};
+use tandem_draft::{Conn, Dial};
+use tandem_protocol::client::{ByteCounters, SessionChannel};
+use tandem_protocol::link::{Direction, Shaper};
+use tandem_protocol::{LinkProfile, ProtocolError, WireError, pb};
+use tandem_verifier::BatchPolicy;
+use tandem_verifier::engine::batch::{Candidate, select};
+use tokio::sync::mpsc;
+
+use super::draft::{FINGERPRINT, VOCAB, truth};
+use super::exec::VirtualClock;
+use super::spec::SimSpec;
+
+/// Largest draft block the simulated verifier takes.
+const MAX_DRAFT: u32 = 64;
+
+/// What reaches the engine.
+enum Msg {
+    /// A session stream was opened; its answers go down `Down`.
+    Attach(u64, Down),
+    /// A message from the edge arrived, at that time.
+    Edge(u64, pb::EdgeMessage, Instant),
+    /// The edge let go of the stream, and all it sent has arrived.
+    Gone(u64),
+}
+
+/// The cloud → edge half of a session stream.
+struct Down {
+    shaper: Shaper,
+    tx: mpsc::Sender<Result<pb::CloudMessage, ProtocolError>>,
+    bytes: Arc<ByteCounters>,
+}
+
+/// The verifier's end of every stream: where the edge's messages go.
+#[derive(Debug)]
+pub struct Hub {
+    clock: VirtualClock,
+    tx: mpsc::UnboundedSender<Msg>,
+    streams: AtomicU64,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+/// Starts the simulated verifier as a task on `clock`'s executor. It ends when every
+/// handle to it (the hub and the connections made from it) is gone.
+pub fn start(clock: &VirtualClock, spec: &SimSpec) -> Arc<Hub> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = Engine {
+        clock: clock.clone(),
+        spec: spec.clone(),
+        policy: BatchPolicy {
+            max_sessions: spec.max_batch_sessions,
+            max_tokens: spec.max_batch_tokens,
+            max_wait: Duration::from_secs_f64(spec.gather_ms / 1e3),
+            prefill_chunk: usize::MAX,
+        },
+        sessions: BTreeMap::new(),
+        queue: VecDeque::new(),
+    };
+    clock.spawn(engine.serve(rx));
+    Arc::new(Hub {
+        clock: clock.clone(),
+        tx,
+        streams: AtomicU64::new(1),
+    })
+}
+
+/// How one request's edge reaches the simulated verifier: over its cell's link, with
+/// the link's randomness seeded by the request.
+#[derive(Debug, Clone)]
+pub struct SimDial {
+    /// The verifier.
+    pub hub: Arc<Hub>,
+    /// The link.
+    pub link: LinkProfile,
+    /// Seed of the link's jitter and loss.
+    pub seed: u64,
+}
+
+impl Dial for SimDial {
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, ProtocolError>> {
+        let conn = SimConn {
+            dial: self.clone(),
+            sessions: AtomicU64::new(0),
+        };
+        Box::pin(async move { Ok(Box::new(conn) as Box<dyn Conn>) })
+    }
+}
+
+#[derive(Debug)]
+struct SimConn {
+    dial: SimDial,
+    sessions: AtomicU64,
+}
+
+/// The facts the simulated verifier announces.
+fn info() -> pb::InfoResponse {
+    pb::InfoResponse {
+        model: "simulated".into(),
+        vocab_size: VOCAB,
+        tokenizer_fingerprint: FINGERPRINT.into(),
+        max_context: u32::MAX,
+        limits: Some(pb::Limits {
+            max_draft_tokens: MAX_DRAFT,
+            ..Default::default()
+        }),
+        modes: vec![
+            pb::AcceptanceMode::Greedy as i32,
+            pb::AcceptanceMode::Stochastic as i32,
+        ],
+        generate: true,
+        ..Default::default()
+    }
+}
+
+/// Bytes of a message on the wire, framed as QUIC frames it (a varint length).
+fn wire_len(n: usize) -> u64 {
+    (n + prost::length_delimiter_len(n)) as u64
+}
+
+/// Bytes the link model charges for a message (as the real link emulation does).
+fn link_len(n: usize) -> usize {
+    n + 5
+}
+
+fn at(clock: &VirtualClock, t: tokio::time::Instant) -> super::exec::Sleep {
+    clock.sleep_until(t.into_std())
+}
+
+fn now(clock: &VirtualClock) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(clock.now())
+}
+
+impl Conn for SimConn {
+    fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>> {
+        Box::pin(async { Ok(info()) })
+    }
+
+    fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>> {
+        let d = &self.dial;
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let seed = d.seed.wrapping_add(n);
+        let stream = d.hub.streams.fetch_add(1, Ordering::Relaxed);
+        let bytes = Arc::new(ByteCounters::default());
+        let (edge_tx, edge_rx) = mpsc::channel(64);
+        let (cloud_tx, cloud_rx) = mpsc::channel(1024);
+        let down = Down {
+            shaper: Shaper::new(&d.link, Direction::Down, seed),
+            tx: cloud_tx,
+            bytes: bytes.clone(),
+        };
+        let attached = d.hub.tx.send(Msg::Attach(stream, down));
+        let up = Shaper::new(&d.link, Direction::Up, seed);
+        d.hub
+            .clock
+            .spawn(uplink(d.hub.clone(), stream, edge_rx, up, bytes.clone()));
+        Box::pin(async move {
+            attached.map_err(|_| {
+                ProtocolError::Disconnected("the simulated verifier stopped".into())
+            })?;
+            Ok(SessionChannel {
+                tx: edge_tx,
+                rx: cloud_rx,
+                bytes,
+            })
+        })
+    }
+}
+
+/// Carries a stream's edge messages across the link: each is stamped when sent and
+/// handed to the engine when the link delivers it.
+async fn uplink(
+    hub: Arc<Hub>,
+    stream: u64,
+    mut rx: mpsc::Receiver<pb::EdgeMessage>,
+    mut shaper: Shaper,
+    bytes: Arc<ByteCounters>,
+) {
+    let mut last = now(&hub.clock);
+    while let Some(m) = rx.recv().await {
+        let n = m.encoded_len();
+        bytes.up.fetch_add(wire_len(n), Ordering::Relaxed);
+        last = shaper.arrival(now(&hub.clock), link_len(n));
+        let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
+        let (arrival, when) = (at(&clock, last), last.into_std());
+        clock.spawn(async move {
+            arrival.await;
+            let _ = tx.send(Msg::Edge(stream, m, when));
+        });
+    }
+    let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
+    let arrival = at(&clock, last);
+    clock.spawn(async move {
+        arrival.await;
+        let _ = tx.send(Msg::Gone(stream));
+    });
+}
+
+/// One session as the engine keeps it.
+struct Session {
+    down: Down,
+    /// From its `Open`: the request's seed, and whether the verifier generates alone.
+    seed: u64,
+    opened: bool,
+    /// Committed length and last token.
+    len: usize,
+    last: u32,
+    /// Cloud-only: tokens still to generate.
+    generating: usize,
+    /// Has work queued or in the pass.
+    busy: bool,
+    /// Blocks that came while it was busy, in order. Like the real verifier, which
+    /// reads a session's next block only once the previous one is answered, they
+    /// queue from then.
+    pending: VecDeque<pb::Draft>,
+}
+
+enum Job {
+    Prefill(pb::Open),
+    Verify(pb::Draft),
+}
+
+struct Work {
+    stream: u64,
+    job: Job,
+    arrived: Instant,
+}
+
+impl Work {
+    fn tokens(&self) -> usize {
+        match &self.job {
+            Job::Prefill(o) => o.prompt_ids.len().max(1),
+            Job::Verify(d) => d.tokens.len() + 1,
+        }
+    }
+}
+
+struct Engine {
+    clock: VirtualClock,
+    spec: SimSpec,
+    policy: BatchPolicy,
+    sessions: BTreeMap<u64, Session>,
+    queue: VecDeque<Work>,
+}
+
+impl Engine {
+    async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            if self.queue.is_empty() && !self.generating() {
+                match rx.recv().await {
+                    Some(m) => self.accept(m),
+                    None => return,
+                }
+                continue;
+            }
+            self.gather(&mut rx).await;
+            self.pass().await;
+        }
+    }
+
+    fn generating(&self) -> bool {
+        self.sessions.values().any(|s| s.generating > 0)
+    }
+
+    /// Takes messages until the pass is worth running: the batch is full, every
+    /// session that could send a block has one waiting, or `max_wait` has passed since
+    /// the oldest work came (the real engine's rule).
+    async fn gather(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            while let Ok(m) = rx.try_recv() {
+                self.accept(m);
+            }
+            let now = self.clock.now();
+            let waited = self
+                .queue
+                .front()
+                .map_or(Duration::MAX, |w| now - w.arrived);
+            if waited >= self.policy.max_wait || self.full() || self.everyone_waiting() {
+                return;
+            }
+            let rest = self.policy.max_wait - waited;
+            match timeout(&self.clock, rest, rx.recv()).await {
+                Ok(Some(m)) => self.accept(m),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        let tokens: usize = self.queue.iter().map(Work::tokens).sum();
+        tokens >= self.policy.max_tokens || self.queue.len() >= self.policy.max_sessions
+    }
+
+    fn everyone_waiting(&self) -> bool {
+        self.sessions
+            .values()
+            .filter(|s| s.opened && s.generating == 0)
+            .all(|s| s.busy)
+    }
+
+    fn accept(&mut self, m: Msg) {
+        match m {
+            Msg::Attach(stream, down) => {
+                self.sessions.insert(
+                    stream,
+                    Session {
+                        down,
+                        seed: 0,
+                        opened: false,
+                        len: 0,
+                        last: 0,
+                        generating: 0,
+                        busy: false,
+                        pending: VecDeque::new(),
+                    },
+                );
+            }
+            Msg::Edge(stream, m, arrived) => match m.kind {
+                Some(pb::edge_message::Kind::Open(o)) => {
+                    if let Some(s) = self.sessions.get_mut(&stream) {
+                        s.busy = true;
+                        s.seed = o.seed;
+                        self.queue.push_back(Work {
+                            stream,
+                            job: Job::Prefill(o),
+                            arrived,
+                        });
+                    }
+                }
+                Some(pb::edge_message::Kind::Draft(d)) => self.block(stream, d, arrived),
+                Some(pb::edge_message::Kind::Close(_)) => self.forget(stream),
+                _ => {}
+            },
+            Msg::Gone(stream) => self.forget(stream),
+        }
+    }
+
+    fn forget(&mut self, stream: u64) {
+        self.sessions.remove(&stream);
+        self.queue.retain(|w| w.stream != stream);
+    }
+
+    /// A block from the edge: queued, held behind the session's block in the engine,
+    /// or refused.
+    fn block(&mut self, stream: u64, d: pb::Draft, arrived: Instant) {
+        let clock = self.clock.clone();
+        let Some(s) = self.sessions.get_mut(&stream) else {
+            return;
+        };
+        if s.busy {
+            s.pending.push_back(d);
+            return;
+        }
+        let refusal = if !s.opened || s.generating > 0 {
+            Some(WireError::precondition("this session takes no drafts now"))
+        } else if d.base_len as usize != s.len || d.anchor != s.last {
+            Some(WireError::precondition(format!(
+                "stale draft: it extends length {} ending in {}, the session has length {} ending in {}",
+                d.base_len, d.anchor, s.len, s.last
+            )))
+        } else if d.tokens.len() > MAX_DRAFT as usize {
+            Some(WireError::invalid(format!(
+                "{} draft tokens, more than the limit of {MAX_DRAFT}",
+                d.tokens.len()
+            )))
+        } else {
+            None
+        };
+        match refusal {
+            Some(e) => send(&clock, s, pb::cloud_message::Kind::Error(e.to_pb(d.seq))),
+            None => {
+                s.busy = true;
+                self.queue.push_back(Work {
+                    stream,
+                    job: Job::Verify(d),
+                    arrived,
+                });
+            }
+        }
+    }
+
+    /// Runs one pass: picks it, spends its time, answers everyone in it.
+    async fn pass(&mut self) {
+        let candidates: Vec<Candidate> = self
+            .queue
+            .iter()
+            .map(|w| Candidate {
+                session: w.stream,
+                tokens: w.tokens(),
+                min_tokens: w.tokens(),
+            })
+            .collect();
+        let steps: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.generating > 0)
+            .map(|(&id, _)| id)
+            .collect();
+        let picked = select(&candidates, &self.policy, steps.len(), &steps);
+        let mut take = vec![false; self.queue.len()];
+        let mut tokens = steps.len();
+        for &(i, t) in &picked {
+            take[i] = true;
+            tokens += t;
+        }
+        let mut jobs = Vec::with_capacity(picked.len());
+        let mut rest = VecDeque::with_capacity(self.queue.len());
+        for (w, taken) in self.queue.drain(..).zip(take) {
+            if taken {
+                jobs.push(w)
+            } else {
+                rest.push_back(w)
+            }
+        }
+        self.queue = rest;
+        let size = jobs.len() + steps.len();
+        let verifies = jobs
+            .iter()
+            .any(|w| matches!(&w.job, Job::Verify(d) if !d.tokens.is_empty()));
+        let forward_ns = self.spec.pass_ns(size, tokens, verifies);
+        let started = self.clock.now();
+        self.clock.sleep(Duration::from_nanos(forward_ns)).await;
+        let timing = |arrived: Instant| pb::Timing {
+            queue_ns: (started - arrived).as_nanos() as u64,
+            forward_ns,
+            batch_size: size as u32,
+            batch_tokens: tokens as u32,
+        };
+        for w in jobs {
+            let t = timing(w.arrived);
+            self.answer(w.stream, w.job, t);
+        }
+        for id in steps {
+            self.step(id, timing(started));
+        }
+    }
+
+    fn answer(&mut self, stream: u64, job: Job, timing: pb::Timing) {
+        let clock = self.clock.clone();
+        let Some(s) = self.sessions.get_mut(&stream) else {
+            return;
+        };
+        s.busy = false;
+        let kind = match job {
+            Job::Prefill(o) => {
+                s.opened = true;
+                s.len = o.prompt_ids.len();
+                let first = truth(s.seed, s.len);
+                s.len += 1;
+                s.last = first;
+                if o.generate {
+                    s.generating = (o.max_new_tokens as usize).saturating_sub(1);
+                }
+                pb::cloud_message::Kind::Opened(pb::Opened {
+                    session_id: stream,
+                    first_token: first,
+                    committed_len: s.len as u32,
+                    timing: Some(timing),
+                })
+            }
+            Job::Verify(d) => {
+                let base = d.base_len as usize;
+                let accepted = d
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .take_while(|&(i, &t)| t == truth(s.seed, base + i))
+                    .count();
+                let next = truth(s.seed, base + accepted);
+                s.len = base + accepted + 1;
+                s.last = next;
+                pb::cloud_message::Kind::Verdict(pb::Verdict {
+                    seq: d.seq,
+                    accepted: accepted as u32,
+                    next_token: next,
+                    committed_len: s.len as u32,
+                    timing: Some(timing),
+                })
+            }
+        };
+        send(&clock, s, kind);
+        self.drain_pending(stream);
+    }
+
+    /// Refuses or queues the blocks a session sent while it was busy, in order, until
+    /// one is queued.
+    fn drain_pending(&mut self, stream: u64) {
+        let now = self.clock.now();
+        while let Some(s) = self.sessions.get_mut(&stream)
+            && !s.busy
+            && let Some(d) = s.pending.pop_front()
+        {
+            self.block(stream, d, now);
+        }
+    }
+
+    /// One token of a cloud-only session.
+    fn step(&mut self, stream: u64, timing: pb::Timing) {
+        let clock = self.clock.clone();
+        let Some(s) = self.sessions.get_mut(&stream) else {
+            return;
+        };
+        let token = truth(s.seed, s.len);
+        s.len += 1;
+        s.last = token;
+        s.generating -= 1;
+        send(
+            &clock,
+            s,
+            pb::cloud_message::Kind::Token(pb::Token {
+                token,
+                committed_len: s.len as u32,
+                timing: Some(timing),
+            }),
+        );
+        if s.generating == 0 {
+            send(
+                &clock,
+                s,
+                pb::cloud_message::Kind::Finished(pb::Finished {
+                    reason: "length".into(),
+                }),
+            );
+        }
+    }
+}
+
+/// Sends a message down a session's stream, across the link.
+fn send(clock: &VirtualClock, s: &mut Session, kind: pb::cloud_message::Kind) {
+    let msg = pb::CloudMessage { kind: Some(kind) };
+    let n = msg.encoded_len();
+    let arrival = at(clock, s.down.shaper.arrival(now(clock), link_len(n)));
+    let (tx, bytes) = (s.down.tx.clone(), s.down.bytes.clone());
+    clock.spawn(async move {
+        arrival.await;
+        bytes.down.fetch_add(wire_len(n), Ordering::Relaxed);
+        let _ = tx.send(Ok(msg)).await;
+    });
+}
