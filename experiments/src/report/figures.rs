@@ -343,13 +343,17 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
             Some((n.name.as_str(), link.rtt().as_secs_f64() * 1e3))
         })
         .collect();
+    let several = several_clients(requests);
     let mut by: Vec<(String, BTreeMap<String, Vec<f64>>)> = Vec::new();
     for r in requests.iter().filter(|r| r.error.is_empty()) {
-        let key = if r.device.is_empty() {
-            r.strategy.clone()
-        } else {
-            format!("{} @ {}", r.strategy, r.device)
-        };
+        let mut key = r.strategy.clone();
+        if !r.device.is_empty() {
+            key += &format!(" @ {}", r.device);
+        }
+        // One line per client count: latency under load is another curve.
+        if several {
+            key += &format!(" × {}", r.clients);
+        }
         let i = match by.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {

@@ -261,6 +261,15 @@ pub struct Lines {
     pub highlight: Option<(String, Vec<(f64, f64)>)>,
 }
 
+/// An axis label with as many decimals as the axis' range needs (none from 100 up).
+fn tick(v: f64, max: f64) -> String {
+    match max.abs() {
+        m if m >= 100.0 => format!("{v:.0}"),
+        m if m >= 1.0 => format!("{v:.1}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
 impl Figure for Lines {
     fn name(&self) -> &'static str {
         self.name
@@ -277,13 +286,15 @@ impl Figure for Lines {
             .caption(&self.title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(44)
-            .y_label_area_size(64)
+            .y_label_area_size(76)
             .build_cartesian_2d(upto(xmax), upto(ymax))
             .map_err(e)?;
         chart
             .configure_mesh()
             .x_desc(self.x_desc.as_str())
             .y_desc(self.y_desc.as_str())
+            .x_label_formatter(&|v| tick(*v, xmax))
+            .y_label_formatter(&|v| tick(*v, ymax))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e)?;
