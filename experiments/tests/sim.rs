@@ -412,3 +412,74 @@ k = 4
         .unwrap_err();
     assert!(e.contains("/nonexistent/rounds.parquet"), "{e}");
 }
+
+#[tokio::test]
+async fn pass_times_fitted_from_a_real_runs_rounds_time_the_simulation() {
+    // A "measured" run: passes timed 10 ms + 2 ms/session + 0.5 ms/token (+100 ms
+    // when verifying), each pass seen by every session in it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    for (i, s) in [1u32, 2, 4, 8, 16].iter().cycle().take(60).enumerate() {
+        let verifies = i % 3 != 0;
+        let t = if verifies { 5 * s } else { *s };
+        let ms =
+            10.0 + 2.0 * f64::from(*s) + 0.5 * f64::from(t) + if verifies { 100.0 } else { 0.0 };
+        for _ in 0..*s {
+            rows.push(RoundRow {
+                cell: i as u32,
+                kind: if verifies { "verified" } else { "cloud" }.into(),
+                drafted: if verifies { 4 } else { 0 },
+                forward_ns: (ms * 1e6) as u64,
+                batch_size: *s,
+                batch_tokens: t,
+                ..Default::default()
+            });
+        }
+    }
+    tandem_experiments::results::write_parquet(
+        &dir.path().join("gpu-rounds.parquet"),
+        &mut tandem_experiments::results::rounds_frame(&rows).unwrap(),
+    )
+    .unwrap();
+    let text = |profile: &str| {
+        format!(
+            "name = \"fitted\"\n[simulation]\nacceptance = 0.8\ndraft_ms_per_token = 1\n{profile}\n\
+             [workload]\nprompts = \"builtin:mixed\"\nrequests = 2\nclients = 1\nmax_new_tokens = 11\n\
+             [[network]]\nname = \"lan\"\nlink = \"delay=0\"\n[[strategy]]\nkind = \"cloud_only\"\n"
+        )
+    };
+    let both = text("profile_trace = \"gpu-rounds.parquet\"\nper_token_ms = 1");
+    let e = Config::parse(&both, &dir.path().join("both.toml")).unwrap_err();
+    assert!(e.message.starts_with("simulation.per_token_ms:"), "{e}");
+    assert!(e.message.contains("not both"), "{e}");
+
+    let path = dir.path().join("fitted.toml");
+    let c = Config::parse(&text("profile_trace = \"gpu-rounds.parquet\""), &path).unwrap();
+    let opts = RunOptions {
+        config_path: path,
+        out: dir.path().join("out"),
+    };
+    let outcome = run(&c, &opts, Arc::new(AtomicBool::new(false)), Arc::new(Quiet))
+        .await
+        .unwrap();
+    // One client, cloud-only: each token after the first is one decode pass of one
+    // session and one token, timed as fitted: 10 + 2 + 0.5 ms.
+    for r in &outcome.requests {
+        assert!((r.tpot_ms - 12.5).abs() < 1e-3, "{}", r.tpot_ms);
+    }
+    // The folder's config says what was simulated: the fitted numbers, no trace.
+    let recorded = std::fs::read_to_string(outcome.dir.join("config.toml")).unwrap();
+    assert!(recorded.starts_with("# simulation pass times fitted from gpu-rounds.parquet"));
+    let again = Config::parse(&recorded, &outcome.dir.join("config.toml")).unwrap();
+    let sim = again.simulation.unwrap();
+    assert_eq!(sim.profile_trace, None);
+    let near = |v: Option<f64>, want: f64| (v.unwrap() - want).abs() < 1e-6;
+    assert!(
+        near(sim.pass_ms, 10.0) && near(sim.per_session_ms, 2.0),
+        "{sim:?}"
+    );
+    assert!(
+        near(sim.per_token_ms, 0.5) && near(sim.verify_extra_ms, 100.0),
+        "{sim:?}"
+    );
+}

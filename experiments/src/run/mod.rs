@@ -83,23 +83,24 @@ struct Cloud {
 }
 
 /// What the cells run on.
-enum Backend<'a> {
+enum Backend {
     /// Models and a verifier over real sockets.
     Real {
         draft: Arc<Llama>,
         prompt_ids: Vec<Vec<u32>>,
         cloud: Box<Cloud>,
     },
-    /// The simulated backend, and its acceptance by position.
-    Simulated(&'a crate::sim::SimSpec, Vec<f64>),
+    /// The simulated backend (its pass times resolved), and its acceptance by
+    /// position.
+    Simulated(crate::sim::SimSpec, Vec<f64>),
 }
 
 /// Loads the models, tokenizes the prompts and starts (or finds) the verifier.
-async fn real_backend<'a>(
+async fn real_backend(
     config: &Config,
     models: &crate::config::Models,
     prompts: &[Prompt],
-) -> Result<Backend<'a>, RunError> {
+) -> Result<Backend, RunError> {
     let load = |spec: &str, what: &str| {
         let spec: ModelSpec = spec.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
         spec.load(&LoadOptions::default())
@@ -145,16 +146,30 @@ pub async fn run(
     let started = SystemTime::now();
     let base = opts.config_path.parent().unwrap_or(Path::new("."));
     let prompts = load_prompts(&config.workload.prompts, base).map_err(RunError::Setup)?;
+    // What the run records as its config: a fitted pass profile is written out as
+    // numbers, so the folder says what was simulated.
+    let mut recorded = config.clone();
+    let mut header = String::new();
     let mut backend = match (&config.simulation, &config.models) {
         (Some(sim), _) => {
             let curve = sim.acceptance_curve(base).map_err(RunError::Setup)?;
-            Backend::Simulated(sim, curve)
+            let (spec, fit) = sim.resolve(base).map_err(RunError::Setup)?;
+            if let (Some(fit), Some(file)) = (fit, &sim.profile_trace) {
+                tracing::info!("pass profile fitted from {file}: {fit}");
+                header = format!("# simulation pass times fitted from {file}: {fit}\n\n");
+            }
+            recorded.simulation = Some(spec.clone());
+            Backend::Simulated(spec, curve)
         }
         (None, Some(models)) => real_backend(config, models, &prompts).await?,
         (None, None) => return Err(RunError::Setup("the config names no models".into())),
     };
     let dir = results_dir(&opts.out, &config.name, started)?;
-    crate::results::write_text(&dir.join("config.toml"), &config.resolved())?;
+    let config = &recorded;
+    crate::results::write_text(
+        &dir.join("config.toml"),
+        &format!("{header}{}", config.resolved()),
+    )?;
     let manifest = crate::manifest::Manifest::new(config, started);
     manifest.write(&dir, None)?;
 

@@ -6,6 +6,7 @@
 //! - [`exec`]: the executor and its virtual clock;
 //! - [`draft`]: the simulated draft, and the true continuation verdicts come from;
 //! - [`verifier`]: the simulated verifier, behind the link model;
+//! - [`fit`]: pass times fitted from a real run (`profile_trace`);
 //! - this module: the cell's clients (closed loop or Poisson arrivals), each request
 //!   turned into rows exactly as a real run turns it.
 //!
@@ -16,9 +17,11 @@
 
 pub mod draft;
 pub mod exec;
+mod profile;
 mod spec;
 pub mod verifier;
 
+pub use profile::{Fit, fit};
 pub use spec::{SimSpec, acceptance_by_position};
 
 use std::sync::atomic::{AtomicUsize, Ordering};

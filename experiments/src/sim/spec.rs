@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::profile::{Fit, fit};
+
 /// A simulated draft and target: acceptance from a probability or a recorded run,
 /// times from a latency profile. With it, `tandem run` loads no model and opens no socket; every cell runs
 /// on a virtual clock.
@@ -20,17 +22,23 @@ pub struct SimSpec {
     /// Edge: time of one draft step, ms.
     pub draft_ms_per_token: f64,
     /// Cloud: fixed time of any forward pass, ms (a decode step of one session costs
-    /// `pass_ms + per_session_ms + per_token_ms`).
-    pub pass_ms: f64,
+    /// `pass_ms + per_session_ms + per_token_ms`). Required unless `profile_trace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_ms: Option<f64>,
     /// Cloud: extra time of a pass that verifies at least one draft block, ms.
-    #[serde(default)]
-    pub verify_extra_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_extra_ms: Option<f64>,
     /// Cloud: time per session in a pass, ms.
-    #[serde(default)]
-    pub per_session_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_session_ms: Option<f64>,
     /// Cloud: time per token in a pass, ms.
-    #[serde(default)]
-    pub per_token_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_token_ms: Option<f64>,
+    /// A real run's `rounds.parquet` (relative to the config) to fit the four pass
+    /// times above from, by least squares over its passes (e.g. a run on the GPU the
+    /// simulation stands for). Exclusive with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_trace: Option<String>,
     /// Prompt length of every request, tokens.
     #[serde(default = "prompt_tokens")]
     pub prompt_tokens: usize,
@@ -62,10 +70,14 @@ fn max_batch_tokens() -> usize {
 impl SimSpec {
     /// Forward time of a pass of `sessions` sessions and `tokens` tokens, ns.
     pub fn pass_ns(&self, sessions: usize, tokens: usize, verifies: bool) -> u64 {
-        let ms = self.pass_ms
-            + if verifies { self.verify_extra_ms } else { 0.0 }
-            + self.per_session_ms * sessions as f64
-            + self.per_token_ms * tokens as f64;
+        let ms = self.pass_ms.unwrap_or(0.0)
+            + if verifies {
+                self.verify_extra_ms.unwrap_or(0.0)
+            } else {
+                0.0
+            }
+            + self.per_session_ms.unwrap_or(0.0) * sessions as f64
+            + self.per_token_ms.unwrap_or(0.0) * tokens as f64;
         (ms * 1e6).round() as u64
     }
 
@@ -89,14 +101,33 @@ impl SimSpec {
             }
             _ => {}
         }
-        for (k, v) in [
-            ("draft_ms_per_token", self.draft_ms_per_token),
+        let profile = [
             ("pass_ms", self.pass_ms),
             ("verify_extra_ms", self.verify_extra_ms),
             ("per_session_ms", self.per_session_ms),
             ("per_token_ms", self.per_token_ms),
+        ];
+        if self.profile_trace.is_some() {
+            if let Some((k, _)) = profile.iter().find(|(_, v)| v.is_some()) {
+                return Err((
+                    (*k).into(),
+                    "give the pass times or profile_trace (which fits them), not both".into(),
+                ));
+            }
+        } else if self.pass_ms.is_none() {
+            return Err((
+                "pass_ms".into(),
+                "missing: give the pass times (pass_ms and optionally verify_extra_ms, per_session_ms, per_token_ms) or profile_trace".into(),
+            ));
+        }
+        let given = profile.iter().filter_map(|(k, v)| v.map(|v| (*k, v)));
+        for (k, v) in [
+            ("draft_ms_per_token", self.draft_ms_per_token),
             ("gather_ms", self.gather_ms),
-        ] {
+        ]
+        .into_iter()
+        .chain(given)
+        {
             if !(v.is_finite() && v >= 0.0) {
                 return Err((k.into(), format!("must be a number ≥ 0, got {v}")));
             }
@@ -149,15 +180,7 @@ impl SimSpec {
             return Ok(vec![a; MAX_POSITIONS]);
         }
         let file = self.acceptance_trace.as_deref().unwrap_or_default();
-        let path = base.join(file);
-        let df = crate::results::read_parquet(&path)
-            .map_err(|e| format!("acceptance_trace {}: {e}", path.display()))?;
-        let rounds = crate::report::data::rounds(&df).map_err(|e| {
-            format!(
-                "acceptance_trace {}: not a Tandem rounds table: {e}",
-                path.display()
-            )
-        })?;
+        let (path, rounds) = read_rounds(base, "acceptance_trace", file)?;
         if !rounds.iter().any(|r| r.kind == "verified" && r.drafted > 0) {
             return Err(format!(
                 "acceptance_trace {}: no verified draft blocks to learn from",
@@ -165,5 +188,40 @@ impl SimSpec {
             ));
         }
         Ok(acceptance_by_position(&rounds))
+    }
+}
+
+/// The rounds of a Tandem `rounds.parquet` at `base/file`; errors name `key`.
+fn read_rounds(
+    base: &std::path::Path,
+    key: &str,
+    file: &str,
+) -> Result<(std::path::PathBuf, Vec<crate::results::RoundRow>), String> {
+    let path = base.join(file);
+    let df = crate::results::read_parquet(&path)
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let rounds = crate::report::data::rounds(&df)
+        .map_err(|e| format!("{key} {}: not a Tandem rounds table: {e}", path.display()))?;
+    Ok((path, rounds))
+}
+
+impl SimSpec {
+    /// This spec with its pass times fitted from `profile_trace` (read from
+    /// `base`), and the fit; unchanged (and no fit) without a trace.
+    pub fn resolve(&self, base: &std::path::Path) -> Result<(SimSpec, Option<Fit>), String> {
+        let Some(file) = &self.profile_trace else {
+            return Ok((self.clone(), None));
+        };
+        let (path, rounds) = read_rounds(base, "profile_trace", file)?;
+        let fit = fit(&rounds).map_err(|e| format!("profile_trace {}: {e}", path.display()))?;
+        let spec = SimSpec {
+            pass_ms: Some(fit.pass_ms),
+            verify_extra_ms: Some(fit.verify_extra_ms),
+            per_session_ms: Some(fit.per_session_ms),
+            per_token_ms: Some(fit.per_token_ms),
+            profile_trace: None,
+            ..self.clone()
+        };
+        Ok((spec, Some(fit)))
     }
 }
