@@ -114,6 +114,7 @@ where
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
+        .x_label_formatter(&|v| tick(*v, max))
         .x_desc(x_desc)
         .label_style(("sans-serif", 14))
         .draw()
@@ -282,6 +283,9 @@ impl Figure for Lines {
         root.fill(&WHITE).map_err(e)?;
         let all = self.series.iter().flat_map(|s| s.1.iter());
         let (xmax, ymax) = all.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
+        // Head room above the data for the legend (upper right), a line per series.
+        let entries = self.series.len() + usize::from(self.highlight.is_some());
+        let ymax = ymax * (1.0 + 0.06 * entries as f64).min(1.8);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 22))
             .margin(12)
