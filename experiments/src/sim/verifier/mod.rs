@@ -1,0 +1,223 @@
+//! The simulated verifier: the wire protocol of the real one, in memory, on the
+//! virtual clock. The edge reaches it through [`tandem_draft::Dial`], so the real
+//! draft loop talks to it exactly as to a verifier over QUIC.
+//!
+//! - **Link**: every message crosses the cell's link through the real link model
+//!   ([`tandem_protocol::link::Shaper`]: delay, jitter, bandwidth, loss, order), and
+//!   is counted in bytes as QUIC frames it.
+//! - **Engine**: like the real engine's loop, it gathers work for up to `gather_ms`
+//!   (less when the batch is full or every session has work waiting), picks a pass
+//!   with the real scheduler (`tandem_verifier::engine::batch::select`), spends the
+//!   latency profile's time on it, and answers. A session has at most one block in
+//!   the engine; a block that does not extend what the session committed (a
+//!   pipelined guess that missed) is refused as stale, as the real verifier does.
+//! - **Model**: verdicts come from the request's true continuation ([`super::draft`]).
+
+mod engine;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use prost::Message;
+use tandem_draft::clock::{BoxFuture, Clock};
+use tandem_draft::{Conn, Dial};
+use tandem_protocol::client::{ByteCounters, SessionChannel};
+use tandem_protocol::link::{Direction, Shaper};
+use tandem_protocol::{LinkProfile, ProtocolError, pb};
+use tokio::sync::mpsc;
+
+use super::draft::{FINGERPRINT, VOCAB};
+use super::exec::VirtualClock;
+use super::spec::SimSpec;
+
+/// Largest draft block the simulated verifier takes.
+const MAX_DRAFT: u32 = 64;
+
+/// What reaches the engine.
+enum Msg {
+    /// A session stream was opened; its answers go down `Down`.
+    Attach(u64, Down),
+    /// A message from the edge arrived, at that time.
+    Edge(u64, pb::EdgeMessage, Instant),
+    /// The edge let go of the stream, and all it sent has arrived.
+    Gone(u64),
+}
+
+/// The cloud → edge half of a session stream.
+struct Down {
+    shaper: Shaper,
+    tx: mpsc::Sender<Result<pb::CloudMessage, ProtocolError>>,
+    bytes: Arc<ByteCounters>,
+}
+
+/// The verifier's end of every stream: where the edge's messages go.
+#[derive(Debug)]
+pub struct Hub {
+    clock: VirtualClock,
+    tx: mpsc::UnboundedSender<Msg>,
+    streams: AtomicU64,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+/// Starts the simulated verifier as a task on `clock`'s executor. It ends when every
+/// handle to it (the hub and the connections made from it) is gone.
+pub fn start(clock: &VirtualClock, spec: &SimSpec) -> Arc<Hub> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = engine::Engine::new(clock, spec);
+    clock.spawn(engine.serve(rx));
+    Arc::new(Hub {
+        clock: clock.clone(),
+        tx,
+        streams: AtomicU64::new(1),
+    })
+}
+
+/// How one request's edge reaches the simulated verifier: over its cell's link, with
+/// the link's randomness seeded by the request.
+#[derive(Debug, Clone)]
+pub struct SimDial {
+    /// The verifier.
+    pub hub: Arc<Hub>,
+    /// The link.
+    pub link: LinkProfile,
+    /// Seed of the link's jitter and loss.
+    pub seed: u64,
+}
+
+impl Dial for SimDial {
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, ProtocolError>> {
+        let conn = SimConn {
+            dial: self.clone(),
+            sessions: AtomicU64::new(0),
+        };
+        Box::pin(async move { Ok(Box::new(conn) as Box<dyn Conn>) })
+    }
+}
+
+#[derive(Debug)]
+struct SimConn {
+    dial: SimDial,
+    sessions: AtomicU64,
+}
+
+/// The facts the simulated verifier announces.
+fn info() -> pb::InfoResponse {
+    pb::InfoResponse {
+        model: "simulated".into(),
+        vocab_size: VOCAB,
+        tokenizer_fingerprint: FINGERPRINT.into(),
+        max_context: u32::MAX,
+        limits: Some(pb::Limits {
+            max_draft_tokens: MAX_DRAFT,
+            ..Default::default()
+        }),
+        modes: vec![
+            pb::AcceptanceMode::Greedy as i32,
+            pb::AcceptanceMode::Stochastic as i32,
+        ],
+        generate: true,
+        ..Default::default()
+    }
+}
+
+/// Bytes of a message on the wire, framed as QUIC frames it (a varint length).
+fn wire_len(n: usize) -> u64 {
+    (n + prost::length_delimiter_len(n)) as u64
+}
+
+/// Bytes the link model charges for a message (as the real link emulation does).
+fn link_len(n: usize) -> usize {
+    n + 5
+}
+
+fn at(clock: &VirtualClock, t: tokio::time::Instant) -> super::exec::Sleep {
+    clock.sleep_until(t.into_std())
+}
+
+fn now(clock: &VirtualClock) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(clock.now())
+}
+
+impl Conn for SimConn {
+    fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>> {
+        Box::pin(async { Ok(info()) })
+    }
+
+    fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>> {
+        let d = &self.dial;
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let seed = d.seed.wrapping_add(n);
+        let stream = d.hub.streams.fetch_add(1, Ordering::Relaxed);
+        let bytes = Arc::new(ByteCounters::default());
+        let (edge_tx, edge_rx) = mpsc::channel(64);
+        let (cloud_tx, cloud_rx) = mpsc::channel(1024);
+        let down = Down {
+            shaper: Shaper::new(&d.link, Direction::Down, seed),
+            tx: cloud_tx,
+            bytes: bytes.clone(),
+        };
+        let attached = d.hub.tx.send(Msg::Attach(stream, down));
+        let up = Shaper::new(&d.link, Direction::Up, seed);
+        d.hub
+            .clock
+            .spawn(uplink(d.hub.clone(), stream, edge_rx, up, bytes.clone()));
+        Box::pin(async move {
+            attached.map_err(|_| {
+                ProtocolError::Disconnected("the simulated verifier stopped".into())
+            })?;
+            Ok(SessionChannel {
+                tx: edge_tx,
+                rx: cloud_rx,
+                bytes,
+            })
+        })
+    }
+}
+
+/// Carries a stream's edge messages across the link: each is stamped when sent and
+/// handed to the engine when the link delivers it.
+async fn uplink(
+    hub: Arc<Hub>,
+    stream: u64,
+    mut rx: mpsc::Receiver<pb::EdgeMessage>,
+    mut shaper: Shaper,
+    bytes: Arc<ByteCounters>,
+) {
+    let mut last = now(&hub.clock);
+    while let Some(m) = rx.recv().await {
+        let n = m.encoded_len();
+        bytes.up.fetch_add(wire_len(n), Ordering::Relaxed);
+        last = shaper.arrival(now(&hub.clock), link_len(n));
+        let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
+        let (arrival, when) = (at(&clock, last), last.into_std());
+        clock.spawn(async move {
+            arrival.await;
+            let _ = tx.send(Msg::Edge(stream, m, when));
+        });
+    }
+    let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
+    let arrival = at(&clock, last);
+    clock.spawn(async move {
+        arrival.await;
+        let _ = tx.send(Msg::Gone(stream));
+    });
+}
+
+/// Sends a message down a session's stream, across the link.
+fn send(clock: &VirtualClock, down: &mut Down, kind: pb::cloud_message::Kind) {
+    let msg = pb::CloudMessage { kind: Some(kind) };
+    let n = msg.encoded_len();
+    let arrival = at(clock, down.shaper.arrival(now(clock), link_len(n)));
+    let (tx, bytes) = (down.tx.clone(), down.bytes.clone());
+    clock.spawn(async move {
+        arrival.await;
+        bytes.down.fetch_add(wire_len(n), Ordering::Relaxed);
+        let _ = tx.send(Ok(msg)).await;
+    });
+}
