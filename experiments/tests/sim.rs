@@ -483,3 +483,70 @@ async fn pass_times_fitted_from_a_real_runs_rounds_time_the_simulation() {
         "{sim:?}"
     );
 }
+
+#[test]
+fn an_outage_sends_drafting_edges_on_alone_and_back_and_fails_cloud_only() {
+    let text = r#"
+name = "outage"
+[simulation]
+acceptance = 0.8
+draft_ms_per_token = 40
+pass_ms = 20
+outages = [{ at_s = 1.0, for_s = 1.0 }]
+[workload]
+prompts = "builtin:mixed"
+requests = 12
+clients = 4
+max_new_tokens = 64
+[[network]]
+name = "link"
+link = "delay=20"
+[[strategy]]
+kind = "speculative"
+k = 4
+[[strategy]]
+kind = "cloud_only"
+"#;
+    let c = Config::parse(text, Path::new("outage.toml")).unwrap();
+    let all = by_strategy(&c);
+    let (_, spec, spec_rounds) = &all[0];
+    let in_flight = |r: &RequestRow| r.start_s < 1.0 && r.start_s * 1e3 + r.e2e_ms > 1000.0;
+    let mut hit = 0;
+    for r in spec {
+        // Nothing is lost: every request gets all its tokens.
+        assert_eq!((r.error.as_str(), r.tokens), ("", 64), "{r:?}");
+        if in_flight(r) {
+            hit += 1;
+            assert!(r.fallbacks >= 1 && r.unverified_tokens > 0, "{r:?}");
+            // Back with the verifier: verified rounds follow the ones drafted alone.
+            let rounds: Vec<&RoundRow> = spec_rounds
+                .iter()
+                .filter(|x| x.request == r.request)
+                .collect();
+            let last_alone = rounds.iter().rposition(|x| x.kind == "edge").unwrap();
+            assert!(
+                rounds[last_alone..].iter().any(|x| x.kind == "verified"),
+                "request {} never re-joined",
+                r.request
+            );
+        }
+        if r.start_s >= 2.0 {
+            assert_eq!((r.fallbacks, r.unverified_tokens), (0, 0), "{r:?}");
+        }
+    }
+    assert_eq!(hit, 4, "each client had a request in flight at 1 s");
+    // Cloud-only has nothing to go on with: its requests in flight fail, with a reason.
+    let (_, cloud, _) = &all[1];
+    let failed: Vec<&RequestRow> = cloud.iter().filter(|r| !r.error.is_empty()).collect();
+    assert!(!failed.is_empty());
+    for r in &failed {
+        assert!(r.error.contains("outage"), "{}", r.error);
+        assert!(r.start_s < 2.0, "{r:?}");
+    }
+    assert!(
+        cloud
+            .iter()
+            .filter(|r| r.start_s >= 2.0)
+            .all(|r| r.error.is_empty() && r.tokens == 64)
+    );
+}

@@ -48,11 +48,35 @@ pub struct SimSpec {
     /// Most tokens in one pass (a job larger than this still runs, alone).
     #[serde(default = "max_batch_tokens")]
     pub max_batch_tokens: usize,
+    /// Times the verifier is down: every session is cut and no connection is taken
+    /// until it is back (with no sessions, as after a restart). Draft nodes with a
+    /// draft go on alone and re-open their sessions when it is back (fallback and
+    /// resync); cloud-only requests fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<Outage>,
     /// How long the verifier gathers work for a pass after the first job arrives,
     /// unless the batch fills or every session has work waiting, ms (the real
     /// verifier's `--max-wait-us`, in ms; 0: a pass starts as soon as there is work).
     #[serde(default)]
     pub gather_ms: f64,
+}
+
+/// A time the simulated verifier is down.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    /// When it goes down, seconds from the cell's start.
+    pub at_s: f64,
+    /// For how long, seconds.
+    pub for_s: f64,
+}
+
+impl Outage {
+    /// Whether the verifier is down at `t` (from the cell's start).
+    pub fn covers(&self, t: std::time::Duration) -> bool {
+        let t = t.as_secs_f64();
+        t >= self.at_s && t < self.at_s + self.for_s
+    }
 }
 
 fn prompt_tokens() -> usize {
@@ -134,6 +158,17 @@ impl SimSpec {
         }
         if self.max_batch_sessions == 0 {
             return Err(("max_batch_sessions".into(), "must be ≥ 1".into()));
+        }
+        for (i, o) in self.outages.iter().enumerate() {
+            if !(o.at_s.is_finite() && o.at_s >= 0.0 && o.for_s.is_finite() && o.for_s > 0.0) {
+                return Err((
+                    format!("outages[{i}]"),
+                    format!(
+                        "at_s must be ≥ 0 and for_s > 0, got at_s = {}, for_s = {}",
+                        o.at_s, o.for_s
+                    ),
+                ));
+            }
         }
         if self.max_batch_tokens == 0 {
             return Err(("max_batch_tokens".into(), "must be ≥ 1".into()));

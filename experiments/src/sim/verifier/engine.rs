@@ -11,7 +11,7 @@ use tandem_verifier::BatchPolicy;
 use tandem_verifier::engine::batch::{Candidate, select};
 use tokio::sync::mpsc;
 
-use super::{Down, MAX_DRAFT, Msg, send};
+use super::{Down, MAX_DRAFT, Msg, Outages, send};
 use crate::sim::draft::truth;
 use crate::sim::exec::VirtualClock;
 use crate::sim::spec::SimSpec;
@@ -56,6 +56,7 @@ impl Work {
 }
 
 pub(super) struct Engine {
+    outages: Outages,
     clock: VirtualClock,
     spec: SimSpec,
     policy: BatchPolicy,
@@ -64,8 +65,9 @@ pub(super) struct Engine {
 }
 
 impl Engine {
-    pub(super) fn new(clock: &VirtualClock, spec: &SimSpec) -> Self {
+    pub(super) fn new(clock: &VirtualClock, spec: &SimSpec, outages: Outages) -> Self {
         Self {
+            outages,
             clock: clock.clone(),
             spec: spec.clone(),
             policy: BatchPolicy {
@@ -167,6 +169,13 @@ impl Engine {
                 _ => {}
             },
             Msg::Gone(stream) => self.forget(stream),
+            Msg::Down => {
+                // Every stream breaks; the edges notice at once (a reset connection).
+                for (_, s) in std::mem::take(&mut self.sessions) {
+                    let _ = s.down.tx.try_send(Err(super::unreachable()));
+                }
+                self.queue.clear();
+            }
         }
     }
 
@@ -257,8 +266,11 @@ impl Engine {
             .iter()
             .any(|w| matches!(&w.job, Job::Verify(d) if !d.tokens.is_empty()));
         let forward_ns = self.spec.pass_ns(size, tokens, verifies);
-        let started = self.clock.now();
+        let (started, began) = (self.clock.now(), self.clock.elapsed());
         self.clock.sleep(Duration::from_nanos(forward_ns)).await;
+        if self.outages.cut_between(began, self.clock.elapsed()) {
+            return; // the pass died with the verifier
+        }
         let timing = |arrived: Instant| pb::Timing {
             queue_ns: (started - arrived).as_nanos() as u64,
             forward_ns,

@@ -17,7 +17,7 @@ mod engine;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use tandem_draft::clock::{BoxFuture, Clock};
@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::draft::{FINGERPRINT, VOCAB};
 use super::exec::VirtualClock;
-use super::spec::SimSpec;
+use super::spec::{Outage, SimSpec};
 
 /// Largest draft block the simulated verifier takes.
 const MAX_DRAFT: u32 = 64;
@@ -42,6 +42,8 @@ enum Msg {
     Edge(u64, pb::EdgeMessage, Instant),
     /// The edge let go of the stream, and all it sent has arrived.
     Gone(u64),
+    /// The verifier goes down: every session is cut.
+    Down,
 }
 
 /// The cloud → edge half of a session stream.
@@ -49,6 +51,30 @@ struct Down {
     shaper: Shaper,
     tx: mpsc::Sender<Result<pb::CloudMessage, ProtocolError>>,
     bytes: Arc<ByteCounters>,
+    outages: Outages,
+}
+
+/// When the verifier is down (see [`SimSpec::outages`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outages(Arc<Vec<Outage>>);
+
+impl Outages {
+    /// Whether it is down at `t` (from the cell's start).
+    fn down_at(&self, t: Duration) -> bool {
+        self.0.iter().any(|o| o.covers(t))
+    }
+
+    /// Whether it went down after `from` and by `to`: what was on the way is lost.
+    fn cut_between(&self, from: Duration, to: Duration) -> bool {
+        self.0.iter().any(|o| {
+            let at = Duration::from_secs_f64(o.at_s);
+            at > from && at <= to
+        })
+    }
+}
+
+fn unreachable() -> ProtocolError {
+    ProtocolError::Disconnected("the verifier is down (a simulated outage)".into())
 }
 
 /// The verifier's end of every stream: where the edge's messages go.
@@ -57,6 +83,7 @@ pub struct Hub {
     clock: VirtualClock,
     tx: mpsc::UnboundedSender<Msg>,
     streams: AtomicU64,
+    outages: Outages,
 }
 
 impl std::fmt::Debug for Msg {
@@ -69,12 +96,22 @@ impl std::fmt::Debug for Msg {
 /// handle to it (the hub and the connections made from it) is gone.
 pub fn start(clock: &VirtualClock, spec: &SimSpec) -> Arc<Hub> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let engine = engine::Engine::new(clock, spec);
+    let outages = Outages(Arc::new(spec.outages.clone()));
+    let engine = engine::Engine::new(clock, spec, outages.clone());
     clock.spawn(engine.serve(rx));
+    for o in spec.outages.iter() {
+        let (c, tx) = (clock.clone(), tx.clone());
+        let at = Duration::from_secs_f64(o.at_s);
+        clock.spawn(async move {
+            c.sleep(at.saturating_sub(c.elapsed())).await;
+            let _ = tx.send(Msg::Down);
+        });
+    }
     Arc::new(Hub {
         clock: clock.clone(),
         tx,
         streams: AtomicU64::new(1),
+        outages,
     })
 }
 
@@ -92,11 +129,17 @@ pub struct SimDial {
 
 impl Dial for SimDial {
     fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, ProtocolError>> {
+        let down = self.hub.outages.down_at(self.hub.clock.elapsed());
         let conn = SimConn {
             dial: self.clone(),
             sessions: AtomicU64::new(0),
         };
-        Box::pin(async move { Ok(Box::new(conn) as Box<dyn Conn>) })
+        Box::pin(async move {
+            if down {
+                return Err(unreachable());
+            }
+            Ok(Box::new(conn) as Box<dyn Conn>)
+        })
     }
 }
 
@@ -151,6 +194,9 @@ impl Conn for SimConn {
 
     fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>> {
         let d = &self.dial;
+        if d.hub.outages.down_at(d.hub.clock.elapsed()) {
+            return Box::pin(async { Err(unreachable()) });
+        }
         let n = self.sessions.fetch_add(1, Ordering::Relaxed);
         let seed = d.seed.wrapping_add(n);
         let stream = d.hub.streams.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +207,7 @@ impl Conn for SimConn {
             shaper: Shaper::new(&d.link, Direction::Down, seed),
             tx: cloud_tx,
             bytes: bytes.clone(),
+            outages: d.hub.outages.clone(),
         };
         let attached = d.hub.tx.send(Msg::Attach(stream, down));
         let up = Shaper::new(&d.link, Direction::Up, seed);
@@ -196,9 +243,13 @@ async fn uplink(
         last = shaper.arrival(now(&hub.clock), link_len(n));
         let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
         let (arrival, when) = (at(&clock, last), last.into_std());
+        let (c, sent, outages) = (clock.clone(), clock.elapsed(), hub.outages.clone());
         clock.spawn(async move {
             arrival.await;
-            let _ = tx.send(Msg::Edge(stream, m, when));
+            // A message on the way when the verifier went down is lost with it.
+            if !outages.cut_between(sent, c.elapsed()) {
+                let _ = tx.send(Msg::Edge(stream, m, when));
+            }
         });
     }
     let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
@@ -215,8 +266,12 @@ fn send(clock: &VirtualClock, down: &mut Down, kind: pb::cloud_message::Kind) {
     let n = msg.encoded_len();
     let arrival = at(clock, down.shaper.arrival(now(clock), link_len(n)));
     let (tx, bytes) = (down.tx.clone(), down.bytes.clone());
+    let (c, sent, outages) = (clock.clone(), clock.elapsed(), down.outages.clone());
     clock.spawn(async move {
         arrival.await;
+        if outages.cut_between(sent, c.elapsed()) {
+            return;
+        }
         bytes.down.fetch_add(wire_len(n), Ordering::Relaxed);
         let _ = tx.send(Ok(msg)).await;
     });
