@@ -58,7 +58,7 @@ pub struct RoundRow {
 }
 
 /// One request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestRow {
     /// Position of the cell in the grid.
     pub cell: u32,

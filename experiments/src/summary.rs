@@ -241,6 +241,50 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
     s
 }
 
+/// When requests failed or verified strategies fell back to the draft alone: per
+/// line, how many failed and what share of the tokens the target never verified (the
+/// timing columns above include those tokens). Empty otherwise.
+pub fn reliability_md(lines: &[Line]) -> String {
+    let hit = |l: &&Line| {
+        l.failed > 0 || (l.unverified_tokens > 0 && !l.strategy.starts_with("edge_only"))
+    };
+    if !lines.iter().any(|l| hit(&l)) {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Failures and fallback\n\nRequests that failed, and tokens drafted alone while the verifier was out of reach (never verified; the table above counts them).\n\n| strategy | network | device | clients | requests | failed | unverified tokens |\n|---|---|---|---:|---:|---:|---:|\n",
+    );
+    for l in lines
+        .iter()
+        .filter(|l| !l.strategy.starts_with("edge_only"))
+    {
+        let share = if l.tokens > 0 {
+            100.0 * l.unverified_tokens as f64 / l.tokens as f64
+        } else {
+            0.0
+        };
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} ({share:.1} %) |\n",
+            l.strategy,
+            l.network,
+            if l.device.is_empty() {
+                "–"
+            } else {
+                &l.device
+            },
+            if l.clients == 0 {
+                "open".to_string()
+            } else {
+                l.clients.to_string()
+            },
+            l.requests,
+            l.failed,
+            l.unverified_tokens,
+        );
+    }
+    s
+}
+
 /// For each routed setting (network, device, clients): the share of requests each tier
 /// took and why, with the mix's latency and cost. Empty without routed cells.
 pub fn routing_md(requests: &[RequestRow]) -> String {
@@ -294,5 +338,42 @@ mod tests {
         assert_eq!(quantile(&xs, 0.0), 1.0);
         assert_eq!(quantile(&xs, 1.0), 4.0);
         assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    fn row(strategy: &str, tokens: u32, unverified: u32, error: &str) -> RequestRow {
+        RequestRow {
+            strategy: strategy.into(),
+            network: "lte".into(),
+            tokens,
+            unverified_tokens: unverified,
+            tpot_ms: 1.0,
+            error: error.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failures_and_fallback_are_tabled_only_when_there_are_some() {
+        let clean = [row("cloud_only", 10, 0, ""), row("edge_only", 10, 10, "")];
+        assert_eq!(
+            reliability_md(&summarise(&clean)),
+            "",
+            "edge-only is never verified"
+        );
+        let hit = [
+            row("cloud_only", 10, 0, ""),
+            row("cloud_only", 0, 0, "the verifier is down"),
+            row("speculative(k=4)", 10, 3, ""),
+            row("speculative(k=4)", 10, 0, ""),
+        ];
+        let md = reliability_md(&summarise(&hit));
+        assert!(
+            md.contains("| cloud_only | lte | – | open | 2 | 1 | 0 (0.0 %) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| speculative(k=4) | lte | – | open | 2 | 0 | 3 (15.0 %) |"),
+            "{md}"
+        );
     }
 }
