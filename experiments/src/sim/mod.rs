@@ -22,7 +22,7 @@ mod spec;
 pub mod verifier;
 
 pub use profile::{Fit, fit};
-pub use spec::{SimSpec, acceptance_by_position};
+pub use spec::{Outage, SimSpec, acceptance_by_position};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
