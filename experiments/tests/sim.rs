@@ -429,6 +429,7 @@ async fn pass_times_fitted_from_a_real_runs_rounds_time_the_simulation() {
                 cell: i as u32,
                 kind: if verifies { "verified" } else { "cloud" }.into(),
                 drafted: if verifies { 4 } else { 0 },
+                draft_ns: if verifies { 12_000_000 } else { 0 }, // 3 ms a token
                 forward_ns: (ms * 1e6) as u64,
                 batch_size: *s,
                 batch_tokens: t,
@@ -443,7 +444,7 @@ async fn pass_times_fitted_from_a_real_runs_rounds_time_the_simulation() {
     .unwrap();
     let text = |profile: &str| {
         format!(
-            "name = \"fitted\"\n[simulation]\nacceptance = 0.8\ndraft_ms_per_token = 1\n{profile}\n\
+            "name = \"fitted\"\n[simulation]\nacceptance = 0.8\n{profile}\n\
              [workload]\nprompts = \"builtin:mixed\"\nrequests = 2\nclients = 1\nmax_new_tokens = 11\n\
              [[network]]\nname = \"lan\"\nlink = \"delay=0\"\n[[strategy]]\nkind = \"cloud_only\"\n"
         )

@@ -202,7 +202,7 @@ impl Clients {
                 Box::new(SimDraft {
                     seed,
                     acceptance: self.acceptance.clone(),
-                    ms_per_token: self.spec.draft_ms_per_token,
+                    ms_per_token: self.spec.draft_ms_per_token.unwrap_or(0.0),
                     pace: device,
                     rng: SessionRng::for_stream(seed, stream::DRAFT),
                 }) as Box<dyn tandem_draft::Propose>

@@ -29,6 +29,9 @@ pub struct Fit {
     pub per_session_ms: f64,
     /// Time per token in a pass, ms.
     pub per_token_ms: f64,
+    /// The edge's drafting time per drafted token, ms (none if the run drafted
+    /// nothing).
+    pub draft_ms_per_token: Option<f64>,
     /// Distinct passes fitted.
     pub passes: usize,
     /// Share of the passes' time variance the fit explains (1: all).
@@ -46,7 +49,11 @@ impl std::fmt::Display for Fit {
             self.verify_extra_ms,
             self.passes,
             self.r2
-        )
+        )?;
+        if let Some(d) = self.draft_ms_per_token {
+            write!(f, "; drafting {d:.4} ms a token")?;
+        }
+        Ok(())
     }
 }
 
@@ -80,6 +87,24 @@ fn passes(rounds: &[RoundRow]) -> Vec<Pass> {
             )
         })
         .collect()
+}
+
+/// Drafting time per drafted token over every round that drafted, ms.
+fn draft_step(rounds: &[RoundRow]) -> Option<f64> {
+    let (ns, tokens) = rounds
+        .iter()
+        .map(|r| {
+            // An edge round drafts the tokens it commits; the others, `drafted`.
+            let n = if r.kind == "edge" {
+                r.committed
+            } else {
+                r.drafted
+            };
+            (r.draft_ns, u64::from(n))
+        })
+        .filter(|&(ns, n)| ns > 0 && n > 0)
+        .fold((0u64, 0u64), |(a, b), (ns, n)| (a + ns, b + n));
+    (tokens > 0).then(|| ns as f64 / tokens as f64 / 1e6)
 }
 
 /// Fits the profile to a run's rounds.
@@ -140,6 +165,7 @@ pub fn fit(rounds: &[RoundRow]) -> Result<Fit, String> {
             per_session_ms: all[1],
             per_token_ms: all[2],
             verify_extra_ms: all[3],
+            draft_ms_per_token: draft_step(rounds),
             passes: passes.len(),
             r2: if total > 0.0 {
                 1.0 - resid / total

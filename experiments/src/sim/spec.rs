@@ -19,8 +19,10 @@ pub struct SimSpec {
     /// position i, the share accepted there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acceptance_trace: Option<String>,
-    /// Edge: time of one draft step, ms.
-    pub draft_ms_per_token: f64,
+    /// Edge: time of one draft step, ms. Without it, `profile_trace` gives it too (the
+    /// traced run's drafting time per drafted token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_ms_per_token: Option<f64>,
     /// Cloud: fixed time of any forward pass, ms (a decode step of one session costs
     /// `pass_ms + per_session_ms + per_token_ms`). Required unless `profile_trace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,14 +146,19 @@ impl SimSpec {
                 "missing: give the pass times (pass_ms and optionally verify_extra_ms, per_session_ms, per_token_ms) or profile_trace".into(),
             ));
         }
-        let given = profile.iter().filter_map(|(k, v)| v.map(|v| (*k, v)));
-        for (k, v) in [
-            ("draft_ms_per_token", self.draft_ms_per_token),
-            ("gather_ms", self.gather_ms),
-        ]
-        .into_iter()
-        .chain(given)
-        {
+        if self.draft_ms_per_token.is_none() && self.profile_trace.is_none() {
+            return Err((
+                "draft_ms_per_token".into(),
+                "missing: give the draft step's time, or profile_trace to take it from a real run"
+                    .into(),
+            ));
+        }
+        let draft = [("draft_ms_per_token", self.draft_ms_per_token)];
+        let given = profile
+            .iter()
+            .chain(draft.iter())
+            .filter_map(|(k, v)| v.map(|v| (*k, v)));
+        for (k, v) in [("gather_ms", self.gather_ms)].into_iter().chain(given) {
             if !(v.is_finite() && v >= 0.0) {
                 return Err((k.into(), format!("must be a number ≥ 0, got {v}")));
             }
@@ -249,7 +256,18 @@ impl SimSpec {
         };
         let (path, rounds) = read_rounds(base, "profile_trace", file)?;
         let fit = fit(&rounds).map_err(|e| format!("profile_trace {}: {e}", path.display()))?;
+        let draft = match (self.draft_ms_per_token, fit.draft_ms_per_token) {
+            (Some(given), _) => given,
+            (None, Some(traced)) => traced,
+            (None, None) => {
+                return Err(format!(
+                    "profile_trace {}: the run drafted nothing to time the draft step from; give draft_ms_per_token",
+                    path.display()
+                ));
+            }
+        };
         let spec = SimSpec {
+            draft_ms_per_token: Some(draft),
             pass_ms: Some(fit.pass_ms),
             verify_extra_ms: Some(fit.verify_extra_ms),
             per_session_ms: Some(fit.per_session_ms),
