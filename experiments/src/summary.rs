@@ -50,6 +50,26 @@ pub struct Line {
     pub speedup: f64,
 }
 
+impl Line {
+    /// The first four cells of a table row: strategy, network, device (– for this
+    /// machine), clients (`open` for Poisson arrivals).
+    fn setting(&self) -> String {
+        let device = if self.device.is_empty() {
+            "–"
+        } else {
+            &self.device
+        };
+        let clients = match self.clients {
+            0 => "open".to_string(),
+            n => n.to_string(),
+        };
+        format!(
+            "{} | {} | {device} | {clients}",
+            self.strategy, self.network
+        )
+    }
+}
+
 /// Groups `rows` (in first-seen order of the grid) and summarises each group.
 pub fn summarise(rows: &[RequestRow]) -> Vec<Line> {
     type Key = (String, String, String, u32);
@@ -205,19 +225,8 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
     };
     for l in lines {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            l.strategy,
-            l.network,
-            if l.device.is_empty() {
-                "–"
-            } else {
-                &l.device
-            },
-            if l.clients == 0 {
-                "open".to_string()
-            } else {
-                l.clients.to_string()
-            },
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            l.setting(),
             num(l.ttft_ms, 1),
             num(l.tpot_ms_p50, 2),
             num(l.tpot_ms_p90, 2),
@@ -264,19 +273,8 @@ pub fn reliability_md(lines: &[Line]) -> String {
             0.0
         };
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} ({share:.1} %) |\n",
-            l.strategy,
-            l.network,
-            if l.device.is_empty() {
-                "–"
-            } else {
-                &l.device
-            },
-            if l.clients == 0 {
-                "open".to_string()
-            } else {
-                l.clients.to_string()
-            },
+            "| {} | {} | {} | {} ({share:.1} %) |\n",
+            l.setting(),
             l.requests,
             l.failed,
             l.unverified_tokens,
