@@ -133,7 +133,8 @@ pub fn run_cell(c: &SimCell<'_>) -> (Vec<RequestRow>, Vec<RoundRow>) {
     }
     // A request that never finished is a fault of the simulation: say so in its row.
     for (i, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
-        requests.push(shared.rows_for(i, Err(stalled(waiting))).0);
+        let ask = shared.ask(i, 0.0);
+        requests.push(rows_of(&ask, Err(stalled(waiting)), &shared.cost).0);
     }
     requests.sort_by_key(|r| r.request);
     rounds.sort_by_key(|r| (r.request, r.round));
@@ -166,37 +167,31 @@ impl Clients {
         }
     }
 
-    /// Request `i`'s rows, from what its generation returned.
-    fn rows_for(
-        &self,
-        i: usize,
-        result: Result<tandem_draft::Report, tandem_draft::DraftError>,
-    ) -> (RequestRow, Vec<RoundRow>) {
+    /// Request `i` as a real run describes it: its seed, strategy, prompt and the draft
+    /// loop's settings (rows are made from it).
+    fn ask(&self, i: usize, start_s: f64) -> Ask<'_> {
         let seed = request_seed(self.seed, self.cell.repetition, i);
         let (strategy, route) = self.strategy(i);
         let prompt_index = i % self.prompts.len();
         let ids = self.prompt_ids(seed);
-        let ask = Ask {
+        Ask {
             cell: &self.cell,
             request: i,
             prompt_index,
             prompt: &self.prompts[prompt_index],
             prompt_ids: ids.clone(),
             seed,
-            start_s: 0.0,
+            start_s,
             strategy,
             route,
             generate: generate_config(&self.workload, strategy, ids, seed),
-        };
-        rows_of(&ask, result, &self.cost)
+        }
     }
 
     /// Runs request `i` through the real draft loop, on the simulated models.
     async fn one(&self, i: usize, device: Option<DevicePace>) {
-        let seed = request_seed(self.seed, self.cell.repetition, i);
-        let (strategy, _) = self.strategy(i);
-        let start_s = self.clock.elapsed().as_secs_f64();
-        let cfg = generate_config(&self.workload, strategy, self.prompt_ids(seed), seed);
+        let ask = self.ask(i, self.clock.elapsed().as_secs_f64());
+        let (seed, strategy) = (ask.seed, ask.strategy);
         let parts = Parts {
             proposer: strategy.needs_draft().then(|| {
                 Box::new(SimDraft {
@@ -216,9 +211,8 @@ impl Clients {
             }),
             clock: Arc::new(self.clock.clone()) as Arc<dyn Clock>,
         };
-        let result = generate_with(parts, &cfg, &mut |_, _| {}).await;
-        let (mut row, rounds) = self.rows_for(i, result);
-        row.start_s = start_s;
-        self.rows.lock().expect("rows").push((row, rounds));
+        let result = generate_with(parts, &ask.generate, &mut |_, _| {}).await;
+        let rows = rows_of(&ask, result, &self.cost);
+        self.rows.lock().expect("rows").push(rows);
     }
 }
