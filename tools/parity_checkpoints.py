@@ -11,7 +11,7 @@ import sys
 import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
 
 IDS = [0, 17, 200, 5, 99, 31, 250, 8, 64, 128, 3, 77, 190, 12, 45, 2]
 
@@ -46,7 +46,14 @@ def configs():
         rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
     )
-    return {"hf-llama3": llama3, "hf-qwen2": qwen2}
+    qwen3 = Qwen3Config(
+        **common,
+        rms_norm_eps=1e-6,
+        head_dim=32,  # Qwen3 sets head_dim apart from hidden/heads
+        attention_bias=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    )
+    return {"hf-llama3": llama3, "hf-qwen2": qwen2, "hf-qwen3": qwen3}
 
 
 def byte_tokenizer() -> Tokenizer:

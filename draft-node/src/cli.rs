@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tandem_decoding::SamplingParams;
 use tandem_decoding::policy::PolicySpec;
-use tandem_models::{Loaded, ModelSpec, StreamDecoder, Tokenizer};
+use tandem_models::{
+    LayerSelection, LoadOptions, Loaded, Message, ModelSpec, StreamDecoder, Tokenizer,
+};
 use tandem_protocol::LinkProfile;
 use tandem_protocol::client::{ConnectOptions, Endpoint};
 
@@ -18,10 +20,16 @@ use crate::{DraftError, Strategy};
 /// How to generate: strategy, prompt, sampling, link, output.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateArgs {
-    /// Draft model: an HF directory, a .gguf file, or builtin:tiny-draft. Not needed
-    /// for cloud_only.
+    /// Draft model: an HF directory, a .gguf file (tokenizer, special tokens and chat
+    /// template read from its metadata; a tokenizer.json beside it wins), or
+    /// builtin:tiny-draft. Not needed for cloud_only.
     #[arg(long, value_name = "MODEL")]
     pub draft: Option<ModelSpec>,
+    /// Draft with only these layers of --draft, e.g. 0-7 or 0-5,27-29: give the target's
+    /// own checkpoint as --draft for a self-drafted pair (early-exit / layer-skip
+    /// drafting; the tokenizer is shared by construction).
+    #[arg(long, value_name = "SPEC", requires = "draft")]
+    pub draft_layers: Option<LayerSelection>,
     /// cloud_only, edge_only, speculative, adaptive or pipelined.
     #[arg(long, default_value = "speculative", value_name = "STRATEGY")]
     pub strategy: String,
@@ -42,6 +50,13 @@ pub struct GenerateArgs {
     /// Prompt as token ids, e.g. 0,52,17 (nothing is prepended).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub prompt_ids: Option<Vec<u32>>,
+    /// Send --prompt as a user message through the model's chat template (and stop at
+    /// its end-of-turn token). A model without a template is an error.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    pub chat: bool,
+    /// With --chat: a system message before the prompt.
+    #[arg(long, value_name = "TEXT", requires = "chat")]
+    pub system: Option<String>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_new_tokens: usize,
@@ -133,8 +148,17 @@ impl GenerateArgs {
         })
     }
 
-    /// The prompt's token ids: `--prompt-ids` as given, or `--prompt` tokenized with a
-    /// BOS in front when the model has one.
+    /// How to load `--draft`.
+    pub fn draft_options(&self) -> LoadOptions {
+        LoadOptions {
+            layers: self.draft_layers.clone(),
+            ..LoadOptions::default()
+        }
+    }
+
+    /// The prompt's token ids: `--prompt-ids` as given; with `--chat`, the prompt rendered
+    /// by the chat template (which places any BOS itself); otherwise `--prompt` tokenized
+    /// with a BOS in front when the model adds one.
     pub fn prompt_ids(
         &self,
         tokenizer: Option<&Tokenizer>,
@@ -150,6 +174,17 @@ impl GenerateArgs {
                     .into(),
             )
         })?;
+        if self.chat {
+            let template = tok.chat_template().ok_or_else(|| {
+                DraftError::Usage(
+                    "--chat: the model has no chat template (tokenizer.chat_template in GGUF, \
+                     chat_template in tokenizer_config.json, or chat_template.jinja)"
+                        .into(),
+                )
+            })?;
+            let messages = Message::conversation(self.system.as_deref(), text);
+            return Ok(tok.encode(&template.render(&messages, true)?)?);
+        }
         let mut ids: Vec<u32> = bos.into_iter().collect();
         ids.extend(tok.encode(text)?);
         Ok(ids)

@@ -32,7 +32,7 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
         .with_context(|| format!("loading the target {}", args.target))?;
     let draft = match &g.draft {
         Some(spec) => Some(
-            spec.load(&opts)
+            spec.load(&g.draft_options())
                 .with_context(|| format!("loading the draft {spec}"))?,
         ),
         None if strategy.needs_draft() => {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use tandem_models::ModelSpec;
-use tandem_models::load::{GgufQuant, write_gguf};
+use tandem_models::load::{GgufQuant, Overwrite, write_gguf};
 use tandem_models::train::{TrainSpec, train_tiny};
 
 /// Options of `tandem train-tiny`.
@@ -68,17 +68,26 @@ pub fn train(args: &TrainTinyArgs) -> Result<()> {
 pub struct QuantizeArgs {
     /// The model to convert: an HF directory or `builtin:tiny-draft`/`builtin:tiny-target`.
     pub model: ModelSpec,
-    /// The GGUF file to write; its `tokenizer.json` is written beside it.
+    /// The GGUF file to write: one self-contained file (weights, tokenizer, special
+    /// tokens, chat template) that llama.cpp loads as well. Nothing is written beside it.
     pub out: PathBuf,
     /// Quantization: q8_0, q4_k_m or f32. k-quants need rows that are a multiple of 256;
     /// smaller rows fall back to q8_0, as llama.cpp does.
     #[arg(long, default_value = "q8_0")]
     pub quant: GgufQuant,
+    /// Replace OUT if it exists (by default an existing file is never overwritten).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Writes the GGUF file.
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
-    let n = write_gguf(&args.model, args.quant, &args.out)
+    let overwrite = if args.force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Never
+    };
+    let n = write_gguf(&args.model, args.quant, &args.out, overwrite)
         .with_context(|| format!("converting {} to GGUF", args.model))?;
     eprintln!("wrote {n} tensors");
     println!("{}", args.out.display());

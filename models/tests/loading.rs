@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use candle_core::Device;
 use common::*;
 use serde_json::{Value, json};
-use tandem_models::load::{GgufQuant, write_gguf};
+use tandem_models::load::{GgufQuant, Overwrite, write_gguf};
 use tandem_models::{LanguageModel, LoadOptions, ModelError, ModelSpec, load_pair};
 
 const IDS: &[u32] = &[
@@ -239,7 +239,7 @@ fn unknown_builtin_is_refused_with_the_list() {
     assert!(err.to_string().contains("builtin:tiny-target"), "{err}");
 }
 
-/// The shipped draft as a Q8_0 GGUF file (with its `tokenizer.json`) in a new directory.
+/// The shipped draft as a self-contained Q8_0 GGUF file in a new directory.
 fn q8_0_draft() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("draft-q8_0.gguf");
@@ -247,6 +247,7 @@ fn q8_0_draft() -> (tempfile::TempDir, std::path::PathBuf) {
         &"builtin:tiny-draft".parse().unwrap(),
         GgufQuant::Q8_0,
         &path,
+        Overwrite::Never,
     )
     .unwrap();
     (dir, path)
@@ -277,6 +278,7 @@ fn gguf_q4_k_m_loads_with_k_quants() {
         &ModelSpec::HfDir(src.path().to_path_buf()),
         GgufQuant::Q4KM,
         &path,
+        Overwrite::Never,
     )
     .unwrap();
     let q = ModelSpec::Gguf(path).load(&LoadOptions::default()).unwrap();
@@ -287,22 +289,48 @@ fn gguf_q4_k_m_loads_with_k_quants() {
 }
 
 #[test]
-fn gguf_without_tokenizer_is_refused() {
+fn gguf_is_self_contained_and_never_overwritten() {
     let (dir, path) = q8_0_draft();
-    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
-    let err = ModelSpec::Gguf(path)
+    // Nothing beside the file: the tokenizer, its special tokens and BOS policy are in it.
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let q = ModelSpec::Gguf(path.clone())
         .load(&LoadOptions::default())
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ModelError::MissingFile {
-                what: "tokenizer.json",
-                ..
-            }
-        ),
-        "{err}"
+        .unwrap();
+    let f = builtin("builtin:tiny-draft");
+    assert_eq!(q.tokenizer.fingerprint(), f.tokenizer.fingerprint());
+    assert_eq!(q.tokenizer.special(), f.tokenizer.special());
+    assert_eq!(q.model.info().bos_token_id, f.model.info().bos_token_id);
+    assert_eq!(q.model.info().eos_token_ids, f.model.info().eos_token_ids);
+    let text = "The cat sat, 12 times: on the mat!";
+    assert_eq!(
+        q.tokenizer.encode_prompt(text).unwrap(),
+        f.tokenizer.encode_prompt(text).unwrap()
     );
+    // An existing file is refused without --force and left as it was.
+    let before = std::fs::read(&path).unwrap();
+    let err = write_gguf(
+        &"builtin:tiny-target".parse().unwrap(),
+        GgufQuant::Q8_0,
+        &path,
+        Overwrite::Never,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    write_gguf(
+        &"builtin:tiny-target".parse().unwrap(),
+        GgufQuant::Q8_0,
+        &path,
+        Overwrite::Replace,
+    )
+    .unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn missing_gguf_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
     let err = ModelSpec::Gguf(dir.path().join("none.gguf"))
         .load(&LoadOptions::default())
         .unwrap_err();

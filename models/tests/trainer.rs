@@ -8,6 +8,7 @@ const FILES: &[&str] = &[
     "generation_config.json",
     "model.safetensors",
     "tokenizer.json",
+    "tokenizer_config.json",
 ];
 
 fn run(seed: u64) -> (tempfile::TempDir, TrainReport) {

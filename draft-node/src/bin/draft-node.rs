@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tandem_draft::cli::{GenerateArgs, run};
-use tandem_models::{LanguageModel, LoadOptions};
+use tandem_models::LanguageModel;
 use tandem_protocol::client::{Connection, Endpoint, Transport};
 
 #[derive(Debug, Parser)]
@@ -64,7 +64,7 @@ async fn generate(args: Args) -> Result<()> {
     }
     let draft = match &g.draft {
         Some(spec) => Some(
-            spec.load(&LoadOptions::default())
+            spec.load(&g.draft_options())
                 .with_context(|| format!("loading the draft {spec}"))?,
         ),
         None if strategy.needs_draft() => bail!("--strategy {} needs --draft MODEL", g.strategy),

@@ -42,9 +42,12 @@ impl<'m> Rotated<'m> {
     ) -> Result<Self> {
         let cfg = &model.cfg;
         let t = h.dim(0)?;
-        let rot = |x: Tensor, heads: usize| -> Result<Tensor> {
+        let rot = |x: Tensor, heads: usize, norm: Option<&Tensor>| -> Result<Tensor> {
             // Each token is its own "batch" so that every row gets its own position.
-            let x = x.reshape((t, heads, 1, cfg.head_dim))?;
+            let mut x = x.reshape((t, heads, 1, cfg.head_dim))?;
+            if let Some(w) = norm {
+                x = candle_nn::ops::rms_norm(&x, w, cfg.rms_norm_eps as f32)?;
+            }
             let y = match cfg.rope_layout {
                 RopeLayout::Half => candle_nn::rotary_emb::rope(&x, cos, sin)?,
                 RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, cos, sin)?,
@@ -52,8 +55,9 @@ impl<'m> Rotated<'m> {
             Ok(y.reshape((t, heads, cfg.head_dim))?)
         };
         let [q, k, v] = qkv(layer, h)?;
-        let q = rot(q.contiguous()?, cfg.num_heads)?;
-        let k = rot(k.contiguous()?, cfg.num_kv_heads)?;
+        let norms = layer.qk_norm.as_ref();
+        let q = rot(q.contiguous()?, cfg.num_heads, norms.map(|n| &n.0))?;
+        let k = rot(k.contiguous()?, cfg.num_kv_heads, norms.map(|n| &n.1))?;
         let v = v
             .contiguous()?
             .reshape((t, cfg.num_kv_heads, cfg.head_dim))?;

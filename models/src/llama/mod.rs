@@ -13,6 +13,7 @@
 
 mod attention;
 mod cache;
+mod layers;
 mod packing;
 mod rope;
 #[cfg(test)]
@@ -23,6 +24,7 @@ pub(crate) mod weights;
 use candle_core::{DType, Device, Tensor};
 
 pub use cache::LlamaCache;
+pub use layers::LayerSelection;
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
@@ -37,6 +39,8 @@ struct Layer {
     attn_norm: Tensor,
     /// q, k and v.
     qkv: Fused,
+    /// Per-head RMSNorm weights of q and k (Qwen3), `head_dim` each.
+    qk_norm: Option<(Tensor, Tensor)>,
     o: Linear,
     mlp_norm: Tensor,
     /// gate and up.
@@ -100,6 +104,13 @@ impl Llama {
                     lin("self_attn.k_proj", kvd, h, cfg.qkv_bias)?,
                     lin("self_attn.v_proj", kvd, h, cfg.qkv_bias)?,
                 ])?,
+                qk_norm: match cfg.arch.has_qk_norm() {
+                    true => Some((
+                        src.tensor(&format!("{p}.self_attn.q_norm.weight"), &[hd], dtype)?,
+                        src.tensor(&format!("{p}.self_attn.k_norm.weight"), &[hd], dtype)?,
+                    )),
+                    false => None,
+                },
                 o: lin("self_attn.o_proj", h, qd, cfg.o_bias)?,
                 mlp_norm: src.tensor(
                     &format!("{p}.post_attention_layernorm.weight"),
@@ -158,10 +169,11 @@ impl Llama {
         &self.device
     }
 
-    /// Overrides the generation-config facts (special tokens) after loading.
-    pub(crate) fn set_special_tokens(&mut self, bos: Option<u32>, eos: Vec<u32>) {
-        self.info.bos_token_id = bos;
-        self.info.eos_token_ids = eos;
+    /// Takes the checkpoint's special tokens: BOS only where prompts get it, and every
+    /// stop token.
+    pub(crate) fn set_special_tokens(&mut self, special: &crate::tokenizer::SpecialTokens) {
+        self.info.bos_token_id = special.bos.filter(|_| special.add_bos);
+        self.info.eos_token_ids = special.stop.clone();
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {

@@ -5,6 +5,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::quant::QMatrix;
 
 /// A projection `y = x Wᵀ (+ b)`, dense or quantized.
 #[derive(Debug, Clone)]
@@ -12,8 +13,12 @@ pub(crate) enum Linear {
     /// The weight transposed once at load, `in × out` and contiguous, in the model's
     /// dtype: the matmul then streams it row by row instead of through strides.
     Dense { wt: Tensor, b: Option<Tensor> },
-    /// GGUF-quantized weight; activations stay f32.
+    /// GGUF-quantized weight in a type candle multiplies (the k-quants); activations stay
+    /// f32.
     Quantized { w: QMatMul, b: Option<Tensor> },
+    /// GGUF weight in a 32-value block type (Q4_0, Q4_1, Q8_0), multiplied by
+    /// [`crate::quant`]'s kernels.
+    Blocks { w: QMatrix, b: Option<Tensor> },
 }
 
 impl Linear {
@@ -22,6 +27,7 @@ impl Linear {
         let (y, b) = match self {
             Linear::Dense { wt, b } => (x.matmul(wt)?, b),
             Linear::Quantized { w, b } => (w.forward(x)?, b),
+            Linear::Blocks { w, b } => (w.forward(x)?, b),
         };
         Ok(match b {
             Some(b) => y.broadcast_add(b)?,
@@ -33,6 +39,7 @@ impl Linear {
         match self {
             Linear::Dense { wt, .. } => Linear::Dense { wt, b: bias },
             Linear::Quantized { w, .. } => Linear::Quantized { w, b: bias },
+            Linear::Blocks { w, .. } => Linear::Blocks { w, b: bias },
         }
     }
 }
@@ -42,7 +49,8 @@ impl Linear {
 /// several narrow ones.
 #[derive(Debug, Clone)]
 pub(crate) enum Fused {
-    /// One `in × Σ out` weight; `widths` are the parts' output widths.
+    /// One weight for all parts (dense `in × Σ out`, or block rows stacked);
+    /// `widths` are the parts' output widths.
     One { lin: Linear, widths: Vec<usize> },
     /// Kept apart (quantized parts, or biases on some parts only).
     Many(Vec<Linear>),
@@ -50,11 +58,14 @@ pub(crate) enum Fused {
 
 impl Fused {
     pub(crate) fn new(parts: Vec<Linear>) -> Result<Self> {
+        if let Some(stacked) = Self::stack_blocks(&parts)? {
+            return Ok(stacked);
+        }
         let dense: Option<Vec<(&Tensor, &Option<Tensor>)>> = parts
             .iter()
             .map(|p| match p {
                 Linear::Dense { wt, b } => Some((wt, b)),
-                Linear::Quantized { .. } => None,
+                Linear::Quantized { .. } | Linear::Blocks { .. } => None,
             })
             .collect();
         let Some(dense) = dense else {
@@ -83,6 +94,39 @@ impl Fused {
             },
             widths,
         })
+    }
+
+    /// Block-quantized parts of one type, all with or all without bias, stacked row-wise.
+    fn stack_blocks(parts: &[Linear]) -> Result<Option<Self>> {
+        let blocks: Option<Vec<(&QMatrix, &Option<Tensor>)>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Blocks { w, b } => Some((w, b)),
+                _ => None,
+            })
+            .collect();
+        let Some(blocks) = blocks else {
+            return Ok(None);
+        };
+        let biased = blocks.iter().filter(|(_, b)| b.is_some()).count();
+        if biased != 0 && biased != blocks.len() {
+            return Ok(None);
+        }
+        let ws: Vec<&QMatrix> = blocks.iter().map(|(w, _)| *w).collect();
+        let Some(w) = QMatrix::stack(&ws) else {
+            return Ok(None);
+        };
+        let b = match biased {
+            0 => None,
+            _ => {
+                let bs: Vec<&Tensor> = blocks.iter().filter_map(|(_, b)| b.as_ref()).collect();
+                Some(Tensor::cat(&bs, 0)?)
+            }
+        };
+        Ok(Some(Fused::One {
+            lin: Linear::Blocks { w, b },
+            widths: ws.iter().map(|w| w.rows()).collect(),
+        }))
     }
 
     /// Each part's output for `x` (`tokens × in`), in order.

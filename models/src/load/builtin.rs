@@ -10,10 +10,11 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::tokenizer::Tokenizer;
 
-/// The four files of an HF-layout directory, embedded.
+/// The five files of an HF-layout directory, embedded.
 struct Files {
     config: &'static [u8],
     generation_config: &'static [u8],
+    tokenizer_config: &'static [u8],
     weights: &'static [u8],
     tokenizer: &'static [u8],
 }
@@ -26,6 +27,11 @@ macro_rules! embed {
                 "../../assets/",
                 $dir,
                 "/generation_config.json"
+            )),
+            tokenizer_config: include_bytes!(concat!(
+                "../../assets/",
+                $dir,
+                "/tokenizer_config.json"
             )),
             weights: include_bytes!(concat!("../../assets/", $dir, "/model.safetensors")),
             tokenizer: include_bytes!(concat!("../../assets/", $dir, "/tokenizer.json")),
@@ -44,11 +50,20 @@ pub(crate) fn raw(b: Builtin) -> Result<RawCheckpoint> {
     let name = ModelSpec::Builtin(b).to_string();
     let config = serde_json::from_slice(files.config)
         .map_err(|e| ModelError::config(&name, format!("embedded config.json: {e}")))?;
+    let cfg = LlamaConfig::from_json(&config)?;
+    let tokenizer = super::hf_tokenizer::finish(
+        Tokenizer::from_bytes(files.tokenizer)?,
+        &cfg,
+        &super::hf_tokenizer::TokenizerFiles::embedded(
+            files.generation_config,
+            files.tokenizer_config,
+            &name,
+        )?,
+    )?;
     Ok(RawCheckpoint {
-        cfg: LlamaConfig::from_json(&config)?,
+        cfg,
         tensors: candle_core::safetensors::load_buffer(files.weights, &Device::Cpu)?,
-        tokenizer: Tokenizer::from_bytes(files.tokenizer)?,
-        generation_config: Some(files.generation_config.to_vec()),
+        tokenizer,
         name,
     })
 }

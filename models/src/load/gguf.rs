@@ -1,10 +1,10 @@
-//! GGUF files (llama.cpp's format) with quantized weights, for edge drafts.
+//! Reading GGUF files (llama.cpp's format) with quantized weights.
 //!
 //! Reading maps llama.cpp's tensor names to HF names and keeps 2-D weights quantized
 //! ([`QMatMul`]); norms and the embedding rows are dequantized. llama.cpp's converter
 //! permutes the q/k rows of Llama and Mistral so that RoPE pairs adjacent dimensions;
-//! such files run with [`RopeLayout::Interleaved`]. [`write_gguf`] does the same
-//! permutation, so a file it writes loads in llama.cpp too.
+//! such files run with [`RopeLayout::Interleaved`]. The tokenizer comes from the
+//! metadata ([`super::gguf_vocab`]); writing is [`super::gguf_write`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,24 +13,27 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Tensor};
 
-use super::{LoadOptions, Loaded, ModelSpec};
+use super::{LoadOptions, Loaded};
 use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
 use crate::error::{ModelError, Result};
 use crate::llama::weights::{Linear, WeightSource, check_shape};
 use crate::llama::{Identity, Llama};
+use crate::quant::QMatrix;
 use crate::tokenizer::Tokenizer;
 
 /// HF name → llama.cpp name.
-fn gguf_name(hf: &str) -> String {
+pub(crate) fn gguf_name(hf: &str) -> String {
     const LAYER_PARTS: &[(&str, &str)] = &[
         ("input_layernorm", "attn_norm"),
         ("self_attn.q_proj", "attn_q"),
         ("self_attn.k_proj", "attn_k"),
         ("self_attn.v_proj", "attn_v"),
         ("self_attn.o_proj", "attn_output"),
+        ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"),
         ("post_attention_layernorm", "ffn_norm"),
         ("mlp.gate_proj", "ffn_gate"),
         ("mlp.up_proj", "ffn_up"),
@@ -82,6 +85,9 @@ impl WeightSource for GgufSource {
 
     fn linear(&self, name: &str, out: usize, inp: usize, _dtype: DType) -> Result<Linear> {
         let t = self.get(name, &[out, inp])?;
+        if let Some(w) = QMatrix::from_qtensor(t)? {
+            return Ok(Linear::Blocks { w, b: None });
+        }
         Ok(Linear::Quantized {
             w: QMatMul::from_arc(t.clone())?,
             b: None,
@@ -118,7 +124,7 @@ fn meta_f64(md: &HashMap<String, Value>, key: &str, path: &Path) -> Result<Optio
     }
 }
 
-/// Loads a GGUF file; its tokenizer is the `tokenizer.json` in the same directory.
+/// Loads a GGUF file with the tokenizer in its metadata (or a `tokenizer.json` beside it).
 pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let file = File::open(path).map_err(|e| ModelError::open("GGUF file", path, e))?;
     let mut reader = BufReader::new(file);
@@ -174,8 +180,9 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
             })?,
         rope_theta: meta_f64(md, &format!("{a}.rope.freq_base"), path)?.unwrap_or(10_000.0),
         rope_scaling: RopeScaling::None,
-        // Qwen2 uses NeoX-style (rotate-half) RoPE in llama.cpp and is not permuted.
-        rope_layout: if arch == Arch::Qwen2 {
+        // Qwen2 and Qwen3 use NeoX-style (rotate-half) RoPE in llama.cpp and are not
+        // permuted.
+        rope_layout: if arch.gguf_rope_is_half() {
             RopeLayout::Half
         } else {
             RopeLayout::Interleaved
@@ -186,17 +193,12 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         o_bias: tensors.contains_key("blk.0.attn_output.bias"),
         mlp_bias: tensors.contains_key("blk.0.ffn_up.bias"),
         checkpoint_dtype: None,
-        bos_token_id: md
-            .get("tokenizer.ggml.bos_token_id")
-            .and_then(|v| v.to_u32().ok()),
-        eos_token_ids: md
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(|v| v.to_u32().ok())
-            .into_iter()
-            .collect(),
+        // Set from the tokenizer's special tokens below.
+        bos_token_id: None,
+        eos_token_ids: Vec::new(),
     };
-    let tok_path = path.with_file_name("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tok_path)?;
+    let tokenizer = tokenizer_for(path, &super::gguf_vocab::Meta { md, path })?;
+    let special = tokenizer.special().clone();
     let mut quants: Vec<_> = quant_counts.into_iter().collect();
     quants.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
     let source = GgufSource {
@@ -208,193 +210,26 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         name: path.display().to_string(),
         tokenizer_fingerprint: tokenizer.fingerprint().to_string(),
     };
-    let model = Llama::from_source(cfg, &source, DType::F32, &opts.device, identity)?;
+    let mut model = Llama::from_source(cfg, &source, DType::F32, &opts.device, identity)?;
+    model.set_special_tokens(&special);
     Ok(Loaded { model, tokenizer })
 }
 
-/// Quantization schemes [`write_gguf`] produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GgufQuant {
-    /// 8-bit blocks of 32 for every matrix.
-    Q8_0,
-    /// A Q4_K_M-style mix: Q4_K, with Q6_K for the LM head and for `attn_v` and
-    /// `ffn_down` in the first half of the layers (llama.cpp also spends Q6_K on about
-    /// half of those two).
-    Q4KM,
-    /// No quantization (f32), for reference.
-    F32,
-}
-
-impl std::str::FromStr for GgufQuant {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "q8_0" => Ok(GgufQuant::Q8_0),
-            "q4_k_m" => Ok(GgufQuant::Q4KM),
-            "f32" => Ok(GgufQuant::F32),
-            _ => Err(format!("unknown quantization {s:?} (q8_0, q4_k_m, f32)")),
-        }
+/// The tokenizer of a GGUF file: a `tokenizer.json` beside it wins (taking the file's
+/// special tokens and chat template when its own has none); otherwise the one in the
+/// file's metadata.
+fn tokenizer_for(path: &Path, meta: &super::gguf_vocab::Meta<'_>) -> Result<Tokenizer> {
+    let beside = path.with_file_name("tokenizer.json");
+    if !beside.exists() {
+        return super::gguf_vocab::tokenizer(meta);
     }
-}
-
-impl GgufQuant {
-    /// The block type for one HF tensor; k-quants need rows that are a multiple of 256
-    /// and fall back to Q8_0 (then f32) as llama.cpp does.
-    fn dtype_for(self, hf: &str, shape: &[usize], num_layers: usize) -> GgmlDType {
-        if shape.len() != 2 || hf.ends_with("norm.weight") {
-            return GgmlDType::F32;
+    let tok = Tokenizer::from_file(&beside)?;
+    match super::gguf_vocab::tokenizer(meta) {
+        Ok(embedded) => {
+            let special = embedded.special().clone();
+            let chat = embedded.chat_template().cloned();
+            Ok(tok.with_special(special, chat))
         }
-        let wanted = match self {
-            GgufQuant::F32 => GgmlDType::F32,
-            GgufQuant::Q8_0 => GgmlDType::Q8_0,
-            GgufQuant::Q4KM => {
-                let layer: Option<usize> = hf
-                    .strip_prefix("model.layers.")
-                    .and_then(|r| r.split('.').next())
-                    .and_then(|n| n.parse().ok());
-                let sensitive = hf.contains("v_proj") || hf.contains("down_proj");
-                if hf == "lm_head.weight"
-                    || (sensitive && layer.is_some_and(|l| l < num_layers.div_ceil(2)))
-                {
-                    GgmlDType::Q6K
-                } else {
-                    GgmlDType::Q4K
-                }
-            }
-        };
-        let row = shape[1];
-        if row.is_multiple_of(wanted.block_size()) {
-            wanted
-        } else if row.is_multiple_of(GgmlDType::Q8_0.block_size()) {
-            GgmlDType::Q8_0
-        } else {
-            GgmlDType::F32
-        }
+        Err(_) => Ok(tok),
     }
-}
-
-/// llama.cpp's q/k row permutation: rotate-half pairs (i, i+d/2) become adjacent.
-fn permute_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let dims = w.dims().to_vec();
-    let rows = dims[0];
-    let rest: usize = dims[1..].iter().product();
-    let half = rows / heads / 2;
-    Ok(w.reshape((heads, 2, half, rest))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)?)
-}
-
-/// Writes `model` (an HF directory or a built-in) as a GGUF file with `quant`, and its
-/// `tokenizer.json` beside it. Returns the number of tensors written.
-pub fn write_gguf(model: &ModelSpec, quant: GgufQuant, out: &Path) -> Result<usize> {
-    let raw = match model {
-        ModelSpec::HfDir(dir) => super::hf::read_dir(dir, &Device::Cpu)?,
-        ModelSpec::Builtin(b) => super::builtin::raw(*b)?,
-        ModelSpec::Gguf(p) => {
-            return Err(ModelError::Unsupported(format!(
-                "{} is already GGUF; convert from an HF directory",
-                p.display()
-            )));
-        }
-    };
-    let cfg = &raw.cfg;
-    let (bos, eos) = super::hf::special_tokens(cfg, raw.generation_config.as_deref())?;
-    // Build once to check every tensor's presence and shape before writing anything.
-    super::hf::build(
-        super::hf::RawCheckpoint {
-            cfg: cfg.clone(),
-            tensors: raw.tensors.clone(),
-            tokenizer: raw.tokenizer.clone(),
-            generation_config: raw.generation_config.clone(),
-            name: raw.name.clone(),
-        },
-        &LoadOptions::default(),
-    )?;
-    let a = cfg.arch.model_type();
-    let permute = cfg.arch != Arch::Qwen2;
-    let mut names: Vec<&String> = raw.tensors.keys().collect();
-    names.sort();
-    let mut qtensors = Vec::with_capacity(names.len());
-    for name in names {
-        if name == "lm_head.weight" && cfg.tie_word_embeddings {
-            continue;
-        }
-        let mut t = raw.tensors[name].to_dtype(DType::F32)?;
-        if permute && name.contains("self_attn.q_proj") {
-            t = permute_rows(&t, cfg.num_heads)?;
-        } else if permute && name.contains("self_attn.k_proj") {
-            t = permute_rows(&t, cfg.num_kv_heads)?;
-        }
-        let dtype = quant.dtype_for(name, t.dims(), cfg.num_layers);
-        qtensors.push((gguf_name(name), QTensor::quantize(&t, dtype)?));
-    }
-    let mut md: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String(a.into())),
-        ("general.name".into(), Value::String(raw.name.clone())),
-        (
-            format!("{a}.context_length"),
-            Value::U32(cfg.max_position_embeddings as u32),
-        ),
-        (
-            format!("{a}.embedding_length"),
-            Value::U32(cfg.hidden_size as u32),
-        ),
-        (
-            format!("{a}.feed_forward_length"),
-            Value::U32(cfg.intermediate_size as u32),
-        ),
-        (
-            format!("{a}.block_count"),
-            Value::U32(cfg.num_layers as u32),
-        ),
-        (
-            format!("{a}.attention.head_count"),
-            Value::U32(cfg.num_heads as u32),
-        ),
-        (
-            format!("{a}.attention.head_count_kv"),
-            Value::U32(cfg.num_kv_heads as u32),
-        ),
-        (
-            format!("{a}.rope.dimension_count"),
-            Value::U32(cfg.head_dim as u32),
-        ),
-        (
-            format!("{a}.rope.freq_base"),
-            Value::F32(cfg.rope_theta as f32),
-        ),
-        (
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(cfg.rms_norm_eps as f32),
-        ),
-    ];
-    if cfg.rope_scaling != RopeScaling::None {
-        return Err(ModelError::Unsupported(
-            "writing GGUF for a model with rope scaling".into(),
-        ));
-    }
-    if let Some(b) = bos {
-        md.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(b)));
-    }
-    if let Some(&e) = eos.first() {
-        md.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(e)));
-    }
-    let tmp = out.with_extension("gguf.partial");
-    let write = || -> Result<()> {
-        let mut f = File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-        let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        gguf_file::write(&mut f, &md_refs, &t_refs)?;
-        f.sync_all().map_err(|e| ModelError::io(&tmp, e))?;
-        let tok = serde_json::to_vec(raw.tokenizer.inner())
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let tok_path = out.with_file_name("tokenizer.json");
-        std::fs::write(&tok_path, tok).map_err(|e| ModelError::io(&tok_path, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(qtensors.len())
 }

@@ -7,8 +7,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 
+use super::hf_tokenizer::{TokenizerFiles, finish};
 use super::{LoadOptions, Loaded, read};
-use crate::config::{LlamaConfig, token_list};
+use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::llama::weights::TensorMap;
 use crate::llama::{Identity, Llama};
@@ -18,8 +19,8 @@ use crate::tokenizer::Tokenizer;
 pub(crate) struct RawCheckpoint {
     pub(crate) cfg: LlamaConfig,
     pub(crate) tensors: HashMap<String, Tensor>,
+    /// With its special tokens and chat template attached.
     pub(crate) tokenizer: Tokenizer,
-    pub(crate) generation_config: Option<Vec<u8>>,
     pub(crate) name: String,
 }
 
@@ -38,44 +39,19 @@ pub(crate) fn read_dir(dir: &Path, device: &Device) -> Result<RawCheckpoint> {
     }
     let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
     let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let tokenizer = finish(tokenizer, &cfg, &TokenizerFiles::read(dir)?)?;
     let tensors = load_safetensors(dir, device)?;
-    let generation_config = match std::fs::read(dir.join("generation_config.json")) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ModelError::io(dir.join("generation_config.json"), e)),
-    };
     Ok(RawCheckpoint {
         cfg,
         tensors,
         tokenizer,
-        generation_config,
         name: dir.display().to_string(),
     })
 }
 
-/// The special tokens: `generation_config.json` overrides `config.json`.
-pub(crate) fn special_tokens(
-    cfg: &LlamaConfig,
-    generation_config: Option<&[u8]>,
-) -> Result<(Option<u32>, Vec<u32>)> {
-    let (mut bos, mut eos) = (cfg.bos_token_id, cfg.eos_token_ids.clone());
-    if let Some(bytes) = generation_config {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| {
-            ModelError::config("generation_config.json", format!("not valid JSON: {e}"))
-        })?;
-        if let Some(b) = v.get("bos_token_id").and_then(Value::as_u64) {
-            bos = Some(b as u32);
-        }
-        if v.get("eos_token_id").is_some() {
-            eos = token_list(v.get("eos_token_id"))?;
-        }
-    }
-    Ok((bos, eos))
-}
-
 /// Builds a model from a checkpoint's parts.
 pub(crate) fn build(raw: RawCheckpoint, opts: &LoadOptions) -> Result<Loaded> {
-    let (bos, eos) = special_tokens(&raw.cfg, raw.generation_config.as_deref())?;
+    let special = raw.tokenizer.special().clone();
     let identity = Identity {
         name: raw.name.clone(),
         tokenizer_fingerprint: raw.tokenizer.fingerprint().to_string(),
@@ -85,7 +61,7 @@ pub(crate) fn build(raw: RawCheckpoint, opts: &LoadOptions) -> Result<Loaded> {
         description: raw.name,
     };
     let mut model = Llama::from_source(raw.cfg, &weights, opts.dtype, &opts.device, identity)?;
-    model.set_special_tokens(bos, eos);
+    model.set_special_tokens(&special);
     Ok(Loaded {
         model,
         tokenizer: raw.tokenizer,

