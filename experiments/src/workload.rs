@@ -5,16 +5,43 @@ use std::path::Path;
 
 use serde::Deserialize;
 use tandem_decoding::SessionRng;
+use tandem_models::{Message, Tokenizer};
 
-/// One prompt of a workload.
+/// One prompt of a workload: raw text, or a conversation rendered by the target's chat
+/// template.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Prompt {
-    /// The text.
+    /// The text (for a conversation: its last message, for display and routing).
+    #[serde(default)]
     pub prompt: String,
+    /// A conversation (`[{"role": "user", "content": …}]`), sent through the target's
+    /// chat template with the assistant's turn opened.
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
     /// A data-class tag (`public`, `private`, ...), for routing and the records.
     #[serde(default = "public")]
     pub tag: String,
+}
+
+impl Prompt {
+    /// The prompt's token ids for `tokenizer`: a conversation rendered by its chat
+    /// template (which places any BOS itself), or the text after `bos`.
+    pub fn ids(&self, tokenizer: &Tokenizer, bos: Option<u32>) -> Result<Vec<u32>, String> {
+        let fail = |e: tandem_models::ModelError| format!("tokenizing {:?}: {e}", self.prompt);
+        if let Some(messages) = &self.messages {
+            let template = tokenizer.chat_template().ok_or_else(|| {
+                "the workload has \"messages\" lines but the target has no chat template"
+                    .to_string()
+            })?;
+            return tokenizer
+                .encode(&template.render(messages, true).map_err(fail)?)
+                .map_err(fail);
+        }
+        let mut ids: Vec<u32> = bos.into_iter().collect();
+        ids.extend(tokenizer.encode(&self.prompt).map_err(fail)?);
+        Ok(ids)
+    }
 }
 
 fn public() -> String {
@@ -55,7 +82,9 @@ const COPYING: &[&str] = &[
     "Repeat after me: bell yellow frog. Again: bell",
 ];
 
-/// A prompt set: `builtin:NAME`, or a JSONL file (relative paths from `base`).
+/// A prompt set: `builtin:NAME`, or a JSONL file (relative paths from `base`) of
+/// `{"prompt": …}` or `{"messages": [{"role": …, "content": …}, …]}` lines, each with an
+/// optional `"tag"`.
 pub fn load_prompts(spec: &str, base: &Path) -> Result<Vec<Prompt>, String> {
     if let Some(name) = spec.strip_prefix("builtin:") {
         let sets: Vec<&[&str]> = match name {
@@ -81,6 +110,7 @@ pub fn load_prompts(spec: &str, base: &Path) -> Result<Vec<Prompt>, String> {
             .flat_map(|i| sets.iter().filter_map(move |s| s.get(i)))
             .map(|p| Prompt {
                 prompt: (*p).into(),
+                messages: None,
                 tag: public(),
             })
             .collect();
@@ -94,10 +124,28 @@ pub fn load_prompts(spec: &str, base: &Path) -> Result<Vec<Prompt>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let p: Prompt =
+        let mut p: Prompt =
             serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
-        if p.prompt.is_empty() {
-            return Err(format!("{}:{}: the prompt is empty", path.display(), i + 1));
+        match &p.messages {
+            Some(_) if !p.prompt.is_empty() => {
+                return Err(format!(
+                    "{}:{}: give \"prompt\" or \"messages\", not both",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            Some(m) if m.is_empty() => {
+                return Err(format!(
+                    "{}:{}: \"messages\" is empty",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            Some(m) => p.prompt = m.last().map(|m| m.content.clone()).unwrap_or_default(),
+            None if p.prompt.is_empty() => {
+                return Err(format!("{}:{}: the prompt is empty", path.display(), i + 1));
+            }
+            None => {}
         }
         prompts.push(p);
     }

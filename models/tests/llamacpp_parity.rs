@@ -167,3 +167,64 @@ fn greedy_continuations_match_llama_cpp() {
         f["prompts"].as_array().unwrap().len()
     );
 }
+
+/// A token's logits do not depend on how it is run: decoded alone, inside a 5-token
+/// verification block, or batched with other sessions, they are the same bits — what
+/// makes greedy speculative decoding equal plain greedy decoding on a quantized model.
+#[test]
+fn block_and_batch_logits_equal_decode_logits_bit_for_bit() {
+    use tandem_models::{BatchEntry, SessionCache};
+    let m = smollm2();
+    let model = &m.model;
+    let prompt = m
+        .tokenizer
+        .encode("The capital of France is Paris, and")
+        .unwrap();
+    let block = m.tokenizer.encode(" the capital of Italy is").unwrap();
+    // One token at a time.
+    let mut cache = model.new_cache();
+    model.forward(&mut cache, &prompt, Positions::Last).unwrap();
+    let mut alone = Vec::new();
+    for &t in &block {
+        alone.push(
+            model
+                .forward(&mut cache, &[t], Positions::Last)
+                .unwrap()
+                .last()
+                .to_vec(),
+        );
+    }
+    // The block at once, in a batch beside another session with a longer context.
+    let mut mine = model.new_cache();
+    model.forward(&mut mine, &prompt, Positions::Last).unwrap();
+    let mut other = model.new_cache();
+    let other_prompt = m
+        .tokenizer
+        .encode("Once upon a time there was a fox who liked to run in the woods")
+        .unwrap();
+    model
+        .forward(&mut other, &other_prompt, Positions::Last)
+        .unwrap();
+    let other_block = m.tokenizer.encode(" and then").unwrap();
+    let out = model
+        .forward_batch(&mut [
+            BatchEntry {
+                cache: &mut other,
+                tokens: &other_block,
+                positions: Positions::All,
+            },
+            BatchEntry {
+                cache: &mut mine,
+                tokens: &block,
+                positions: Positions::All,
+            },
+        ])
+        .unwrap();
+    assert_eq!(mine.len(), prompt.len() + block.len());
+    for (i, row) in alone.iter().enumerate() {
+        assert!(
+            out[1].row(i) == row.as_slice(),
+            "row {i} differs from one-at-a-time decoding"
+        );
+    }
+}

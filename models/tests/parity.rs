@@ -51,7 +51,7 @@ fn tiny_target_matches_transformers() {
 fn transformers_written_checkpoints_load_with_their_own_hyper_parameters() {
     use tandem_models::config::{Arch, RopeScaling};
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    for name in ["hf-llama3", "hf-qwen2"] {
+    for name in ["hf-llama3", "hf-qwen2", "hf-qwen3"] {
         let dir = fixtures.join(name);
         let m = ModelSpec::HfDir(dir.clone())
             .load(&LoadOptions::default())
@@ -67,6 +67,13 @@ fn transformers_written_checkpoints_load_with_their_own_hyper_parameters() {
                 );
                 assert!(c.qkv_bias && c.o_bias && !c.tie_word_embeddings);
                 assert_eq!(c.checkpoint_dtype.as_deref(), Some("bfloat16"));
+            }
+            "hf-qwen3" => {
+                assert_eq!(c.arch, Arch::Qwen3);
+                // head_dim 32 with hidden 64 and 4 heads: read, not derived.
+                assert_eq!((c.head_dim, c.num_heads, c.num_kv_heads), (32, 4, 2));
+                assert_eq!((c.rms_norm_eps, c.rope_theta), (1e-6, 1_000_000.0));
+                assert!(!c.qkv_bias && !c.o_bias && !c.tie_word_embeddings);
             }
             _ => {
                 assert_eq!(c.arch, Arch::Qwen2);

@@ -48,7 +48,7 @@ fn default_transport() -> String {
     "quic".into()
 }
 
-/// The model pair: `builtin:` names, HF directories, or GGUF files.
+/// The model pair: `builtin:` names, HF directories, GGUF files, or `pkg:` checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Models {
@@ -56,6 +56,10 @@ pub struct Models {
     pub draft: String,
     /// The cloud's target model.
     pub target: String,
+    /// Draft with only these layers of `draft` (`"0-9"`, `"0-5,27-29"`): with the
+    /// target's own checkpoint as `draft`, a self-drafted pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_layers: Option<String>,
 }
 
 /// What is asked and when.

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use tandem_decoding::policy::PolicySpec;
 use tandem_draft::Strategy;
-use tandem_models::ModelSpec;
+use tandem_models::{LayerSelection, ModelSpec};
 use tandem_protocol::LinkProfile;
 use tandem_protocol::client::Endpoint;
 
@@ -64,6 +64,10 @@ impl Config {
             (Some(m), _) => {
                 for (key, spec) in [("models.draft", &m.draft), ("models.target", &m.target)] {
                     ModelSpec::from_str(spec).or_else(|e| bad(key, e.to_string()))?;
+                }
+                if let Some(layers) = &m.draft_layers {
+                    LayerSelection::from_str(layers)
+                        .or_else(|e| bad("models.draft_layers", e.to_string()))?;
                 }
             }
             (None, None) => {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tandem_decoding::{SamplingParams, SessionRng};
 use tandem_draft::{GenerateConfig, VerifierTarget};
-use tandem_models::{LanguageModel, Llama, LoadOptions, ModelSpec};
+use tandem_models::{LanguageModel, LayerSelection, Llama, LoadOptions, ModelSpec};
 use tandem_protocol::ConnectOptions;
 use tandem_protocol::client::{Endpoint, Transport};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
@@ -101,13 +101,23 @@ async fn real_backend(
     models: &crate::config::Models,
     prompts: &[Prompt],
 ) -> Result<Backend, RunError> {
-    let load = |spec: &str, what: &str| {
+    let layers = models
+        .draft_layers
+        .as_deref()
+        .map(str::parse::<LayerSelection>)
+        .transpose()
+        .map_err(|e| RunError::Setup(format!("models.draft_layers: {e}")))?;
+    let load = |spec: &str, what: &str, layers: Option<LayerSelection>| {
         let spec: ModelSpec = spec.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
-        spec.load(&LoadOptions::default())
+        let opts = LoadOptions {
+            layers,
+            ..LoadOptions::default()
+        };
+        spec.load(&opts)
             .map_err(|e| RunError::Setup(format!("loading the {what} {spec}: {e}")))
     };
-    let draft = load(&models.draft, "draft")?;
-    let target = load(&models.target, "target")?;
+    let draft = load(&models.draft, "draft", layers)?;
+    let target = load(&models.target, "target", None)?;
     target
         .model
         .info()
@@ -116,16 +126,7 @@ async fn real_backend(
     let bos = target.model.info().bos_token_id;
     let prompt_ids = prompts
         .iter()
-        .map(|p| {
-            let mut ids: Vec<u32> = bos.into_iter().collect();
-            ids.extend(
-                target
-                    .tokenizer
-                    .encode(&p.prompt)
-                    .map_err(|e| RunError::Setup(format!("tokenizing {:?}: {e}", p.prompt)))?,
-            );
-            Ok(ids)
-        })
+        .map(|p| p.ids(&target.tokenizer, bos).map_err(RunError::Setup))
         .collect::<Result<Vec<_>, RunError>>()?;
     let cloud = start_cloud(config, &models.target, target.model).await?;
     Ok(Backend::Real {

@@ -64,6 +64,11 @@ impl<'m> Rotated<'m> {
         Ok(Rotated { model, q, k, v })
     }
 
+    /// The rotated queries, `tokens × heads × head_dim`.
+    pub(super) fn queries(&self) -> &Tensor {
+        &self.q
+    }
+
     /// Writes the block of `span` into its session's cache at `layer`.
     pub(super) fn store(&self, cache: &LlamaCache, layer: usize, span: Span) -> Result<()> {
         let k = self.k.narrow(0, span.start, span.len)?;

@@ -120,6 +120,11 @@ impl LlamaCache {
         Ok((Tensor::cat(&[kb, &pad], 0)?, Tensor::cat(&[vb, &pad], 0)?))
     }
 
+    /// The key and value buffers of `layer` (`capacity × kv_heads × head_dim`).
+    pub(super) fn buffers_of(&self, layer: usize) -> &(Tensor, Tensor) {
+        self.buffers(layer)
+    }
+
     fn buffers(&self, layer: usize) -> &(Tensor, Tensor) {
         self.layers[layer]
             .as_ref()

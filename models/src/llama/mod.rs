@@ -16,6 +16,7 @@ mod cache;
 mod layers;
 mod packing;
 mod rope;
+mod rowwise;
 #[cfg(test)]
 mod tests;
 pub(crate) mod train;
@@ -254,6 +255,8 @@ struct Layout {
     sin: Tensor,
     groups: Vec<Group>,
     restore: Option<Tensor>,
+    /// Attention row by row ([`rowwise`]): f32 on the CPU. The groups are then unused.
+    rowwise: bool,
 }
 
 impl Llama {
@@ -299,12 +302,19 @@ impl Llama {
             positions.extend(past..past + len);
         }
         let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
+        let rowwise = self.device.is_cpu() && self.dtype == DType::F32;
         // Groups, masks and row indices depend only on the shapes: built once per pass.
-        let groups = packing::plan(&spans)
-            .into_iter()
-            .map(|members| Group::new(&spans, members, &self.embed))
-            .collect::<Result<Vec<_>>>()?;
-        let restore = packing::restore(&spans, &groups, &self.device)?;
+        let groups = match rowwise {
+            true => Vec::new(),
+            false => packing::plan(&spans)
+                .into_iter()
+                .map(|members| Group::new(&spans, members, &self.embed))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let restore = match rowwise {
+            true => None,
+            false => packing::restore(&spans, &groups, &self.device)?,
+        };
         Ok(Layout {
             spans,
             total: positions.len(),
@@ -312,6 +322,7 @@ impl Llama {
             sin: sin.unsqueeze(1)?,
             groups,
             restore,
+            rowwise,
         })
     }
 
@@ -329,6 +340,27 @@ impl Llama {
         for (e, span) in entries.iter().zip(&layout.spans) {
             ctx.store(e.cache, l, *span)?;
         }
+        let attn = if layout.rowwise {
+            let caches: Vec<&LlamaCache> = entries.iter().map(|e| &*e.cache).collect();
+            rowwise::attend(&self.cfg, ctx.queries(), &layout.spans, &caches, l)?
+        } else {
+            self.attend_groups(&ctx, l, layout, entries)?
+        };
+        let x = (x + layer.o.forward(&attn)?)?;
+        let h = self.rms_norm(&x, &layer.mlp_norm)?;
+        let [gate, up] = gate_up(layer, &h)?;
+        let act = (candle_nn::ops::silu(&gate)? * up)?;
+        Ok((x + layer.down.forward(&act)?)?)
+    }
+
+    /// Attention by padded groups of similar sessions (GPU, half precision).
+    fn attend_groups(
+        &self,
+        ctx: &attention::Rotated<'_>,
+        l: usize,
+        layout: &Layout,
+        entries: &[BatchEntry<'_, LlamaCache>],
+    ) -> Result<Tensor> {
         let mut outs = Vec::with_capacity(layout.groups.len());
         for g in &layout.groups {
             let caches: Vec<&LlamaCache> = g.members.iter().map(|&i| &*entries[i].cache).collect();
@@ -338,15 +370,10 @@ impl Llama {
             1 => outs.pop().expect("one output"),
             _ => Tensor::cat(&outs, 0)?,
         };
-        let attn = match &layout.restore {
+        Ok(match &layout.restore {
             Some(rows) => attn.index_select(rows, 0)?,
             None => attn,
-        };
-        let x = (x + layer.o.forward(&attn)?)?;
-        let h = self.rms_norm(&x, &layer.mlp_norm)?;
-        let [gate, up] = gate_up(layer, &h)?;
-        let act = (candle_nn::ops::silu(&gate)? * up)?;
-        Ok((x + layer.down.forward(&act)?)?)
+        })
     }
 
     /// Final norm and LM head, only on the rows someone asked for; split per entry.

@@ -155,10 +155,17 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         })?;
     let hidden_size = meta_usize(md, &format!("{a}.embedding_length"), path)?;
     let num_heads = meta_usize(md, &format!("{a}.attention.head_count"), path)?;
-    let head_dim = match md.get(&format!("{a}.rope.dimension_count")) {
-        Some(_) => meta_usize(md, &format!("{a}.rope.dimension_count"), path)?,
-        None => hidden_size / num_heads.max(1),
-    };
+    // A head's width: `attention.key_length` where llama.cpp's converter wrote it (Qwen3
+    // and others whose heads are not hidden/heads wide), else the rotated width.
+    let head_dim = [
+        format!("{a}.attention.key_length"),
+        format!("{a}.rope.dimension_count"),
+    ]
+    .iter()
+    .find(|k| md.contains_key(k.as_str()))
+    .map(|k| meta_usize(md, k, path))
+    .transpose()?
+    .unwrap_or(hidden_size / num_heads.max(1));
     let cfg = LlamaConfig {
         arch,
         vocab_size,

@@ -186,6 +186,15 @@ pub fn write_gguf(
             Value::U32(cfg.head_dim as u32),
         ),
         (
+            format!("{a}.attention.key_length"),
+            Value::U32(cfg.head_dim as u32),
+        ),
+        (
+            format!("{a}.attention.value_length"),
+            Value::U32(cfg.head_dim as u32),
+        ),
+        (format!("{a}.vocab_size"), Value::U32(cfg.vocab_size as u32)),
+        (
             format!("{a}.rope.freq_base"),
             Value::F32(cfg.rope_theta as f32),
         ),

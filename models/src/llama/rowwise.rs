@@ -1,0 +1,120 @@
+//! Attention on the CPU, one query row at a time, in a fixed order of operations.
+//!
+//! Every row's result depends only on that row's query and its session's cached keys
+//! and values — not on how many tokens its block has, nor on which other sessions share
+//! the pass — so a token's logits are bit-for-bit the same whether it is decoded alone,
+//! verified inside a k-token block, or batched with 63 other sessions. Greedy
+//! speculative decoding then reproduces plain greedy decoding exactly, even on a
+//! quantized model whose top two logits are a hair apart. (The padded, batched path in
+//! [`super::attention`] sums in an order that depends on the batch's shape.)
+//!
+//! For row `i` of a session with `past` cached tokens (position `p = past + i`) and
+//! query head `h` (key/value head `h / g`):
+//!
+//! ```text
+//! s_j = (q_h · k_j) / √d          j = 0 ..= p   (8-lane partial sums, fixed order)
+//! a_j = exp(s_j − max s) / Σ exp  (sums in j order)
+//! o_h = Σ_j a_j v_j               (j order)
+//! ```
+
+use candle_core::{Storage, Tensor};
+use rayon::prelude::*;
+
+use super::cache::LlamaCache;
+use super::packing::Span;
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+
+/// Dot product with eight running partial sums, added up in a fixed order at the end.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+}
+
+/// Attention for every row of the pass. `q` is `tokens × heads × head_dim` (RoPE
+/// applied), f32 and contiguous; every session's block is already in its cache. Returns
+/// `tokens × heads·head_dim`.
+pub(super) fn attend(
+    cfg: &LlamaConfig,
+    q: &Tensor,
+    spans: &[Span],
+    caches: &[&LlamaCache],
+    layer: usize,
+) -> Result<Tensor> {
+    let (heads, kv_heads, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+    let g = heads / kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let qs: Vec<f32> = q.flatten_all()?.to_vec1()?;
+    let total = qs.len() / (heads * d);
+    let mut out = vec![0f32; total * heads * d];
+    // (row, session) for every row of the pass, in row order.
+    let mut owner = vec![0usize; total];
+    for (s, span) in spans.iter().enumerate() {
+        owner[span.start..span.start + span.len].fill(s);
+    }
+    let kv: Vec<(Tensor, Tensor)> = caches.iter().map(|c| c.buffers_of(layer).clone()).collect();
+    let row_width = kv_heads * d;
+    let results: Vec<Result<()>> = out
+        .par_chunks_mut(heads * d)
+        .enumerate()
+        .map(|(row, o)| {
+            let s = owner[row];
+            let span = spans[s];
+            let seen = span.past + (row - span.start) + 1;
+            let (kt, vt) = &kv[s];
+            let mut run = |k: &[f32], v: &[f32]| {
+                let mut scores = vec![0f32; seen];
+                for h in 0..heads {
+                    let kvh = h / g;
+                    let qh = &qs[(row * heads + h) * d..(row * heads + h + 1) * d];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, sj) in scores.iter_mut().enumerate() {
+                        let kj = &k[j * row_width + kvh * d..j * row_width + (kvh + 1) * d];
+                        *sj = dot(qh, kj) * scale;
+                        max = max.max(*sj);
+                    }
+                    let mut sum = 0f32;
+                    for sj in scores.iter_mut() {
+                        *sj = (*sj - max).exp();
+                        sum += *sj;
+                    }
+                    let oh = &mut o[h * d..(h + 1) * d];
+                    oh.fill(0.0);
+                    for (j, sj) in scores.iter().enumerate() {
+                        let a = sj / sum;
+                        let vj = &v[j * row_width + kvh * d..j * row_width + (kvh + 1) * d];
+                        for (x, y) in oh.iter_mut().zip(vj) {
+                            *x += a * y;
+                        }
+                    }
+                }
+            };
+            let (ks, vs) = (kt.storage_and_layout(), vt.storage_and_layout());
+            match (&*ks.0, &*vs.0) {
+                (Storage::Cpu(kc), Storage::Cpu(vc)) => {
+                    let k = &kc.as_slice::<f32>()?[ks.1.start_offset()..];
+                    let v = &vc.as_slice::<f32>()?[vs.1.start_offset()..];
+                    run(k, v);
+                    Ok(())
+                }
+                _ => Err(ModelError::Unsupported(
+                    "row-wise attention runs on the CPU".into(),
+                )),
+            }
+        })
+        .collect();
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(Tensor::from_vec(out, (total, heads * d), q.device())?)
+}
