@@ -29,6 +29,9 @@ use crate::error::{ModelError, Result};
 /// Values per block.
 pub(crate) const QK: usize = 32;
 
+/// Tokens a weight row meets at once (each weight block is unpacked once per tile).
+pub(crate) const TILE: usize = 4;
+
 /// The block types this module multiplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -51,7 +54,7 @@ impl Kind {
     }
 
     /// Bytes of one block in the file's layout.
-    pub(crate) fn block_bytes(self) -> usize {
+    pub(crate) const fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_0 => 2 + QK / 2,
             Kind::Q4_1 => 4 + QK / 2,
@@ -72,6 +75,15 @@ pub(crate) struct ActBlock {
     pub(crate) s: f32,
 }
 
+/// Rounds half to even (as `_mm256_round_ps` does in llama.cpp) without a libm call:
+/// adding and taking away 1.5·2²³ leaves the nearest integer for |x| < 2²², and
+/// |x| ≤ 127 here.
+#[inline]
+fn round_even(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    ((x + MAGIC) - MAGIC) as i32
+}
+
 /// Quantizes one activation row (`k` a multiple of 32) into blocks.
 pub(crate) fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
     for (xs, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
@@ -80,7 +92,7 @@ pub(crate) fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
         for (q, v) in b.q.iter_mut().zip(xs) {
-            let r = (v * id).round_ties_even() as i32;
+            let r = round_even(v * id);
             *q = r as i8;
             sum += r;
         }
@@ -178,14 +190,15 @@ impl QMatrix {
         // Rows of W in chunks of at least 16 per task, about 4 tasks per thread.
         let chunk = n.div_ceil(4 * rayon::current_num_threads()).max(16);
         let mut yt = vec![0f32; n * m];
-        let dot = dot_fn(self.kind);
+        let kernel = row_fn(self.kind);
+        let tokens: Vec<&[ActBlock]> = act.chunks_exact(blocks).collect();
         yt.par_chunks_mut(chunk * m)
             .enumerate()
             .for_each(|(c, out)| {
                 for (i, o) in out.chunks_exact_mut(m).enumerate() {
                     let w = self.row(c * chunk + i);
-                    for (t, y) in o.iter_mut().enumerate() {
-                        *y = dot(w, &act[t * blocks..(t + 1) * blocks]);
+                    for (xs, y) in tokens.chunks(TILE).zip(o.chunks_mut(TILE)) {
+                        kernel(w, xs, y);
                     }
                 }
             });
@@ -200,18 +213,18 @@ impl QMatrix {
     }
 }
 
-/// A row · activation dot product for one block type.
-type DotFn = fn(&[u8], &[ActBlock]) -> f32;
+/// One weight row against up to [`TILE`] tokens' activations: `out[t] = w · x_t`.
+type RowFn = fn(&[u8], &[&[ActBlock]], &mut [f32]);
 
-fn dot_fn(kind: Kind) -> DotFn {
+fn row_fn(kind: Kind) -> RowFn {
     #[cfg(target_arch = "x86_64")]
-    if let Some(f) = simd::dot_fn(kind) {
+    if let Some(f) = simd::row_fn(kind) {
         return f;
     }
     match kind {
-        Kind::Q4_0 => scalar::dot_q4_0,
-        Kind::Q4_1 => scalar::dot_q4_1,
-        Kind::Q8_0 => scalar::dot_q8_0,
+        Kind::Q4_0 => scalar::row_q4_0,
+        Kind::Q4_1 => scalar::row_q4_1,
+        Kind::Q8_0 => scalar::row_q8_0,
     }
 }
 

@@ -5,6 +5,22 @@ use half::f16;
 
 use super::{ActBlock, QK};
 
+/// A row kernel from a dot product: each token on its own.
+macro_rules! row_of {
+    ($row:ident, $dot:ident) => {
+        /// One weight row against each token of the tile.
+        pub(crate) fn $row(w: &[u8], xs: &[&[ActBlock]], out: &mut [f32]) {
+            for (x, y) in xs.iter().zip(out.iter_mut()) {
+                *y = $dot(w, x);
+            }
+        }
+    };
+}
+
+row_of!(row_q4_0, dot_q4_0);
+row_of!(row_q4_1, dot_q4_1);
+row_of!(row_q8_0, dot_q8_0);
+
 fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }

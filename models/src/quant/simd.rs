@@ -1,16 +1,21 @@
 //! The block dot products with AVX2 (x86-64), after llama.cpp's `ggml_vec_dot_*`:
 //! nibbles are spread to bytes, `maddubs` multiplies unsigned by signed bytes into i16
 //! pairs (no overflow: |q_w| ≤ 127 and |q_x| ≤ 127), `madd` widens to i32, and each
-//! block's sum is scaled into an 8-lane f32 accumulator. The integer sums are exactly
-//! the scalar ones ([`super::scalar`]); only the order of the f32 additions differs.
+//! block's sum is scaled into an 8-lane f32 accumulator per token.
+//!
+//! A weight row meets up to [`TILE`] tokens at once: each block is unpacked once and
+//! multiplied with every token's activation block. Each token's accumulator sees the
+//! same operations in the same order whatever the tile holds, so a token's result does
+//! not depend on its neighbours. The integer sums are exactly the scalar ones
+//! ([`super::scalar`]); only the order of the f32 additions differs.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
-use super::{ActBlock, Kind, QK};
+use super::{ActBlock, Kind, TILE};
 
-/// The AVX2 dot product for `kind`, if this CPU has AVX2, FMA and F16C.
-pub(super) fn dot_fn(kind: Kind) -> Option<super::DotFn> {
+/// The AVX2 kernel for `kind`, if this CPU has AVX2, FMA and F16C.
+pub(super) fn row_fn(kind: Kind) -> Option<super::RowFn> {
     if !(is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c"))
@@ -18,31 +23,10 @@ pub(super) fn dot_fn(kind: Kind) -> Option<super::DotFn> {
         return None;
     }
     Some(match kind {
-        Kind::Q4_0 => dot_q4_0,
-        Kind::Q4_1 => dot_q4_1,
-        Kind::Q8_0 => dot_q8_0,
+        Kind::Q4_0 => q4_0,
+        Kind::Q4_1 => q4_1,
+        Kind::Q8_0 => q8_0,
     })
-}
-
-// The safe wrappers below are only handed out by `dot_fn`, after the CPU features were
-// detected; the slices' lengths are checked before any pointer is read.
-
-fn dot_q4_0(w: &[u8], x: &[ActBlock]) -> f32 {
-    assert!(w.len() >= x.len() * Kind::Q4_0.block_bytes());
-    // SAFETY: AVX2/FMA/F16C were detected (see above); `w` holds a block per `x` block.
-    unsafe { q4_0(w, x) }
-}
-
-fn dot_q4_1(w: &[u8], x: &[ActBlock]) -> f32 {
-    assert!(w.len() >= x.len() * Kind::Q4_1.block_bytes());
-    // SAFETY: as for `dot_q4_0`.
-    unsafe { q4_1(w, x) }
-}
-
-fn dot_q8_0(w: &[u8], x: &[ActBlock]) -> f32 {
-    assert!(w.len() >= x.len() * Kind::Q8_0.block_bytes());
-    // SAFETY: as for `dot_q4_0`.
-    unsafe { q8_0(w, x) }
 }
 
 #[inline]
@@ -80,13 +64,6 @@ fn dot_us8(a: __m256i, b: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
 }
 
-/// Σ a·b over 32 signed × signed bytes (|a|, and b with a's sign).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_s8(a: __m256i, b: __m256i) -> __m256 {
-    dot_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn act(b: &ActBlock) -> __m256i {
@@ -94,46 +71,93 @@ fn act(b: &ActBlock) -> __m256i {
     unsafe { _mm256_load_si256(b.q.as_ptr() as *const __m256i) }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0(w: &[u8], x: &[ActBlock]) -> f32 {
-    const B: usize = 2 + QK / 2;
-    let mut acc = _mm256_setzero_ps();
-    for (i, xb) in x.iter().enumerate() {
-        // SAFETY: block i lies within `w` (checked by the caller).
-        let p = unsafe { w.as_ptr().add(i * B) };
-        let d = half_at(p) * xb.d;
-        let q = _mm256_sub_epi8(nibbles(unsafe { p.add(2) }), _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot_s8(q, act(xb)), acc);
-    }
-    hsum(acc)
+/// One weight block, unpacked for `maddubs`: the unsigned operand, the sign to move onto
+/// the activation (signed weights), the scale and the minimum (Q4_1).
+struct Unpacked {
+    q: __m256i,
+    sign: Option<__m256i>,
+    d: f32,
+    m: f32,
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1(w: &[u8], x: &[ActBlock]) -> f32 {
-    const B: usize = 4 + QK / 2;
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0f32;
-    for (i, xb) in x.iter().enumerate() {
-        // SAFETY: block i lies within `w` (checked by the caller).
-        let p = unsafe { w.as_ptr().add(i * B) };
-        let d = half_at(p) * xb.d;
-        mins += half_at(unsafe { p.add(2) }) * xb.s;
-        let q = nibbles(unsafe { p.add(4) });
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot_us8(q, act(xb)), acc);
-    }
-    hsum(acc) + mins
+/// The kernel body shared by the three types: for every block, unpack the weight once,
+/// then scale each token's integer dot product into its accumulator.
+macro_rules! row_kernel {
+    ($name:ident, $inner:ident, $kind:expr, $unpack:expr) => {
+        fn $name(w: &[u8], xs: &[&[ActBlock]], out: &mut [f32]) {
+            assert!(xs.len() <= TILE && out.len() >= xs.len());
+            for x in xs {
+                assert!(w.len() >= x.len() * $kind.block_bytes());
+            }
+            // SAFETY: AVX2/FMA/F16C were detected (`row_fn` hands these out only then);
+            // `w` holds a block for every block of every `xs[t]` (checked above).
+            unsafe { $inner(w, xs, out) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $inner(w: &[u8], xs: &[&[ActBlock]], out: &mut [f32]) {
+            const B: usize = $kind.block_bytes();
+            let n = xs.len();
+            let mut acc = [_mm256_setzero_ps(); TILE];
+            let mut mins = [0f32; TILE];
+            for b in 0..xs.first().map_or(0, |x| x.len()) {
+                // SAFETY: block b lies within `w` (checked by the caller).
+                let u = unsafe { $unpack(w.as_ptr().add(b * B)) };
+                for t in 0..n {
+                    let xb = &xs[t][b];
+                    let y = match u.sign {
+                        Some(s) => _mm256_sign_epi8(act(xb), s),
+                        None => act(xb),
+                    };
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * xb.d), dot_us8(u.q, y), acc[t]);
+                    mins[t] += u.m * xb.s;
+                }
+            }
+            for t in 0..n {
+                out[t] = hsum(acc[t]) + mins[t];
+            }
+        }
+    };
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0(w: &[u8], x: &[ActBlock]) -> f32 {
-    const B: usize = 2 + QK;
-    let mut acc = _mm256_setzero_ps();
-    for (i, xb) in x.iter().enumerate() {
-        // SAFETY: block i lies within `w` (checked by the caller).
-        let p = unsafe { w.as_ptr().add(i * B) };
-        let d = half_at(p) * xb.d;
-        let q = unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) };
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), dot_s8(q, act(xb)), acc);
+unsafe fn unpack_q4_0(p: *const u8) -> Unpacked {
+    // SAFETY: `p` points at a whole Q4_0 block (2 + 16 bytes).
+    let q = _mm256_sub_epi8(nibbles(unsafe { p.add(2) }), _mm256_set1_epi8(8));
+    Unpacked {
+        q: _mm256_sign_epi8(q, q),
+        sign: Some(q),
+        d: half_at(p),
+        m: 0.0,
     }
-    hsum(acc)
 }
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_q4_1(p: *const u8) -> Unpacked {
+    // SAFETY: `p` points at a whole Q4_1 block (2 + 2 + 16 bytes).
+    Unpacked {
+        q: nibbles(unsafe { p.add(4) }),
+        sign: None,
+        d: half_at(p),
+        m: half_at(unsafe { p.add(2) }),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_q8_0(p: *const u8) -> Unpacked {
+    // SAFETY: `p` points at a whole Q8_0 block (2 + 32 bytes).
+    let q = unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) };
+    Unpacked {
+        q: _mm256_sign_epi8(q, q),
+        sign: Some(q),
+        d: half_at(p),
+        m: 0.0,
+    }
+}
+
+row_kernel!(q4_0, q4_0_avx2, Kind::Q4_0, unpack_q4_0);
+row_kernel!(q4_1, q4_1_avx2, Kind::Q4_1, unpack_q4_1);
+row_kernel!(q8_0, q8_0_avx2, Kind::Q8_0, unpack_q8_0);

@@ -95,7 +95,17 @@ fn simd_equals_scalar() {
             Kind::Q4_1 => scalar::dot_q4_1,
             Kind::Q8_0 => scalar::dot_q8_0,
         };
-        let (a, b) = (dot_fn(m.kind)(m.row(0), &act), scalar(m.row(0), &act));
+        let b = scalar(m.row(0), &act);
+        // Alone and in a full tile (beside other tokens), the same bits.
+        let mut alone = [0f32; 1];
+        row_fn(m.kind)(m.row(0), &[&act], &mut alone);
+        let mut other = act.clone();
+        quantize_row(&random(1, k, 9), &mut other);
+        let mut tile = [0f32; TILE];
+        row_fn(m.kind)(m.row(0), &[&other, &act, &other, &act], &mut tile);
+        assert_eq!(alone[0].to_bits(), tile[1].to_bits());
+        assert_eq!(alone[0].to_bits(), tile[3].to_bits());
+        let a = alone[0];
         assert!(
             (a - b).abs() < 1e-4 * (1.0 + b.abs()),
             "{dtype:?}: {a} vs {b}"
