@@ -32,6 +32,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
+        let (x, y): (&[f32; 8], &[f32; 8]) = (x.try_into().expect("8"), y.try_into().expect("8"));
         for l in 0..8 {
             acc[l] += x[l] * y[l];
         }
@@ -66,53 +67,46 @@ pub(super) fn attend(
     }
     let kv: Vec<(Tensor, Tensor)> = caches.iter().map(|c| c.buffers_of(layer).clone()).collect();
     let row_width = kv_heads * d;
+    // One unit of work per (row, head): a decode step still spreads over the threads.
     let results: Vec<Result<()>> = out
-        .par_chunks_mut(heads * d)
+        .par_chunks_mut(d)
         .enumerate()
-        .map(|(row, o)| {
+        .map(|(unit, oh)| {
+            let (row, h) = (unit / heads, unit % heads);
             let s = owner[row];
             let span = spans[s];
             let seen = span.past + (row - span.start) + 1;
             let (kt, vt) = &kv[s];
-            let mut run = |k: &[f32], v: &[f32]| {
-                let mut scores = vec![0f32; seen];
-                for h in 0..heads {
-                    let kvh = h / g;
-                    let qh = &qs[(row * heads + h) * d..(row * heads + h + 1) * d];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, sj) in scores.iter_mut().enumerate() {
-                        let kj = &k[j * row_width + kvh * d..j * row_width + (kvh + 1) * d];
-                        *sj = dot(qh, kj) * scale;
-                        max = max.max(*sj);
-                    }
-                    let mut sum = 0f32;
-                    for sj in scores.iter_mut() {
-                        *sj = (*sj - max).exp();
-                        sum += *sj;
-                    }
-                    let oh = &mut o[h * d..(h + 1) * d];
-                    oh.fill(0.0);
-                    for (j, sj) in scores.iter().enumerate() {
-                        let a = sj / sum;
-                        let vj = &v[j * row_width + kvh * d..j * row_width + (kvh + 1) * d];
-                        for (x, y) in oh.iter_mut().zip(vj) {
-                            *x += a * y;
-                        }
-                    }
-                }
-            };
             let (ks, vs) = (kt.storage_and_layout(), vt.storage_and_layout());
-            match (&*ks.0, &*vs.0) {
-                (Storage::Cpu(kc), Storage::Cpu(vc)) => {
-                    let k = &kc.as_slice::<f32>()?[ks.1.start_offset()..];
-                    let v = &vc.as_slice::<f32>()?[vs.1.start_offset()..];
-                    run(k, v);
-                    Ok(())
-                }
-                _ => Err(ModelError::Unsupported(
+            let (Storage::Cpu(kc), Storage::Cpu(vc)) = (&*ks.0, &*vs.0) else {
+                return Err(ModelError::Unsupported(
                     "row-wise attention runs on the CPU".into(),
-                )),
+                ));
+            };
+            let k = &kc.as_slice::<f32>()?[ks.1.start_offset()..];
+            let v = &vc.as_slice::<f32>()?[vs.1.start_offset()..];
+            let at = (h / g) * d;
+            let qh = &qs[(row * heads + h) * d..(row * heads + h + 1) * d];
+            let mut scores = vec![0f32; seen];
+            let mut max = f32::NEG_INFINITY;
+            for (j, sj) in scores.iter_mut().enumerate() {
+                *sj = dot(qh, &k[j * row_width + at..j * row_width + at + d]) * scale;
+                max = max.max(*sj);
             }
+            let mut sum = 0f32;
+            for sj in scores.iter_mut() {
+                *sj = (*sj - max).exp();
+                sum += *sj;
+            }
+            oh.fill(0.0);
+            for (j, sj) in scores.iter().enumerate() {
+                let a = sj / sum;
+                let vj = &v[j * row_width + at..j * row_width + at + d];
+                for (x, y) in oh.iter_mut().zip(vj) {
+                    *x += a * y;
+                }
+            }
+            Ok(())
         })
         .collect();
     results.into_iter().collect::<Result<Vec<()>>>()?;

@@ -187,8 +187,10 @@ impl QMatrix {
             quantize_row(row, out);
         }
         let n = self.rows;
-        // Rows of W in chunks of at least 16 per task, about 4 tasks per thread.
-        let chunk = n.div_ceil(4 * rayon::current_num_threads()).max(16);
+        // Rows of W split evenly over the threads (few, large tasks: a decode step runs
+        // ~120 of these products, and each extra task costs a hand-off), at least 16
+        // rows each.
+        let chunk = n.div_ceil(rayon::current_num_threads()).max(16);
         let mut yt = vec![0f32; n * m];
         let kernel = row_fn(self.kind);
         let tokens: Vec<&[ActBlock]> = act.chunks_exact(blocks).collect();
