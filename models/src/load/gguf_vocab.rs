@@ -33,7 +33,7 @@ const TYPE_BYTE: i32 = 6;
 pub(crate) enum PreTokenizer {
     /// `default`: llama.cpp's fallback list.
     Default,
-    /// `gpt2` (and `mpt`, `olmo`): GPT-2's regex.
+    /// `gpt-2` (and `mpt`, `olmo`): GPT-2's regex.
     Gpt2,
     /// `llama-bpe` (Llama 3): numbers in runs of up to three digits.
     Llama3,
@@ -51,8 +51,8 @@ impl PreTokenizer {
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "default" => PreTokenizer::Default,
-            "gpt2" | "mpt" | "olmo" => PreTokenizer::Gpt2,
-            "llama-bpe" | "llama3" => PreTokenizer::Llama3,
+            "gpt-2" | "gpt2" | "mpt" | "olmo" => PreTokenizer::Gpt2,
+            "llama-bpe" | "llama3" | "llama-v3" => PreTokenizer::Llama3,
             "qwen2" | "deepseek-r1-qwen" => PreTokenizer::Qwen2,
             "smollm" | "starcoder" | "refact" => PreTokenizer::Smollm,
             _ => return None,
@@ -192,7 +192,7 @@ pub(crate) fn tokenizer(meta: &Meta<'_>) -> Result<Tokenizer> {
             let pre = PreTokenizer::from_name(pre_name).ok_or_else(|| {
                 meta.err(format!(
                     "GGUF metadata `tokenizer.ggml.pre` = {pre_name:?} is not supported \
-                     (default, gpt2, llama-bpe, qwen2, smollm)"
+                     (default, gpt-2, llama-bpe, qwen2, smollm)"
                 ))
             })?;
             let merges = meta.strings("tokenizer.ggml.merges")?;

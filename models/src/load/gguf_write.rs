@@ -321,7 +321,7 @@ fn tokenizer_metadata(tok: &Tokenizer) -> Result<Vec<(String, Value)>> {
 fn pre_tokenizer_name(pre: &Json) -> Option<&'static str> {
     let byte_level = |p: &Json| p["type"] == "ByteLevel";
     match pre["type"].as_str()? {
-        "ByteLevel" if pre["use_regex"] != false => Some("gpt2"),
+        "ByteLevel" if pre["use_regex"] != false => Some("gpt-2"),
         "Sequence" => {
             let steps = pre["pretokenizers"].as_array()?;
             match steps.as_slice() {
