@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 
 use tandem_draft::{Edge, Strategy, VerifierTarget};
 use tandem_models::fetch::SMOLLM2_135M_Q4_1;
-use tandem_models::{
-    LanguageModel, LayerSelection, LoadOptions, Loaded, Message, ModelSpec, Positions,
-};
+use tandem_models::{LanguageModel, LayerSelection, LoadOptions, Loaded, Message, ModelSpec};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 
@@ -48,21 +46,6 @@ fn chat_prompt(user: &str) -> Vec<u32> {
     t.encode(&text).unwrap()
 }
 
-fn greedy(prompt: &[u32]) -> Vec<u32> {
-    let model = &target().model;
-    let mut cache = model.new_cache();
-    let mut last = model.prefill(&mut cache, prompt).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let next = tandem_decoding::sampling::argmax(last.last());
-        out.push(next);
-        if out.len() == NEW || model.info().eos_token_ids.contains(&next) {
-            return out;
-        }
-        last = model.forward(&mut cache, &[next], Positions::Last).unwrap();
-    }
-}
-
 async fn check(transport: Transport) {
     let certs = tempfile::tempdir().unwrap();
     let engine = EngineHandle::start(target().model.clone(), EngineConfig::new("smollm2"));
@@ -79,7 +62,7 @@ async fn check(transport: Transport) {
     let (mut drafted, mut accepted) = (0, 0);
     for user in ["What is the capital of France?", "Name three colours."] {
         let prompt = chat_prompt(user);
-        let want = greedy(&prompt);
+        let want = common::greedy_with(&target().model, &prompt, NEW, false);
         for strategy in [Strategy::Speculative { k: 4 }, Strategy::Pipelined { k: 3 }] {
             let edge = Edge {
                 device: None,

@@ -157,52 +157,29 @@ pub fn write_gguf(
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(a.into())),
         ("general.name".into(), Value::String(raw.name.clone())),
-        (
-            format!("{a}.context_length"),
-            Value::U32(cfg.max_position_embeddings as u32),
-        ),
-        (
-            format!("{a}.embedding_length"),
-            Value::U32(cfg.hidden_size as u32),
-        ),
-        (
-            format!("{a}.feed_forward_length"),
-            Value::U32(cfg.intermediate_size as u32),
-        ),
-        (
-            format!("{a}.block_count"),
-            Value::U32(cfg.num_layers as u32),
-        ),
-        (
-            format!("{a}.attention.head_count"),
-            Value::U32(cfg.num_heads as u32),
-        ),
-        (
-            format!("{a}.attention.head_count_kv"),
-            Value::U32(cfg.num_kv_heads as u32),
-        ),
-        (
-            format!("{a}.rope.dimension_count"),
-            Value::U32(cfg.head_dim as u32),
-        ),
-        (
-            format!("{a}.attention.key_length"),
-            Value::U32(cfg.head_dim as u32),
-        ),
-        (
-            format!("{a}.attention.value_length"),
-            Value::U32(cfg.head_dim as u32),
-        ),
-        (format!("{a}.vocab_size"), Value::U32(cfg.vocab_size as u32)),
-        (
-            format!("{a}.rope.freq_base"),
-            Value::F32(cfg.rope_theta as f32),
-        ),
-        (
-            format!("{a}.attention.layer_norm_rms_epsilon"),
-            Value::F32(cfg.rms_norm_eps as f32),
-        ),
     ];
+    // The hyper-parameters under `{arch}.*`, in the order llama.cpp's converter writes them.
+    let sizes = [
+        ("context_length", cfg.max_position_embeddings),
+        ("embedding_length", cfg.hidden_size),
+        ("feed_forward_length", cfg.intermediate_size),
+        ("block_count", cfg.num_layers),
+        ("attention.head_count", cfg.num_heads),
+        ("attention.head_count_kv", cfg.num_kv_heads),
+        ("rope.dimension_count", cfg.head_dim),
+        ("attention.key_length", cfg.head_dim),
+        ("attention.value_length", cfg.head_dim),
+        ("vocab_size", cfg.vocab_size),
+    ];
+    md.extend(sizes.map(|(k, v)| (format!("{a}.{k}"), Value::U32(v as u32))));
+    md.push((
+        format!("{a}.rope.freq_base"),
+        Value::F32(cfg.rope_theta as f32),
+    ));
+    md.push((
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(cfg.rms_norm_eps as f32),
+    ));
     if cfg.rope_scaling != RopeScaling::None {
         return Err(ModelError::Unsupported(
             "writing GGUF for a model with rope scaling".into(),

@@ -52,7 +52,16 @@ pub fn prompt_ids(text: &str) -> Vec<u32> {
 /// Plain greedy decoding with the target: the reference every lossless strategy must
 /// reproduce token for token.
 pub fn greedy_reference(prompt: &[u32], max_new: usize, ignore_eos: bool) -> Vec<u32> {
-    let model = &target().model;
+    greedy_with(&target().model, prompt, max_new, ignore_eos)
+}
+
+/// Plain greedy decoding with `model`, one token at a time.
+pub fn greedy_with(
+    model: &tandem_models::Llama,
+    prompt: &[u32],
+    max_new: usize,
+    ignore_eos: bool,
+) -> Vec<u32> {
     let mut cache = model.new_cache();
     let mut last = model.prefill(&mut cache, prompt).unwrap();
     let mut out = Vec::new();
