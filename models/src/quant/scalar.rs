@@ -30,10 +30,11 @@ pub(crate) fn dot_q4_0(w: &[u8], x: &[ActBlock]) -> f32 {
     let mut acc = 0f32;
     for (wb, xb) in w.chunks_exact(2 + QK / 2).zip(x) {
         let qs = &wb[2..];
+        let (lo, hi) = xb.q.split_at(QK / 2);
         let mut sum = 0i32;
-        for j in 0..QK / 2 {
-            sum += (i32::from(qs[j] & 0x0f) - 8) * i32::from(xb.q[j]);
-            sum += (i32::from(qs[j] >> 4) - 8) * i32::from(xb.q[j + QK / 2]);
+        for ((&b, &x0), &x1) in qs.iter().zip(lo).zip(hi) {
+            sum += (i32::from(b & 0x0f) - 8) * i32::from(x0);
+            sum += (i32::from(b >> 4) - 8) * i32::from(x1);
         }
         acc += f16_at(wb, 0) * xb.d * sum as f32;
     }
@@ -45,10 +46,11 @@ pub(crate) fn dot_q4_1(w: &[u8], x: &[ActBlock]) -> f32 {
     let (mut acc, mut mins) = (0f32, 0f32);
     for (wb, xb) in w.chunks_exact(4 + QK / 2).zip(x) {
         let qs = &wb[4..];
+        let (lo, hi) = xb.q.split_at(QK / 2);
         let mut sum = 0i32;
-        for j in 0..QK / 2 {
-            sum += i32::from(qs[j] & 0x0f) * i32::from(xb.q[j]);
-            sum += i32::from(qs[j] >> 4) * i32::from(xb.q[j + QK / 2]);
+        for ((&b, &x0), &x1) in qs.iter().zip(lo).zip(hi) {
+            sum += i32::from(b & 0x0f) * i32::from(x0);
+            sum += i32::from(b >> 4) * i32::from(x1);
         }
         acc += f16_at(wb, 0) * xb.d * sum as f32;
         mins += f16_at(wb, 2) * xb.s;
