@@ -24,7 +24,7 @@ tandem=$(mktemp)
 trap 'rm -f "$tandem"' EXIT
 for t in "${threads[@]}"; do
     RAYON_NUM_THREADS="$t" cargo bench --quiet -p tandem-models --bench smollm2 -- --noplot 2>/dev/null |
-        awk -v t="$t" '/^smollm2_q4_1/ { name = $1 } /thrpt:/ { gsub(/\[|\]/, ""); print t, name, $(NF-3), $(NF-2) }' >>"$tandem"
+        awk -v t="$t" '/^smollm2_q4_1/ { name = $1 } /thrpt:/ && /elem\/s/ { gsub(/\[|\]/, ""); print t, name, $(NF-3), $(NF-2) }' >>"$tandem"
 done
 "$venv/bin/python" - "$tandem" "$model" "${threads[@]}" <<'PY'
 import json, subprocess, sys
