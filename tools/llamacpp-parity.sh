@@ -4,7 +4,9 @@
 #   models/tests/fixtures/smollm2/llamacpp-reference.json   SmolLM2-135M-Instruct Q4_1,
 #       the GGUF llama.cpp's converter wrote (the file the tests fetch);
 #   models/tests/fixtures/tiny-target-q8_0-llamacpp.json    builtin:tiny-target as
-#       `tandem quantize --quant q8_0` writes it (llama.cpp must load what Tandem writes).
+#       `tandem quantize --quant q8_0` writes it (llama.cpp must load what Tandem writes);
+#   models/tests/fixtures/spm-vocab/                          a vocabulary-only GGUF with a
+#       SentencePiece (`llama`) tokenizer, and llama.cpp's tokenization with it.
 #
 # Usage: tools/llamacpp-parity.sh [GGUF] [OUT_JSON]   (both given: just that one file)
 # GGUF defaults to the cached SmolLM2 file (fetched by the tests on first use, or by
@@ -24,7 +26,7 @@ if [ ! -f "$model" ]; then
 fi
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
-    CMAKE_ARGS="-DGGML_NATIVE=ON" "$venv/bin/pip" install --quiet llama-cpp-python numpy jinja2
+    CMAKE_ARGS="-DGGML_NATIVE=ON" "$venv/bin/pip" install --quiet llama-cpp-python numpy jinja2 gguf
 fi
 mkdir -p "$(dirname "$out")"
 "$venv/bin/python" "$root/tools/llamacpp_reference.py" "$model" "$out"
@@ -35,4 +37,6 @@ if [ -z "$only_one" ]; then
     (cd "$root" && cargo run --release --quiet --bin tandem -- quantize builtin:tiny-target "$written/tiny-target-q8_0.gguf" --quant q8_0)
     "$venv/bin/python" "$root/tools/llamacpp_reference.py" "$written/tiny-target-q8_0.gguf" \
         "$root/models/tests/fixtures/tiny-target-q8_0-llamacpp.json"
+    mkdir -p "$root/models/tests/fixtures/spm-vocab"
+    "$venv/bin/python" "$root/tools/spm_vocab_reference.py" "$root/models/tests/fixtures/spm-vocab"
 fi

@@ -97,7 +97,8 @@ pub struct GenerateArgs {
     /// Fail instead of going on alone when the verifier is lost.
     #[arg(long)]
     pub no_fallback: bool,
-    /// tokenizer.json for --prompt when there is no draft model (cloud_only).
+    /// tokenizer.json, or a .gguf file whose metadata holds the tokenizer (its weights are
+    /// not read), for --prompt when there is no draft model (cloud_only).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
 }

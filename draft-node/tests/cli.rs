@@ -78,7 +78,34 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
 
 #[test]
 fn generate_explains_what_is_missing_or_wrong() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "generate",
+                "--strategy",
+                "edge_only",
+                "--draft",
+                "builtin:tiny-draft",
+                "--chat",
+                "--prompt",
+                "x",
+            ],
+            "no chat template",
+        ),
+        (
+            &[
+                "generate",
+                "--strategy",
+                "edge_only",
+                "--draft",
+                "builtin:tiny-draft",
+                "--draft-layers",
+                "0-5",
+                "--prompt",
+                "x",
+            ],
+            "layer 2 does not exist",
+        ),
         (
             &["generate", "--draft", "builtin:tiny-draft", "--prompt", "x"],
             "needs --verifier",

@@ -208,6 +208,39 @@ mod tests {
     }
 
     #[test]
+    fn conversations_take_the_last_message_as_their_text_and_refuse_ambiguity() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.jsonl");
+        let line = r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "tag": "private"}"#;
+        std::fs::write(&f, format!("{line}\n")).unwrap();
+        let p = load_prompts("c.jsonl", dir.path()).unwrap();
+        assert_eq!((p[0].prompt.as_str(), p[0].tag.as_str()), ("Hi", "private"));
+        assert_eq!(
+            p[0].messages.as_ref().unwrap()[0],
+            Message::new("system", "Be brief.")
+        );
+        // The tiny pair has no chat template: a conversation is refused, naming why.
+        let tiny = "builtin:tiny-target"
+            .parse::<tandem_models::ModelSpec>()
+            .unwrap()
+            .load(&tandem_models::LoadOptions::default())
+            .unwrap();
+        let e = p[0].ids(&tiny.tokenizer, Some(0)).unwrap_err();
+        assert!(e.contains("chat template"), "{e}");
+        for (bad, why) in [
+            (
+                r#"{"prompt": "a", "messages": [{"role": "user", "content": "b"}]}"#,
+                "not both",
+            ),
+            (r#"{"messages": []}"#, "empty"),
+        ] {
+            std::fs::write(&f, format!("{bad}\n")).unwrap();
+            let e = load_prompts("c.jsonl", dir.path()).unwrap_err();
+            assert!(e.contains("c.jsonl:1") && e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
     fn poisson_gaps_average_one_over_the_rate() {
         let rate = 4.0;
         let t = poisson_arrivals(20_000, rate, 1);

@@ -72,3 +72,28 @@ fn finish_returns_an_incomplete_tail() {
     let tail = stream.finish().unwrap();
     assert!(tail.contains('\u{FFFD}'), "{tail:?}");
 }
+
+/// A SentencePiece vocabulary (`tokenizer.ggml.model = llama`: scores, byte fallback,
+/// space prefix) read from a GGUF file tokenizes as llama.cpp does. The vocabulary-only
+/// file and llama.cpp's ids are written by `tools/spm_vocab_reference.py`.
+#[test]
+fn sentencepiece_gguf_vocab_tokenizes_as_llama_cpp() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spm-vocab");
+    let tok = tandem_models::load::gguf_tokenizer(&dir.join("spm-vocab.gguf")).unwrap();
+    let f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("llamacpp-reference.json")).unwrap())
+            .unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> { serde_json::from_value(v.clone()).unwrap() };
+    for case in f["tokenization"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text).unwrap(), ids(&case["ids"]), "{text:?}");
+    }
+    // add_bos_token = true: a prompt starts with <s>.
+    assert_eq!(
+        tok.encode_prompt("Hello world").unwrap(),
+        ids(&f["with_bos"])
+    );
+    // Byte fallback round-trips text outside the vocabulary.
+    let text = "Ünïcödé café 日本 🙂";
+    assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text);
+}

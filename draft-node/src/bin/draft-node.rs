@@ -81,6 +81,13 @@ async fn generate(args: Args) -> Result<()> {
         None => None,
     };
     let file_tokenizer = match &g.tokenizer {
+        Some(path)
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
+            Some(tandem_models::load::gguf_tokenizer(path)?)
+        }
         Some(path) => Some(tandem_models::Tokenizer::from_file(path)?),
         None => None,
     };

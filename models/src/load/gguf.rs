@@ -126,10 +126,7 @@ fn meta_f64(md: &HashMap<String, Value>, key: &str, path: &Path) -> Result<Optio
 
 /// Loads a GGUF file with the tokenizer in its metadata (or a `tokenizer.json` beside it).
 pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
-    let file = File::open(path).map_err(|e| ModelError::open("GGUF file", path, e))?;
-    let mut reader = BufReader::new(file);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| ModelError::config(path, format!("not a GGUF file: {e}")))?;
+    let (content, mut reader) = open(path)?;
     let md = &content.metadata;
     let arch_name = meta(md, "general.architecture", path)?
         .to_string()
@@ -220,6 +217,28 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let mut model = Llama::from_source(cfg, &source, DType::F32, &opts.device, identity)?;
     model.set_special_tokens(&special);
     Ok(Loaded { model, tokenizer })
+}
+
+/// A GGUF file's header and metadata, and the reader positioned for its tensors.
+fn open(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
+    let file = File::open(path).map_err(|e| ModelError::open("GGUF file", path, e))?;
+    let mut reader = BufReader::new(file);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| ModelError::config(path, format!("not a GGUF file: {e}")))?;
+    Ok((content, reader))
+}
+
+/// The tokenizer of a GGUF file (weights are not read): for tokenizing without a model,
+/// and for vocabulary-only files such as llama.cpp's `ggml-vocab-*.gguf`.
+pub fn tokenizer_of(path: &Path) -> Result<Tokenizer> {
+    let (content, _) = open(path)?;
+    tokenizer_for(
+        path,
+        &super::gguf_vocab::Meta {
+            md: &content.metadata,
+            path,
+        },
+    )
 }
 
 /// The tokenizer of a GGUF file: a `tokenizer.json` beside it wins (taking the file's

@@ -23,6 +23,7 @@ use crate::llama::{LayerSelection, Llama};
 use crate::model::LanguageModel;
 use crate::tokenizer::Tokenizer;
 
+pub use gguf::tokenizer_of as gguf_tokenizer;
 pub use gguf_write::{GgufQuant, Overwrite, write_gguf};
 
 /// Where a model comes from.
