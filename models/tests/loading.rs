@@ -367,12 +367,12 @@ fn half_precision_runs_close_to_f32() {
 }
 
 /// Every family written to GGUF and read back: transformers' own checkpoints (Llama 3
-/// with rope scaling is refused by the writer, so Qwen2 and Qwen3 here; Llama and
-/// Mistral layouts are covered by the tiny pair) give the HF model's logits.
+/// with Llama 3.1 rope scaling, stored as llama.cpp's `rope_freqs.weight`, and q/k
+/// biases permuted with their rows; Qwen2; Qwen3) give the HF model's logits.
 #[test]
-fn qwen_checkpoints_round_trip_through_gguf() {
+fn transformers_checkpoints_round_trip_through_gguf() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    for name in ["hf-qwen2", "hf-qwen3"] {
+    for name in ["hf-llama3", "hf-qwen2", "hf-qwen3"] {
         let out = tempfile::tempdir().unwrap();
         let path = out.path().join("m.gguf");
         let spec = ModelSpec::HfDir(fixtures.join(name));

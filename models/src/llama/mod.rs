@@ -31,7 +31,7 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
 use packing::{Group, Span};
-use rope::Rope;
+pub(crate) use rope::Rope;
 use weights::{Fused, Linear, WeightSource};
 
 /// One decoder layer's weights.
@@ -168,6 +168,11 @@ impl Llama {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Applies llama.cpp's per-pair RoPE frequency divisors (`rope_freqs.weight`).
+    pub(crate) fn set_rope_freq_factors(&mut self, factors: &[f32]) -> Result<()> {
+        self.rope.divide_by(factors)
     }
 
     /// Takes the checkpoint's special tokens: BOS only where prompts get it, and every

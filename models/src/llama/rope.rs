@@ -50,6 +50,43 @@ impl Rope {
         Rope { inv_freq }
     }
 
+    /// Divides each pair's frequency by `factors[i]` (llama.cpp's `rope_freqs.weight`,
+    /// which its converter writes for Llama 3.1-style scaling).
+    pub(crate) fn divide_by(&mut self, factors: &[f32]) -> Result<()> {
+        if factors.len() != self.inv_freq.len() {
+            return Err(crate::error::ModelError::TensorShape {
+                name: "rope_freqs.weight".into(),
+                expected: vec![self.inv_freq.len()],
+                found: vec![factors.len()],
+            });
+        }
+        for (f, d) in self.inv_freq.iter_mut().zip(factors) {
+            *f /= f64::from(*d);
+        }
+        Ok(())
+    }
+
+    /// The per-pair divisors that turn unscaled frequencies into `cfg`'s scaled ones, as
+    /// llama.cpp's converter writes them (`rope_freqs.weight`); `None` without scaling.
+    pub(crate) fn freq_factors(cfg: &LlamaConfig) -> Option<Vec<f32>> {
+        if cfg.rope_scaling == RopeScaling::None {
+            return None;
+        }
+        let plain = Rope::new(&LlamaConfig {
+            rope_scaling: RopeScaling::None,
+            ..cfg.clone()
+        });
+        let scaled = Rope::new(cfg);
+        Some(
+            plain
+                .inv_freq
+                .iter()
+                .zip(&scaled.inv_freq)
+                .map(|(p, s)| (p / s) as f32)
+                .collect(),
+        )
+    }
+
     /// `(cos, sin)`, each `positions.len() × head_dim/2`, in `dtype` on `device`.
     pub(crate) fn cos_sin(
         &self,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::{LoadOptions, Loaded};
 use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
@@ -216,6 +216,11 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     };
     let mut model = Llama::from_source(cfg, &source, DType::F32, &opts.device, identity)?;
     model.set_special_tokens(&special);
+    // Llama 3.1-style rope scaling, as llama.cpp's converter stores it.
+    if let Some(f) = source.tensors.get("rope_freqs.weight") {
+        let factors: Vec<f32> = f.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+        model.set_rope_freq_factors(&factors)?;
+    }
     Ok(Loaded { model, tokenizer })
 }
 

@@ -13,8 +13,8 @@ use serde_json::Value as Json;
 
 use super::gguf::gguf_name;
 use super::{LoadOptions, ModelSpec};
-use crate::config::RopeScaling;
 use crate::error::{ModelError, Result};
+use crate::llama::Rope;
 use crate::tokenizer::Tokenizer;
 
 /// Quantization schemes [`write_gguf`] produces.
@@ -154,6 +154,16 @@ pub fn write_gguf(
         let dtype = quant.dtype_for(name, t.dims(), cfg.num_layers);
         qtensors.push((gguf_name(name), QTensor::quantize(&t, dtype)?));
     }
+    // Rope scaling (Llama 3.1's, linear) as llama.cpp's converter stores it: a divisor
+    // per frequency pair.
+    if let Some(factors) = Rope::freq_factors(cfg) {
+        let n = factors.len();
+        let t = Tensor::from_vec(factors, n, &Device::Cpu)?;
+        qtensors.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&t, GgmlDType::F32)?,
+        ));
+    }
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(a.into())),
         ("general.name".into(), Value::String(raw.name.clone())),
@@ -180,11 +190,6 @@ pub fn write_gguf(
         format!("{a}.attention.layer_norm_rms_epsilon"),
         Value::F32(cfg.rms_norm_eps as f32),
     ));
-    if cfg.rope_scaling != RopeScaling::None {
-        return Err(ModelError::Unsupported(
-            "writing GGUF for a model with rope scaling".into(),
-        ));
-    }
     md.extend(tokenizer_metadata(&raw.tokenizer)?);
     let tmp = out.with_extension("gguf.partial");
     let write = || -> Result<()> {
