@@ -176,15 +176,8 @@ impl GenerateArgs {
             )
         })?;
         if self.chat {
-            let template = tok.chat_template().ok_or_else(|| {
-                DraftError::Usage(
-                    "--chat: the model has no chat template (tokenizer.chat_template in GGUF, \
-                     chat_template in tokenizer_config.json, or chat_template.jinja)"
-                        .into(),
-                )
-            })?;
             let messages = Message::conversation(self.system.as_deref(), text);
-            return Ok(tok.encode(&template.render(&messages, true)?)?);
+            return Ok(tok.encode_chat(&messages)?);
         }
         let mut ids: Vec<u32> = bos.into_iter().collect();
         ids.extend(tok.encode(text)?);

@@ -30,13 +30,7 @@ impl Prompt {
     pub fn ids(&self, tokenizer: &Tokenizer, bos: Option<u32>) -> Result<Vec<u32>, String> {
         let fail = |e: tandem_models::ModelError| format!("tokenizing {:?}: {e}", self.prompt);
         if let Some(messages) = &self.messages {
-            let template = tokenizer.chat_template().ok_or_else(|| {
-                "the workload has \"messages\" lines but the target has no chat template"
-                    .to_string()
-            })?;
-            return tokenizer
-                .encode(&template.render(messages, true).map_err(fail)?)
-                .map_err(fail);
+            return tokenizer.encode_chat(messages).map_err(fail);
         }
         let mut ids: Vec<u32> = bos.into_iter().collect();
         ids.extend(tokenizer.encode(&self.prompt).map_err(fail)?);

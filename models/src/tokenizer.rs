@@ -110,6 +110,20 @@ impl Tokenizer {
             .collect()
     }
 
+    /// Encodes a conversation the way the checkpoint's chat template lays it out, with
+    /// the assistant's turn opened (the template places any BOS itself). A checkpoint
+    /// without a template is an error that says where one would come from.
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let template = self.chat.as_ref().ok_or_else(|| {
+            ModelError::Unsupported(
+                "the model has no chat template (tokenizer.chat_template in GGUF, \
+                 chat_template in tokenizer_config.json, or chat_template.jinja)"
+                    .into(),
+            )
+        })?;
+        self.encode(&template.render(messages, true)?)
+    }
+
     /// Encodes a prompt the way the checkpoint expects: BOS and EOS added where its
     /// tokenizer adds them, special-token texts (`<|im_start|>`) matched as tokens.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {

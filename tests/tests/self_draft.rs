@@ -37,13 +37,10 @@ fn draft(layers: &str) -> Loaded {
 }
 
 fn chat_prompt(user: &str) -> Vec<u32> {
-    let t = &target().tokenizer;
-    let text = t
-        .chat_template()
+    target()
+        .tokenizer
+        .encode_chat(&[Message::new("user", user)])
         .unwrap()
-        .render(&[Message::new("user", user)], true)
-        .unwrap();
-    t.encode(&text).unwrap()
 }
 
 async fn check(transport: Transport) {

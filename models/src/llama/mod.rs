@@ -309,16 +309,15 @@ impl Llama {
         let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
         let rowwise = self.device.is_cpu() && self.dtype == DType::F32;
         // Groups, masks and row indices depend only on the shapes: built once per pass.
-        let groups = match rowwise {
-            true => Vec::new(),
-            false => packing::plan(&spans)
+        let (groups, restore) = if rowwise {
+            (Vec::new(), None)
+        } else {
+            let groups = packing::plan(&spans)
                 .into_iter()
                 .map(|members| Group::new(&spans, members, &self.embed))
-                .collect::<Result<Vec<_>>>()?,
-        };
-        let restore = match rowwise {
-            true => None,
-            false => packing::restore(&spans, &groups, &self.device)?,
+                .collect::<Result<Vec<_>>>()?;
+            let restore = packing::restore(&spans, &groups, &self.device)?;
+            (groups, restore)
         };
         Ok(Layout {
             spans,

@@ -65,50 +65,56 @@ pub(super) fn attend(
     for (s, span) in spans.iter().enumerate() {
         owner[span.start..span.start + span.len].fill(s);
     }
-    let kv: Vec<(Tensor, Tensor)> = caches.iter().map(|c| c.buffers_of(layer).clone()).collect();
-    let row_width = kv_heads * d;
-    // One unit of work per (row, head): a decode step still spreads over the threads.
-    let results: Vec<Result<()>> = out
-        .par_chunks_mut(d)
-        .enumerate()
-        .map(|(unit, oh)| {
-            let (row, h) = (unit / heads, unit % heads);
-            let s = owner[row];
-            let span = spans[s];
-            let seen = span.past + (row - span.start) + 1;
-            let (kt, vt) = &kv[s];
-            let (ks, vs) = (kt.storage_and_layout(), vt.storage_and_layout());
-            let (Storage::Cpu(kc), Storage::Cpu(vc)) = (&*ks.0, &*vs.0) else {
-                return Err(ModelError::Unsupported(
-                    "row-wise attention runs on the CPU".into(),
-                ));
-            };
-            let k = &kc.as_slice::<f32>()?[ks.1.start_offset()..];
-            let v = &vc.as_slice::<f32>()?[vs.1.start_offset()..];
-            let at = (h / g) * d;
-            let qh = &qs[(row * heads + h) * d..(row * heads + h + 1) * d];
-            let mut scores = vec![0f32; seen];
-            let mut max = f32::NEG_INFINITY;
-            for (j, sj) in scores.iter_mut().enumerate() {
-                *sj = dot(qh, &k[j * row_width + at..j * row_width + at + d]) * scale;
-                max = max.max(*sj);
-            }
-            let mut sum = 0f32;
-            for sj in scores.iter_mut() {
-                *sj = (*sj - max).exp();
-                sum += *sj;
-            }
-            oh.fill(0.0);
-            for (j, sj) in scores.iter().enumerate() {
-                let a = sj / sum;
-                let vj = &v[j * row_width + at..j * row_width + at + d];
-                for (x, y) in oh.iter_mut().zip(vj) {
-                    *x += a * y;
-                }
-            }
-            Ok(())
+    // Each session's key and value buffers, read in place (the storage guards are held
+    // for the whole call; the slices are shared by every row of that session).
+    let guards: Vec<_> = caches
+        .iter()
+        .map(|c| {
+            let (k, v) = c.buffers_of(layer);
+            (k.storage_and_layout(), v.storage_and_layout())
         })
         .collect();
-    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let kv = guards
+        .iter()
+        .map(|((ks, kl), (vs, vl))| match (&**ks, &**vs) {
+            (Storage::Cpu(kc), Storage::Cpu(vc)) => Ok((
+                &kc.as_slice::<f32>()?[kl.start_offset()..],
+                &vc.as_slice::<f32>()?[vl.start_offset()..],
+            )),
+            _ => Err(ModelError::Unsupported(
+                "row-wise attention runs on the CPU".into(),
+            )),
+        })
+        .collect::<Result<Vec<(&[f32], &[f32])>>>()?;
+    let row_width = kv_heads * d;
+    // One unit of work per (row, head): a decode step still spreads over the threads.
+    out.par_chunks_mut(d).enumerate().for_each(|(unit, oh)| {
+        let (row, h) = (unit / heads, unit % heads);
+        let s = owner[row];
+        let span = spans[s];
+        let seen = span.past + (row - span.start) + 1;
+        let (k, v) = kv[s];
+        let at = (h / g) * d;
+        let qh = &qs[(row * heads + h) * d..(row * heads + h + 1) * d];
+        let mut scores = vec![0f32; seen];
+        let mut max = f32::NEG_INFINITY;
+        for (j, sj) in scores.iter_mut().enumerate() {
+            *sj = dot(qh, &k[j * row_width + at..j * row_width + at + d]) * scale;
+            max = max.max(*sj);
+        }
+        let mut sum = 0f32;
+        for sj in scores.iter_mut() {
+            *sj = (*sj - max).exp();
+            sum += *sj;
+        }
+        oh.fill(0.0);
+        for (j, sj) in scores.iter().enumerate() {
+            let a = sj / sum;
+            let vj = &v[j * row_width + at..j * row_width + at + d];
+            for (x, y) in oh.iter_mut().zip(vj) {
+                *x += a * y;
+            }
+        }
+    });
     Ok(Tensor::from_vec(out, (total, heads * d), q.device())?)
 }

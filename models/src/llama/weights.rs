@@ -35,6 +35,14 @@ impl Linear {
         })
     }
 
+    fn bias(&self) -> Option<&Tensor> {
+        match self {
+            Linear::Dense { b, .. } | Linear::Quantized { b, .. } | Linear::Blocks { b, .. } => {
+                b.as_ref()
+            }
+        }
+    }
+
     pub(crate) fn with_bias(self, bias: Option<Tensor>) -> Self {
         match self {
             Linear::Dense { wt, .. } => Linear::Dense { wt, b: bias },
@@ -58,75 +66,45 @@ pub(crate) enum Fused {
 
 impl Fused {
     pub(crate) fn new(parts: Vec<Linear>) -> Result<Self> {
-        if let Some(stacked) = Self::stack_blocks(&parts)? {
-            return Ok(stacked);
-        }
-        let dense: Option<Vec<(&Tensor, &Option<Tensor>)>> = parts
+        let dense: Option<Vec<&Tensor>> = parts
             .iter()
             .map(|p| match p {
-                Linear::Dense { wt, b } => Some((wt, b)),
-                Linear::Quantized { .. } | Linear::Blocks { .. } => None,
-            })
-            .collect();
-        let Some(dense) = dense else {
-            return Ok(Fused::Many(parts));
-        };
-        let biased = dense.iter().filter(|(_, b)| b.is_some()).count();
-        if biased != 0 && biased != dense.len() {
-            return Ok(Fused::Many(parts));
-        }
-        let widths = dense
-            .iter()
-            .map(|(wt, _)| wt.dim(1))
-            .collect::<candle_core::Result<_>>()?;
-        let wts: Vec<&Tensor> = dense.iter().map(|(wt, _)| *wt).collect();
-        let b = match biased {
-            0 => None,
-            _ => {
-                let bs: Vec<&Tensor> = dense.iter().filter_map(|(_, b)| b.as_ref()).collect();
-                Some(Tensor::cat(&bs, 0)?)
-            }
-        };
-        Ok(Fused::One {
-            lin: Linear::Dense {
-                wt: Tensor::cat(&wts, 1)?,
-                b,
-            },
-            widths,
-        })
-    }
-
-    /// Block-quantized parts of one type, all with or all without bias, stacked row-wise.
-    fn stack_blocks(parts: &[Linear]) -> Result<Option<Self>> {
-        let blocks: Option<Vec<(&QMatrix, &Option<Tensor>)>> = parts
-            .iter()
-            .map(|p| match p {
-                Linear::Blocks { w, b } => Some((w, b)),
+                Linear::Dense { wt, .. } => Some(wt),
                 _ => None,
             })
             .collect();
-        let Some(blocks) = blocks else {
-            return Ok(None);
-        };
-        let biased = blocks.iter().filter(|(_, b)| b.is_some()).count();
-        if biased != 0 && biased != blocks.len() {
-            return Ok(None);
+        let blocks: Option<Vec<&QMatrix>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Blocks { w, .. } => Some(w),
+                _ => None,
+            })
+            .collect();
+        if dense.is_none() && blocks.is_none() {
+            return Ok(Fused::Many(parts));
         }
-        let ws: Vec<&QMatrix> = blocks.iter().map(|(w, _)| *w).collect();
-        let Some(w) = QMatrix::stack(&ws) else {
-            return Ok(None);
+        let Some(b) = joint_bias(&parts)? else {
+            return Ok(Fused::Many(parts));
         };
-        let b = match biased {
-            0 => None,
-            _ => {
-                let bs: Vec<&Tensor> = blocks.iter().filter_map(|(_, b)| b.as_ref()).collect();
-                Some(Tensor::cat(&bs, 0)?)
-            }
-        };
-        Ok(Some(Fused::One {
-            lin: Linear::Blocks { w, b },
-            widths: ws.iter().map(|w| w.rows()).collect(),
-        }))
+        if let Some(wts) = dense {
+            let widths = wts
+                .iter()
+                .map(|wt| wt.dim(1))
+                .collect::<candle_core::Result<_>>()?;
+            let wt = Tensor::cat(&wts, 1)?;
+            return Ok(Fused::One {
+                lin: Linear::Dense { wt, b },
+                widths,
+            });
+        }
+        let ws = blocks.unwrap_or_default();
+        match QMatrix::stack(&ws) {
+            Some(w) => Ok(Fused::One {
+                widths: ws.iter().map(|w| w.rows()).collect(),
+                lin: Linear::Blocks { w, b },
+            }),
+            None => Ok(Fused::Many(parts)),
+        }
     }
 
     /// Each part's output for `x` (`tokens × in`), in order.
@@ -147,6 +125,17 @@ impl Fused {
             Fused::Many(parts) => parts.iter().map(|p| p.forward(x)).collect(),
         }
     }
+}
+
+/// The parts' biases concatenated (`Some(None)` when no part has one); `None` when only
+/// some have one, so the parts cannot be joined.
+fn joint_bias(parts: &[Linear]) -> Result<Option<Option<Tensor>>> {
+    let bs: Vec<&Tensor> = parts.iter().filter_map(Linear::bias).collect();
+    Ok(match bs.len() {
+        0 => Some(None),
+        n if n == parts.len() => Some(Some(Tensor::cat(&bs, 0)?)),
+        _ => None,
+    })
 }
 
 /// A checkpoint's tensors, addressed by HF names (`model.layers.0.self_attn.q_proj.weight`).

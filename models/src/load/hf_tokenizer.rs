@@ -121,13 +121,12 @@ fn special_tokens(
 /// Whether `tokenizer.json`'s post-processor puts BOS first (a template that starts with
 /// the BOS token); with no post-processor at all, whether the config names a BOS.
 fn post_processor_adds_bos(tok: &Tokenizer, bos: Option<u32>) -> bool {
-    let Ok(doc) = serde_json::to_value(tok.inner()) else {
+    let Some(post) = tok.inner().get_post_processor() else {
+        return bos.is_some();
+    };
+    let Ok(post) = serde_json::to_value(post) else {
         return false;
     };
-    let post = &doc["post_processor"];
-    if post.is_null() {
-        return bos.is_some();
-    }
     let template_first = |p: &Value| -> Option<String> {
         let first = p.get("single")?.as_array()?.first()?;
         Some(first.get("SpecialToken")?.get("id")?.as_str()?.to_string())
@@ -137,7 +136,7 @@ fn post_processor_adds_bos(tok: &Tokenizer, bos: Option<u32>) -> bool {
             .as_array()
             .map(|a| a.iter().collect())
             .unwrap_or_default(),
-        _ => vec![post],
+        _ => vec![&post],
     };
     processors.iter().any(|p| {
         p["type"] == "TemplateProcessing"
