@@ -30,6 +30,6 @@ pub use error::DraftError;
 pub use generate::{Edge, GenerateConfig, Parts, generate, generate_with};
 pub use pace::DevicePace;
 pub use propose::{Drafted, Propose, Vocabulary};
-pub use record::{Report, RoundRecord, Summary};
+pub use record::{Report, RoundKind, RoundRecord, StopReason, Summary};
 pub use remote::{Conn, Dial, Lost, VerifierTarget};
 pub use strategy::Strategy;

@@ -2,6 +2,54 @@
 //! and `--json` prints.
 
 use serde::Serialize;
+pub use tandem_protocol::StopReason;
+
+/// What a round was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoundKind {
+    /// A draft block and the verifier's verdict on it (speculative strategies; also
+    /// the first token of a drafting session, which the verifier's prefill gives).
+    #[default]
+    Verified,
+    /// One token the verifier generated alone (cloud-only).
+    Cloud,
+    /// One token the edge drafted alone and nobody verified (edge-only, or fallback).
+    Edge,
+    /// A pipelined block drafted ahead and dropped unverified: its guess missed.
+    Stale,
+}
+
+impl RoundKind {
+    /// Every kind.
+    pub const ALL: [RoundKind; 4] = [
+        RoundKind::Verified,
+        RoundKind::Cloud,
+        RoundKind::Edge,
+        RoundKind::Stale,
+    ];
+
+    /// Its name in records and results (`verified`, `cloud`, `edge`, `stale`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundKind::Verified => "verified",
+            RoundKind::Cloud => "cloud",
+            RoundKind::Edge => "edge",
+            RoundKind::Stale => "stale",
+        }
+    }
+
+    /// The kind a recorded name stands for, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RoundKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One round: a draft block and its verdict, one cloud-only token, or one step the
 /// edge took alone.
@@ -9,9 +57,8 @@ use serde::Serialize;
 pub struct RoundRecord {
     /// 0-based round number.
     pub round: usize,
-    /// `verified` (speculative), `cloud` (cloud-only token), `edge` (edge-only or
-    /// fallback: not verified), `stale` (a pipelined block dropped unverified).
-    pub kind: &'static str,
+    /// What the round was.
+    pub kind: RoundKind,
     /// Draft length asked for (the policy's `k`).
     pub k: usize,
     /// Pipelined: the block was drafted ahead, while the previous one was in flight.
@@ -47,7 +94,7 @@ impl RoundRecord {
     /// answer, with the verifier's own timing and the bytes moved meanwhile. The
     /// network's share is the wait minus the verifier's queue and forward time.
     pub fn answered(
-        kind: &'static str,
+        kind: RoundKind,
         committed: usize,
         wait_ns: u64,
         t: tandem_protocol::pb::Timing,
@@ -100,8 +147,8 @@ pub struct Summary {
     pub fallbacks: usize,
     /// Times it re-opened its session after a fallback.
     pub resyncs: usize,
-    /// Why generation stopped: `eos` or `length`.
-    pub stop: String,
+    /// Why generation stopped.
+    pub stop: StopReason,
 }
 
 /// Everything one generation produced.
@@ -133,7 +180,7 @@ impl Report {
         let verified: Vec<&RoundRecord> = self
             .rounds
             .iter()
-            .filter(|r| r.kind == "verified")
+            .filter(|r| r.kind == RoundKind::Verified)
             .collect();
         s.drafted = verified.iter().map(|r| r.drafted).sum();
         s.accepted = verified.iter().map(|r| r.accepted).sum();
@@ -154,7 +201,7 @@ mod tests {
     #[test]
     fn summary_uses_vllm_definitions() {
         let round = |drafted, accepted| RoundRecord {
-            kind: "verified",
+            kind: RoundKind::Verified,
             drafted,
             accepted,
             ..Default::default()

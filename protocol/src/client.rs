@@ -18,9 +18,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 
+use crate::frame::{self, Framing};
 use crate::link::{self, Direction, LinkProfile, Shaper};
 use crate::pb::{self, verifier_client::VerifierClient};
-use crate::{AUTH_HEADER, ProtocolError, WireError, frame};
+use crate::{AUTH_HEADER, ProtocolError, WireError};
 
 /// Where a verifier listens: `grpc://HOST:PORT` or `quic://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,11 +264,11 @@ impl Connection {
         let (edge_tx, edge_rx) = mpsc::channel::<pb::EdgeMessage>(64);
         let (cloud_tx, cloud_rx) = mpsc::channel::<Result<pb::CloudMessage, ProtocolError>>(64);
         // Count at the edge, then (optionally) delay, then hand to the transport.
-        let wire_overhead: fn(usize) -> usize = match self.inner {
-            Inner::Grpc(_) => |n| n + 5,
-            Inner::Quic(_) => |n| n + prost::length_delimiter_len(n),
+        let framing = match self.inner {
+            Inner::Grpc(_) => Framing::Grpc,
+            Inner::Quic(_) => Framing::Quic,
         };
-        let up = count(edge_rx, bytes.clone(), wire_overhead);
+        let up = count(edge_rx, bytes.clone(), framing);
         let (up, down_tx, down_rx) = match &self.opts.link {
             Some(profile) if !profile.is_passthrough() => {
                 let seed = self.opts.link_seed.wrapping_add(n);
@@ -281,12 +282,7 @@ impl Connection {
                 (up, tx, rx)
             }
         };
-        tokio::spawn(forward_down(
-            down_rx,
-            cloud_tx,
-            bytes.clone(),
-            wire_overhead,
-        ));
+        tokio::spawn(forward_down(down_rx, cloud_tx, bytes.clone(), framing));
         match &self.inner {
             Inner::Grpc(client) => {
                 let mut req = tonic::Request::new(ReceiverStream::new(up));
@@ -367,7 +363,9 @@ impl Connection {
     fn authorize(&self, md: &mut tonic::metadata::MetadataMap) -> Result<(), ProtocolError> {
         if let Some(token) = &self.opts.auth_token {
             let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
-                ProtocolError::Tls("the auth token is not valid header text".into())
+                ProtocolError::Auth(
+                    "the auth token is not valid header text (printable ASCII only)".into(),
+                )
             })?;
             md.insert(AUTH_HEADER, value);
         }
@@ -375,26 +373,30 @@ impl Connection {
     }
 }
 
+/// Bytes the link emulation charges for an edge message (framed as gRPC frames it, on
+/// either transport, so both meet the same link).
 fn edge_len(m: &pb::EdgeMessage) -> usize {
-    m.encoded_len() + 5
+    Framing::Grpc.framed_len(m.encoded_len())
 }
 
 fn cloud_len(m: &Result<pb::CloudMessage, ProtocolError>) -> usize {
-    m.as_ref().map_or(0, |m| m.encoded_len() + 5)
+    m.as_ref()
+        .map_or(0, |m| Framing::Grpc.framed_len(m.encoded_len()))
 }
 
 /// Counts the bytes of every message that passes.
 fn count(
     mut rx: mpsc::Receiver<pb::EdgeMessage>,
     bytes: Arc<ByteCounters>,
-    overhead: fn(usize) -> usize,
+    framing: Framing,
 ) -> mpsc::Receiver<pb::EdgeMessage> {
     let (tx, out) = mpsc::channel(64);
     tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            bytes
-                .up
-                .fetch_add(overhead(m.encoded_len()) as u64, Ordering::Relaxed);
+            bytes.up.fetch_add(
+                framing.framed_len(m.encoded_len()) as u64,
+                Ordering::Relaxed,
+            );
             if tx.send(m).await.is_err() {
                 return;
             }
@@ -407,13 +409,14 @@ async fn forward_down(
     mut rx: mpsc::Receiver<Result<pb::CloudMessage, ProtocolError>>,
     tx: mpsc::Sender<Result<pb::CloudMessage, ProtocolError>>,
     bytes: Arc<ByteCounters>,
-    overhead: fn(usize) -> usize,
+    framing: Framing,
 ) {
     while let Some(m) = rx.recv().await {
         if let Ok(msg) = &m {
-            bytes
-                .down
-                .fetch_add(overhead(msg.encoded_len()) as u64, Ordering::Relaxed);
+            bytes.down.fetch_add(
+                framing.framed_len(msg.encoded_len()) as u64,
+                Ordering::Relaxed,
+            );
         }
         if tx.send(m).await.is_err() {
             return;

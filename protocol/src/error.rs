@@ -98,6 +98,9 @@ pub enum ProtocolError {
     /// Certificates and keys.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The bearer token cannot be sent.
+    #[error("authentication: {0}")]
+    Auth(String),
     /// Reading or writing a file.
     #[error("{path}: {source}")]
     Io {

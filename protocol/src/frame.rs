@@ -11,6 +11,30 @@ use tonic::Code;
 
 use crate::WireError;
 
+/// How a transport frames each message on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// gRPC's length-prefixed message: a compression flag and a 4-byte length.
+    Grpc,
+    /// A QUIC stream of [this module's](self) frames: a varint length.
+    Quic,
+}
+
+impl Framing {
+    /// Bytes the framing adds to a message of `n` bytes.
+    pub fn overhead(self, n: usize) -> usize {
+        match self {
+            Framing::Grpc => 5,
+            Framing::Quic => prost::length_delimiter_len(n),
+        }
+    }
+
+    /// Bytes a message of `n` bytes takes on the wire, framing included.
+    pub fn framed_len(self, n: usize) -> usize {
+        n + self.overhead(n)
+    }
+}
+
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -10,6 +10,7 @@
 //! - [`frame`]: length-delimited prost frames, the QUIC stream encoding.
 //! - [`tls`]: the verifier's self-signed certificate and the client's pinned trust.
 //! - [`client`]: one [`client::Connection`] API over gRPC and QUIC for the edge.
+//! - [`StopReason`]: why a generation stopped (`Finished.reason`).
 //! - [`link`]: the emulated network link (delay, jitter, bandwidth, loss) and its profiles.
 //!
 //! It sits at the bottom of the workspace beside `tandem-decoding`.
@@ -20,12 +21,14 @@ mod error;
 pub mod frame;
 pub mod limits;
 pub mod link;
+mod stop;
 pub mod tls;
 
 pub use client::{ConnectOptions, Connection, Endpoint, SessionChannel};
 pub use error::{ProtocolError, WireError};
 pub use limits::Limits;
 pub use link::LinkProfile;
+pub use stop::StopReason;
 
 /// The generated protocol types (`tandem.v1`).
 #[allow(missing_docs, clippy::all)]

@@ -12,7 +12,7 @@ mod common;
 use common::scrape::{scrape, value};
 use common::*;
 use tandem_decoding::policy::PolicySpec;
-use tandem_draft::{Report, Strategy};
+use tandem_draft::{Report, RoundKind, Strategy};
 use tandem_protocol::client::Transport;
 
 const SESSIONS: usize = 256;
@@ -68,7 +68,7 @@ async fn two_hundred_fifty_six_sessions_over_both_transports_are_exact_and_count
     let (mut drafts, mut drafted, mut accepted) = (0, 0, 0);
     for report in &reports {
         for r in &report.rounds {
-            if r.kind == "verified" && r.drafted > 0 {
+            if r.kind == RoundKind::Verified && r.drafted > 0 {
                 drafts += 1;
                 drafted += r.drafted;
                 accepted += r.accepted;

@@ -107,7 +107,7 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
         greedy_reference(&context, rest.len(), true).as_slice()
     );
     // The records say the same: edge rounds between verified ones.
-    let kinds: Vec<&str> = report.rounds.iter().map(|r| r.kind).collect();
+    let kinds: Vec<&str> = report.rounds.iter().map(|r| r.kind.as_str()).collect();
     let first_edge = kinds.iter().position(|k| *k == "edge").unwrap();
     assert!(
         kinds[first_edge..]

@@ -87,7 +87,7 @@ async fn pipelined_keeps_confirmed_blocks_and_drops_stale_ones() {
         let report = run(Some(v.target(Transport::Grpc, None)), &cfg).await;
         assert_eq!(report.output_ids, greedy_reference(&prompt, NEW, false));
         for r in &report.rounds {
-            *kinds.entry((r.kind, r.ahead)).or_insert(0) += 1;
+            *kinds.entry((r.kind.as_str(), r.ahead)).or_insert(0) += 1;
         }
     }
     // Some blocks drafted ahead were verified (their guess came true) and some were

@@ -7,7 +7,7 @@ mod common;
 use common::raw::*;
 use common::scrape::*;
 use common::*;
-use tandem_draft::Strategy;
+use tandem_draft::{RoundKind, Strategy};
 use tandem_protocol::client::Transport;
 use tandem_protocol::pb::cloud_message::Kind as Down;
 
@@ -37,7 +37,7 @@ async fn counters_add_up_to_what_the_clients_saw() {
         for round in r
             .rounds
             .iter()
-            .filter(|r| r.kind == "verified" && r.drafted > 0)
+            .filter(|r| r.kind == RoundKind::Verified && r.drafted > 0)
         {
             drafts += 1;
             drafted += round.drafted;

@@ -10,7 +10,7 @@ use tandem_decoding::acceptance::FromLogits;
 use tandem_decoding::rng::stream;
 use tandem_decoding::{SamplingParams, SessionRng, verify_stochastic};
 use tandem_draft::drafter::Drafter;
-use tandem_draft::{Report, Strategy};
+use tandem_draft::{Report, RoundKind, Strategy};
 use tandem_models::{LanguageModel, Positions, SessionCache};
 use tandem_protocol::client::Transport;
 
@@ -75,7 +75,7 @@ fn replay(prompt: &[u32], sampling: SamplingParams, seed: u64) -> (Vec<usize>, V
 fn accepted_column(r: &Report) -> Vec<usize> {
     r.rounds
         .iter()
-        .filter(|r| r.kind == "verified" && r.drafted > 0)
+        .filter(|r| r.kind == RoundKind::Verified && r.drafted > 0)
         .map(|r| r.accepted)
         .collect()
 }

@@ -6,7 +6,7 @@ use tandem_protocol::convert::sampling_to_pb;
 use tandem_protocol::{WireError, pb};
 
 use super::Run;
-use crate::record::RoundRecord;
+use crate::record::{RoundKind, RoundRecord, StopReason};
 use crate::remote::Lost;
 use crate::{DraftError, Strategy};
 
@@ -74,9 +74,9 @@ impl Run<'_, '_> {
                 let t = opened.timing.unwrap_or_default();
                 let wait_ns = (self.clock.now() - sent).as_nanos() as u64;
                 let kind = if self.cfg.strategy == Strategy::CloudOnly {
-                    "cloud"
+                    RoundKind::Cloud
                 } else {
-                    "verified"
+                    RoundKind::Verified
                 };
                 let bytes = (up1 - up0, down1 - down0);
                 self.record(RoundRecord::answered(kind, 1, wait_ns, t, bytes));
@@ -136,7 +136,7 @@ impl Run<'_, '_> {
         let committed = self.committed.clone();
         let (block, draft_ns) = self.draft_after(&committed, 1, false).await?;
         self.record(RoundRecord {
-            kind: "edge",
+            kind: RoundKind::Edge,
             k: 1,
             committed: 1,
             draft_ns,
@@ -157,12 +157,24 @@ impl Run<'_, '_> {
                 let t = tok.timing.unwrap_or_default();
                 let wait_ns = (self.clock.now() - t0).as_nanos() as u64;
                 let bytes = (up1 - up0, down1 - down0);
-                self.record(RoundRecord::answered("cloud", 1, wait_ns, t, bytes));
+                self.record(RoundRecord::answered(
+                    RoundKind::Cloud,
+                    1,
+                    wait_ns,
+                    t,
+                    bytes,
+                ));
                 self.commit(&[tok.token], true);
                 Ok(())
             }
             Ok(pb::cloud_message::Kind::Finished(f)) => {
-                self.done = Some(if f.reason == "eos" { "eos" } else { "length" });
+                let reason = StopReason::from_wire(&f.reason).ok_or_else(|| {
+                    DraftError::Violation(format!(
+                        "the verifier finished for an unknown reason {:?} (eos, length or context)",
+                        f.reason
+                    ))
+                })?;
+                self.done = Some(reason);
                 Ok(())
             }
             Ok(pb::cloud_message::Kind::Error(e)) => {

@@ -23,7 +23,7 @@ use tandem_models::LanguageModel;
 use crate::clock::{Clock, SystemClock};
 use crate::drafter::Drafter;
 use crate::propose::Propose;
-use crate::record::{Report, RoundRecord};
+use crate::record::{Report, RoundRecord, StopReason};
 use crate::remote::{Dial, Remote, VerifierTarget};
 use crate::{DraftError, Strategy};
 use rounds::InFlight;
@@ -89,7 +89,7 @@ struct Run<'a, 'p> {
     on_tokens: OnTokens<'a>,
     start: Instant,
     first_at: Option<Instant>,
-    done: Option<&'static str>,
+    done: Option<StopReason>,
     /// In fallback: when to try the verifier next.
     retry_at: Option<Instant>,
     session_id: u64,
@@ -225,7 +225,7 @@ impl Run<'_, '_> {
             && let Some(at) = tokens[..take].iter().position(|t| self.eos.contains(t))
         {
             take = at + 1;
-            self.done = Some("eos");
+            self.done = Some(StopReason::Eos);
         }
         let tokens = &tokens[..take];
         if !verified {
@@ -238,7 +238,7 @@ impl Run<'_, '_> {
         }
         (self.on_tokens)(tokens, verified);
         if self.done.is_none() && self.output_len() >= self.cfg.max_new_tokens {
-            self.done = Some("length");
+            self.done = Some(StopReason::Length);
         }
         take
     }
@@ -250,7 +250,7 @@ impl Run<'_, '_> {
         let s = &mut self.report.summary;
         s.ttft_ms = self.first_at.map_or(0.0, |t| ms(t - self.start));
         s.e2e_ms = ms(end - self.start);
-        s.stop = self.done.unwrap_or("length").to_string();
+        s.stop = self.done.unwrap_or(StopReason::Length);
         if let Some(r) = &self.remote {
             (s.bytes_up, s.bytes_down) = r.bytes();
         }

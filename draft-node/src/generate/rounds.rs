@@ -9,7 +9,7 @@ use tandem_protocol::{WireError, pb};
 
 use super::Run;
 use crate::drafter::Block;
-use crate::record::RoundRecord;
+use crate::record::{RoundKind, RoundRecord};
 use crate::remote::Lost;
 use crate::{DraftError, Strategy};
 
@@ -137,7 +137,7 @@ impl Run<'_, '_> {
             drafted: f.block.tokens.len(),
             accepted,
             draft_ns: f.draft_ns,
-            ..RoundRecord::answered("verified", committed, wait_ns, t, bytes)
+            ..RoundRecord::answered(RoundKind::Verified, committed, wait_ns, t, bytes)
         });
         self.policy.observe(&RoundObservation {
             drafted: f.block.tokens.len(),
@@ -186,7 +186,7 @@ impl Run<'_, '_> {
         self.lose(lost)?;
         let committed = self.commit(&block.tokens, false);
         self.record(RoundRecord {
-            kind: "edge",
+            kind: RoundKind::Edge,
             k,
             drafted: block.tokens.len(),
             committed,
@@ -260,7 +260,7 @@ impl Run<'_, '_> {
             Some((_, f2)) => {
                 self.dropped.insert(f2.seq);
                 self.record(RoundRecord {
-                    kind: "stale",
+                    kind: RoundKind::Stale,
                     k: f2.k,
                     ahead: true,
                     drafted: f2.block.tokens.len(),

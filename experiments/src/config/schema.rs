@@ -95,6 +95,37 @@ pub struct Workload {
     /// How many times the whole grid runs (each repetition with its own seed).
     #[serde(default = "one_usize")]
     pub repetitions: usize,
+    /// How long the edge waits for any answer from the verifier before it counts it
+    /// lost and (where the strategy drafts) goes on alone, ms.
+    #[serde(
+        default = "default_deadline_ms",
+        skip_serializing_if = "is_default_deadline"
+    )]
+    pub deadline_ms: u64,
+    /// After going on alone, how often the edge tries to reach the verifier again, ms.
+    #[serde(default = "default_retry_ms", skip_serializing_if = "is_default_retry")]
+    pub retry_ms: u64,
+}
+
+/// The edge's patience by default: 30 s.
+pub const DEFAULT_DEADLINE_MS: u64 = 30_000;
+/// How often a fallen-back edge retries by default: every 250 ms.
+pub const DEFAULT_RETRY_MS: u64 = 250;
+
+fn default_deadline_ms() -> u64 {
+    DEFAULT_DEADLINE_MS
+}
+
+fn is_default_deadline(v: &u64) -> bool {
+    *v == DEFAULT_DEADLINE_MS
+}
+
+fn default_retry_ms() -> u64 {
+    DEFAULT_RETRY_MS
+}
+
+fn is_default_retry(v: &u64) -> bool {
+    *v == DEFAULT_RETRY_MS
 }
 
 fn one() -> f32 {

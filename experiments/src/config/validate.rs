@@ -180,6 +180,12 @@ impl Config {
         })?;
         check(w.repetitions >= 1, "workload.repetitions", || {
             "must be ≥ 1".into()
+        })?;
+        check(w.deadline_ms >= 1, "workload.deadline_ms", || {
+            "must be ≥ 1 ms (how long the edge waits for the verifier)".into()
+        })?;
+        check(w.retry_ms >= 1, "workload.retry_ms", || {
+            "must be ≥ 1 ms (how often a fallen-back edge retries)".into()
         })
     }
 }

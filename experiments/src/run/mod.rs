@@ -501,8 +501,8 @@ pub(crate) fn generate_config(
         },
         seed,
         ignore_eos: w.ignore_eos,
-        deadline: Duration::from_secs(30),
+        deadline: Duration::from_millis(w.deadline_ms),
         fallback: true,
-        retry: Duration::from_millis(250),
+        retry: Duration::from_millis(w.retry_ms),
     }
 }

@@ -1,6 +1,6 @@
 //! One request of one cell: generate, then turn the report into rows and a cost.
 
-use tandem_draft::{Edge, GenerateConfig, Report, Strategy, VerifierTarget};
+use tandem_draft::{Edge, GenerateConfig, Report, RoundKind, Strategy, VerifierTarget};
 use tandem_models::Llama;
 
 use super::cells::Cell;
@@ -72,7 +72,7 @@ fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRo
         .iter()
         .map(|r| RoundRow {
             round: r.round as u32,
-            kind: r.kind.into(),
+            kind: r.kind.to_string(),
             k: r.k as u32,
             ahead: r.ahead,
             drafted: r.drafted as u32,
@@ -124,7 +124,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
         drafts: report
             .rounds
             .iter()
-            .filter(|r| r.kind == "verified" && r.drafted > 0)
+            .filter(|r| r.kind == RoundKind::Verified && r.drafted > 0)
             .count() as u32,
         drafted: s.drafted as u32,
         accepted: s.accepted as u32,
@@ -136,7 +136,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
         bytes_up: s.bytes_up,
         bytes_down: s.bytes_down,
         fallbacks: s.fallbacks as u32,
-        stop: s.stop.clone(),
+        stop: s.stop.to_string(),
         output_ids: report
             .output_ids
             .iter()
@@ -176,7 +176,7 @@ fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
         .rounds
         .iter()
         .map(|r| {
-            if r.kind == "edge" {
+            if r.kind == RoundKind::Edge {
                 r.committed
             } else {
                 r.drafted

@@ -1,9 +1,11 @@
 //! The engine: one thread that owns the target model and every session's KV cache.
 //!
 //! Transports talk to it through an [`EngineHandle`]: commands over an mpsc channel,
-//! each with a oneshot reply (TGI's queue pattern). The thread queues work in arrival
-//! order, gathers for up to [`BatchPolicy::max_wait`], picks a pass under a token
-//! budget ([`batch`]), runs it as one ragged batched forward pass, and answers. One
+//! each with a oneshot reply (TGI's queue pattern). The thread (`worker`) queues work in
+//! arrival order, gathers for up to [`BatchPolicy::max_wait`], picks a pass under a
+//! token budget ([`scheduler`], clock-free, which the simulator drives too), runs it as
+//! one ragged batched forward pass, and answers (`outcome`); each pass's counts
+//! ([`PassStats`]) reach the metrics once. One
 //! session appears at most once per pass, so its blocks are verified in the order they
 //! came; long prompts are prefilled in chunks between everyone else's blocks.
 //!
@@ -11,15 +13,21 @@
 //! request beyond [`EngineConfig::max_queued`] unanswered ones is refused with
 //! `RESOURCE_EXHAUSTED` at once rather than queued without bound.
 
+mod admission;
 pub mod batch;
 pub mod budget;
+mod job;
+mod outcome;
+pub mod scheduler;
 mod session;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod worker;
 
 pub use batch::BatchPolicy;
 pub use budget::KvBudget;
+pub use stats::PassStats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -21,6 +21,7 @@ use tandem_protocol::limits::{DraftBlock, OpenRequest};
 use tokio::sync::mpsc;
 
 use super::GenEvent;
+use super::scheduler::{Base, check_extends};
 
 /// Cloud-only generation state.
 pub(super) struct Generation {
@@ -41,6 +42,8 @@ pub(super) struct Session<C> {
     pub generation: Option<Generation>,
     /// When the session last had work done: idle eviction looks at it.
     pub last_active: std::time::Instant,
+    /// Its life in the logs: every block's span is a child of it.
+    pub span: tracing::Span,
 }
 
 impl<C: SessionCache> Session<C> {
@@ -60,7 +63,21 @@ impl<C: SessionCache> Session<C> {
             max_len,
             generation: None,
             last_active: std::time::Instant::now(),
+            span: tracing::info_span!("session", id, prompt = req.prompt.len()),
         }
+    }
+
+    /// What the next block must extend.
+    pub fn base(&self) -> Base {
+        Base {
+            len: self.committed.len(),
+            newest: self.newest(),
+        }
+    }
+
+    /// The newest committed token (the next pass's first input).
+    pub fn newest(&self) -> u32 {
+        *self.committed.last().expect("never empty")
     }
 
     /// The target's token from one row of logits, by the session's sampling.
@@ -87,13 +104,11 @@ impl<C: SessionCache> Session<C> {
             ));
         }
         let len = self.committed.len();
-        let last = *self.committed.last().expect("never empty");
-        if block.base_len as usize != len || block.anchor != last {
-            return Err(WireError::precondition(format!(
-                "stale draft: it extends length {} ending in {}, the session has length {len} ending in {last}",
-                block.base_len, block.anchor
-            )));
-        }
+        let base = Base {
+            len: block.base_len as usize,
+            newest: block.anchor,
+        };
+        check_extends(base, self.base())?;
         let after = len + block.tokens.len() + 1;
         if after > self.max_len {
             return Err(WireError::invalid(format!(
@@ -108,7 +123,7 @@ impl<C: SessionCache> Session<C> {
     /// The pass input for a block: the newest committed token, then the block.
     pub fn verify_input(&self, block: &DraftBlock) -> Vec<u32> {
         let mut v = Vec::with_capacity(block.tokens.len() + 1);
-        v.push(*self.committed.last().expect("never empty"));
+        v.push(self.newest());
         v.extend_from_slice(&block.tokens);
         v
     }

@@ -1,79 +1,37 @@
-//! The engine thread's loop: gather work for a moment, choose a pass
-//! ([`super::batch::select`]), run it as one batched forward, answer.
+//! The engine thread: it owns the model and every session, takes commands, and runs
+//! passes. Each step is one call: [`Scheduler::gather`] says when, [`Scheduler::refuse`]
+//! and [`Scheduler::next_pass`] say what, [`Job::finish`] answers, and the pass's
+//! [`PassStats`] reach the metrics once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tandem_models::{BatchEntry, LanguageModel, Positions, SessionCache};
-use tandem_protocol::limits::DraftBlock;
+use tandem_models::{LanguageModel, ModelError, SessionCache};
 use tandem_protocol::{WireError, pb};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::batch::{Candidate, select};
-use super::session::{Generation, Session};
-use super::{Command, EngineConfig, GenEvent};
+use super::admission::{Holding, admit};
+use super::job::{Job, Prefill, Queued, Verify};
+use super::outcome::{Outcome, PassInfo};
+use super::scheduler::{Gather, Scheduler};
+use super::session::Session;
+use super::stats::PassStats;
+use super::{Command, EngineConfig};
 use crate::metrics::Metrics;
-
-/// A new session, prefilled chunk by chunk; it owns the session until it is done.
-struct Prefill<C> {
-    session: Session<C>,
-    done: usize,
-    arrived: Instant,
-    events: Option<mpsc::UnboundedSender<GenEvent>>,
-    max_new: u32,
-    ignore_eos: bool,
-    reply: oneshot::Sender<Result<pb::Opened, WireError>>,
-}
-
-/// A draft block of an open session.
-struct Verify {
-    session: u64,
-    block: DraftBlock,
-    arrived: Instant,
-    reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
-}
-
-/// Work waiting for a pass, in arrival order.
-enum Work<C> {
-    Prefill(Prefill<C>),
-    Verify(Verify),
-}
-
-impl<C> Work<C> {
-    fn session(&self) -> u64 {
-        match self {
-            Work::Prefill(p) => p.session.id,
-            Work::Verify(v) => v.session,
-        }
-    }
-
-    fn arrived(&self) -> Instant {
-        match self {
-            Work::Prefill(p) => p.arrived,
-            Work::Verify(v) => v.arrived,
-        }
-    }
-}
-
-/// What one session does in this pass: a chunk of prefill (that many tokens), a block,
-/// or one step of cloud-only generation.
-enum Job<C> {
-    Prefill(Prefill<C>, usize),
-    Verify(Session<C>, Verify),
-    Generate(Session<C>),
-}
 
 pub(super) struct Worker<M: LanguageModel> {
     model: M,
+    /// The model's end-of-sequence tokens.
+    eos: Vec<u32>,
     config: EngineConfig,
     sessions: HashMap<u64, Session<M::Cache>>,
-    queue: VecDeque<Work<M::Cache>>,
+    scheduler: Scheduler<Queued<M::Cache>>,
     next_id: u64,
     /// Recently evicted sessions, so their next block learns why (bounded).
     evicted: VecDeque<u64>,
-    /// For timed waits on the command channel from this plain thread.
-    clock: tokio::runtime::Runtime,
+    /// Runs timed waits on the command channel from this plain thread.
+    timer: tokio::runtime::Runtime,
     metrics: Arc<Metrics>,
 }
 
@@ -102,31 +60,17 @@ pub(super) fn info_response<M: LanguageModel>(
     }
 }
 
-fn timing(
-    start: Instant,
-    arrived: Option<Instant>,
-    forward_ns: u64,
-    size: usize,
-    tokens: usize,
-) -> pb::Timing {
-    pb::Timing {
-        queue_ns: arrived.map_or(0, |a| start.saturating_duration_since(a).as_nanos() as u64),
-        forward_ns,
-        batch_size: size as u32,
-        batch_tokens: tokens as u32,
-    }
-}
-
 impl<M: LanguageModel> Worker<M> {
     pub fn new(model: M, config: EngineConfig, metrics: Arc<Metrics>) -> Self {
         Self {
+            eos: model.info().eos_token_ids.clone(),
             model,
+            scheduler: Scheduler::new(config.batch),
             config,
             sessions: HashMap::new(),
-            queue: VecDeque::new(),
             next_id: 1,
             evicted: VecDeque::new(),
-            clock: tokio::runtime::Builder::new_current_thread()
+            timer: tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
                 .expect("a timer-only runtime"),
@@ -138,32 +82,35 @@ impl<M: LanguageModel> Worker<M> {
         let mut open = true;
         loop {
             self.evict_idle();
-            let idle = self.queue.is_empty() && !self.generating();
-            if idle {
+            if self.scheduler.is_empty() && !self.generating() {
                 if !open {
                     return;
                 }
-                let timeout = self.config.idle_timeout;
-                let next = if timeout.is_zero() || self.sessions.is_empty() {
-                    rx.blocking_recv().ok_or(())
-                } else {
-                    // Wake now and then to evict sessions that went quiet.
-                    let tick = timeout / 4;
-                    match self
-                        .clock
-                        .block_on(async { tokio::time::timeout(tick, rx.recv()).await })
-                    {
-                        Ok(c) => c.ok_or(()),
-                        Err(_) => continue,
-                    }
-                };
-                match next {
-                    Ok(c) => self.accept(c),
-                    Err(()) => return,
+                match self.wait_idle(&mut rx) {
+                    Some(Some(c)) => self.accept(c),
+                    Some(None) => continue, // a tick: look for idle sessions
+                    None => return,
                 }
             }
             open &= self.gather(&mut rx);
             self.pass();
+        }
+    }
+
+    /// Waits for a command with nothing to do: `None` once the channel is closed,
+    /// `Some(None)` when it is time to look for idle sessions.
+    fn wait_idle(&self, rx: &mut mpsc::Receiver<Command>) -> Option<Option<Command>> {
+        let timeout = self.config.idle_timeout;
+        if timeout.is_zero() || self.sessions.is_empty() {
+            return rx.blocking_recv().map(Some);
+        }
+        let tick = timeout / 4;
+        match self
+            .timer
+            .block_on(async { tokio::time::timeout(tick, rx.recv()).await })
+        {
+            Ok(c) => c.map(Some),
+            Err(_) => Some(None),
         }
     }
 
@@ -173,12 +120,11 @@ impl<M: LanguageModel> Worker<M> {
         if timeout.is_zero() {
             return;
         }
-        let queued: Vec<u64> = self.queue.iter().map(Work::session).collect();
         let stale: Vec<u64> = self
             .sessions
             .values()
             .filter(|s| s.generation.is_none() && s.last_active.elapsed() > timeout)
-            .filter(|s| !queued.contains(&s.id))
+            .filter(|s| !self.scheduler.has_work(s.id))
             .map(|s| s.id)
             .collect();
         for id in stale {
@@ -193,12 +139,17 @@ impl<M: LanguageModel> Worker<M> {
         }
     }
 
+    /// Sessions prefilling: they are in the queue, not yet in `sessions`.
+    fn prefilling(&self) -> impl Iterator<Item = &Prefill<M::Cache>> {
+        self.scheduler.iter().filter_map(|w| match &w.job {
+            Queued::Prefill(p) => Some(p),
+            Queued::Verify(_) => None,
+        })
+    }
+
     /// KV bytes promised to open and opening sessions (each its whole `max_len`).
     fn kv_reserved(&self) -> u64 {
-        let opening = self.queue.iter().filter_map(|w| match w {
-            Work::Prefill(p) => Some(p.session.max_len),
-            Work::Verify(_) => None,
-        });
+        let opening = self.prefilling().map(|p| p.session.max_len);
         let tokens: usize = self
             .sessions
             .values()
@@ -212,11 +163,9 @@ impl<M: LanguageModel> Worker<M> {
         self.sessions.values().any(|s| s.generation.is_some())
     }
 
-    /// Takes commands until the pass is worth running: the budget is full, every open
-    /// session has work waiting, or `max_wait` has passed since the oldest work came.
-    /// Returns false once the channel is closed.
+    /// Takes commands until the scheduler says the pass is worth running. Returns false
+    /// once the channel is closed.
     fn gather(&mut self, rx: &mut mpsc::Receiver<Command>) -> bool {
-        let policy = self.config.batch;
         loop {
             loop {
                 match rx.try_recv() {
@@ -225,14 +174,17 @@ impl<M: LanguageModel> Worker<M> {
                     Err(mpsc::error::TryRecvError::Disconnected) => return false,
                 }
             }
-            let oldest = self.queue.front().map(Work::arrived);
-            let waited = oldest.map_or(Duration::MAX, |t| t.elapsed());
-            if waited >= policy.max_wait || self.full() || self.everyone_waiting() {
-                return true;
-            }
-            let rest = policy.max_wait - waited;
+            let could_send = self
+                .sessions
+                .values()
+                .filter(|s| s.generation.is_none())
+                .map(|s| s.id);
+            let rest = match self.scheduler.gather(Instant::now(), could_send) {
+                Gather::Run => return true,
+                Gather::Wait(rest) => rest,
+            };
             let next = self
-                .clock
+                .timer
                 .block_on(async { tokio::time::timeout(rest, rx.recv()).await });
             match next {
                 Ok(Some(c)) => self.accept(c),
@@ -242,35 +194,13 @@ impl<M: LanguageModel> Worker<M> {
         }
     }
 
-    fn full(&self) -> bool {
-        let tokens: usize = self
-            .queue
-            .iter()
-            .map(|w| match w {
-                Work::Prefill(p) => p.session.committed.len() - p.done,
-                Work::Verify(v) => v.block.tokens.len() + 1,
-            })
-            .sum();
-        tokens >= self.config.batch.max_tokens || self.queue.len() >= self.config.batch.max_sessions
-    }
-
-    /// Whether every open session that could send a block has one waiting.
-    fn everyone_waiting(&self) -> bool {
-        let waiting: std::collections::HashSet<u64> =
-            self.queue.iter().map(Work::session).collect();
-        self.sessions
-            .values()
-            .filter(|s| s.generation.is_none())
-            .all(|s| waiting.contains(&s.id))
-    }
-
     /// Files a command: new sessions and blocks join the queue, closes act at once.
     fn accept(&mut self, cmd: Command) {
         match cmd {
             Command::Close { session } => {
                 self.sessions.remove(&session);
-                self.queue
-                    .retain(|w| !matches!(w, Work::Prefill(p) if p.session.id == session));
+                self.scheduler
+                    .retain(|w| !(w.session == session && matches!(w.job, Queued::Prefill(_))));
                 self.gauges();
             }
             Command::Open {
@@ -279,100 +209,82 @@ impl<M: LanguageModel> Worker<M> {
                 arrived,
                 reply,
             } => {
-                let prefilling = self
-                    .queue
-                    .iter()
-                    .filter(|w| matches!(w, Work::Prefill(_)))
-                    .count();
-                let open = self.sessions.len() + prefilling;
-                if open >= self.config.limits.max_sessions as usize {
-                    let _ = reply.send(Err(WireError::exhausted(format!(
-                        "the verifier already serves {open} sessions, its limit (Limits.max_sessions)"
-                    ))));
-                    return;
-                }
-                let limits = &self.config.limits;
-                let budget = req.prompt.len()
-                    + req.max_new_tokens as usize
-                    + if req.generate {
-                        0
-                    } else {
-                        limits.max_draft_tokens as usize + 1
-                    };
-                let max_len = budget.min(self.model.info().max_context);
-                let per_token = self.model.info().kv_bytes_per_token;
-                if let Err(e) = self.config.kv.admit(max_len, per_token, self.kv_reserved()) {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
+                let holding = Holding {
+                    sessions: self.sessions.len() + self.prefilling().count(),
+                    kv_reserved: self.kv_reserved(),
+                };
+                let info = self.model.info();
+                let max_len = match admit(&req, &self.config.limits, &self.config.kv, info, holding)
+                {
+                    Ok(max_len) => max_len,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
                 let id = self.next_id;
                 self.next_id += 1;
                 let session = Session::new(id, self.model.new_cache_for(max_len), &req, max_len);
-                self.queue.push_back(Work::Prefill(Prefill {
+                tracing::debug!(parent: &session.span, max_len, "admitted");
+                let prefill = Prefill {
                     session,
                     done: 0,
-                    arrived,
                     events,
                     max_new: req.max_new_tokens,
                     ignore_eos: req.ignore_eos,
                     reply,
-                }));
+                };
+                self.scheduler.push(prefill.waiting(arrived));
             }
             Command::Verify {
                 session,
                 block,
                 arrived,
                 reply,
-            } => self.queue.push_back(Work::Verify(Verify {
-                session,
-                block,
-                arrived,
-                reply,
-            })),
+            } => {
+                let (seq, k) = (block.seq, block.tokens.len());
+                let span = match self.sessions.get(&session) {
+                    Some(s) => tracing::debug_span!(parent: &s.span, "block", seq, k),
+                    None => tracing::debug_span!("block", session, seq, k),
+                };
+                tracing::debug!(parent: &span, "queued");
+                let verify = Verify { block, reply, span };
+                self.scheduler.push(verify.waiting(session, arrived));
+            }
+        }
+    }
+
+    /// Why a block at the head of its session's line cannot run, if it cannot.
+    fn check(&self, session: u64, v: &Verify) -> Result<(), WireError> {
+        match self.sessions.get(&session) {
+            Some(s) => s.check_block(&v.block),
+            None if self.evicted.contains(&session) => Err(WireError::new(
+                tonic::Code::NotFound,
+                format!(
+                    "session {session} was evicted after {:?} idle: re-open it with the committed tokens",
+                    self.config.idle_timeout
+                ),
+            )),
+            None => Err(WireError::new(
+                tonic::Code::NotFound,
+                format!("unknown session {session}: it was never opened here, or it was closed"),
+            )),
         }
     }
 
     /// Chooses and runs one pass.
     fn pass(&mut self) {
         // Blocks that cannot run (unknown session, stale) are answered here and leave.
-        let sessions = &self.sessions;
-        let evicted = &self.evicted;
-        let idle = self.config.idle_timeout;
-        let mut refused = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        let mut pending: HashMap<u64, usize> = HashMap::new();
-        for w in self.queue.drain(..) {
-            if let Work::Verify(Verify { session, block, .. }) = &w {
-                // A block behind another of its session is checked when it reaches
-                // the front of that session's line.
-                if !pending.contains_key(session) {
-                    let check = match sessions.get(session) {
-                        None if evicted.contains(session) => Err(WireError::new(
-                            tonic::Code::NotFound,
-                            format!(
-                                "session {session} was evicted after {idle:?} idle: re-open it with the committed tokens"
-                            ),
-                        )),
-                        None => Err(WireError::new(
-                            tonic::Code::NotFound,
-                            format!(
-                                "unknown session {session}: it was never opened here, or it was closed"
-                            ),
-                        )),
-                        Some(s) => s.check_block(block),
-                    };
-                    if let Err(e) = check {
-                        refused.push((w, e));
-                        continue;
-                    }
-                }
-            }
-            *pending.entry(w.session()).or_default() += 1;
-            kept.push_back(w);
-        }
-        self.queue = kept;
+        let mut scheduler =
+            std::mem::replace(&mut self.scheduler, Scheduler::new(self.config.batch));
+        let refused = scheduler.refuse(|w| match &w.job {
+            Queued::Verify(v) => self.check(w.session, v),
+            Queued::Prefill(_) => Ok(()),
+        });
+        self.scheduler = scheduler;
         for (w, e) in refused {
-            if let Work::Verify(v) = w {
+            if let Queued::Verify(v) = w.job {
+                tracing::debug!(parent: &v.span, code = ?e.code, "refused: {}", e.message);
                 let _ = v.reply.send(Err(e));
             }
         }
@@ -383,202 +295,74 @@ impl<M: LanguageModel> Worker<M> {
             .filter(|s| s.generation.is_some())
             .map(|s| s.id)
             .collect();
-        let candidates: Vec<Candidate> = self
-            .queue
-            .iter()
-            .map(|w| match w {
-                Work::Prefill(Prefill { session, done, .. }) => Candidate {
-                    session: session.id,
-                    tokens: (session.committed.len() - done)
-                        .min(self.config.batch.prefill_chunk.max(1)),
-                    min_tokens: 1,
-                },
-                Work::Verify(Verify { block, .. }) => Candidate {
-                    session: w.session(),
-                    tokens: block.tokens.len() + 1,
-                    min_tokens: block.tokens.len() + 1,
-                },
-            })
-            .collect();
-        let picked = select(
-            &candidates,
-            &self.config.batch,
-            generating.len(),
-            &generating,
-        );
-
+        let picked = self.scheduler.next_pass(&generating);
         let mut jobs: Vec<Job<M::Cache>> = generating
             .iter()
             .map(|id| Job::Generate(self.sessions.remove(id).expect("listed")))
             .collect();
-        let mut taken: Vec<Option<Work<M::Cache>>> = self.queue.drain(..).map(Some).collect();
-        for &(i, tokens) in &picked {
-            let w = taken[i].take().expect("picked once");
-            match w {
-                Work::Prefill(p) => jobs.push(Job::Prefill(p, tokens)),
-                Work::Verify(v) => {
-                    let s = self.sessions.remove(&v.session).expect("checked above");
-                    jobs.push(Job::Verify(s, v));
+        for (w, tokens) in picked {
+            jobs.push(match w.job {
+                Queued::Prefill(p) => Job::Prefill(p, tokens, w.arrived),
+                Queued::Verify(v) => {
+                    let s = self.sessions.remove(&w.session).expect("checked by refuse");
+                    Job::Verify(s, v, w.arrived)
                 }
-            }
+            });
         }
-        self.queue = taken.into_iter().flatten().collect();
         if !jobs.is_empty() {
-            self.run_jobs(jobs);
+            self.run_pass(jobs);
         }
     }
 
-    fn run_jobs(&mut self, mut jobs: Vec<Job<M::Cache>>) {
-        let inputs: Vec<Vec<u32>> = jobs
-            .iter()
-            .map(|job| match job {
-                Job::Prefill(Prefill { session, done, .. }, n) => {
-                    session.committed[*done..done + n].to_vec()
-                }
-                Job::Verify(s, v) => s.verify_input(&v.block),
-                Job::Generate(s) => vec![*s.committed.last().expect("never empty")],
-            })
-            .collect();
-        let batch_tokens: usize = inputs.iter().map(Vec::len).sum();
-        let size = inputs.len();
+    /// One batched forward over `jobs`, then every job's answer.
+    fn run_pass(&mut self, mut jobs: Vec<Job<M::Cache>>) {
+        let inputs: Vec<Vec<u32>> = jobs.iter().map(Job::input).collect();
+        let mut stats = PassStats {
+            size: inputs.len(),
+            tokens: inputs.iter().map(Vec::len).sum(),
+            ..PassStats::default()
+        };
+        let span = tracing::debug_span!("pass", size = stats.size, tokens = stats.tokens);
+        for job in &jobs {
+            job.span().follows_from(&span);
+        }
         let start = Instant::now();
         let result = {
-            let mut entries: Vec<BatchEntry<'_, M::Cache>> = jobs
+            let mut entries: Vec<_> = jobs
                 .iter_mut()
                 .zip(&inputs)
-                .map(|(job, tokens)| {
-                    let (cache, positions) = match job {
-                        Job::Prefill(p, _) => (&mut p.session.cache, Positions::Last),
-                        Job::Verify(s, _) => (&mut s.cache, Positions::All),
-                        Job::Generate(s) => (&mut s.cache, Positions::Last),
-                    };
-                    BatchEntry {
-                        cache,
-                        tokens,
-                        positions,
-                    }
-                })
+                .map(|(job, tokens)| job.entry(tokens))
                 .collect();
             self.model.forward_batch(&mut entries)
         };
-        let forward_ns = start.elapsed().as_nanos() as u64;
-        self.metrics.batch_size.observe(size as f64);
-        self.metrics.batch_tokens.observe(batch_tokens as f64);
-        self.metrics
-            .forward_seconds
-            .observe(forward_ns as f64 / 1e9);
-        let waited = |arrived: Instant| start.saturating_duration_since(arrived).as_secs_f64();
-        let logits = match result {
-            Ok(l) => l,
-            Err(e) => return self.fail(jobs, e),
-        };
-        let mut unfinished = Vec::new();
-        for (job, rows) in jobs.into_iter().zip(logits) {
-            match job {
-                Job::Prefill(
-                    Prefill {
-                        mut session,
-                        done,
-                        arrived,
-                        events,
-                        max_new,
-                        ignore_eos,
-                        reply,
-                    },
-                    n,
-                ) => {
-                    if done + n < session.committed.len() {
-                        // More prompt to go: back to the front of the line.
-                        unfinished.push(Prefill {
-                            session,
-                            done: done + n,
-                            arrived,
-                            events,
-                            max_new,
-                            ignore_eos,
-                            reply,
-                        });
-                        continue;
-                    }
-                    let first = session.pick(rows.last());
-                    session.push(first);
-                    self.metrics.queue_seconds.observe(waited(arrived));
-                    self.metrics
-                        .prompt_tokens
-                        .inc_by(session.committed.len() as u64 - 1);
-                    self.metrics.sessions_opened.inc();
-                    self.metrics.generation_tokens.inc();
-                    let opened = pb::Opened {
-                        session_id: session.id,
-                        first_token: first,
-                        committed_len: session.committed.len() as u32,
-                        timing: Some(timing(start, Some(arrived), forward_ns, size, batch_tokens)),
-                    };
-                    if reply.send(Ok(opened)).is_err() {
-                        continue; // the client went away before its session opened
-                    }
-                    if let Some(events) = events {
-                        session.generation = Some(Generation {
-                            events,
-                            remaining: max_new - 1,
-                            ignore_eos,
-                        });
-                        if self.finished(&session) {
-                            continue;
+        stats.forward_ns = start.elapsed().as_nanos() as u64;
+        tracing::debug!(parent: &span, forward_ns = stats.forward_ns, "forward");
+        match result {
+            Ok(logits) => {
+                let pass = PassInfo {
+                    start,
+                    forward_ns: stats.forward_ns,
+                    size: stats.size,
+                    tokens: stats.tokens,
+                    eos: &self.eos,
+                };
+                let mut unfinished = Vec::new();
+                for (job, rows) in jobs.into_iter().zip(logits) {
+                    match job.finish(rows, &pass, &mut stats) {
+                        Outcome::Keep(s) => {
+                            self.sessions.insert(s.id, s);
                         }
+                        Outcome::Unfinished(p, arrived) => unfinished.push(p.waiting(arrived)),
+                        Outcome::Ended => {}
                     }
-                    self.sessions.insert(session.id, session);
                 }
-                Job::Verify(
-                    mut s,
-                    Verify {
-                        block,
-                        arrived,
-                        reply,
-                        ..
-                    },
-                ) => {
-                    self.metrics.queue_seconds.observe(waited(arrived));
-                    let answer = s
-                        .accept(&block, &rows)
-                        .inspect(|v| self.metrics.verified(v.drafted, v.accepted))
-                        .map(|v| pb::Verdict {
-                            seq: block.seq,
-                            accepted: v.accepted as u32,
-                            next_token: v.next_token,
-                            committed_len: s.committed.len() as u32,
-                            timing: Some(timing(
-                                start,
-                                Some(arrived),
-                                forward_ns,
-                                size,
-                                batch_tokens,
-                            )),
-                        });
-                    let _ = reply.send(answer);
-                    self.sessions.insert(s.id, s);
-                }
-                Job::Generate(mut s) => {
-                    let token = s.pick(rows.last());
-                    s.push(token);
-                    self.metrics.generation_tokens.inc();
-                    let g = s.generation.as_mut().expect("generating");
-                    g.remaining -= 1;
-                    let msg = pb::cloud_message::Kind::Token(pb::Token {
-                        token,
-                        committed_len: s.committed.len() as u32,
-                        timing: Some(timing(start, None, forward_ns, size, batch_tokens)),
-                    });
-                    if g.events.send(msg).is_err() || self.finished(&s) {
-                        continue; // gone or done: the session ends here
-                    }
-                    self.sessions.insert(s.id, s);
+                for w in unfinished.into_iter().rev() {
+                    self.scheduler.push_front(w);
                 }
             }
+            Err(e) => self.fail(jobs, e),
         }
-        for w in unfinished.into_iter().rev() {
-            self.queue.push_front(Work::Prefill(w));
-        }
+        self.metrics.record_pass(&stats);
         self.gauges();
     }
 
@@ -593,45 +377,13 @@ impl<M: LanguageModel> Worker<M> {
     }
 
     /// A failed pass (caches untouched): everyone in it is told; blocks' sessions stay.
-    fn fail(&mut self, jobs: Vec<Job<M::Cache>>, e: tandem_models::ModelError) {
+    fn fail(&mut self, jobs: Vec<Job<M::Cache>>, e: ModelError) {
         tracing::error!("forward pass failed: {e}");
         let err = WireError::internal(format!("the target's forward pass failed: {e}"));
         for job in jobs {
-            match job {
-                Job::Prefill(p, _) => {
-                    let _ = p.reply.send(Err(err.clone()));
-                }
-                Job::Verify(s, v) => {
-                    let _ = v.reply.send(Err(err.clone()));
-                    self.sessions.insert(s.id, s);
-                }
-                Job::Generate(s) => {
-                    if let Some(g) = &s.generation {
-                        let _ = g.events.send(pb::cloud_message::Kind::Error(err.to_pb(0)));
-                    }
-                }
+            if let Some(s) = job.fail(&err) {
+                self.sessions.insert(s.id, s);
             }
         }
-    }
-
-    /// For a generating session: whether it is done; if so, tells its stream why.
-    fn finished(&self, s: &Session<M::Cache>) -> bool {
-        let g = s.generation.as_ref().expect("generating");
-        let last = *s.committed.last().expect("never empty");
-        let reason = if !g.ignore_eos && self.model.info().eos_token_ids.contains(&last) {
-            "eos"
-        } else if g.remaining == 0 {
-            "length"
-        } else if s.committed.len() >= s.max_len {
-            "context"
-        } else {
-            return false;
-        };
-        let _ = g
-            .events
-            .send(pb::cloud_message::Kind::Finished(pb::Finished {
-                reason: reason.into(),
-            }));
-        true
     }
 }

@@ -1,6 +1,7 @@
-//! The simulated verifier's engine: one task that owns every session, gathers work,
-//! picks each pass with the real scheduler, spends the profile's time on it and
-//! answers (the real engine's loop, on the virtual clock).
+//! The simulated verifier's engine: one task that owns every session and drives the
+//! real engine's [`Scheduler`] (gather, block checks, pass selection, prefill chunks)
+//! on the virtual clock; only the forward pass is replaced by the latency profile's
+//! time, and the verdicts by the request's true continuation.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use tandem_draft::clock::{Clock, timeout};
 use tandem_protocol::{WireError, pb};
 use tandem_verifier::BatchPolicy;
-use tandem_verifier::engine::batch::{Candidate, select};
+use tandem_verifier::engine::scheduler::{Base, Gather, Scheduler, Size, Waiting, check_extends};
 use tokio::sync::mpsc;
 
 use super::{Down, MAX_DRAFT, Msg, Outages, send};
@@ -36,32 +37,25 @@ struct Session {
 }
 
 enum Job {
-    Prefill(pb::Open),
+    /// A new session's prompt, `done` tokens of it already run.
+    Prefill {
+        open: pb::Open,
+        done: usize,
+    },
     Verify(pb::Draft),
 }
 
-struct Work {
-    stream: u64,
-    job: Job,
-    arrived: Instant,
-}
-
-impl Work {
-    fn tokens(&self) -> usize {
-        match &self.job {
-            Job::Prefill(o) => o.prompt_ids.len().max(1),
-            Job::Verify(d) => d.tokens.len() + 1,
-        }
-    }
+/// The prompt tokens a prefill runs (an empty prompt still runs one).
+fn prompt_len(open: &pb::Open) -> usize {
+    open.prompt_ids.len().max(1)
 }
 
 pub(super) struct Engine {
     outages: Outages,
     clock: VirtualClock,
     spec: SimSpec,
-    policy: BatchPolicy,
     sessions: BTreeMap<u64, Session>,
-    queue: VecDeque<Work>,
+    scheduler: Scheduler<Job>,
 }
 
 impl Engine {
@@ -70,20 +64,19 @@ impl Engine {
             outages,
             clock: clock.clone(),
             spec: spec.clone(),
-            policy: BatchPolicy {
+            scheduler: Scheduler::new(BatchPolicy {
                 max_sessions: spec.max_batch_sessions,
                 max_tokens: spec.max_batch_tokens,
                 max_wait: Duration::from_secs_f64(spec.gather_ms / 1e3),
                 prefill_chunk: usize::MAX,
-            },
+            }),
             sessions: BTreeMap::new(),
-            queue: VecDeque::new(),
         }
     }
 
     pub(super) async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            if self.queue.is_empty() && !self.generating() {
+            if self.scheduler.is_empty() && !self.generating() {
                 match rx.recv().await {
                     Some(m) => self.accept(m),
                     None => return,
@@ -99,40 +92,26 @@ impl Engine {
         self.sessions.values().any(|s| s.generating > 0)
     }
 
-    /// Takes messages until the pass is worth running: the batch is full, every
-    /// session that could send a block has one waiting, or `max_wait` has passed since
-    /// the oldest work came (the real engine's rule).
+    /// Takes messages until the scheduler says the pass is worth running.
     async fn gather(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
         loop {
             while let Ok(m) = rx.try_recv() {
                 self.accept(m);
             }
-            let now = self.clock.now();
-            let waited = self
-                .queue
-                .front()
-                .map_or(Duration::MAX, |w| now - w.arrived);
-            if waited >= self.policy.max_wait || self.full() || self.everyone_waiting() {
-                return;
-            }
-            let rest = self.policy.max_wait - waited;
+            let could_send = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.opened && s.generating == 0)
+                .map(|(&id, _)| id);
+            let rest = match self.scheduler.gather(self.clock.now(), could_send) {
+                Gather::Run => return,
+                Gather::Wait(rest) => rest,
+            };
             match timeout(&self.clock, rest, rx.recv()).await {
                 Ok(Some(m)) => self.accept(m),
                 Ok(None) | Err(_) => return,
             }
         }
-    }
-
-    fn full(&self) -> bool {
-        let tokens: usize = self.queue.iter().map(Work::tokens).sum();
-        tokens >= self.policy.max_tokens || self.queue.len() >= self.policy.max_sessions
-    }
-
-    fn everyone_waiting(&self) -> bool {
-        self.sessions
-            .values()
-            .filter(|s| s.opened && s.generating == 0)
-            .all(|s| s.busy)
     }
 
     fn accept(&mut self, m: Msg) {
@@ -157,10 +136,11 @@ impl Engine {
                     if let Some(s) = self.sessions.get_mut(&stream) {
                         s.busy = true;
                         s.seed = o.seed;
-                        self.queue.push_back(Work {
-                            stream,
-                            job: Job::Prefill(o),
+                        self.scheduler.push(Waiting {
+                            session: stream,
                             arrived,
+                            size: Size::Prefill(prompt_len(&o)),
+                            job: Job::Prefill { open: o, done: 0 },
                         });
                     }
                 }
@@ -174,14 +154,14 @@ impl Engine {
                 for (_, s) in std::mem::take(&mut self.sessions) {
                     let _ = s.down.tx.try_send(Err(super::unreachable()));
                 }
-                self.queue.clear();
+                self.scheduler.clear();
             }
         }
     }
 
     fn forget(&mut self, stream: u64) {
         self.sessions.remove(&stream);
-        self.queue.retain(|w| w.stream != stream);
+        self.scheduler.retain(|w| w.session != stream);
     }
 
     /// A block from the edge: queued, held behind the session's block in the engine,
@@ -197,11 +177,17 @@ impl Engine {
         }
         let refusal = if !s.opened || s.generating > 0 {
             Some(WireError::precondition("this session takes no drafts now"))
-        } else if d.base_len as usize != s.len || d.anchor != s.last {
-            Some(WireError::precondition(format!(
-                "stale draft: it extends length {} ending in {}, the session has length {} ending in {}",
-                d.base_len, d.anchor, s.len, s.last
-            )))
+        } else if let Err(e) = check_extends(
+            Base {
+                len: d.base_len as usize,
+                newest: d.anchor,
+            },
+            Base {
+                len: s.len,
+                newest: s.last,
+            },
+        ) {
+            Some(e)
         } else if d.tokens.len() > MAX_DRAFT as usize {
             Some(WireError::invalid(format!(
                 "{} draft tokens, more than the limit of {MAX_DRAFT}",
@@ -218,10 +204,11 @@ impl Engine {
             ),
             None => {
                 s.busy = true;
-                self.queue.push_back(Work {
-                    stream,
-                    job: Job::Verify(d),
+                self.scheduler.push(Waiting {
+                    session: stream,
                     arrived,
+                    size: Size::Block(d.tokens.len() + 1),
+                    job: Job::Verify(d),
                 });
             }
         }
@@ -229,42 +216,18 @@ impl Engine {
 
     /// Runs one pass: picks it, spends its time, answers everyone in it.
     async fn pass(&mut self) {
-        let candidates: Vec<Candidate> = self
-            .queue
-            .iter()
-            .map(|w| Candidate {
-                session: w.stream,
-                tokens: w.tokens(),
-                min_tokens: w.tokens(),
-            })
-            .collect();
         let steps: Vec<u64> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.generating > 0)
             .map(|(&id, _)| id)
             .collect();
-        let picked = select(&candidates, &self.policy, steps.len(), &steps);
-        let mut take = vec![false; self.queue.len()];
-        let mut tokens = steps.len();
-        for &(i, t) in &picked {
-            take[i] = true;
-            tokens += t;
-        }
-        let mut jobs = Vec::with_capacity(picked.len());
-        let mut rest = VecDeque::with_capacity(self.queue.len());
-        for (w, taken) in self.queue.drain(..).zip(take) {
-            if taken {
-                jobs.push(w)
-            } else {
-                rest.push_back(w)
-            }
-        }
-        self.queue = rest;
+        let jobs = self.scheduler.next_pass(&steps);
+        let tokens = steps.len() + jobs.iter().map(|(_, n)| n).sum::<usize>();
         let size = jobs.len() + steps.len();
         let verifies = jobs
             .iter()
-            .any(|w| matches!(&w.job, Job::Verify(d) if !d.tokens.is_empty()));
+            .any(|(w, _)| matches!(&w.job, Job::Verify(d) if !d.tokens.is_empty()));
         let forward_ns = self.spec.pass_ns(size, tokens, verifies);
         let (started, began) = (self.clock.now(), self.clock.elapsed());
         self.clock.sleep(Duration::from_nanos(forward_ns)).await;
@@ -277,9 +240,25 @@ impl Engine {
             batch_size: size as u32,
             batch_tokens: tokens as u32,
         };
-        for w in jobs {
-            let t = timing(w.arrived);
-            self.answer(w.stream, w.job, t);
+        let mut unfinished = Vec::new();
+        for (w, n) in jobs {
+            match w.job {
+                Job::Prefill { open, done } if done + n < prompt_len(&open) => {
+                    let done = done + n;
+                    unfinished.push(Waiting {
+                        size: Size::Prefill(prompt_len(&open) - done),
+                        job: Job::Prefill { open, done },
+                        ..w
+                    });
+                }
+                job => {
+                    let t = timing(w.arrived);
+                    self.answer(w.session, job, t);
+                }
+            }
+        }
+        for w in unfinished.into_iter().rev() {
+            self.scheduler.push_front(w);
         }
         for id in steps {
             self.step(id, timing(started));
@@ -293,7 +272,7 @@ impl Engine {
         };
         s.busy = false;
         let kind = match job {
-            Job::Prefill(o) => {
+            Job::Prefill { open: o, .. } => {
                 s.opened = true;
                 s.len = o.prompt_ids.len();
                 let first = truth(s.seed, s.len);
@@ -369,7 +348,7 @@ impl Engine {
                 &clock,
                 &mut s.down,
                 pb::cloud_message::Kind::Finished(pb::Finished {
-                    reason: "length".into(),
+                    reason: tandem_protocol::StopReason::Length.as_str().into(),
                 }),
             );
         }

@@ -5,12 +5,13 @@
 //! - **Link**: every message crosses the cell's link through the real link model
 //!   ([`tandem_protocol::link::Shaper`]: delay, jitter, bandwidth, loss, order), and
 //!   is counted in bytes as QUIC frames it.
-//! - **Engine**: like the real engine's loop, it gathers work for up to `gather_ms`
-//!   (less when the batch is full or every session has work waiting), picks a pass
-//!   with the real scheduler (`tandem_verifier::engine::batch::select`), spends the
-//!   latency profile's time on it, and answers. A session has at most one block in
-//!   the engine; a block that does not extend what the session committed (a
-//!   pipelined guess that missed) is refused as stale, as the real verifier does.
+//! - **Engine**: it drives the real engine's scheduler
+//!   (`tandem_verifier::engine::scheduler`): gathers work for up to `gather_ms` (less
+//!   when the batch is full or every session has work waiting), picks each pass (long
+//!   prompts in chunks, as the real one does), spends the latency profile's time on
+//!   it, and answers. A session has at most one block in the engine; a block that does
+//!   not extend what the session committed (a pipelined guess that missed) is refused
+//!   as stale, by the real verifier's check.
 //! - **Model**: verdicts come from the request's true continuation ([`super::draft`]).
 
 mod engine;
@@ -23,6 +24,7 @@ use prost::Message;
 use tandem_draft::clock::{BoxFuture, Clock};
 use tandem_draft::{Conn, Dial};
 use tandem_protocol::client::{ByteCounters, SessionChannel};
+use tandem_protocol::frame::Framing;
 use tandem_protocol::link::{Direction, Shaper};
 use tandem_protocol::{LinkProfile, ProtocolError, pb};
 use tokio::sync::mpsc;
@@ -171,12 +173,12 @@ fn info() -> pb::InfoResponse {
 
 /// Bytes of a message on the wire, framed as QUIC frames it (a varint length).
 fn wire_len(n: usize) -> u64 {
-    (n + prost::length_delimiter_len(n)) as u64
+    Framing::Quic.framed_len(n) as u64
 }
 
 /// Bytes the link model charges for a message (as the real link emulation does).
 fn link_len(n: usize) -> usize {
-    n + 5
+    Framing::Grpc.framed_len(n)
 }
 
 fn at(clock: &VirtualClock, t: tokio::time::Instant) -> super::exec::Sleep {
