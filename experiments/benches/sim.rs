@@ -7,7 +7,7 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tandem_experiments::config::Config;
-use tandem_experiments::run::cells;
+use tandem_experiments::plan as cells;
 use tandem_experiments::sim::{SimCell, run_cell};
 use tandem_experiments::workload::load_prompts;
 

@@ -5,8 +5,10 @@
 //! - [`config`]: the experiment config (TOML), validated before anything runs.
 //! - [`workload`]: prompt sets and arrival processes; [`route`]: the `routed` strategy;
 //!   [`sim`]: the simulated backend on a virtual clock.
-//! - [`run`]: the runner behind `tandem run` (in-process verifier, the grid, progress,
-//!   partial results on Ctrl-C).
+//! - [`plan`]: the grid's cells and each request's seed, settings and rows;
+//!   [`drive`]: one cell driver (clients, arrivals) over a real or simulated backend.
+//! - [`run`]: the runner behind `tandem run` (in-process verifier, the real backend,
+//!   progress, partial results on Ctrl-C).
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
 //!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
 //!   `report.md` (`tandem report`).
@@ -15,9 +17,11 @@
 //!   (`tandem run`).
 
 pub mod config;
+pub mod drive;
 pub mod generatecmd;
 pub mod manifest;
 pub mod modelcmd;
+pub mod plan;
 pub mod predict;
 pub mod report;
 pub mod results;

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod read;
+
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 
 /// One round of one request (see `tandem_draft::RoundRecord`).

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::run::cells::Cell;
+use crate::plan::Cell;
 use crate::run::{Progress, RunOptions};
 
 /// Options of `tandem run`.
@@ -52,7 +52,7 @@ impl Progress for Bar {
 /// Runs `tandem run`.
 pub async fn run(args: RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let cells = crate::run::cells::cells(&config);
+    let cells = crate::plan::cells(&config);
     if args.dry_run {
         for c in &cells {
             let clients = match c.clients {

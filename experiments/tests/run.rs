@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicBool;
 
 use polars::prelude::{DataFrame, DataType};
 use tandem_experiments::config::Config;
+use tandem_experiments::plan::Cell;
 use tandem_experiments::results::read_parquet;
-use tandem_experiments::run::cells::Cell;
 use tandem_experiments::run::{Outcome, Progress, RunOptions, run};
 
 const SMALL: &str = r#"

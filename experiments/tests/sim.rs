@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use tandem_decoding::analytic::expected_tokens_per_round;
 use tandem_experiments::config::Config;
+use tandem_experiments::plan::{self as cells, Cell};
 use tandem_experiments::results::{RequestRow, RoundRow};
-use tandem_experiments::run::cells::{self, Cell};
 use tandem_experiments::run::{Progress, RunOptions, run};
 use tandem_experiments::sim::{SimCell, run_cell};
 use tandem_experiments::workload::load_prompts;

@@ -27,9 +27,11 @@
 
 mod locate;
 mod schema;
+mod sim;
 mod validate;
 
 pub use schema::*;
+pub use sim::{Outage, SimSpec};
 
 use std::path::{Path, PathBuf};
 

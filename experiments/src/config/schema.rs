@@ -27,7 +27,7 @@ pub struct Config {
     pub models: Option<Models>,
     /// Run on a simulated backend instead of models (see [`crate::sim`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub simulation: Option<crate::sim::SimSpec>,
+    pub simulation: Option<super::SimSpec>,
     /// Prompts, requests and arrivals.
     pub workload: Workload,
     /// Links to run over; at least one.

@@ -23,7 +23,7 @@ fn the_quickstart_parses_and_its_resolved_form_reads_back_the_same() {
     let c = parse(QUICKSTART).unwrap();
     assert_eq!(c.name, "quickstart");
     assert_eq!(c.networks.len(), 2);
-    assert_eq!(crate::run::cells::cells(&c).len(), 2 * 5);
+    assert_eq!(crate::plan::cells(&c).len(), 2 * 5);
     let again = parse(&c.resolved()).unwrap();
     assert_eq!(again, c);
 }
@@ -113,7 +113,7 @@ fn adaptive_defaults_to_plus_two_minus_one_and_lists_make_a_grid() {
         "kind = \"adaptive\"\n\n[[strategy]]\nkind = \"adaptive\"\npolicy = [\"goodput\", \"p_min:0.6\"]",
     );
     let c = parse(&text).unwrap();
-    let adaptive: Vec<Strategy> = crate::run::cells::cells(&c)
+    let adaptive: Vec<Strategy> = crate::plan::cells(&c)
         .into_iter()
         .filter(|c| c.network == "lan" && c.kind == "adaptive")
         .map(|c| c.strategy)
@@ -138,13 +138,13 @@ fn the_readme_example_config_is_valid() {
     let c = parse(&readme[start..end]).unwrap();
     assert_eq!(c.devices[0].name, "jetson");
     // Two networks × (three k + two policies + one routed).
-    assert_eq!(crate::run::cells::cells(&c).len(), 2 * (3 + 2 + 1));
+    assert_eq!(crate::plan::cells(&c).len(), 2 * (3 + 2 + 1));
 }
 
 #[test]
 fn a_list_of_clients_is_a_grid_axis() {
     let c = parse(&edited("clients = 2", "clients = [1, 4]")).unwrap();
-    let cells = crate::run::cells::cells(&c);
+    let cells = crate::plan::cells(&c);
     assert_eq!(cells.len(), 2 * 2 * 5);
     assert_eq!(cells.iter().filter(|c| c.clients == 4).count(), 10);
     let e = parse(&edited("clients = 2", "clients = [1, 0]")).unwrap_err();

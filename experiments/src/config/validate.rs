@@ -131,7 +131,7 @@ impl Config {
         Ok(())
     }
 
-    fn validate_simulation(&self, sim: &crate::sim::SimSpec) -> Result<(), Invalid> {
+    fn validate_simulation(&self, sim: &super::SimSpec) -> Result<(), Invalid> {
         sim.check()
             .or_else(|(k, m)| bad(format!("simulation.{k}"), m))?;
         if self.verifier.is_some() {

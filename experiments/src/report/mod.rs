@@ -7,7 +7,6 @@
 //! cost per million tokens against latency with the Pareto front; end-to-end latency
 //! against the link's round-trip time.
 
-pub mod data;
 mod figures;
 pub mod plots;
 
@@ -68,9 +67,10 @@ pub fn from_dir(dir: &Path) -> Result<Written, ReportError> {
         path: dir.join(name),
         message: format!("not a Tandem table: {e}"),
     };
-    let requests =
-        data::requests(&table("requests.parquet")?).map_err(|e| bad("requests.parquet", e))?;
-    let rounds = data::rounds(&table("rounds.parquet")?).map_err(|e| bad("rounds.parquet", e))?;
+    let requests = crate::results::read::requests(&table("requests.parquet")?)
+        .map_err(|e| bad("requests.parquet", e))?;
+    let rounds = crate::results::read::rounds(&table("rounds.parquet")?)
+        .map_err(|e| bad("rounds.parquet", e))?;
     write(dir, &config, &requests, &rounds, complete)
 }
 

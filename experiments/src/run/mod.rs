@@ -6,25 +6,23 @@
 //! the repetition and the request's index, so every cell sees the same prompts with
 //! the same seeds and the same config gives the same tokens.
 
-pub mod cells;
-pub(crate) mod request;
-
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
-use tandem_decoding::{SamplingParams, SessionRng};
-use tandem_draft::{GenerateConfig, VerifierTarget};
+use tandem_draft::clock::BoxFuture;
+use tandem_draft::{Clock, DevicePace, DraftError, Edge, Report, SystemClock, VerifierTarget};
 use tandem_models::{LanguageModel, LayerSelection, Llama, LoadOptions, ModelSpec};
 use tandem_protocol::ConnectOptions;
 use tandem_protocol::client::{Endpoint, Transport};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
 
 use crate::config::Config;
+use crate::drive::{Backend, CellDriver, CellPlan};
+use crate::plan::{Ask, Cell};
 use crate::results::{RequestRow, RoundRow};
-use crate::workload::{Prompt, load_prompts, poisson_arrivals};
-use cells::Cell;
+use crate::workload::{Prompt, load_prompts};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +81,7 @@ struct Cloud {
 }
 
 /// What the cells run on.
-enum Backend {
+enum Setup {
     /// Models and a verifier over real sockets.
     Real {
         draft: Arc<Llama>,
@@ -100,7 +98,7 @@ async fn real_backend(
     config: &Config,
     models: &crate::config::Models,
     prompts: &[Prompt],
-) -> Result<Backend, RunError> {
+) -> Result<Setup, RunError> {
     let layers = models
         .draft_layers
         .as_deref()
@@ -129,7 +127,7 @@ async fn real_backend(
         .map(|p| p.ids(&target.tokenizer, bos).map_err(RunError::Setup))
         .collect::<Result<Vec<_>, RunError>>()?;
     let cloud = start_cloud(config, &models.target, target.model).await?;
-    Ok(Backend::Real {
+    Ok(Setup::Real {
         draft: Arc::new(draft.model),
         prompt_ids,
         cloud: Box::new(cloud),
@@ -160,7 +158,7 @@ pub async fn run(
                 header = format!("# simulation pass times fitted from {file}: {fit}\n\n");
             }
             recorded.simulation = Some(spec.clone());
-            Backend::Simulated(spec, curve)
+            Setup::Simulated(spec, curve)
         }
         (None, Some(models)) => real_backend(config, models, &prompts).await?,
         (None, None) => return Err(RunError::Setup("the config names no models".into())),
@@ -174,7 +172,7 @@ pub async fn run(
     let manifest = crate::manifest::Manifest::new(config, started);
     manifest.write(&dir, None)?;
 
-    let all = cells::cells(config);
+    let all = crate::plan::cells(config);
     let mut requests = Vec::new();
     let mut rounds = Vec::new();
     let mut complete = true;
@@ -185,7 +183,7 @@ pub async fn run(
         }
         progress.cell(cell, all.len());
         let (mut req, mut rnd, finished) = match &backend {
-            Backend::Simulated(spec, acceptance) => {
+            Setup::Simulated(spec, acceptance) => {
                 let (req, rnd) = crate::sim::run_cell(&crate::sim::SimCell {
                     spec,
                     cell,
@@ -200,7 +198,7 @@ pub async fn run(
                 }
                 (req, rnd, true)
             }
-            Backend::Real {
+            Setup::Real {
                 draft,
                 prompt_ids,
                 cloud,
@@ -226,7 +224,7 @@ pub async fn run(
         requests.append(&mut req);
         rounds.append(&mut rnd);
     }
-    if let Backend::Real { cloud, .. } = &mut backend
+    if let Setup::Real { cloud, .. } = &mut backend
         && let Some(r) = cloud.running.take()
     {
         r.stop().await;
@@ -324,7 +322,7 @@ fn results_dir(out: &Path, name: &str, at: SystemTime) -> std::io::Result<PathBu
     unreachable!("some suffix is free")
 }
 
-/// One cell's run.
+/// One cell's run on models and sockets.
 struct CellRun<'a> {
     config: &'a Config,
     cell: &'a Cell,
@@ -336,173 +334,81 @@ struct CellRun<'a> {
     progress: Arc<dyn Progress>,
 }
 
-/// Rows gathered by a cell's tasks.
-type Rows = Arc<Mutex<(Vec<RequestRow>, Vec<RoundRow>)>>;
-
-/// Which requests a task runs.
-#[derive(Clone)]
-enum Source {
-    /// Open loop: this one, at its arrival time (seconds from the cell's start).
-    Arrival(usize, f64),
-    /// Closed loop: the next one not yet taken, until none are left.
-    Shared(Arc<AtomicUsize>),
-}
-
-/// What every task of a cell shares.
-#[derive(Clone)]
-struct Shared {
-    workload: crate::config::Workload,
-    cell: Cell,
-    prompts: Arc<Vec<Prompt>>,
-    prompt_ids: Arc<Vec<Vec<u32>>>,
+/// The draft model on this machine and the verifier over real sockets, each request
+/// over the cell's emulated link.
+struct RealBackend {
     draft: Arc<Llama>,
     verifier: Option<VerifierTarget>,
-    cost: crate::config::Cost,
-    seed: u64,
+    prompt_ids: Vec<Vec<u32>>,
     stop: Arc<AtomicBool>,
     progress: Arc<dyn Progress>,
-    rows: Rows,
-    done: Arc<AtomicUsize>,
-    started: Instant,
 }
 
 impl CellRun<'_> {
     /// Runs every request; false when stopped before all ran.
     async fn run(self) -> (Vec<RequestRow>, Vec<RoundRow>, bool) {
-        let w = &self.config.workload;
-        let n = w.requests;
-        let shared = Shared {
-            workload: w.clone(),
+        let plan = CellPlan {
             cell: self.cell.clone(),
-            prompts: Arc::new(self.prompts.to_vec()),
-            prompt_ids: Arc::new(self.prompt_ids.to_vec()),
-            draft: self.draft.clone(),
-            verifier: self.verifier.clone(),
+            workload: self.config.workload.clone(),
+            prompts: self.prompts.to_vec(),
             cost: self.config.cost.clone(),
             seed: self.config.seed,
+        };
+        let backend = RealBackend {
+            draft: self.draft.clone(),
+            verifier: self.verifier.clone(),
+            prompt_ids: self.prompt_ids.to_vec(),
             stop: self.stop.clone(),
             progress: self.progress.clone(),
-            rows: Arc::default(),
-            done: Arc::default(),
-            started: Instant::now(),
         };
-        let sources: Vec<Source> = match w.arrival_rate {
-            Some(rate) => {
-                let seed = self.config.seed ^ self.cell.repetition as u64;
-                poisson_arrivals(n, rate, seed)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, at)| Source::Arrival(i, at))
-                    .collect()
-            }
-            None => {
-                let next = Arc::new(AtomicUsize::new(0));
-                vec![Source::Shared(next); self.cell.clients.clamp(1, n)]
-            }
-        };
+        let driver = CellDriver::new(plan, backend);
         let mut tasks = tokio::task::JoinSet::new();
-        for source in sources {
-            tasks.spawn(shared.clone().work(source));
+        for client in driver.clients() {
+            tasks.spawn(client);
         }
         while let Some(r) = tasks.join_next().await {
             if let Err(e) = r {
                 tracing::error!("a request task failed: {e}");
             }
         }
-        let (req, rnd) = std::mem::take(&mut *shared.rows.lock().expect("rows"));
-        let all = shared.done.load(Ordering::Relaxed) == n;
-        (req, rnd, all)
+        let done = driver.finish();
+        (done.requests, done.rounds, done.missing.is_empty())
     }
 }
 
-impl Shared {
-    /// A client (closed loop) or one arrival (open loop).
-    async fn work(self, source: Source) {
-        // Each client is its own device, heating up on its own.
-        let device = self.cell.pace.as_ref().map(|p| p.pace());
-        loop {
-            let i = match &source {
-                Source::Arrival(i, at) => {
-                    let at = self.started + Duration::from_secs_f64(*at);
-                    tokio::time::sleep_until(at.into()).await;
-                    *i
-                }
-                Source::Shared(next) => next.fetch_add(1, Ordering::Relaxed),
-            };
-            if i >= self.workload.requests || self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            self.one(i, device.clone()).await;
-            if matches!(source, Source::Arrival(..)) {
-                return;
-            }
-        }
+impl Backend for RealBackend {
+    fn clock(&self) -> &dyn Clock {
+        &SystemClock
     }
 
-    async fn one(&self, i: usize, device: Option<tandem_draft::DevicePace>) {
-        let cell = &self.cell;
-        let p = i % self.prompts.len();
-        let seed = request_seed(self.seed, cell.repetition, i);
-        let ids = self.prompt_ids[p].clone();
-        let (strategy, route) = match &cell.route {
-            Some(router) => router.pick(&self.prompts[p].tag, ids.len(), &cell.link),
-            None => (cell.strategy, ""),
+    fn prompt_ids(&self, index: usize, _seed: u64) -> Vec<u32> {
+        self.prompt_ids[index].clone()
+    }
+
+    fn generate<'a>(
+        &'a self,
+        ask: &'a Ask<'a>,
+        device: Option<DevicePace>,
+    ) -> BoxFuture<'a, Result<Report, DraftError>> {
+        let strategy = ask.strategy;
+        let verifier = self.verifier.clone().filter(|_| strategy.needs_verifier());
+        let edge = Edge {
+            draft: strategy.needs_draft().then_some(&*self.draft),
+            verifier: verifier.map(|mut t| {
+                t.options.link = Some(ask.cell.link.clone());
+                t.options.link_seed = ask.seed;
+                t
+            }),
+            device,
         };
-        let ask = request::Ask {
-            cell,
-            request: i,
-            prompt_index: p,
-            prompt: &self.prompts[p],
-            prompt_ids: ids.clone(),
-            seed,
-            start_s: self.started.elapsed().as_secs_f64(),
-            strategy,
-            route,
-            generate: generate_config(&self.workload, strategy, ids, seed),
-        };
-        let target = self.verifier.clone().map(|mut t| {
-            t.options.link = Some(cell.link.clone());
-            t.options.link_seed = seed;
-            t
-        });
-        let (row, mut rounds) = request::run(ask, &self.draft, target, device, &self.cost).await;
-        {
-            let mut r = self.rows.lock().expect("rows");
-            r.0.push(row);
-            r.1.append(&mut rounds);
-        }
-        self.done.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { tandem_draft::generate(&edge, &ask.generate, &mut |_, _| {}).await })
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn request_done(&self) {
         self.progress.request_done();
-    }
-}
-
-/// The seed of request `i` in `repetition`: the same in every cell, so cells compare
-/// pairwise.
-pub(crate) fn request_seed(seed: u64, repetition: usize, i: usize) -> u64 {
-    SessionRng::for_stream(seed ^ repetition as u64, i as u64).next_u64()
-}
-
-/// The draft loop's settings for one request.
-pub(crate) fn generate_config(
-    w: &crate::config::Workload,
-    strategy: tandem_draft::Strategy,
-    prompt: Vec<u32>,
-    seed: u64,
-) -> GenerateConfig {
-    GenerateConfig {
-        strategy,
-        prompt,
-        max_new_tokens: w.max_new_tokens,
-        sampling: SamplingParams {
-            temperature: w.temperature,
-            top_k: w.top_k,
-            top_p: w.top_p,
-            min_p: 0.0,
-        },
-        seed,
-        ignore_eos: w.ignore_eos,
-        deadline: Duration::from_millis(w.deadline_ms),
-        fallback: true,
-        retry: Duration::from_millis(w.retry_ms),
     }
 }

@@ -13,9 +13,9 @@ use tandem_verifier::engine::scheduler::{Base, Gather, Scheduler, Size, Waiting,
 use tokio::sync::mpsc;
 
 use super::{Down, MAX_DRAFT, Msg, Outages, send};
+use crate::config::SimSpec;
 use crate::sim::draft::truth;
 use crate::sim::exec::VirtualClock;
-use crate::sim::spec::SimSpec;
 
 /// One session as the engine keeps it.
 struct Session {

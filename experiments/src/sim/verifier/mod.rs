@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use super::draft::{FINGERPRINT, VOCAB};
 use super::exec::VirtualClock;
-use super::spec::{Outage, SimSpec};
+use crate::config::{Outage, SimSpec};
 
 /// Largest draft block the simulated verifier takes.
 const MAX_DRAFT: u32 = 64;

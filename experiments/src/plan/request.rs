@@ -1,50 +1,69 @@
-//! One request of one cell: generate, then turn the report into rows and a cost.
+//! One request of one cell: its seed, its strategy, the draft loop's settings, and
+//! the rows and cost its report turns into.
 
-use tandem_draft::{Edge, GenerateConfig, Report, RoundKind, Strategy, VerifierTarget};
-use tandem_models::Llama;
+use std::time::Duration;
+
+use tandem_decoding::{SamplingParams, SessionRng};
+use tandem_draft::{GenerateConfig, Report, RoundKind, Strategy};
 
 use super::cells::Cell;
-use crate::config::Cost;
+use crate::config::{Cost, Workload};
 use crate::results::{RequestRow, RoundRow};
 use crate::workload::Prompt;
 
-/// What one request needs besides the cell.
+/// The seed of request `i` in `repetition`: the same in every cell, so cells compare
+/// pairwise.
+pub fn request_seed(seed: u64, repetition: usize, i: usize) -> u64 {
+    SessionRng::for_stream(seed ^ repetition as u64, i as u64).next_u64()
+}
+
+/// The draft loop's settings for one request.
+pub fn generate_config(
+    w: &Workload,
+    strategy: Strategy,
+    prompt: Vec<u32>,
+    seed: u64,
+) -> GenerateConfig {
+    GenerateConfig {
+        strategy,
+        prompt,
+        max_new_tokens: w.max_new_tokens,
+        sampling: SamplingParams {
+            temperature: w.temperature,
+            top_k: w.top_k,
+            top_p: w.top_p,
+            min_p: 0.0,
+        },
+        seed,
+        ignore_eos: w.ignore_eos,
+        deadline: Duration::from_millis(w.deadline_ms),
+        fallback: true,
+        retry: Duration::from_millis(w.retry_ms),
+    }
+}
+
+/// One request, planned: everything it runs with and its rows are keyed by.
 pub struct Ask<'a> {
+    /// Its cell.
     pub cell: &'a Cell,
+    /// Its index in the cell (the same request, prompt and seed in every cell).
     pub request: usize,
+    /// Which prompt of the set.
     pub prompt_index: usize,
+    /// The prompt.
     pub prompt: &'a Prompt,
+    /// The prompt's token ids.
     pub prompt_ids: Vec<u32>,
+    /// Its seed (sampling, link jitter and loss).
     pub seed: u64,
+    /// When it started, seconds into the cell.
     pub start_s: f64,
     /// The strategy this request runs (a routed cell's pick).
     pub strategy: tandem_draft::Strategy,
     /// Why a routed cell picked it (empty otherwise).
     pub route: &'static str,
+    /// The draft loop's settings.
     pub generate: GenerateConfig,
-}
-
-/// Runs `ask` on `edge`.
-pub async fn run(
-    ask: Ask<'_>,
-    draft: &Llama,
-    verifier: Option<VerifierTarget>,
-    device: Option<tandem_draft::DevicePace>,
-    cost: &Cost,
-) -> (RequestRow, Vec<RoundRow>) {
-    let strategy = ask.strategy;
-    let edge = Edge {
-        draft: strategy.needs_draft().then_some(draft),
-        verifier: if strategy.needs_verifier() {
-            verifier
-        } else {
-            None
-        },
-        device,
-    };
-    let mut ignore = |_: &[u32], _: bool| {};
-    let result = tandem_draft::generate(&edge, &ask.generate, &mut ignore).await;
-    rows_of(&ask, result, cost)
 }
 
 /// A request's rows from what its generation returned (an error is kept in the row).

@@ -2,7 +2,7 @@
 
 use polars::prelude::{DataFrame, PolarsResult};
 
-use crate::results::{RequestRow, RoundRow};
+use super::{RequestRow, RoundRow};
 
 struct Cols<'a>(&'a DataFrame);
 
