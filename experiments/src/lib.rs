@@ -12,22 +12,20 @@
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
 //!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
 //!   `report.md` (`tandem report`).
-//! - [`predict`] (`tandem predict`), [`modelcmd`] (`tandem train-tiny`,
-//!   `tandem quantize`), [`generatecmd`] (`tandem generate`) and [`runcmd`]
-//!   (`tandem run`).
+//! - [`predict`]: the analytical model behind `tandem predict`.
+//!
+//! The `tandem` command line itself (`src/bin/tandem/`) parses arguments and reports
+//! errors; everything it runs is here.
 
 pub mod config;
 pub mod drive;
-pub mod generatecmd;
 pub mod manifest;
-pub mod modelcmd;
 pub mod plan;
 pub mod predict;
 pub mod report;
 pub mod results;
 pub mod route;
 pub mod run;
-pub mod runcmd;
 pub mod sim;
 pub mod summary;
 pub mod workload;

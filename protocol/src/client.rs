@@ -54,17 +54,41 @@ pub enum Transport {
     Quic,
 }
 
+impl Transport {
+    /// Its name, and its scheme in an address: `grpc` or `quic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Quic => "quic",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Transport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "grpc" => Ok(Transport::Grpc),
+            "quic" => Ok(Transport::Quic),
+            _ => Err(format!("{s:?}: expected \"grpc\" or \"quic\"")),
+        }
+    }
+}
+
 impl FromStr for Endpoint {
     type Err = ProtocolError;
 
     fn from_str(s: &str) -> Result<Self, ProtocolError> {
         let bad = || ProtocolError::BadEndpoint(s.to_string());
         let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
-        let transport = match scheme {
-            "grpc" => Transport::Grpc,
-            "quic" => Transport::Quic,
-            _ => return Err(bad()),
-        };
+        let transport: Transport = scheme.parse().map_err(|_| bad())?;
         let (host, port) = rest
             .trim_end_matches('/')
             .rsplit_once(':')
@@ -83,10 +107,7 @@ impl FromStr for Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.transport {
-            Transport::Grpc => "grpc",
-            Transport::Quic => "quic",
-        };
+        let scheme = self.transport.as_str();
         if self.host.contains(':') {
             write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {

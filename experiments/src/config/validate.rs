@@ -7,7 +7,7 @@ use tandem_decoding::policy::PolicySpec;
 use tandem_draft::Strategy;
 use tandem_models::{LayerSelection, ModelSpec};
 use tandem_protocol::LinkProfile;
-use tandem_protocol::client::Endpoint;
+use tandem_protocol::client::{Endpoint, Transport};
 
 use super::{Config, StrategyGrid};
 
@@ -52,11 +52,9 @@ impl Config {
                 )
             },
         )?;
-        check(
-            matches!(self.transport.as_str(), "quic" | "grpc"),
-            "transport",
-            || format!("{:?}: expected \"quic\" or \"grpc\"", self.transport),
-        )?;
+        if let Err(e) = self.transport.parse::<Transport>() {
+            return bad("transport", e);
+        }
         if let Some(v) = &self.verifier {
             Endpoint::from_str(v).or_else(|e| bad("verifier", e.to_string()))?;
         }

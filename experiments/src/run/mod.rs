@@ -282,10 +282,10 @@ async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud
     let running = tandem_verifier::serve(engine, ListenConfig::loopback(certs.path()))
         .await
         .map_err(|e| RunError::Setup(format!("starting the verifier: {e}")))?;
-    let (transport, addr) = if config.transport == "grpc" {
-        (Transport::Grpc, running.grpc_addr)
-    } else {
-        (Transport::Quic, running.quic_addr)
+    let transport: Transport = config.transport.parse().map_err(RunError::Setup)?;
+    let addr = match transport {
+        Transport::Grpc => running.grpc_addr,
+        Transport::Quic => running.quic_addr,
     };
     let addr = addr.expect("both listeners are on");
     Ok(Cloud {

@@ -1,11 +1,15 @@
 //! `tandem`: the researcher's command line.
 
+mod generate;
+mod model;
+mod run;
+
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use tandem_experiments::generatecmd::{self, LocalGenerateArgs};
-use tandem_experiments::modelcmd::{self, QuantizeArgs, TrainTinyArgs};
+use generate::LocalGenerateArgs;
+use model::{QuantizeArgs, TrainTinyArgs};
+use run::RunArgs;
 use tandem_experiments::predict::{self, Setting};
-use tandem_experiments::runcmd::{self, RunArgs};
 
 /// Tandem: speculative edge-cloud decoding, measured. Predict, train models, run and
 /// report experiments.
@@ -58,11 +62,11 @@ fn main() -> Result<()> {
             }
             print!("{}", predict::render(&setting));
         }
-        Command::TrainTiny(args) => modelcmd::train(&args)?,
-        Command::Quantize(args) => modelcmd::quantize(&args)?,
+        Command::TrainTiny(args) => model::train(&args)?,
+        Command::Quantize(args) => model::quantize(&args)?,
         Command::Generate(args) => {
             logging("warn");
-            tokio::runtime::Runtime::new()?.block_on(generatecmd::generate(*args))?
+            tokio::runtime::Runtime::new()?.block_on(generate::generate(*args))?
         }
         Command::Report { dir } => {
             let written = tandem_experiments::report::from_dir(&dir)?;
@@ -74,7 +78,7 @@ fn main() -> Result<()> {
         Command::Run(args) => {
             // Fallbacks are recorded per round; warnings would break the progress bar.
             logging("error");
-            tokio::runtime::Runtime::new()?.block_on(runcmd::run(args))?
+            tokio::runtime::Runtime::new()?.block_on(run::run(args))?
         }
     }
     Ok(())

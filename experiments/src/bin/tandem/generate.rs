@@ -17,8 +17,8 @@ pub struct LocalGenerateArgs {
     #[arg(long, value_name = "MODEL")]
     pub target: ModelSpec,
     /// Transport between the draft loop and the in-process verifier.
-    #[arg(long, default_value = "grpc", value_parser = ["grpc", "quic"])]
-    pub transport: String,
+    #[arg(long, default_value = "grpc", value_name = "grpc|quic")]
+    pub transport: Transport,
     /// Everything `draft-node generate` takes.
     #[command(flatten)]
     pub generate: GenerateArgs,
@@ -46,11 +46,7 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
     let bos = target.model.info().bos_token_id;
     let prompt = g.prompt_ids(Some(&target.tokenizer), bos)?;
     let certs = tempfile::tempdir().context("creating a certificate directory")?;
-    let transport = if args.transport == "quic" {
-        Transport::Quic
-    } else {
-        Transport::Grpc
-    };
+    let transport = args.transport;
     let tokenizer = target.tokenizer.clone();
     let engine = EngineHandle::start(target.model, EngineConfig::new(args.target.to_string()));
     let mut listen = ListenConfig::loopback(certs.path());

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::Config;
-use crate::plan::Cell;
-use crate::run::{Progress, RunOptions};
+use tandem_experiments::config::Config;
+use tandem_experiments::plan::Cell;
+use tandem_experiments::run::{Progress, RunOptions};
 
 /// Options of `tandem run`.
 #[derive(Debug, clap::Args)]
@@ -52,7 +52,7 @@ impl Progress for Bar {
 /// Runs `tandem run`.
 pub async fn run(args: RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let cells = crate::plan::cells(&config);
+    let cells = tandem_experiments::plan::cells(&config);
     if args.dry_run {
         for c in &cells {
             let clients = match c.clients {
@@ -93,7 +93,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config_path: args.config.clone(),
         out: args.out.clone(),
     };
-    let outcome = crate::run::run(&config, &opts, stop, Arc::new(Bar(bar.clone())))
+    let outcome = tandem_experiments::run::run(&config, &opts, stop, Arc::new(Bar(bar.clone())))
         .await
         .with_context(|| format!("running {}", args.config.display()))?;
     bar.finish_and_clear();
