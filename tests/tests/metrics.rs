@@ -85,3 +85,29 @@ async fn counters_add_up_to_what_the_clients_saw() {
     assert!(scrape(addr, "/other").await.starts_with("HTTP/1.1 404"));
     v.running.stop().await;
 }
+
+/// A client that connects to the metrics port and never sends a request is
+/// disconnected (after the 5 s header timeout), and the port keeps answering others
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_metrics_client_is_disconnected_and_others_are_served() {
+    use tokio::io::AsyncReadExt;
+    let v = start_verifier(VerifierOptions::default()).await;
+    let addr = v.running.metrics_addr.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        scrape(addr, "/metrics")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), silent.read(&mut buf))
+        .await
+        .expect("the silent connection is closed well within a minute");
+    // Closed (EOF), reset, or answered with 408 and then closed.
+    if let Ok(n) = read {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    v.running.stop().await;
+}

@@ -1,12 +1,24 @@
-//! Prometheus metrics, and the `/metrics` endpoint on its own port.
+//! Prometheus metrics, and the `/metrics` endpoint on its own port (hyper's HTTP/1.1
+//! server, with a header timeout, a connection timeout and a bound on connections).
 //!
 //! Speculative-decoding counters keep vLLM's names and definitions
 //! (`spec_decode_num_drafts`, `spec_decode_num_draft_tokens`,
 //! `spec_decode_num_accepted_tokens`, `spec_decode_num_accepted_tokens_per_pos`), with
 //! the prefix `tandem_` instead of `vllm:`; counters carry OpenMetrics' `_total`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -14,8 +26,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 type Labels = Vec<(String, String)>;
 
@@ -199,46 +211,69 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// How long a scraper may take to send its request's headers before the connection is
+/// closed (a client that connects and says nothing holds nothing for long).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a whole metrics connection may last.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Metrics connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// Pause after a failed accept (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `GET /metrics` on `listener` (HTTP/1.1, one request per connection) until the
+/// task is dropped.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                tracing::warn!("metrics: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            while len < buf.len() {
-                match sock.read(&mut buf[len..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let request = String::from_utf8_lossy(&buf[..len]);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let response = if request.starts_with("GET ")
-                && (path == "/metrics" || path.starts_with("/metrics?"))
-            {
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                let body = "only GET /metrics is served here\n";
-                format!(
-                    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            };
-            let _ = sock.write_all(response.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            let _slot = slot;
+            let service = service_fn(move |req| {
+                let page = respond(&metrics, &req);
+                async move { Ok::<_, Infallible>(page) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(sock), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
         });
     }
+}
+
+/// The answer to one request: the exposition for `GET /metrics`, 404 otherwise.
+fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, kind, body) = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(),
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "only GET /metrics is served here\n".to_string(),
+        )
+    };
+    let mut page = Response::new(Full::new(Bytes::from(body)));
+    *page.status_mut() = status;
+    page.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    page
 }
 
 /// Binds the metrics port.
