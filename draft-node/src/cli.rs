@@ -15,6 +15,7 @@ use tandem_protocol::client::{ConnectOptions, Endpoint};
 use crate::generate::{Edge, GenerateConfig, generate};
 use crate::record::Report;
 use crate::remote::VerifierTarget;
+use crate::route::{Choice, RouteSpec, Router};
 use crate::{DraftError, Strategy};
 
 /// How to generate: strategy, prompt, sampling, link, output.
@@ -30,9 +31,18 @@ pub struct GenerateArgs {
     /// drafting; the tokenizer is shared by construction).
     #[arg(long, value_name = "SPEC", requires = "draft")]
     pub draft_layers: Option<LayerSelection>,
-    /// cloud_only, edge_only, speculative, adaptive or pipelined.
+    /// cloud_only, edge_only, speculative, adaptive, pipelined, or routed (a tier per
+    /// prompt, chosen here on the edge by --route's rules).
     #[arg(long, default_value = "speculative", value_name = "STRATEGY")]
     pub strategy: String,
+    /// routed: the rules, a TOML file with the keys of an experiment's
+    /// `[strategy.route]` (private, long_prompt_tokens, long, slo_tpot_ms, over_slo,
+    /// default, alpha, draft_ms, target_ms, verify_ms); absent: every default.
+    #[arg(long, value_name = "FILE")]
+    pub route: Option<PathBuf>,
+    /// routed: the prompt's data class; a prompt tagged `private` stays on this device.
+    #[arg(long, default_value = "", value_name = "TAG")]
+    pub tag: String,
     /// Draft length for speculative and pipelined.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub k: usize,
@@ -104,9 +114,24 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
-    /// The strategy these options name.
-    pub fn strategy(&self) -> Result<Strategy, DraftError> {
-        Strategy::from_parts(&self.strategy, self.k, self.policy).map_err(DraftError::Usage)
+    /// The strategy (or the router) these options name.
+    pub fn choice(&self) -> Result<Choice, DraftError> {
+        if self.strategy.replace('-', "_") == "routed" {
+            let spec = match &self.route {
+                Some(path) => RouteSpec::from_file(path).map_err(DraftError::Usage)?,
+                None => RouteSpec::default(),
+            };
+            let router = Router::new(&spec).map_err(|(key, message)| {
+                DraftError::Usage(format!("--route: {key}: {message}"))
+            })?;
+            return Ok(Choice::Routed(Box::new(router)));
+        }
+        if self.route.is_some() {
+            return Err(DraftError::Usage("--route is for --strategy routed".into()));
+        }
+        Strategy::from_parts(&self.strategy, self.k, self.policy)
+            .map(Choice::One)
+            .map_err(DraftError::Usage)
     }
 
     /// Sampling parameters.
@@ -195,8 +220,19 @@ pub async fn run(
     tokenizer: Option<&Tokenizer>,
     prompt: Vec<u32>,
 ) -> Result<Report, DraftError> {
+    let link = args
+        .link
+        .clone()
+        .unwrap_or_else(|| LinkProfile::named("loopback").expect("a named profile"));
+    let (strategy, why) = args.choice()?.pick(&args.tag, prompt.len(), &link);
+    if let Some(why) = why {
+        tracing::info!("routed: {strategy} ({why})");
+        if !args.json {
+            eprintln!("routed to {strategy} ({why})");
+        }
+    }
     let cfg = GenerateConfig {
-        strategy: args.strategy()?,
+        strategy,
         prompt,
         max_new_tokens: args.max_new_tokens,
         sampling: args.sampling(),
@@ -209,7 +245,9 @@ pub async fn run(
     let edge = Edge {
         device: None,
         draft: draft.map(|l| &l.model),
-        verifier,
+        // A strategy that needs no verifier (edge_only, a private prompt's tier) never
+        // reaches it, not even for the first token.
+        verifier: verifier.filter(|_| strategy.needs_verifier()),
     };
     let stream = !args.json;
     let dim = stream && std::io::stdout().is_terminal();

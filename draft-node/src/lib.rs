@@ -12,6 +12,7 @@
 //!   clock: [`propose`] (what drafts), [`remote`] (how the verifier is reached) and
 //!   [`clock`] (time and waiting).
 //! - [`record`]: per-round records and the request summary.
+//! - [`route`]: the `routed` strategy's rules, applied on the edge.
 //! - [`cli`]: the options of `draft-node generate` and `tandem generate`.
 
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod pace;
 pub mod propose;
 pub mod record;
 pub mod remote;
+pub mod route;
 pub mod strategy;
 
 pub use clock::{Clock, SystemClock};

@@ -73,6 +73,67 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
         alone["unverified"].as_array().unwrap().len(),
         alone["output_ids"].as_array().unwrap().len()
     );
+    // Routed on the edge: a private prompt stays here (no byte sent, nothing verified);
+    // a public one takes the default tier, speculative(k=4), through the verifier.
+    let private: serde_json::Value = serde_json::from_slice(
+        &run(&[
+            "--verifier",
+            &quic,
+            "--strategy",
+            "routed",
+            "--tag",
+            "private",
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(private["strategy"], "edge_only", "{private}");
+    assert_eq!(private["summary"]["bytes_up"], 0, "{private}");
+    let public = run(&["--verifier", &quic, "--strategy", "routed"]);
+    let summary = stderr(&public);
+    assert!(
+        summary.contains("routed to speculative(k=4) (default)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("[speculative(k=4)] 30 tokens"),
+        "{summary}"
+    );
+    // Rules from a file, checked: a long-prompt limit sends this prompt to the cloud.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("route.toml");
+    std::fs::write(&rules, "long_prompt_tokens = 4\nlong = \"cloud_only\"\n").unwrap();
+    let long = run(&[
+        "--verifier",
+        &grpc,
+        "--strategy",
+        "routed",
+        "--route",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&long).contains("routed to cloud_only (long prompt)"),
+        "{}",
+        stderr(&long)
+    );
+    std::fs::write(&rules, "default = \"speculative:99\"\n").unwrap();
+    let mut args = common.to_vec();
+    args.extend_from_slice(&[
+        "--verifier",
+        &grpc,
+        "--strategy",
+        "routed",
+        "--route",
+        rules.to_str().unwrap(),
+    ]);
+    let bad = draft_node(&args);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--route: default: k in tier"),
+        "{}",
+        stderr(&bad)
+    );
     rt.block_on(running.stop());
 }
 

@@ -151,8 +151,11 @@ impl<B: Backend> CellDriver<B> {
         let prompt = &plan.prompts[prompt_index];
         let ids = self.backend.prompt_ids(prompt_index, seed);
         let (strategy, route) = match &cell.route {
-            Some(router) => router.pick(&prompt.tag, ids.len(), &cell.link),
-            None => (cell.strategy, ""),
+            Some(router) => {
+                let (tier, why) = router.pick(&prompt.tag, ids.len(), &cell.link);
+                (tier, Some(why))
+            }
+            None => (cell.strategy, None),
         };
         Ask {
             cell,

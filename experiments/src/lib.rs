@@ -3,7 +3,8 @@
 //! The researcher's entry point: from one config to a published results folder.
 //!
 //! - [`config`]: the experiment config (TOML), validated before anything runs.
-//! - [`workload`]: prompt sets and arrival processes; [`route`]: the `routed` strategy;
+//! - [`workload`]: prompt sets and arrival processes (the `routed` strategy's rules are
+//!   `tandem_draft::route`, so the edge applies them itself);
 //!   [`sim`]: the simulated backend on a virtual clock.
 //! - [`plan`]: the grid's cells and each request's seed, settings and rows;
 //!   [`drive`]: one cell driver (clients, arrivals) over a real or simulated backend.
@@ -24,7 +25,6 @@ pub mod plan;
 pub mod predict;
 pub mod report;
 pub mod results;
-pub mod route;
 pub mod run;
 pub mod sim;
 pub mod summary;

@@ -55,7 +55,7 @@ fn main() -> Result<()> {
 
 async fn generate(args: Args) -> Result<()> {
     let g = &args.generate;
-    let strategy = g.strategy()?;
+    let strategy = g.choice()?;
     if strategy.needs_verifier() && args.verifier.is_none() {
         bail!(
             "--strategy {} needs --verifier grpc://HOST:PORT or quic://HOST:PORT",

@@ -215,9 +215,10 @@ pub struct StrategyGrid {
     /// `goodput[:MAX]`); default `+2/-1:8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<OneOrMany<String>>,
-    /// The rules of a `routed` strategy (`[strategy.route]`; see [`crate::route`]).
+    /// The rules of a `routed` strategy (`[strategy.route]`; see
+    /// [`tandem_draft::route`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<crate::route::RouteSpec>,
+    pub route: Option<tandem_draft::route::RouteSpec>,
 }
 
 /// A value or a list of values.

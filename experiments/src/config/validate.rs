@@ -190,12 +190,12 @@ impl Config {
 
 impl StrategyGrid {
     /// The router of a `routed` entry (defaults when `[strategy.route]` is absent).
-    pub(crate) fn router(&self, i: usize) -> Result<crate::route::Router, Invalid> {
+    pub(crate) fn router(&self, i: usize) -> Result<tandem_draft::route::Router, Invalid> {
         let spec = match &self.route {
             Some(r) => r.clone(),
             None => toml::from_str("").expect("every route key has a default"),
         };
-        crate::route::Router::new(&spec).map_err(|(k, message)| Invalid {
+        tandem_draft::route::Router::new(&spec).map_err(|(k, message)| Invalid {
             key: format!("strategy[{i}].route.{k}"),
             message,
         })

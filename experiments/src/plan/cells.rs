@@ -6,7 +6,7 @@ use tandem_draft::{DevicePace, Strategy};
 
 use tandem_protocol::LinkProfile;
 
-use crate::route::Router;
+use tandem_draft::route::Router;
 
 use crate::config::{Config, Device};
 

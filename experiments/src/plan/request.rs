@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tandem_decoding::{SamplingParams, SessionRng};
+use tandem_draft::route::RouteReason;
 use tandem_draft::{GenerateConfig, Report, RoundKind, Strategy};
 
 use super::cells::Cell;
@@ -61,7 +62,7 @@ pub struct Ask<'a> {
     /// The strategy this request runs (a routed cell's pick).
     pub strategy: tandem_draft::Strategy,
     /// Why a routed cell picked it (empty otherwise).
-    pub route: &'static str,
+    pub route: Option<RouteReason>,
     /// The draft loop's settings.
     pub generate: GenerateConfig,
 }
@@ -126,7 +127,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
         strategy: c.name.clone(),
         strategy_kind: c.kind.clone(),
         tier: ask.strategy.to_string(),
-        route: ask.route.into(),
+        route: ask.route.map_or("", RouteReason::as_str).into(),
         k,
         network: c.network.clone(),
         device: c.device.clone(),

@@ -27,7 +27,7 @@ pub struct LocalGenerateArgs {
 /// Loads the target, serves it on 127.0.0.1 (ephemeral port), generates, stops.
 pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
     let g = &args.generate;
-    let strategy = g.strategy()?;
+    let strategy = g.choice()?;
     let opts = LoadOptions::default();
     let target = args
         .target

@@ -10,15 +10,19 @@
 //! 4. otherwise the `default` tier (default `speculative:4`).
 //!
 //! Tiers are written `cloud_only`, `edge_only`, `speculative:K`, `pipelined:K` or
-//! `adaptive:POLICY`.
+//! `adaptive:POLICY`. The rules run on the edge (`draft-node generate --strategy routed
+//! --route FILE --tag TAG`), so a private prompt is never sent to decide its route;
+//! experiments give the same rules as `[strategy.route]`.
 
 use serde::{Deserialize, Serialize};
 use tandem_decoding::analytic::{Link, SystemModel, VerifyCost, WireCost};
 use tandem_decoding::policy::PolicySpec;
-use tandem_draft::Strategy;
 use tandem_protocol::LinkProfile;
 
-/// The `[strategy.route]` table of a `routed` strategy.
+use crate::Strategy;
+
+/// The rules of a `routed` strategy: a TOML table (an experiment's `[strategy.route]`,
+/// or the file `draft-node generate --route` reads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
@@ -105,6 +109,66 @@ pub fn parse_tier(s: &str) -> Result<Strategy, String> {
     }
 }
 
+impl Default for RouteSpec {
+    /// Every key at its default.
+    fn default() -> Self {
+        toml::from_str("").expect("every key has a default")
+    }
+}
+
+impl RouteSpec {
+    /// Reads the rules from a TOML file; an error names the file and the key.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the route: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))
+    }
+}
+
+/// What `--strategy` names: one strategy, or a router that picks one per request.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    /// Every request runs this.
+    One(Strategy),
+    /// Each request runs the tier its router picks.
+    Routed(Box<Router>),
+}
+
+impl Choice {
+    /// Whether some request may run the draft model.
+    pub fn needs_draft(&self) -> bool {
+        match self {
+            Choice::One(s) => s.needs_draft(),
+            Choice::Routed(r) => r.tiers().iter().any(Strategy::needs_draft),
+        }
+    }
+
+    /// Whether some request may talk to the verifier.
+    pub fn needs_verifier(&self) -> bool {
+        match self {
+            Choice::One(s) => s.needs_verifier(),
+            Choice::Routed(r) => r.tiers().iter().any(Strategy::needs_verifier),
+        }
+    }
+
+    /// The strategy of a prompt tagged `tag` of `prompt_tokens` tokens over `link`, and
+    /// (when routed) why.
+    pub fn pick(
+        &self,
+        tag: &str,
+        prompt_tokens: usize,
+        link: &LinkProfile,
+    ) -> (Strategy, Option<RouteReason>) {
+        match self {
+            Choice::One(s) => (*s, None),
+            Choice::Routed(r) => {
+                let (tier, why) = r.pick(tag, prompt_tokens, link);
+                (tier, Some(why))
+            }
+        }
+    }
+}
+
 /// A validated route.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -117,8 +181,36 @@ pub struct Router {
     spec: RouteSpec,
 }
 
-/// Why a tier was chosen (the `route` column).
-pub const REASONS: &[&str] = &["private", "long prompt", "over SLO", "default"];
+/// Why a tier was chosen (the `route` column of an experiment's results).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteReason {
+    /// The prompt is tagged `private`.
+    Private,
+    /// The prompt is longer than `long_prompt_tokens`.
+    LongPrompt,
+    /// The `default` tier is predicted to miss the SLO on this link.
+    OverSlo,
+    /// None of the above.
+    Default,
+}
+
+impl RouteReason {
+    /// Its name in results: `private`, `long prompt`, `over SLO`, `default`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteReason::Private => "private",
+            RouteReason::LongPrompt => "long prompt",
+            RouteReason::OverSlo => "over SLO",
+            RouteReason::Default => "default",
+        }
+    }
+}
+
+impl std::fmt::Display for RouteReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Router {
     /// Checks every tier and number; errors name the key (relative to the table).
@@ -157,19 +249,19 @@ impl Router {
         tag: &str,
         prompt_tokens: usize,
         link: &LinkProfile,
-    ) -> (Strategy, &'static str) {
+    ) -> (Strategy, RouteReason) {
         if tag == "private" {
-            return (self.private, REASONS[0]);
+            return (self.private, RouteReason::Private);
         }
         if self.long_prompt_tokens.is_some_and(|n| prompt_tokens > n) {
-            return (self.long, REASONS[1]);
+            return (self.long, RouteReason::LongPrompt);
         }
         if let Some(slo) = self.slo_tpot_ms
             && self.predicted_tpot_ms(self.default, link) > slo
         {
-            return (self.over_slo, REASONS[2]);
+            return (self.over_slo, RouteReason::OverSlo);
         }
-        (self.default, REASONS[3])
+        (self.default, RouteReason::Default)
     }
 
     /// The analytical model's time per output token for `tier` over `link`, ms.
@@ -249,19 +341,19 @@ mod tests {
         let wan: LinkProfile = "wan".parse().unwrap();
         assert_eq!(
             r.pick("private", 500, &wan),
-            (Strategy::EdgeOnly, "private")
+            (Strategy::EdgeOnly, RouteReason::Private)
         );
         assert_eq!(
             r.pick("public", 101, &lan),
-            (Strategy::CloudOnly, "long prompt")
+            (Strategy::CloudOnly, RouteReason::LongPrompt)
         );
-        assert_eq!(r.pick("public", 100, &lan).1, "default");
+        assert_eq!(r.pick("public", 100, &lan).1, RouteReason::Default);
         // Over the WAN every speculative round pays tens of ms: the SLO of 2 ms per
         // token cannot hold, as the model itself predicts.
         assert!(r.predicted_tpot_ms(Strategy::Speculative { k: 4 }, &wan) > 2.0);
         assert_eq!(
             r.pick("public", 10, &wan),
-            (Strategy::CloudOnly, "over SLO")
+            (Strategy::CloudOnly, RouteReason::OverSlo)
         );
     }
 }
