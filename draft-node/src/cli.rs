@@ -16,6 +16,7 @@ use crate::generate::{Edge, GenerateConfig, generate};
 use crate::record::Report;
 use crate::remote::VerifierTarget;
 use crate::route::{Choice, RouteSpec, Router};
+use crate::strategy::StrategyKind;
 use crate::{DraftError, Strategy};
 
 /// How to generate: strategy, prompt, sampling, link, output.
@@ -116,7 +117,7 @@ pub struct GenerateArgs {
 impl GenerateArgs {
     /// The strategy (or the router) these options name.
     pub fn choice(&self) -> Result<Choice, DraftError> {
-        if self.strategy.replace('-', "_") == "routed" {
+        if StrategyKind::parse(&self.strategy) == Some(StrategyKind::Routed) {
             let spec = match &self.route {
                 Some(path) => RouteSpec::from_file(path).map_err(DraftError::Usage)?,
                 None => RouteSpec::default(),

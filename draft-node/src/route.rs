@@ -170,7 +170,7 @@ impl Choice {
 }
 
 /// A validated route.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Router {
     private: Strategy,
     long_prompt_tokens: Option<usize>,

@@ -29,14 +29,64 @@ pub enum Strategy {
     },
 }
 
-/// Strategy names, as `--strategy` takes them.
-pub const NAMES: &[&str] = &[
-    "cloud_only",
-    "edge_only",
-    "speculative",
-    "adaptive",
-    "pipelined",
-];
+/// The kinds of strategy, as `--strategy` and an experiment's `kind` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrategyKind {
+    /// [`Strategy::CloudOnly`].
+    CloudOnly,
+    /// [`Strategy::EdgeOnly`].
+    EdgeOnly,
+    /// [`Strategy::Speculative`].
+    Speculative,
+    /// [`Strategy::Adaptive`].
+    Adaptive,
+    /// [`Strategy::Pipelined`].
+    Pipelined,
+    /// A strategy per request, picked by rules ([`crate::route`]).
+    Routed,
+}
+
+impl StrategyKind {
+    /// Every kind.
+    pub const ALL: [StrategyKind; 6] = [
+        StrategyKind::CloudOnly,
+        StrategyKind::EdgeOnly,
+        StrategyKind::Speculative,
+        StrategyKind::Adaptive,
+        StrategyKind::Pipelined,
+        StrategyKind::Routed,
+    ];
+
+    /// Its name: `cloud_only`, `edge_only`, `speculative`, `adaptive`, `pipelined`,
+    /// `routed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::CloudOnly => "cloud_only",
+            StrategyKind::EdgeOnly => "edge_only",
+            StrategyKind::Speculative => "speculative",
+            StrategyKind::Adaptive => "adaptive",
+            StrategyKind::Pipelined => "pipelined",
+            StrategyKind::Routed => "routed",
+        }
+    }
+
+    /// The kind a name stands for (`-` and `_` alike), if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.replace('-', "_");
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Every name, for messages: "cloud_only, edge_only, ...".
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Strategy {
     /// Builds a strategy from its name, `k` and (for `adaptive`) a policy.
@@ -48,18 +98,23 @@ impl Strategy {
                 Ok(k)
             }
         };
-        Ok(match name.replace('-', "_").as_str() {
-            "cloud_only" => Self::CloudOnly,
-            "edge_only" => Self::EdgeOnly,
-            "speculative" => Self::Speculative { k: need_k(k)? },
-            "pipelined" => Self::Pipelined { k: need_k(k)? },
-            "adaptive" => Self::Adaptive {
+        Ok(match StrategyKind::parse(name) {
+            Some(StrategyKind::CloudOnly) => Self::CloudOnly,
+            Some(StrategyKind::EdgeOnly) => Self::EdgeOnly,
+            Some(StrategyKind::Speculative) => Self::Speculative { k: need_k(k)? },
+            Some(StrategyKind::Pipelined) => Self::Pipelined { k: need_k(k)? },
+            Some(StrategyKind::Adaptive) => Self::Adaptive {
                 policy: policy.unwrap_or(PolicySpec::PlusTwoMinusOne { max_k: 8 }),
             },
-            _ => {
+            Some(StrategyKind::Routed) => {
+                return Err(format!(
+                    "'{name}' picks a strategy per request: it is not one itself"
+                ));
+            }
+            None => {
                 return Err(format!(
                     "unknown strategy '{name}': expected one of {}",
-                    NAMES.join(", ")
+                    StrategyKind::names()
                 ));
             }
         })

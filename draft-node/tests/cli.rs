@@ -104,30 +104,22 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("route.toml");
     std::fs::write(&rules, "long_prompt_tokens = 4\nlong = \"cloud_only\"\n").unwrap();
-    let long = run(&[
+    let routed = [
         "--verifier",
         &grpc,
         "--strategy",
         "routed",
         "--route",
         rules.to_str().unwrap(),
-    ]);
+    ];
+    let long = run(&routed);
     assert!(
         stderr(&long).contains("routed to cloud_only (long prompt)"),
         "{}",
         stderr(&long)
     );
     std::fs::write(&rules, "default = \"speculative:99\"\n").unwrap();
-    let mut args = common.to_vec();
-    args.extend_from_slice(&[
-        "--verifier",
-        &grpc,
-        "--strategy",
-        "routed",
-        "--route",
-        rules.to_str().unwrap(),
-    ]);
-    let bad = draft_node(&args);
+    let bad = draft_node(&[&common[..], &routed[..]].concat());
     assert!(!bad.status.success());
     assert!(
         stderr(&bad).contains("--route: default: k in tier"),

@@ -18,7 +18,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tandem_decoding::SessionRng;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Packet size used to turn message bytes into packets for the loss model.
@@ -264,34 +263,6 @@ impl Shaper {
         self.last_arrival = Some(arrival);
         arrival
     }
-}
-
-/// Puts `shaper` between `input` and a new receiver: each message comes out when the
-/// link would have delivered it. `size` gives a message's bytes on the wire.
-pub fn shape<T: Send + 'static>(
-    mut input: mpsc::Receiver<T>,
-    mut shaper: Shaper,
-    size: fn(&T) -> usize,
-) -> mpsc::Receiver<T> {
-    let (in_flight_tx, mut in_flight) = mpsc::unbounded_channel::<(Instant, T)>();
-    let (out_tx, out_rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        while let Some(msg) = input.recv().await {
-            let at = shaper.arrival(Instant::now(), size(&msg));
-            if in_flight_tx.send((at, msg)).is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some((at, msg)) = in_flight.recv().await {
-            tokio::time::sleep_until(at).await;
-            if out_tx.send(msg).await.is_err() {
-                break;
-            }
-        }
-    });
-    out_rx
 }
 
 #[cfg(test)]

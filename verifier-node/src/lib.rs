@@ -10,6 +10,7 @@
 //! - [`grpc`] and [`quic`]: the transports; [`server`] starts and stops them, and
 //!   [`lifecycle`] lets a graceful shutdown finish what is in flight.
 //! - [`metrics`]: Prometheus metrics (vLLM's spec-decode names) on their own port.
+//! - [`testing`]: a gate that holds forward passes, for tests that decide what is queued.
 //! - The `verifier-node` binary.
 
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod quic;
 pub mod server;
 pub mod service;
+pub mod testing;
 
 pub use engine::{BatchPolicy, DEFAULT_IDLE_TIMEOUT, EngineConfig, EngineHandle, KvBudget};
 pub use server::{ListenConfig, Running, ServeError, serve};

@@ -32,6 +32,7 @@ mod validate;
 
 pub use schema::*;
 pub use sim::{Outage, SimSpec};
+pub use validate::{Grid, GridEntry};
 
 use std::path::{Path, PathBuf};
 
@@ -60,19 +61,23 @@ impl Config {
 
     /// Parses and validates `text` (read from `file`, for messages).
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_path_buf(),
             line: e.span().map(|s| locate::line_of(text, s.start)),
             message: e.message().trim().to_string(),
         })?;
-        if let Err(v) = config.validate() {
-            return Err(ConfigError {
-                file: file.to_path_buf(),
-                line: locate::line_of_key(text, &v.key),
-                message: format!("{}: {}", v.key, v.message),
-            });
-        }
+        config.grid = config.validate().map_err(|v| ConfigError {
+            file: file.to_path_buf(),
+            line: locate::line_of_key(text, &v.key),
+            message: format!("{}: {}", v.key, v.message),
+        })?;
         Ok(config)
+    }
+
+    /// The grid as validation resolved it: the transport, each network's link, each
+    /// strategy entry's kind, strategies and router.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
     }
 
     /// The config as TOML, every default filled in (written beside the results).

@@ -42,6 +42,9 @@ pub struct Config {
     /// The strategy grid; at least one.
     #[serde(rename = "strategy")]
     pub strategies: Vec<StrategyGrid>,
+    /// The grid resolved from the above by [`Config::parse`] (not part of the file).
+    #[serde(skip)]
+    pub(super) grid: super::Grid,
 }
 
 fn default_transport() -> String {

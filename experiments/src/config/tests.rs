@@ -115,7 +115,7 @@ fn adaptive_defaults_to_plus_two_minus_one_and_lists_make_a_grid() {
     let c = parse(&text).unwrap();
     let adaptive: Vec<Strategy> = crate::plan::cells(&c)
         .into_iter()
-        .filter(|c| c.network == "lan" && c.kind == "adaptive")
+        .filter(|c| c.network == "lan" && c.kind == tandem_draft::strategy::StrategyKind::Adaptive)
         .map(|c| c.strategy)
         .collect();
     assert_eq!(adaptive.len(), 3);

@@ -3,8 +3,12 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use tandem_decoding::policy::PolicySpec;
 use tandem_draft::Strategy;
+use tandem_draft::route::Router;
+use tandem_draft::strategy::StrategyKind;
 use tandem_models::{LayerSelection, ModelSpec};
 use tandem_protocol::LinkProfile;
 use tandem_protocol::client::{Endpoint, Transport};
@@ -35,8 +39,43 @@ fn non_negative(key: &str, v: f64) -> Result<(), Invalid> {
     })
 }
 
+/// A validated config's grid, every value resolved to what runs: nothing downstream
+/// parses the config's strings again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    /// The transport to the in-process verifier.
+    pub transport: Transport,
+    /// Each `[[network]]`'s link, in order.
+    pub links: Vec<LinkProfile>,
+    /// Each `[[strategy]]` entry, in order.
+    pub entries: Vec<GridEntry>,
+}
+
+impl Default for Grid {
+    /// An empty grid (a config not yet validated).
+    fn default() -> Self {
+        Self {
+            transport: Transport::Quic,
+            links: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// One `[[strategy]]` entry, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridEntry {
+    /// Its kind.
+    pub kind: StrategyKind,
+    /// The strategies it expands to (one cell each); a routed entry's default tier.
+    pub strategies: Vec<Strategy>,
+    /// A routed entry's router.
+    pub router: Option<Arc<Router>>,
+}
+
 impl Config {
-    pub(super) fn validate(&self) -> Result<(), Invalid> {
+    /// Checks every value and resolves the grid.
+    pub(super) fn validate(&self) -> Result<Grid, Invalid> {
         check(
             !self.name.is_empty()
                 && !self.name.starts_with('.')
@@ -52,9 +91,10 @@ impl Config {
                 )
             },
         )?;
-        if let Err(e) = self.transport.parse::<Transport>() {
-            return bad("transport", e);
-        }
+        let transport: Transport = match self.transport.parse() {
+            Ok(t) => t,
+            Err(e) => return bad("transport", e),
+        };
         if let Some(v) = &self.verifier {
             Endpoint::from_str(v).or_else(|e| bad("verifier", e.to_string()))?;
         }
@@ -84,13 +124,16 @@ impl Config {
             "at least one [[network]] is needed (e.g. name = \"lan\")".into()
         })?;
         let mut names = HashSet::new();
+        let mut links = Vec::with_capacity(self.networks.len());
         for (i, n) in self.networks.iter().enumerate() {
             check(names.insert(&n.name), &format!("network[{i}].name"), || {
                 format!("{:?} is used twice", n.name)
             })?;
             let spec = n.link.as_deref().unwrap_or(&n.name);
             let key = if n.link.is_some() { "link" } else { "name" };
-            LinkProfile::from_str(spec).or_else(|e| bad(format!("network[{i}].{key}"), e))?;
+            links.push(
+                LinkProfile::from_str(spec).or_else(|e| bad(format!("network[{i}].{key}"), e))?,
+            );
         }
         let mut names = HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {
@@ -123,10 +166,17 @@ impl Config {
         check(!self.strategies.is_empty(), "strategy", || {
             "at least one [[strategy]] is needed (e.g. kind = \"cloud_only\")".into()
         })?;
-        for (i, s) in self.strategies.iter().enumerate() {
-            s.expand(i)?;
-        }
-        Ok(())
+        let entries = self
+            .strategies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.resolve(i))
+            .collect::<Result<_, _>>()?;
+        Ok(Grid {
+            transport,
+            links,
+            entries,
+        })
     }
 
     fn validate_simulation(&self, sim: &super::SimSpec) -> Result<(), Invalid> {
@@ -189,39 +239,64 @@ impl Config {
 }
 
 impl StrategyGrid {
+    /// This entry, resolved (`i` is its index, for messages).
+    fn resolve(&self, i: usize) -> Result<GridEntry, Invalid> {
+        let kind = self.kind(i)?;
+        Ok(GridEntry {
+            kind,
+            strategies: self.expand(i)?,
+            router: match kind {
+                StrategyKind::Routed => Some(Arc::new(self.router(i)?)),
+                _ => None,
+            },
+        })
+    }
+
     /// The router of a `routed` entry (defaults when `[strategy.route]` is absent).
-    pub(crate) fn router(&self, i: usize) -> Result<tandem_draft::route::Router, Invalid> {
+    fn router(&self, i: usize) -> Result<Router, Invalid> {
         let spec = match &self.route {
             Some(r) => r.clone(),
-            None => toml::from_str("").expect("every route key has a default"),
+            None => tandem_draft::route::RouteSpec::default(),
         };
-        tandem_draft::route::Router::new(&spec).map_err(|(k, message)| Invalid {
+        Router::new(&spec).map_err(|(k, message)| Invalid {
             key: format!("strategy[{i}].route.{k}"),
             message,
         })
     }
 
+    /// The kind of this grid entry (`i` is its index, for messages).
+    fn kind(&self, i: usize) -> Result<StrategyKind, Invalid> {
+        StrategyKind::parse(&self.kind).ok_or_else(|| Invalid {
+            key: format!("strategy[{i}].kind"),
+            message: format!(
+                "unknown strategy {:?}: expected one of {}",
+                self.kind,
+                StrategyKind::names()
+            ),
+        })
+    }
+
     /// The strategies of this grid entry (`i` is its index, for messages).
-    pub(crate) fn expand(&self, i: usize) -> Result<Vec<Strategy>, Invalid> {
+    fn expand(&self, i: usize) -> Result<Vec<Strategy>, Invalid> {
         let key = |k: &str| format!("strategy[{i}].{k}");
-        let kind = self.kind.replace('-', "_");
+        let kind = self.kind(i)?;
         let ks = self.k.as_ref().map(|k| k.values());
         let policies = self.policy.as_ref().map(|p| p.values());
-        if self.route.is_some() && kind != "routed" {
+        if self.route.is_some() && kind != StrategyKind::Routed {
             return bad(
                 key("route"),
                 format!("{kind} takes no route (only routed does)"),
             );
         }
-        match kind.as_str() {
-            "routed" => {
+        match kind {
+            StrategyKind::Routed => {
                 if ks.is_some() || policies.is_some() {
                     let which = if ks.is_some() { "k" } else { "policy" };
                     return bad(key(which), "routed takes its tiers from [strategy.route]");
                 }
                 Ok(vec![self.router(i)?.tiers()[3]])
             }
-            "speculative" | "pipelined" => {
+            StrategyKind::Speculative | StrategyKind::Pipelined => {
                 if policies.is_some() {
                     return bad(key("policy"), format!("{kind} takes k, not a policy"));
                 }
@@ -237,7 +312,7 @@ impl StrategyGrid {
                         check((1..=32).contains(&k), &key("k"), || {
                             format!("must be between 1 and 32, got {k}")
                         })?;
-                        Ok(if kind == "speculative" {
+                        Ok(if kind == StrategyKind::Speculative {
                             Strategy::Speculative { k }
                         } else {
                             Strategy::Pipelined { k }
@@ -245,7 +320,7 @@ impl StrategyGrid {
                     })
                     .collect()
             }
-            "adaptive" => {
+            StrategyKind::Adaptive => {
                 if ks.is_some() {
                     return bad(
                         key("k"),
@@ -262,24 +337,17 @@ impl StrategyGrid {
                     })
                     .collect()
             }
-            "cloud_only" | "edge_only" => {
+            StrategyKind::CloudOnly | StrategyKind::EdgeOnly => {
                 if ks.is_some() || policies.is_some() {
                     let which = if ks.is_some() { "k" } else { "policy" };
                     return bad(key(which), format!("{kind} takes neither k nor a policy"));
                 }
-                Ok(vec![if kind == "cloud_only" {
+                Ok(vec![if kind == StrategyKind::CloudOnly {
                     Strategy::CloudOnly
                 } else {
                     Strategy::EdgeOnly
                 }])
             }
-            other => bad(
-                key("kind"),
-                format!(
-                    "unknown strategy {other:?}: expected one of {}",
-                    tandem_draft::strategy::NAMES.join(", ")
-                ),
-            ),
         }
     }
 }

@@ -7,6 +7,7 @@ use tandem_draft::{DevicePace, Strategy};
 use tandem_protocol::LinkProfile;
 
 use tandem_draft::route::Router;
+use tandem_draft::strategy::StrategyKind;
 
 use crate::config::{Config, Device};
 
@@ -19,8 +20,8 @@ pub struct Cell {
     pub repetition: usize,
     /// The strategy, with its parameters (`speculative(k=4)`).
     pub strategy: Strategy,
-    /// The strategy's grid entry kind (`speculative`, ...).
-    pub kind: String,
+    /// The strategy's grid entry kind.
+    pub kind: StrategyKind,
     /// The name in results: the strategy (`speculative(k=4)`), or `routed`.
     pub name: String,
     /// A `routed` cell's router: it picks each request's strategy.
@@ -93,28 +94,24 @@ pub fn cells(config: &Config) -> Vec<Cell> {
         (Some(c), None) => c.values(),
         (None, None) => vec![1],
     };
+    let grid = config.grid();
     let mut out = Vec::new();
     for repetition in 0..config.workload.repetitions {
         for &clients in &clients {
-            for network in &config.networks {
-                let spec = network.link.as_deref().unwrap_or(&network.name);
-                let link: LinkProfile = spec.parse().expect("validated");
+            for (network, link) in config.networks.iter().zip(&grid.links) {
                 for device in &devices {
-                    for (i, grid) in config.strategies.iter().enumerate() {
-                        let kind = grid.kind.replace('-', "_");
-                        let route = (kind == "routed")
-                            .then(|| Arc::new(grid.router(i).expect("validated")));
-                        for strategy in grid.expand(i).expect("validated") {
+                    for entry in &grid.entries {
+                        for &strategy in &entry.strategies {
                             out.push(Cell {
                                 index: out.len(),
                                 repetition,
                                 strategy,
-                                name: match route {
+                                name: match entry.router {
                                     Some(_) => "routed".into(),
                                     None => strategy.to_string(),
                                 },
-                                route: route.clone(),
-                                kind: kind.clone(),
+                                route: entry.router.clone(),
+                                kind: entry.kind,
                                 network: network.name.clone(),
                                 link: link.clone(),
                                 clients,

@@ -125,7 +125,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
         cell: c.index as u32,
         repetition: c.repetition as u32,
         strategy: c.name.clone(),
-        strategy_kind: c.kind.clone(),
+        strategy_kind: c.kind.as_str().into(),
         tier: ask.strategy.to_string(),
         route: ask.route.map_or("", RouteReason::as_str).into(),
         k,

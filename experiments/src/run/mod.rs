@@ -282,7 +282,7 @@ async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud
     let running = tandem_verifier::serve(engine, ListenConfig::loopback(certs.path()))
         .await
         .map_err(|e| RunError::Setup(format!("starting the verifier: {e}")))?;
-    let transport: Transport = config.transport.parse().map_err(RunError::Setup)?;
+    let transport = config.grid().transport;
     let addr = match transport {
         Transport::Grpc => running.grpc_addr,
         Transport::Quic => running.quic_addr,

@@ -1,65 +1,14 @@
 //! The engine's admission rules against the real tiny target, held mid-pass by a gate
 //! so that what is queued is decided by the test, not by timing.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use tandem_decoding::SamplingParams;
-use tandem_models::{BatchEntry, LanguageModel, Llama, LoadOptions, Logits, ModelInfo, ModelSpec};
+use tandem_models::{LanguageModel, Llama, LoadOptions, ModelSpec};
 use tandem_protocol::limits::OpenRequest;
 
 use super::{EngineConfig, EngineHandle, KvBudget};
-
-/// The tiny target, whose forward passes wait until the test opens the gate.
-struct Gated {
-    inner: Llama,
-    gate: Arc<Gate>,
-}
-
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    changed: Condvar,
-    entered: Mutex<usize>,
-}
-
-impl Gate {
-    fn wait(&self) {
-        *self.entered.lock().unwrap() += 1;
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.changed.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.changed.notify_all();
-    }
-
-    fn entered(&self) -> usize {
-        *self.entered.lock().unwrap()
-    }
-}
-
-impl LanguageModel for Gated {
-    type Cache = <Llama as LanguageModel>::Cache;
-
-    fn info(&self) -> &ModelInfo {
-        self.inner.info()
-    }
-
-    fn new_cache_for(&self, max_len: usize) -> Self::Cache {
-        self.inner.new_cache_for(max_len)
-    }
-
-    fn forward_batch(
-        &self,
-        entries: &mut [BatchEntry<'_, Self::Cache>],
-    ) -> tandem_models::Result<Vec<Logits>> {
-        self.gate.wait();
-        self.inner.forward_batch(entries)
-    }
-}
+use crate::testing::{Gate, Gated};
 
 fn tiny() -> Llama {
     "builtin:tiny-target"

@@ -1,0 +1,127 @@
+//! The client over QUIC: one bidirectional stream per session (and one for `Info`),
+//! carrying length-delimited frames ([`crate::frame`]); the bearer token rides in
+//! `Open` and `InfoRequest`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{BoxFuture, ConnectOptions, Downlink, Endpoint, Wire, lost, resolve};
+use crate::frame::{self, Framing};
+use crate::pb;
+use crate::{ProtocolError, WireError};
+
+/// One QUIC connection to the verifier.
+#[derive(Debug, Clone)]
+pub(super) struct QuicWire {
+    conn: quinn::Connection,
+}
+
+impl QuicWire {
+    /// Connects (within 5 s), trusting the certificate `opts.ca` names.
+    pub(super) async fn connect(
+        endpoint: &Endpoint,
+        opts: &ConnectOptions,
+        fail: impl Fn(String) -> ProtocolError,
+    ) -> Result<Self, ProtocolError> {
+        let ca = opts.ca.as_ref().ok_or_else(|| {
+            fail("QUIC needs the verifier's certificate: pass --ca PATH/cert.pem".into())
+        })?;
+        let config = crate::tls::quic_client_config(ca)?;
+        let addr = resolve(&endpoint.host, endpoint.port)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().expect("literal")
+        } else {
+            "0.0.0.0:0".parse().expect("literal")
+        };
+        let mut ep = quinn::Endpoint::client(bind).map_err(|e| fail(e.to_string()))?;
+        ep.set_default_client_config(config);
+        let connecting = ep
+            .connect(addr, &endpoint.host)
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .map_err(|_| fail("no answer within 5 s".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Self { conn })
+    }
+}
+
+fn limit(opts: &ConnectOptions) -> u32 {
+    opts.max_message().min(u32::MAX as usize) as u32
+}
+
+impl Wire for QuicWire {
+    fn framing(&self) -> Framing {
+        Framing::Quic
+    }
+
+    fn info<'a>(
+        &'a self,
+        opts: &'a ConnectOptions,
+    ) -> BoxFuture<'a, Result<pb::InfoResponse, ProtocolError>> {
+        Box::pin(async move {
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+            let msg = pb::EdgeMessage {
+                kind: Some(pb::edge_message::Kind::Info(pb::InfoRequest {
+                    auth_token: opts.auth_token.clone().unwrap_or_default(),
+                })),
+            };
+            frame::write(&mut send, &msg).await.map_err(lost)?;
+            send.finish().map_err(lost)?;
+            let reply: Option<pb::CloudMessage> = frame::read(&mut recv, limit(opts))
+                .await
+                .map_err(|e| ProtocolError::BadFrame(e.to_string()))?;
+            match reply.and_then(|m| m.kind) {
+                Some(pb::cloud_message::Kind::Info(info)) => Ok(info),
+                Some(pb::cloud_message::Kind::Error(e)) => Err(WireError::from_pb(&e).into()),
+                other => Err(ProtocolError::BadFrame(format!(
+                    "expected an Info answer, got {other:?}"
+                ))),
+            }
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        opts: &'a ConnectOptions,
+        mut up: mpsc::Receiver<pb::EdgeMessage>,
+        down: Downlink,
+    ) -> BoxFuture<'a, Result<(), ProtocolError>> {
+        Box::pin(async move {
+            let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+            let token = opts.auth_token.clone().unwrap_or_default();
+            tokio::spawn(async move {
+                while let Some(mut msg) = up.recv().await {
+                    if let Some(pb::edge_message::Kind::Open(open)) = &mut msg.kind {
+                        open.auth_token = token.clone();
+                    }
+                    if frame::write(&mut send, &msg).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = send.finish();
+            });
+            let limit = limit(opts);
+            tokio::spawn(async move {
+                loop {
+                    let item = match frame::read::<pb::CloudMessage, _>(&mut recv, limit).await {
+                        Ok(Some(m)) => Ok(m),
+                        Ok(None) => Err(ProtocolError::Disconnected(
+                            "the verifier ended the session".into(),
+                        )),
+                        Err(e) => Err(ProtocolError::Disconnected(e.to_string())),
+                    };
+                    let end = item.is_err();
+                    if down.send(item).await.is_err() || end {
+                        return;
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+}
