@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+use crate::ProtocolError;
 use crate::frame::Framing;
 use crate::link::{Direction, LinkProfile, Shaper};
 use crate::pb;
-use crate::ProtocolError;
 
 /// Where a verifier listens: `grpc://HOST:PORT` or `quic://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
