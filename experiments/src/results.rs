@@ -7,6 +7,7 @@ use std::path::Path;
 pub mod read;
 
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
+use tandem_draft::RoundKind;
 
 /// One round of one request (see `tandem_draft::RoundRecord`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,6 +58,13 @@ pub struct RoundRow {
     pub bytes_up: u64,
     /// Bytes received, cloud to edge.
     pub bytes_down: u64,
+}
+
+impl RoundRow {
+    /// Whether the round was of this kind.
+    pub fn is(&self, kind: RoundKind) -> bool {
+        self.kind == kind.as_str()
+    }
 }
 
 /// One request.

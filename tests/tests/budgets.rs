@@ -137,3 +137,23 @@ async fn a_draft_node_refused_for_memory_goes_on_alone_and_rejoins_when_room_fre
     assert!(common::scrape::value(&page, "tandem_errors_total") >= 1.0);
     v.running.stop().await;
 }
+
+/// Cloud-only generation that reaches the target's context (1 024 tokens) before its
+/// `max_new_tokens` stops there, and the draft node reports why: `context`, not
+/// `length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_stopped_by_the_context_says_so() {
+    let v = start_verifier(VerifierOptions::default()).await;
+    let context = target().model.info().max_context;
+    let prompt: Vec<u32> = (0..context - 4).map(|i| 5 + (i % 50) as u32).collect();
+    let mut cfg = config(Strategy::CloudOnly, prompt, 16);
+    cfg.ignore_eos = true;
+    let report = run(Some(v.target(Transport::Grpc, None)), &cfg).await;
+    assert_eq!(report.summary.stop, tandem_draft::StopReason::Context);
+    assert_eq!(
+        report.output_ids.len(),
+        4,
+        "the context holds 4 more tokens"
+    );
+    v.running.stop().await;
+}

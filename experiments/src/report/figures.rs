@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tandem_decoding::analytic::expected_tokens_per_round;
+use tandem_draft::RoundKind;
 use tandem_protocol::LinkProfile;
 
 use super::plots::{self, Lines, Ranges, Stacked, Style};
@@ -208,7 +209,7 @@ fn speculative_by_k<'a>(
     let mut by: BTreeMap<u32, Vec<&RoundRow>> = BTreeMap::new();
     for r in rounds
         .iter()
-        .filter(|r| r.kind == "verified" && r.drafted > 0)
+        .filter(|r| r.is(RoundKind::Verified) && r.drafted > 0)
     {
         if let Some(&k) = k_of.get(r.strategy.as_str())
             && r.k == k

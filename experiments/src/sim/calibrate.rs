@@ -1,6 +1,8 @@
 //! Calibrating the simulation from recorded runs: acceptance by position and pass
 //! times read from a real run's `rounds.parquet`.
 
+use tandem_draft::RoundKind;
+
 use crate::config::SimSpec;
 
 use super::profile::{Fit, fit};
@@ -15,7 +17,7 @@ pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
     let (mut reached, mut accepted) = ([0u64; MAX_POSITIONS], [0u64; MAX_POSITIONS]);
     for r in rounds
         .iter()
-        .filter(|r| r.kind == "verified" && r.drafted > 0)
+        .filter(|r| r.is(RoundKind::Verified) && r.drafted > 0)
     {
         for i in 0..(r.drafted as usize).min(MAX_POSITIONS) {
             if r.accepted as usize >= i {
@@ -44,7 +46,10 @@ impl SimSpec {
         }
         let file = self.acceptance_trace.as_deref().unwrap_or_default();
         let (path, rounds) = read_rounds(base, "acceptance_trace", file)?;
-        if !rounds.iter().any(|r| r.kind == "verified" && r.drafted > 0) {
+        if !rounds
+            .iter()
+            .any(|r| r.is(RoundKind::Verified) && r.drafted > 0)
+        {
             return Err(format!(
                 "acceptance_trace {}: no verified draft blocks to learn from",
                 path.display()

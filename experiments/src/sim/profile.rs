@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use tandem_draft::RoundKind;
+
 use crate::results::RoundRow;
 
 /// The fitted pass times, and how well they fit.
@@ -75,7 +77,7 @@ fn passes(rounds: &[RoundRow]) -> Vec<Pass> {
             r.batch_size,
             r.batch_tokens,
         );
-        *by.entry(key).or_default() |= r.kind == "verified" && r.drafted > 0;
+        *by.entry(key).or_default() |= r.is(RoundKind::Verified) && r.drafted > 0;
     }
     by.into_iter()
         .map(|((_, _, ns, s, t), v)| {
@@ -95,7 +97,7 @@ fn draft_step(rounds: &[RoundRow]) -> Option<f64> {
         .iter()
         .map(|r| {
             // An edge round drafts the tokens it commits; the others, `drafted`.
-            let n = if r.kind == "edge" {
+            let n = if r.is(RoundKind::Edge) {
                 r.committed
             } else {
                 r.drafted
@@ -240,7 +242,12 @@ mod tests {
             for _ in 0..s.min(3) {
                 rows.push(RoundRow {
                     cell: 0,
-                    kind: if verifies { "verified" } else { "cloud" }.into(),
+                    kind: if verifies {
+                        RoundKind::Verified
+                    } else {
+                        RoundKind::Cloud
+                    }
+                    .to_string(),
                     drafted: if verifies { block - 1 } else { 0 },
                     forward_ns: (ms * 1e6) as u64 + i as u64, // distinct passes
                     batch_size: s,

@@ -128,3 +128,19 @@ impl Wire for GrpcWire {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_that_is_not_header_text_is_an_auth_error() {
+        let opts = ConnectOptions {
+            auth_token: Some("line\nbreak".into()),
+            ..ConnectOptions::default()
+        };
+        let e = authorize(&mut tonic::Request::new(()), &opts).unwrap_err();
+        assert!(matches!(e, ProtocolError::Auth(_)), "{e}");
+        assert!(e.to_string().starts_with("authentication:"), "{e}");
+    }
+}
