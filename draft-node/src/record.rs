@@ -1,11 +1,11 @@
 //! What a generation produced and how every round went: the rows experiments record
 //! and `--json` prints.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 pub use tandem_protocol::StopReason;
 
 /// What a round was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoundKind {
     /// A draft block and the verifier's verdict on it (speculative strategies; also
@@ -52,23 +52,24 @@ impl std::fmt::Display for RoundKind {
 }
 
 /// One round: a draft block and its verdict, one cloud-only token, or one step the
-/// edge took alone.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// edge took alone. Its fields, in this order, are also the round columns of an
+/// experiment's `rounds.parquet` (after the cell and request columns).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {
     /// 0-based round number.
-    pub round: usize,
+    pub round: u32,
     /// What the round was.
     pub kind: RoundKind,
     /// Draft length asked for (the policy's `k`).
-    pub k: usize,
+    pub k: u32,
     /// Pipelined: the block was drafted ahead, while the previous one was in flight.
     pub ahead: bool,
     /// Tokens drafted.
-    pub drafted: usize,
+    pub drafted: u32,
     /// Drafted tokens the verifier accepted.
-    pub accepted: usize,
+    pub accepted: u32,
     /// Tokens this round added to the output.
-    pub committed: usize,
+    pub committed: u32,
     /// Time spent drafting, ns.
     pub draft_ns: u64,
     /// From sending the block to its verdict, ns (network + queue + forward).
@@ -95,7 +96,7 @@ impl RoundRecord {
     /// network's share is the wait minus the verifier's queue and forward time.
     pub fn answered(
         kind: RoundKind,
-        committed: usize,
+        committed: u32,
         wait_ns: u64,
         t: tandem_protocol::pb::Timing,
         (bytes_up, bytes_down): (u64, u64),
@@ -182,8 +183,8 @@ impl Report {
             .iter()
             .filter(|r| r.kind == RoundKind::Verified)
             .collect();
-        s.drafted = verified.iter().map(|r| r.drafted).sum();
-        s.accepted = verified.iter().map(|r| r.accepted).sum();
+        s.drafted = verified.iter().map(|r| r.drafted as usize).sum();
+        s.accepted = verified.iter().map(|r| r.accepted as usize).sum();
         if s.drafted > 0 {
             s.acceptance_rate = s.accepted as f64 / s.drafted as f64;
             s.mean_accepted_length = 1.0 + s.accepted as f64 / verified.len() as f64;

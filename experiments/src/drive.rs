@@ -197,7 +197,7 @@ impl<B: Backend> CellDriver<B> {
         }
         out.missing = (0..seen.len()).filter(|&i| !seen[i]).collect();
         out.requests.sort_by_key(|r| r.request);
-        out.rounds.sort_by_key(|r| (r.request, r.round));
+        out.rounds.sort_by_key(|r| (r.request, r.record.round));
         out
     }
 }

@@ -2,16 +2,18 @@
 //! summary as CSV). Every file is written beside its final name and renamed into
 //! place, so a file that exists is complete.
 
+pub mod read;
+mod table;
+
 use std::path::Path;
 
-pub mod read;
-
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
-use tandem_draft::RoundKind;
+use serde::{Deserialize, Serialize};
+use tandem_draft::RoundRecord;
 
-/// One round of one request (see `tandem_draft::RoundRecord`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RoundRow {
+/// Which cell a round belongs to: the columns every round of a cell shares.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellKey {
     /// Position of the cell in the grid.
     pub cell: u32,
     /// Repetition of the grid (0-based).
@@ -24,47 +26,21 @@ pub struct RoundRow {
     pub device: String,
     /// Closed-loop clients in the cell (0: Poisson arrivals).
     pub clients: u32,
-    /// Request index within the cell (the same prompt and seed in every cell).
-    pub request: u32,
-    /// Round index within the request.
-    pub round: u32,
-    /// `verified`, `cloud`, `edge` (not verified) or `stale` (pipelined, dropped).
-    pub kind: String,
-    /// Draft length asked for this round.
-    pub k: u32,
-    /// Pipelined: drafted while the previous block was in flight.
-    pub ahead: bool,
-    /// Tokens drafted.
-    pub drafted: u32,
-    /// Drafted tokens the target accepted.
-    pub accepted: u32,
-    /// Tokens the round added to the output.
-    pub committed: u32,
-    /// Time drafting, ns (device pace included).
-    pub draft_ns: u64,
-    /// From sending the block to the answer, ns.
-    pub wait_ns: u64,
-    /// The network's share of `wait_ns`, ns.
-    pub network_ns: u64,
-    /// The verifier's queue wait, ns.
-    pub queue_ns: u64,
-    /// The verifier's forward pass, ns.
-    pub forward_ns: u64,
-    /// Sessions in that forward pass.
-    pub batch_size: u32,
-    /// Tokens in that forward pass.
-    pub batch_tokens: u32,
-    /// Bytes sent, edge to cloud.
-    pub bytes_up: u64,
-    /// Bytes received, cloud to edge.
-    pub bytes_down: u64,
 }
 
-impl RoundRow {
-    /// Whether the round was of this kind.
-    pub fn is(&self, kind: RoundKind) -> bool {
-        self.kind == kind.as_str()
-    }
+/// One round of one request: its cell, its request, and the draft loop's own record of
+/// the round. The columns of `rounds.parquet` are these fields, flattened, in order, so
+/// a round's fields are defined once, in [`RoundRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundRow {
+    /// The cell.
+    #[serde(flatten)]
+    pub key: CellKey,
+    /// Request index within the cell (the same prompt and seed in every cell).
+    pub request: u32,
+    /// The round.
+    #[serde(flatten)]
+    pub record: RoundRecord,
 }
 
 /// One request.
@@ -156,14 +132,9 @@ macro_rules! columns {
 }
 pub(crate) use columns;
 
-/// The rounds as a table.
+/// The rounds as a table: one column per field of [`RoundRow`].
 pub fn rounds_frame(rows: &[RoundRow]) -> polars::prelude::PolarsResult<DataFrame> {
-    DataFrame::new(
-        rows.len(),
-        columns!(rows; cell, repetition, strategy, network, device, clients, request, round, kind, k,
-            ahead, drafted, accepted, committed, draft_ns, wait_ns, network_ns, queue_ns,
-            forward_ns, batch_size, batch_tokens, bytes_up, bytes_down),
-    )
+    table::to_frame(rows)
 }
 
 /// The requests as a table.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use polars::prelude::{DataFrame, DataType};
+use tandem_draft::RoundKind;
 use tandem_experiments::config::Config;
 use tandem_experiments::plan::Cell;
 use tandem_experiments::results::read_parquet;
@@ -230,8 +231,16 @@ async fn the_same_config_and_seed_give_the_same_tokens_and_acceptance() {
     let rounds = |o: &Outcome| -> Vec<(u32, u32, u32, u32, u32)> {
         o.rounds
             .iter()
-            .filter(|r| r.kind == "verified")
-            .map(|r| (r.cell, r.request, r.round, r.drafted, r.accepted))
+            .filter(|r| r.record.kind == RoundKind::Verified)
+            .map(|r| {
+                (
+                    r.key.cell,
+                    r.request,
+                    r.record.round,
+                    r.record.drafted,
+                    r.record.accepted,
+                )
+            })
             .collect()
     };
     assert_eq!(rounds(&a), rounds(&b));
@@ -340,7 +349,9 @@ default = "speculative:3"
             .rounds
             .iter()
             .filter(|r| private.contains(&r.request))
-            .all(|r| r.bytes_up == 0 && r.bytes_down == 0 && r.kind == "edge")
+            .all(|r| r.record.bytes_up == 0
+                && r.record.bytes_down == 0
+                && r.record.kind == RoundKind::Edge)
     );
     let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
     assert!(report.contains("## Routing"), "{report}");

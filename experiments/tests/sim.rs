@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use tandem_decoding::analytic::expected_tokens_per_round;
+use tandem_draft::RoundKind;
 use tandem_experiments::config::Config;
 use tandem_experiments::plan::{self as cells, Cell};
 use tandem_experiments::results::{RequestRow, RoundRow};
@@ -77,11 +78,14 @@ fn accepted_length_matches_the_analytical_expectation_within_five_percent() {
         // Full-length blocks only: a request's last block may be cut to its length.
         let full: Vec<_> = rounds
             .iter()
-            .filter(|r| r.kind == "verified" && r.drafted as usize == k)
+            .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted as usize == k)
             .collect();
         assert!(full.len() > 1000, "k = {k}: {} rounds", full.len());
-        let measured =
-            full.iter().map(|r| r.accepted as f64 + 1.0).sum::<f64>() / full.len() as f64;
+        let measured = full
+            .iter()
+            .map(|r| r.record.accepted as f64 + 1.0)
+            .sum::<f64>()
+            / full.len() as f64;
         let expected = expected_tokens_per_round(0.8, k);
         let err = (measured - expected).abs() / expected;
         assert!(
@@ -146,7 +150,15 @@ async fn a_thousand_clients_of_256_tokens_run_through_the_tables() {
     assert_eq!(outcome.requests.len(), 1000);
     assert!(outcome.requests.iter().all(|r| r.tokens == 256));
     // Batched: the verifier served many sessions per pass.
-    assert!(outcome.rounds.iter().map(|r| r.batch_size).max().unwrap() > 100);
+    assert!(
+        outcome
+            .rounds
+            .iter()
+            .map(|r| r.record.batch_size)
+            .max()
+            .unwrap()
+            > 100
+    );
     assert!(outcome.dir.join("requests.parquet").is_file());
 }
 
@@ -215,10 +227,13 @@ fn every_strategy_runs_through_the_real_draft_loop_and_verified_output_is_the_ta
                 assert!(r.bytes_up > 0 && r.bytes_down > 0);
             }
         }
-        let stale = rounds.iter().filter(|r| r.kind == "stale").count();
+        let stale = rounds
+            .iter()
+            .filter(|r| r.record.kind == RoundKind::Stale)
+            .count();
         let ahead = rounds
             .iter()
-            .filter(|r| r.ahead && r.kind == "verified")
+            .filter(|r| r.record.ahead && r.record.kind == RoundKind::Verified)
             .count();
         if cell.name.starts_with("pipelined") {
             // Guesses that came true were verified ahead; the others were dropped.
@@ -229,8 +244,8 @@ fn every_strategy_runs_through_the_real_draft_loop_and_verified_output_is_the_ta
         if cell.name.starts_with("adaptive") {
             let ks: std::collections::BTreeSet<u32> = rounds
                 .iter()
-                .filter(|r| r.kind == "verified" && r.drafted > 0)
-                .map(|r| r.k)
+                .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
+                .map(|r| r.record.k)
                 .collect();
             assert!(ks.len() > 2, "the policy moved k: {ks:?}");
         }
@@ -253,8 +268,8 @@ fn jitter_and_loss_reach_each_round_through_the_link_model() {
     let (_, _, rounds) = &by_strategy(&c)[3];
     let net: Vec<u64> = rounds
         .iter()
-        .filter(|r| r.kind == "verified")
-        .map(|r| r.network_ns)
+        .filter(|r| r.record.kind == RoundKind::Verified)
+        .map(|r| r.record.network_ns)
         .collect();
     assert!(
         net.iter().all(|&n| (30_000_000..=50_000_000).contains(&n)),
@@ -267,8 +282,14 @@ fn jitter_and_loss_reach_each_round_through_the_link_model() {
     let p = 0.2;
     let c = every_strategy(&format!("delay=20,loss={p}"), "");
     let slow_share = |rounds: &[RoundRow]| {
-        let v: Vec<&RoundRow> = rounds.iter().filter(|r| r.kind == "verified").collect();
-        let slow = v.iter().filter(|r| r.network_ns > 41_000_000).count();
+        let v: Vec<&RoundRow> = rounds
+            .iter()
+            .filter(|r| r.record.kind == RoundKind::Verified)
+            .collect();
+        let slow = v
+            .iter()
+            .filter(|r| r.record.network_ns > 41_000_000)
+            .count();
         (slow as f64 / v.len() as f64, v.len() as f64)
     };
     let mut rounds = Vec::new();
@@ -282,8 +303,14 @@ fn jitter_and_loss_reach_each_round_through_the_link_model() {
         (share - want).abs() < 4.0 * sd,
         "{share} vs {want} over {n} rounds"
     );
-    for r in rounds.iter().filter(|r| r.kind == "verified") {
-        assert!(r.network_ns >= 40_000_000, "never faster than the RTT");
+    for r in rounds
+        .iter()
+        .filter(|r| r.record.kind == RoundKind::Verified)
+    {
+        assert!(
+            r.record.network_ns >= 40_000_000,
+            "never faster than the RTT"
+        );
     }
 }
 
@@ -298,8 +325,8 @@ fn a_gather_window_fills_passes() {
         let (_, rounds) = run_sim(&c, &cells::cells(&c)[0]);
         let v: Vec<f64> = rounds
             .iter()
-            .filter(|r| r.kind == "verified" && r.drafted > 0)
-            .map(|r| f64::from(r.batch_size))
+            .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
+            .map(|r| f64::from(r.record.batch_size))
             .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
@@ -319,7 +346,7 @@ fn an_emulated_device_stretches_the_simulated_draft() {
     let (_, rounds) = run_sim(&c, &cell);
     // 4 ms a token on the reference device, 3 × slower on the phone.
     assert!(
-        rounds.iter().all(|r| r.draft_ns == 12_000_000),
+        rounds.iter().all(|r| r.record.draft_ns == 12_000_000),
         "{:?}",
         rounds[0]
     );
@@ -331,11 +358,14 @@ fn trace(p: &[f64], rounds: usize) -> Vec<tandem_experiments::results::RoundRow>
     let mut rng = tandem_decoding::SessionRng::new(77);
     (0..rounds)
         .map(|i| tandem_experiments::results::RoundRow {
-            round: i as u32,
-            kind: "verified".into(),
-            k: p.len() as u32,
-            drafted: p.len() as u32,
-            accepted: p.iter().take_while(|&&q| rng.uniform() < q).count() as u32,
+            record: tandem_draft::RoundRecord {
+                round: i as u32,
+                kind: RoundKind::Verified,
+                k: p.len() as u32,
+                drafted: p.len() as u32,
+                accepted: p.iter().take_while(|&&q| rng.uniform() < q).count() as u32,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .collect()
@@ -374,7 +404,10 @@ k = 4
     let curve = spec.acceptance_curve(dir.path()).unwrap();
     // Each estimate rests on thousands of reached positions: within 4 sd of the truth.
     for (i, (&est, &truth)) in curve.iter().zip(&p).enumerate() {
-        let reached = rows.iter().filter(|r| r.accepted as usize >= i).count() as f64;
+        let reached = rows
+            .iter()
+            .filter(|r| r.record.accepted as usize >= i)
+            .count() as f64;
         let sd = (truth * (1.0 - truth) / reached).sqrt();
         assert!(
             (est - truth).abs() < 4.0 * sd,
@@ -396,7 +429,11 @@ k = 4
     for i in 0..4 {
         let reached = rounds
             .iter()
-            .filter(|r| r.kind == "verified" && r.drafted as usize > i && r.accepted as usize >= i)
+            .filter(|r| {
+                r.record.kind == RoundKind::Verified
+                    && r.record.drafted as usize > i
+                    && r.record.accepted as usize >= i
+            })
             .count() as f64;
         let sd = (curve[i] * (1.0 - curve[i]) / reached).sqrt();
         assert!(
@@ -426,14 +463,24 @@ async fn pass_times_fitted_from_a_real_runs_rounds_time_the_simulation() {
             10.0 + 2.0 * f64::from(*s) + 0.5 * f64::from(t) + if verifies { 100.0 } else { 0.0 };
         for _ in 0..*s {
             rows.push(RoundRow {
-                cell: i as u32,
-                kind: if verifies { "verified" } else { "cloud" }.into(),
-                drafted: if verifies { 4 } else { 0 },
-                draft_ns: if verifies { 12_000_000 } else { 0 }, // 3 ms a token
-                forward_ns: (ms * 1e6) as u64,
-                batch_size: *s,
-                batch_tokens: t,
-                ..Default::default()
+                key: tandem_experiments::results::CellKey {
+                    cell: i as u32,
+                    ..Default::default()
+                },
+                request: 0,
+                record: tandem_draft::RoundRecord {
+                    kind: if verifies {
+                        RoundKind::Verified
+                    } else {
+                        RoundKind::Cloud
+                    },
+                    drafted: if verifies { 4 } else { 0 },
+                    draft_ns: if verifies { 12_000_000 } else { 0 }, // 3 ms a token
+                    forward_ns: (ms * 1e6) as u64,
+                    batch_size: *s,
+                    batch_tokens: t,
+                    ..Default::default()
+                },
             });
         }
     }
@@ -524,9 +571,14 @@ kind = "cloud_only"
                 .iter()
                 .filter(|x| x.request == r.request)
                 .collect();
-            let last_alone = rounds.iter().rposition(|x| x.kind == "edge").unwrap();
+            let last_alone = rounds
+                .iter()
+                .rposition(|x| x.record.kind == RoundKind::Edge)
+                .unwrap();
             assert!(
-                rounds[last_alone..].iter().any(|x| x.kind == "verified"),
+                rounds[last_alone..]
+                    .iter()
+                    .any(|x| x.record.kind == RoundKind::Verified),
                 "request {} never re-joined",
                 r.request
             );

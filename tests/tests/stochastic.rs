@@ -76,7 +76,7 @@ fn accepted_column(r: &Report) -> Vec<usize> {
     r.rounds
         .iter()
         .filter(|r| r.kind == RoundKind::Verified && r.drafted > 0)
-        .map(|r| r.accepted)
+        .map(|r| r.accepted as usize)
         .collect()
 }
 

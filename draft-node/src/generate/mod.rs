@@ -208,7 +208,7 @@ impl Run<'_, '_> {
     }
 
     fn record(&mut self, mut r: RoundRecord) {
-        r.round = self.report.rounds.len();
+        r.round = self.report.rounds.len() as u32;
         self.report.rounds.push(r);
     }
 

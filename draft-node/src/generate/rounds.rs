@@ -132,12 +132,12 @@ impl Run<'_, '_> {
         // What the output kept: the end of the request may cut the verdict short.
         let committed = self.commit(&tokens, true);
         self.record(RoundRecord {
-            k: f.k,
+            k: f.k as u32,
             ahead: f.ahead,
-            drafted: f.block.tokens.len(),
-            accepted,
+            drafted: f.block.tokens.len() as u32,
+            accepted: accepted as u32,
             draft_ns: f.draft_ns,
-            ..RoundRecord::answered(RoundKind::Verified, committed, wait_ns, t, bytes)
+            ..RoundRecord::answered(RoundKind::Verified, committed as u32, wait_ns, t, bytes)
         });
         self.policy.observe(&RoundObservation {
             drafted: f.block.tokens.len(),
@@ -187,9 +187,9 @@ impl Run<'_, '_> {
         let committed = self.commit(&block.tokens, false);
         self.record(RoundRecord {
             kind: RoundKind::Edge,
-            k,
-            drafted: block.tokens.len(),
-            committed,
+            k: k as u32,
+            drafted: block.tokens.len() as u32,
+            committed: committed as u32,
             draft_ns,
             ..Default::default()
         });
@@ -261,9 +261,9 @@ impl Run<'_, '_> {
                 self.dropped.insert(f2.seq);
                 self.record(RoundRecord {
                     kind: RoundKind::Stale,
-                    k: f2.k,
+                    k: f2.k as u32,
                     ahead: true,
-                    drafted: f2.block.tokens.len(),
+                    drafted: f2.block.tokens.len() as u32,
                     draft_ns: f2.draft_ns,
                     ..Default::default()
                 });

@@ -65,18 +65,15 @@ impl DevicePaceSpec {
 }
 
 impl Cell {
-    /// A round of request `request` of this cell: the shared columns set, the round's
-    /// own left at zero.
-    pub fn round_row(&self, request: usize) -> crate::results::RoundRow {
-        crate::results::RoundRow {
+    /// The columns every round of this cell shares.
+    pub fn key(&self) -> crate::results::CellKey {
+        crate::results::CellKey {
             cell: self.index as u32,
             repetition: self.repetition as u32,
             strategy: self.name.clone(),
             network: self.network.clone(),
             device: self.device.clone(),
             clients: self.clients as u32,
-            request: request as u32,
-            ..Default::default()
         }
     }
 }

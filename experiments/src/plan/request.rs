@@ -86,28 +86,14 @@ pub fn rows_of(
 }
 
 fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRow>) {
-    let c = ask.cell;
+    let key = ask.cell.key();
     let rounds = report
         .rounds
         .iter()
         .map(|r| RoundRow {
-            round: r.round as u32,
-            kind: r.kind.to_string(),
-            k: r.k as u32,
-            ahead: r.ahead,
-            drafted: r.drafted as u32,
-            accepted: r.accepted as u32,
-            committed: r.committed as u32,
-            draft_ns: r.draft_ns,
-            wait_ns: r.wait_ns,
-            network_ns: r.network_ns,
-            queue_ns: r.queue_ns,
-            forward_ns: r.forward_ns,
-            batch_size: r.batch_size,
-            batch_tokens: r.batch_tokens,
-            bytes_up: r.bytes_up,
-            bytes_down: r.bytes_down,
-            ..c.round_row(ask.request)
+            key: key.clone(),
+            request: ask.request as u32,
+            record: r.clone(),
         })
         .collect();
     (row(ask, report, cost), rounds)
@@ -196,11 +182,11 @@ fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
         .rounds
         .iter()
         .map(|r| {
-            if r.kind == RoundKind::Edge {
+            (if r.kind == RoundKind::Edge {
                 r.committed
             } else {
                 r.drafted
-            }
+            }) as usize
         })
         .sum();
     let joules = ask.cell.pace.as_ref().map_or(0.0, |p| p.joules_per_token()) * drafted as f64;

@@ -158,16 +158,16 @@ fn breakdown(
     let mut sums: BTreeMap<String, [f64; 4]> = BTreeMap::new();
     for r in rounds {
         let l = label(
-            &r.strategy,
-            &r.network,
-            &r.device,
-            several.then_some(r.clients),
+            &r.key.strategy,
+            &r.key.network,
+            &r.key.device,
+            several.then_some(r.key.clients),
         );
         let s = sums.entry(l).or_default();
-        s[0] += r.draft_ns as f64;
-        s[1] += r.network_ns as f64;
-        s[2] += r.queue_ns as f64;
-        s[3] += r.forward_ns as f64;
+        s[0] += r.record.draft_ns as f64;
+        s[1] += r.record.network_ns as f64;
+        s[2] += r.record.queue_ns as f64;
+        s[3] += r.record.forward_ns as f64;
     }
     let rows = groups
         .iter()
@@ -209,11 +209,11 @@ fn speculative_by_k<'a>(
     let mut by: BTreeMap<u32, Vec<&RoundRow>> = BTreeMap::new();
     for r in rounds
         .iter()
-        .filter(|r| r.is(RoundKind::Verified) && r.drafted > 0)
+        .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
     {
-        if let Some(&k) = k_of.get(r.strategy.as_str())
-            && r.k == k
-            && r.drafted == k
+        if let Some(&k) = k_of.get(r.key.strategy.as_str())
+            && r.record.k == k
+            && r.record.drafted == k
         {
             by.entry(k).or_default().push(r);
         }
@@ -233,11 +233,14 @@ fn accepted_length(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines
     let measured: Vec<(f64, f64)> = by
         .iter()
         .map(|(k, rs)| {
-            let a: f64 = rs.iter().map(|r| r.accepted as f64).sum();
+            let a: f64 = rs.iter().map(|r| r.record.accepted as f64).sum();
             accepted += a;
             tried += rs
                 .iter()
-                .map(|r| r.accepted as f64 + f64::from(u8::from(r.accepted < r.drafted)))
+                .map(|r| {
+                    r.record.accepted as f64
+                        + f64::from(u8::from(r.record.accepted < r.record.drafted))
+                })
                 .sum::<f64>();
             (*k as f64, 1.0 + a / rs.len() as f64)
         })
@@ -275,8 +278,8 @@ fn by_position(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
         .map(|(k, rs)| {
             let points = (0..*k as usize)
                 .map(|i| {
-                    let drafted = rs.iter().filter(|r| r.drafted as usize > i).count();
-                    let accepted = rs.iter().filter(|r| r.accepted as usize > i).count();
+                    let drafted = rs.iter().filter(|r| r.record.drafted as usize > i).count();
+                    let accepted = rs.iter().filter(|r| r.record.accepted as usize > i).count();
                     ((i + 1) as f64, accepted as f64 / drafted.max(1) as f64)
                 })
                 .collect();

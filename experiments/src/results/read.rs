@@ -19,10 +19,6 @@ impl Cols<'_> {
         let c = self.0.column(name)?.f64()?;
         Ok((0..c.len()).map(|i| c.get(i).unwrap_or(f64::NAN)).collect())
     }
-    fn bool(&self, name: &str) -> PolarsResult<Vec<bool>> {
-        let c = self.0.column(name)?.bool()?;
-        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(false)).collect())
-    }
     fn str(&self, name: &str) -> PolarsResult<Vec<String>> {
         let c = self.0.column(name)?.str()?;
         Ok((0..c.len())
@@ -123,65 +119,7 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
         .collect())
 }
 
-/// `rounds.parquet` as rows.
+/// The rounds of a `rounds.parquet`.
 pub fn rounds(df: &DataFrame) -> PolarsResult<Vec<RoundRow>> {
-    let c = Cols(df);
-    let clients = c.u32("clients")?;
-    let (cell, repetition, strategy, network, device, request, round) = (
-        c.u32("cell")?,
-        c.u32("repetition")?,
-        c.str("strategy")?,
-        c.str("network")?,
-        c.str("device")?,
-        c.u32("request")?,
-        c.u32("round")?,
-    );
-    let (kind, k, ahead, drafted, accepted, committed) = (
-        c.str("kind")?,
-        c.u32("k")?,
-        c.bool("ahead")?,
-        c.u32("drafted")?,
-        c.u32("accepted")?,
-        c.u32("committed")?,
-    );
-    let (draft_ns, wait_ns, network_ns, queue_ns, forward_ns) = (
-        c.u64("draft_ns")?,
-        c.u64("wait_ns")?,
-        c.u64("network_ns")?,
-        c.u64("queue_ns")?,
-        c.u64("forward_ns")?,
-    );
-    let (batch_size, batch_tokens, bytes_up, bytes_down) = (
-        c.u32("batch_size")?,
-        c.u32("batch_tokens")?,
-        c.u64("bytes_up")?,
-        c.u64("bytes_down")?,
-    );
-    Ok((0..df.height())
-        .map(|i| RoundRow {
-            cell: cell[i],
-            repetition: repetition[i],
-            strategy: strategy[i].clone(),
-            network: network[i].clone(),
-            device: device[i].clone(),
-            clients: clients[i],
-            request: request[i],
-            round: round[i],
-            kind: kind[i].clone(),
-            k: k[i],
-            ahead: ahead[i],
-            drafted: drafted[i],
-            accepted: accepted[i],
-            committed: committed[i],
-            draft_ns: draft_ns[i],
-            wait_ns: wait_ns[i],
-            network_ns: network_ns[i],
-            queue_ns: queue_ns[i],
-            forward_ns: forward_ns[i],
-            batch_size: batch_size[i],
-            batch_tokens: batch_tokens[i],
-            bytes_up: bytes_up[i],
-            bytes_down: bytes_down[i],
-        })
-        .collect())
+    super::table::from_frame(df)
 }

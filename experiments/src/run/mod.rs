@@ -230,7 +230,7 @@ pub async fn run(
         r.stop().await;
     }
     requests.sort_by_key(|r| (r.cell, r.request));
-    rounds.sort_by_key(|r| (r.cell, r.request, r.round));
+    rounds.sort_by_key(|r| (r.key.cell, r.request, r.record.round));
     crate::results::write_parquet(
         &dir.join("requests.parquet"),
         &mut crate::results::requests_frame(&requests)?,

@@ -17,12 +17,12 @@ pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
     let (mut reached, mut accepted) = ([0u64; MAX_POSITIONS], [0u64; MAX_POSITIONS]);
     for r in rounds
         .iter()
-        .filter(|r| r.is(RoundKind::Verified) && r.drafted > 0)
+        .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
     {
-        for i in 0..(r.drafted as usize).min(MAX_POSITIONS) {
-            if r.accepted as usize >= i {
+        for i in 0..(r.record.drafted as usize).min(MAX_POSITIONS) {
+            if r.record.accepted as usize >= i {
                 reached[i] += 1;
-                accepted[i] += u64::from(r.accepted as usize > i);
+                accepted[i] += u64::from(r.record.accepted as usize > i);
             }
         }
     }
@@ -48,7 +48,7 @@ impl SimSpec {
         let (path, rounds) = read_rounds(base, "acceptance_trace", file)?;
         if !rounds
             .iter()
-            .any(|r| r.is(RoundKind::Verified) && r.drafted > 0)
+            .any(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
         {
             return Err(format!(
                 "acceptance_trace {}: no verified draft blocks to learn from",

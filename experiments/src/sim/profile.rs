@@ -68,16 +68,16 @@ fn passes(rounds: &[RoundRow]) -> Vec<Pass> {
     let mut by: BTreeMap<(u32, u32, u64, u32, u32), bool> = BTreeMap::new();
     for r in rounds
         .iter()
-        .filter(|r| r.batch_size > 0 && r.forward_ns > 0)
+        .filter(|r| r.record.batch_size > 0 && r.record.forward_ns > 0)
     {
         let key = (
-            r.cell,
-            r.repetition,
-            r.forward_ns,
-            r.batch_size,
-            r.batch_tokens,
+            r.key.cell,
+            r.key.repetition,
+            r.record.forward_ns,
+            r.record.batch_size,
+            r.record.batch_tokens,
         );
-        *by.entry(key).or_default() |= r.is(RoundKind::Verified) && r.drafted > 0;
+        *by.entry(key).or_default() |= r.record.kind == RoundKind::Verified && r.record.drafted > 0;
     }
     by.into_iter()
         .map(|((_, _, ns, s, t), v)| {
@@ -97,12 +97,12 @@ fn draft_step(rounds: &[RoundRow]) -> Option<f64> {
         .iter()
         .map(|r| {
             // An edge round drafts the tokens it commits; the others, `drafted`.
-            let n = if r.is(RoundKind::Edge) {
-                r.committed
+            let n = if r.record.kind == RoundKind::Edge {
+                r.record.committed
             } else {
-                r.drafted
+                r.record.drafted
             };
-            (r.draft_ns, u64::from(n))
+            (r.record.draft_ns, u64::from(n))
         })
         .filter(|&(ns, n)| ns > 0 && n > 0)
         .fold((0u64, 0u64), |(a, b), (ns, n)| (a + ns, b + n));
@@ -241,17 +241,18 @@ mod tests {
             let ms = ms * (1.0 + 0.02 * (rng.uniform() - 0.5));
             for _ in 0..s.min(3) {
                 rows.push(RoundRow {
-                    cell: 0,
-                    kind: if verifies {
-                        RoundKind::Verified
-                    } else {
-                        RoundKind::Cloud
-                    }
-                    .to_string(),
-                    drafted: if verifies { block - 1 } else { 0 },
-                    forward_ns: (ms * 1e6) as u64 + i as u64, // distinct passes
-                    batch_size: s,
-                    batch_tokens: t,
+                    record: tandem_draft::RoundRecord {
+                        kind: if verifies {
+                            RoundKind::Verified
+                        } else {
+                            RoundKind::Cloud
+                        },
+                        drafted: if verifies { block - 1 } else { 0 },
+                        forward_ns: (ms * 1e6) as u64 + i as u64, // distinct passes
+                        batch_size: s,
+                        batch_tokens: t,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 });
             }
