@@ -160,6 +160,24 @@ macro_rules! refuse {
     };
 }
 
+/// The generic methods no cell or row serialises.
+macro_rules! refuse_generic {
+    ($ok:ty, $what:literal) => {
+        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<$ok, Unsupported> {
+            unsupported($what)
+        }
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<$ok, Unsupported> {
+            unsupported($what)
+        }
+    };
+}
+
 impl ser::Serializer for CellSer {
     type Ok = Cell;
     type Error = Unsupported;
@@ -228,18 +246,7 @@ impl ser::Serializer for CellSer {
         serialize_struct(&'static str, usize) -> Self::SerializeStruct: "a struct";
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant: "a struct";
     }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Cell, Unsupported> {
-        unsupported("an option")
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<Cell, Unsupported> {
-        unsupported("an enum with data")
-    }
+    refuse_generic!(Cell, "an option or an enum with data");
 }
 
 impl<'a> ser::Serializer for RowSer<'a> {
@@ -287,24 +294,13 @@ impl<'a> ser::Serializer for RowSer<'a> {
         serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant: "a row";
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant: "a row";
     }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Unsupported> {
-        unsupported("a row")
-    }
+    refuse_generic!((), "a row");
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
         _: &'static str,
         value: &T,
     ) -> Result<(), Unsupported> {
         value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Unsupported> {
-        unsupported("a row")
     }
 }
 
