@@ -6,21 +6,21 @@
 //! the repetition and the request's index, so every cell sees the same prompts with
 //! the same seeds and the same config gives the same tokens.
 
+mod real;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use tandem_draft::clock::BoxFuture;
-use tandem_draft::{Clock, DevicePace, DraftError, Edge, Report, SystemClock, VerifierTarget};
+use tandem_draft::VerifierTarget;
 use tandem_models::{LanguageModel, LayerSelection, Llama, LoadOptions, ModelSpec};
 use tandem_protocol::ConnectOptions;
 use tandem_protocol::client::{Endpoint, Transport};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
 
 use crate::config::Config;
-use crate::drive::{Backend, CellDriver, CellPlan};
-use crate::plan::{Ask, Cell};
+use crate::plan::Cell;
 use crate::results::{RequestRow, RoundRow};
 use crate::workload::{Prompt, load_prompts};
 
@@ -203,7 +203,7 @@ pub async fn run(
                 prompt_ids,
                 cloud,
             } => {
-                let ctx = CellRun {
+                let ctx = real::CellRun {
                     config,
                     cell,
                     prompts: &prompts,
@@ -320,95 +320,4 @@ fn results_dir(out: &Path, name: &str, at: SystemTime) -> std::io::Result<PathBu
         }
     }
     unreachable!("some suffix is free")
-}
-
-/// One cell's run on models and sockets.
-struct CellRun<'a> {
-    config: &'a Config,
-    cell: &'a Cell,
-    prompts: &'a [Prompt],
-    prompt_ids: &'a [Vec<u32>],
-    draft: Arc<Llama>,
-    verifier: Option<VerifierTarget>,
-    stop: Arc<AtomicBool>,
-    progress: Arc<dyn Progress>,
-}
-
-/// The draft model on this machine and the verifier over real sockets, each request
-/// over the cell's emulated link.
-struct RealBackend {
-    draft: Arc<Llama>,
-    verifier: Option<VerifierTarget>,
-    prompt_ids: Vec<Vec<u32>>,
-    stop: Arc<AtomicBool>,
-    progress: Arc<dyn Progress>,
-}
-
-impl CellRun<'_> {
-    /// Runs every request; false when stopped before all ran.
-    async fn run(self) -> (Vec<RequestRow>, Vec<RoundRow>, bool) {
-        let plan = CellPlan {
-            cell: self.cell.clone(),
-            workload: self.config.workload.clone(),
-            prompts: self.prompts.to_vec(),
-            cost: self.config.cost.clone(),
-            seed: self.config.seed,
-        };
-        let backend = RealBackend {
-            draft: self.draft.clone(),
-            verifier: self.verifier.clone(),
-            prompt_ids: self.prompt_ids.to_vec(),
-            stop: self.stop.clone(),
-            progress: self.progress.clone(),
-        };
-        let driver = CellDriver::new(plan, backend);
-        let mut tasks = tokio::task::JoinSet::new();
-        for client in driver.clients() {
-            tasks.spawn(client);
-        }
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                tracing::error!("a request task failed: {e}");
-            }
-        }
-        let done = driver.finish();
-        (done.requests, done.rounds, done.missing.is_empty())
-    }
-}
-
-impl Backend for RealBackend {
-    fn clock(&self) -> &dyn Clock {
-        &SystemClock
-    }
-
-    fn prompt_ids(&self, index: usize, _seed: u64) -> Vec<u32> {
-        self.prompt_ids[index].clone()
-    }
-
-    fn generate<'a>(
-        &'a self,
-        ask: &'a Ask<'a>,
-        device: Option<DevicePace>,
-    ) -> BoxFuture<'a, Result<Report, DraftError>> {
-        let strategy = ask.strategy;
-        let verifier = self.verifier.clone().filter(|_| strategy.needs_verifier());
-        let edge = Edge {
-            draft: strategy.needs_draft().then_some(&*self.draft),
-            verifier: verifier.map(|mut t| {
-                t.options.link = Some(ask.cell.link.clone());
-                t.options.link_seed = ask.seed;
-                t
-            }),
-            device,
-        };
-        Box::pin(async move { tandem_draft::generate(&edge, &ask.generate, &mut |_, _| {}).await })
-    }
-
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    fn request_done(&self) {
-        self.progress.request_done();
-    }
 }
