@@ -29,6 +29,11 @@ pub trait Conn: Send + Sync + fmt::Debug {
     fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>>;
     /// Opens a session stream; the first message to send on it is an `Open`.
     fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>>;
+    /// Closes the connection and waits (briefly) until the verifier knows, so that
+    /// every session on it ends there at once.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl Dial for VerifierTarget {
@@ -47,6 +52,10 @@ impl Conn for Connection {
 
     fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>> {
         Box::pin(Connection::open_session(self))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Connection::close(self))
     }
 }
 
@@ -210,6 +219,11 @@ impl Remote {
             down += c.bytes.down.load(Ordering::Relaxed);
         }
         (up, down)
+    }
+
+    /// The connection, to close it.
+    pub fn take_conn(&mut self) -> Option<Box<dyn Conn>> {
+        self.conn.take()
     }
 
     /// Ends the session stream (the verifier frees the session).

@@ -201,3 +201,51 @@ fn generate_explains_what_is_missing_or_wrong() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A draft node that exits closes its QUIC connection first: a verifier that serves one
+/// session at a time takes the next run at once. Before, over an emulated link (whose
+/// delay holds the last `Close` back), the process exited with it unsent, the session
+/// held the only slot until the connection's idle timeout, and the next run was refused.
+#[test]
+fn a_finished_run_frees_its_session_at_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let target = "builtin:tiny-target".parse::<ModelSpec>().unwrap();
+    let model = target.load(&LoadOptions::default()).unwrap().model;
+    let config = EngineConfig {
+        limits: tandem_protocol::Limits {
+            max_sessions: 1,
+            ..Default::default()
+        },
+        ..EngineConfig::new(target.to_string())
+    };
+    let running = rt
+        .block_on(tandem_verifier::serve(
+            EngineHandle::start(model, config),
+            ListenConfig::loopback(certs.path()),
+        ))
+        .unwrap();
+    let quic = format!("quic://{}", running.quic_addr.unwrap());
+    let ca = running.cert_path.clone().unwrap();
+    for run in 0..3 {
+        let out = draft_node(&[
+            "generate",
+            "--draft",
+            "builtin:tiny-draft",
+            "--prompt",
+            PROMPT,
+            "--max-new-tokens",
+            "8",
+            "--verifier",
+            &quic,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--link",
+            "lan",
+            "--no-fallback",
+            "--json",
+        ]);
+        assert!(out.status.success(), "run {run}: {}", stderr(&out));
+    }
+    rt.block_on(running.stop());
+}

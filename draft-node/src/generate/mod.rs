@@ -178,27 +178,41 @@ pub async fn generate_with(
         seq: 0,
         dropped: HashSet::new(),
     };
-    run.start_remote().await?;
-    run.start = run.clock.now();
-    if run.remote.is_some() && run.retry_at.is_none() {
-        run.open().await?;
-    }
-    let mut inflight: Option<InFlight> = None;
-    while run.done.is_none() {
-        if run.retry_at.is_some() || strategy == Strategy::EdgeOnly {
-            run.alone_step().await?;
-            continue;
+    let outcome = async {
+        run.start_remote().await?;
+        run.start = run.clock.now();
+        if run.remote.is_some() && run.retry_at.is_none() {
+            run.open().await?;
         }
-        match strategy {
-            Strategy::CloudOnly => run.cloud_step().await?,
-            Strategy::Pipelined { .. } => inflight = run.pipelined_step(inflight.take()).await?,
-            _ => run.sync_step().await?,
+        let mut inflight: Option<InFlight> = None;
+        while run.done.is_none() {
+            if run.retry_at.is_some() || strategy == Strategy::EdgeOnly {
+                run.alone_step().await?;
+                continue;
+            }
+            match strategy {
+                Strategy::CloudOnly => run.cloud_step().await?,
+                Strategy::Pipelined { .. } => {
+                    inflight = run.pipelined_step(inflight.take()).await?
+                }
+                _ => run.sync_step().await?,
+            }
         }
+        Ok::<(), DraftError>(())
     }
-    if let Some(r) = run.remote.as_mut() {
+    .await;
+    // However it ended, the session and the connection close now (the report's times
+    // stop before): the verifier frees the session at once instead of waiting for the
+    // connection to time out.
+    let conn = run.remote.as_mut().and_then(|r| {
         r.close();
+        r.take_conn()
+    });
+    let report = outcome.map(|()| run.finish());
+    if let Some(conn) = conn {
+        conn.close().await;
     }
-    Ok(run.finish())
+    report
 }
 
 /// Bookkeeping: the output, the records, the end.

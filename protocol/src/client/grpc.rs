@@ -92,6 +92,12 @@ impl Wire for GrpcWire {
         })
     }
 
+    /// Nothing to wait for: the verifier sees the TCP connection close when the channel
+    /// is dropped (or the process exits).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     fn open<'a>(
         &'a self,
         opts: &'a ConnectOptions,

@@ -182,6 +182,8 @@ trait Wire: Send + Sync + fmt::Debug {
         up: mpsc::Receiver<pb::EdgeMessage>,
         down: Downlink,
     ) -> BoxFuture<'a, Result<(), ProtocolError>>;
+    /// Closes the connection and waits (briefly) until the verifier has been told.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
 /// A connection to one verifier.
@@ -236,6 +238,14 @@ impl Connection {
             tokio::time::sleep(link.rtt()).await;
         }
         self.wire.info(&self.opts).await
+    }
+
+    /// Closes the connection (every session on it ends at the verifier at once) and
+    /// waits at most a couple of seconds for the verifier to be told. Call it before a
+    /// process exits: a QUIC connection left open holds its sessions at the verifier
+    /// until its idle timeout.
+    pub async fn close(&self) {
+        self.wire.close().await
     }
 
     /// Opens a session stream. The first message to send is an `Open`.

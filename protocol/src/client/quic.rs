@@ -12,11 +12,15 @@ use crate::frame::{self, Framing};
 use crate::pb;
 use crate::{ProtocolError, WireError};
 
-/// One QUIC connection to the verifier.
+/// One QUIC connection to the verifier (and the endpoint that drives it).
 #[derive(Debug, Clone)]
 pub(super) struct QuicWire {
     conn: quinn::Connection,
+    endpoint: quinn::Endpoint,
 }
+
+/// Longest a close waits for the verifier to be told.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 impl QuicWire {
     /// Connects (within 5 s), trusting the certificate `opts.ca` names.
@@ -46,7 +50,7 @@ impl QuicWire {
             .await
             .map_err(|_| fail("no answer within 5 s".into()))?
             .map_err(|e| fail(e.to_string()))?;
-        Ok(Self { conn })
+        Ok(Self { conn, endpoint: ep })
     }
 }
 
@@ -82,6 +86,13 @@ impl Wire for QuicWire {
                     "expected an Info answer, got {other:?}"
                 ))),
             }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.conn.close(0u32.into(), b"done");
+            let _ = tokio::time::timeout(CLOSE_WAIT, self.endpoint.wait_idle()).await;
         })
     }
 
