@@ -21,14 +21,6 @@ pub enum RoundKind {
 }
 
 impl RoundKind {
-    /// Every kind.
-    pub const ALL: [RoundKind; 4] = [
-        RoundKind::Verified,
-        RoundKind::Cloud,
-        RoundKind::Edge,
-        RoundKind::Stale,
-    ];
-
     /// Its name in records and results (`verified`, `cloud`, `edge`, `stale`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,11 +29,6 @@ impl RoundKind {
             RoundKind::Edge => "edge",
             RoundKind::Stale => "stale",
         }
-    }
-
-    /// The kind a recorded name stands for, if it is one.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

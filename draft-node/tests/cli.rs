@@ -3,7 +3,8 @@
 use std::process::{Command, Output};
 
 use tandem_models::{LoadOptions, ModelSpec};
-use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
+use tandem_protocol::Limits;
+use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
 
 const PROMPT: &str = "Once upon a time, there was a kind owl named";
 
@@ -18,19 +19,29 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn generate_streams_text_or_prints_json_over_both_transports() {
+/// The tiny target served on loopback over gRPC and QUIC under `limits` (the runtime
+/// and the certificate folder live as long as the server).
+fn serve(limits: Limits) -> (tokio::runtime::Runtime, tempfile::TempDir, Running) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let certs = tempfile::tempdir().unwrap();
     let target = "builtin:tiny-target".parse::<ModelSpec>().unwrap();
     let model = target.load(&LoadOptions::default()).unwrap().model;
-    let engine = EngineHandle::start(model, EngineConfig::new(target.to_string()));
+    let config = EngineConfig {
+        limits,
+        ..EngineConfig::new(target.to_string())
+    };
     let running = rt
         .block_on(tandem_verifier::serve(
-            engine,
+            EngineHandle::start(model, config),
             ListenConfig::loopback(certs.path()),
         ))
         .unwrap();
+    (rt, certs, running)
+}
+
+#[test]
+fn generate_streams_text_or_prints_json_over_both_transports() {
+    let (rt, _certs, running) = serve(Limits::default());
     let grpc = format!("grpc://{}", running.grpc_addr.unwrap());
     let quic = format!("quic://{}", running.quic_addr.unwrap());
     let ca = running.cert_path.clone().unwrap();
@@ -208,23 +219,10 @@ fn generate_explains_what_is_missing_or_wrong() {
 /// held the only slot until the connection's idle timeout, and the next run was refused.
 #[test]
 fn a_finished_run_frees_its_session_at_once() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let target = "builtin:tiny-target".parse::<ModelSpec>().unwrap();
-    let model = target.load(&LoadOptions::default()).unwrap().model;
-    let config = EngineConfig {
-        limits: tandem_protocol::Limits {
-            max_sessions: 1,
-            ..Default::default()
-        },
-        ..EngineConfig::new(target.to_string())
-    };
-    let running = rt
-        .block_on(tandem_verifier::serve(
-            EngineHandle::start(model, config),
-            ListenConfig::loopback(certs.path()),
-        ))
-        .unwrap();
+    let (rt, _certs, running) = serve(Limits {
+        max_sessions: 1,
+        ..Limits::default()
+    });
     let quic = format!("quic://{}", running.quic_addr.unwrap());
     let ca = running.cert_path.clone().unwrap();
     for run in 0..3 {

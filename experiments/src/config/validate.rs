@@ -242,13 +242,20 @@ impl StrategyGrid {
     /// This entry, resolved (`i` is its index, for messages).
     fn resolve(&self, i: usize) -> Result<GridEntry, Invalid> {
         let kind = self.kind(i)?;
+        let mut strategies = self.expand(i, kind)?;
+        let router = match kind {
+            StrategyKind::Routed => {
+                // One cell, named by its default tier; the router picks per request.
+                let router = self.router(i)?;
+                strategies.push(router.tiers()[3]);
+                Some(Arc::new(router))
+            }
+            _ => None,
+        };
         Ok(GridEntry {
             kind,
-            strategies: self.expand(i)?,
-            router: match kind {
-                StrategyKind::Routed => Some(Arc::new(self.router(i)?)),
-                _ => None,
-            },
+            strategies,
+            router,
         })
     }
 
@@ -276,10 +283,10 @@ impl StrategyGrid {
         })
     }
 
-    /// The strategies of this grid entry (`i` is its index, for messages).
-    fn expand(&self, i: usize) -> Result<Vec<Strategy>, Invalid> {
+    /// The strategies of this grid entry (`i` is its index, for messages); none for a
+    /// routed one, whose tiers its router holds.
+    fn expand(&self, i: usize, kind: StrategyKind) -> Result<Vec<Strategy>, Invalid> {
         let key = |k: &str| format!("strategy[{i}].{k}");
-        let kind = self.kind(i)?;
         let ks = self.k.as_ref().map(|k| k.values());
         let policies = self.policy.as_ref().map(|p| p.values());
         if self.route.is_some() && kind != StrategyKind::Routed {
@@ -294,7 +301,7 @@ impl StrategyGrid {
                     let which = if ks.is_some() { "k" } else { "policy" };
                     return bad(key(which), "routed takes its tiers from [strategy.route]");
                 }
-                Ok(vec![self.router(i)?.tiers()[3]])
+                Ok(Vec::new())
             }
             StrategyKind::Speculative | StrategyKind::Pipelined => {
                 if policies.is_some() {

@@ -100,19 +100,9 @@ impl<J> Scheduler<J> {
         }
     }
 
-    /// The batching policy.
-    pub fn policy(&self) -> &BatchPolicy {
-        &self.policy
-    }
-
     /// Nothing waits.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
-    }
-
-    /// Jobs waiting.
-    pub fn len(&self) -> usize {
-        self.queue.len()
     }
 
     /// The waiting jobs, in arrival order.
@@ -268,8 +258,7 @@ mod tests {
             Gather::Wait(Duration::from_millis(6))
         );
         assert_eq!(s.gather(later(10), [1, 2]), Gather::Run);
-        // Session 2 has nothing to say, so waiting for it is pointless... only once it
-        // has work waiting too.
+        // When session 1 is the only one that could send, nobody else will join.
         assert_eq!(s.gather(later(4), [1]), Gather::Run);
         s.push(job(2, later(3), Size::Block(3)));
         assert_eq!(s.gather(later(4), [1, 2]), Gather::Run);

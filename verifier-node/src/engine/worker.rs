@@ -254,34 +254,15 @@ impl<M: LanguageModel> Worker<M> {
         }
     }
 
-    /// Why a block at the head of its session's line cannot run, if it cannot.
-    fn check(&self, session: u64, v: &Verify) -> Result<(), WireError> {
-        match self.sessions.get(&session) {
-            Some(s) => s.check_block(&v.block),
-            None if self.evicted.contains(&session) => Err(WireError::new(
-                tonic::Code::NotFound,
-                format!(
-                    "session {session} was evicted after {:?} idle: re-open it with the committed tokens",
-                    self.config.idle_timeout
-                ),
-            )),
-            None => Err(WireError::new(
-                tonic::Code::NotFound,
-                format!("unknown session {session}: it was never opened here, or it was closed"),
-            )),
-        }
-    }
-
     /// Chooses and runs one pass.
     fn pass(&mut self) {
         // Blocks that cannot run (unknown session, stale) are answered here and leave.
-        let mut scheduler =
-            std::mem::replace(&mut self.scheduler, Scheduler::new(self.config.batch));
-        let refused = scheduler.refuse(|w| match &w.job {
-            Queued::Verify(v) => self.check(w.session, v),
+        let (sessions, evicted) = (&self.sessions, &self.evicted);
+        let idle = self.config.idle_timeout;
+        let refused = self.scheduler.refuse(|w| match &w.job {
+            Queued::Verify(v) => check(sessions, evicted, idle, w.session, v),
             Queued::Prefill(_) => Ok(()),
         });
-        self.scheduler = scheduler;
         for (w, e) in refused {
             if let Queued::Verify(v) = w.job {
                 tracing::debug!(parent: &v.span, code = ?e.code, "refused: {}", e.message);
@@ -385,5 +366,30 @@ impl<M: LanguageModel> Worker<M> {
                 self.sessions.insert(s.id, s);
             }
         }
+    }
+}
+
+/// Why a block at the head of its session's line cannot run, if it cannot: its session
+/// is unknown (never opened, closed, or evicted after `idle`), or the block does not
+/// extend what the session committed.
+fn check<C: SessionCache>(
+    sessions: &HashMap<u64, Session<C>>,
+    evicted: &VecDeque<u64>,
+    idle: std::time::Duration,
+    session: u64,
+    v: &Verify,
+) -> Result<(), WireError> {
+    match sessions.get(&session) {
+        Some(s) => s.check_block(&v.block),
+        None if evicted.contains(&session) => Err(WireError::new(
+            tonic::Code::NotFound,
+            format!(
+                "session {session} was evicted after {idle:?} idle: re-open it with the committed tokens"
+            ),
+        )),
+        None => Err(WireError::new(
+            tonic::Code::NotFound,
+            format!("unknown session {session}: it was never opened here, or it was closed"),
+        )),
     }
 }
