@@ -26,13 +26,19 @@ fn block(q: Vec<pb::DraftDistribution>) -> pb::EdgeMessage {
 fn sparse() -> pb::DraftDistribution {
     pb::DraftDistribution {
         ids: (0..20).map(|i| i * 37).collect(),
-        probs: (0..20).map(|i| 1.0 / (i as f32 + 2.0)).collect(),
+        probs: normalised((0..20).map(|i| 1.0 / (i as f32 + 2.0)).collect()),
         ..Default::default()
     }
 }
 
+/// Weights scaled to sum to 1, as a wire `q` must.
+fn normalised(w: Vec<f32>) -> Vec<f32> {
+    let total: f32 = w.iter().sum();
+    w.into_iter().map(|x| x / total).collect()
+}
+
 fn probs(vocab: usize) -> Vec<f32> {
-    (0..vocab).map(|i| 1.0 / (i as f32 + 1.0)).collect()
+    normalised((0..vocab).map(|i| 1.0 / (i as f32 + 1.0)).collect())
 }
 
 /// Dense as a repeated float (the packed varint-free form prost loops over).

@@ -53,7 +53,25 @@ fn f32le(bytes: &[u8]) -> Result<Vec<f32>, DecodingError> {
         .collect())
 }
 
-/// Reads a wire draft distribution over a `vocab`-sized vocabulary, checking it.
+/// How far the probabilities of a wire `q` may sum from 1 (rounding of a float32
+/// softmax over a large vocabulary stays orders of magnitude inside it).
+pub const Q_SUM_TOLERANCE: f64 = 1e-3;
+
+/// Checks that `probs` sum to 1 within [`Q_SUM_TOLERANCE`] (signs and finiteness are
+/// checked where the distribution is built).
+fn check_sum(probs: &[f32]) -> Result<(), DecodingError> {
+    let sum: f64 = probs.iter().map(|&p| f64::from(p)).sum();
+    if (sum - 1.0).abs() > Q_SUM_TOLERANCE || !sum.is_finite() {
+        return Err(DecodingError::InvalidDistribution(format!(
+            "q sums to {sum}, not 1 (tolerance {Q_SUM_TOLERANCE})"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a wire draft distribution over a `vocab`-sized vocabulary, checking it: the
+/// right length, no negative or non-finite entry, a sum of 1 within
+/// [`Q_SUM_TOLERANCE`].
 pub fn distribution_from_pb(
     d: pb::DraftDistribution,
     vocab: usize,
@@ -77,6 +95,7 @@ pub fn distribution_from_pb(
                     dense.len()
                 ));
             }
+            check_sum(&dense)?;
             Distribution::dense(dense)
         }
         [false, false, true] => {
@@ -87,6 +106,7 @@ pub fn distribution_from_pb(
                     d.probs.len()
                 ));
             }
+            check_sum(&d.probs)?;
             Distribution::sparse(d.ids.into_iter().zip(d.probs).collect(), vocab)
         }
         [false, false, false] => bad("q is empty".into()),
@@ -140,5 +160,32 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("2 entries"), "{e}");
         assert!(distribution_from_pb(pb::DraftDistribution::default(), 3).is_err());
+    }
+
+    #[test]
+    fn q_must_sum_to_one() {
+        let dense = |dense: Vec<f32>| pb::DraftDistribution {
+            dense,
+            ..Default::default()
+        };
+        let sparse = |ids: Vec<u32>, probs: Vec<f32>| pb::DraftDistribution {
+            ids,
+            probs,
+            ..Default::default()
+        };
+        // 711 entries of 1 (the probe's q), and a half-mass sparse q: refused.
+        for (q, vocab) in [
+            (dense(vec![1.0; 711]), 711),
+            (sparse(vec![3, 5], vec![0.25, 0.25]), 10),
+            (dense(vec![0.5, 0.5, 0.002]), 3),
+        ] {
+            let e = distribution_from_pb(q, vocab).unwrap_err();
+            assert!(e.to_string().contains("sums to"), "{e}");
+        }
+        // Float rounding well inside the tolerance: accepted.
+        let third = 1.0f32 / 3.0;
+        assert!(distribution_from_pb(dense(vec![third; 3]), 3).is_ok());
+        let eps = (Q_SUM_TOLERANCE / 2.0) as f32;
+        assert!(distribution_from_pb(sparse(vec![1, 2], vec![0.5, 0.5 + eps]), 4).is_ok());
     }
 }

@@ -152,7 +152,11 @@ impl Limits {
                 false
             }
             Ok(pb::AcceptanceMode::Stochastic) => true,
-            Ok(pb::AcceptanceMode::Unspecified) => sampling.temperature > 0.0,
+            Ok(pb::AcceptanceMode::Unspecified) => {
+                return Err(WireError::invalid(
+                    "Open.mode is unspecified: set ACCEPTANCE_MODE_GREEDY (temperature 0) or ACCEPTANCE_MODE_STOCHASTIC",
+                ));
+            }
             Err(_) => {
                 return Err(WireError::invalid(format!(
                     "unknown acceptance mode {}",
@@ -253,6 +257,7 @@ mod tests {
             prompt_ids: prompt,
             tokenizer_fingerprint: "fp".into(),
             max_new_tokens: 8,
+            mode: pb::AcceptanceMode::Greedy as i32,
             ..Default::default()
         }
     }
@@ -288,6 +293,9 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(code(hot_greedy), Code::InvalidArgument);
+        let mut unspecified = open(vec![1]);
+        unspecified.mode = pb::AcceptanceMode::Unspecified as i32;
+        assert_eq!(code(unspecified), Code::InvalidArgument);
         let ok = l.check_open(open(vec![1, 9]), 10, 100, "fp").unwrap();
         assert!(!ok.stochastic && ok.sampling.is_greedy());
     }

@@ -107,6 +107,52 @@ async fn grpc_cases(v: &Verifier) {
     ));
     let status = s.ask(open_msg(&fingerprint(), TOKEN)).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
+    // Bytes that are not protobuf: INVALID_ARGUMENT, as over QUIC (tonic alone says
+    // INTERNAL).
+    let bearer = format!("Bearer {TOKEN}");
+    let status = grpc_bytes(v, Some(&bearer), vec![0xff; 6]).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("does not decode"), "{status:?}");
+    // The right token without its scheme.
+    let open_bytes = prost::Message::encode_to_vec(&open_msg(&fingerprint(), TOKEN));
+    let status = grpc_bytes(v, Some(TOKEN), open_bytes).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("Bearer <token>"), "{status:?}");
+    // An Open that leaves the acceptance mode unset.
+    let mut unset = open_msg(&fingerprint(), TOKEN);
+    if let Some(Up::Open(o)) = &mut unset.kind {
+        o.mode = pb::AcceptanceMode::Unspecified as i32;
+    }
+    let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
+    let status = s.ask(unset).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("Open.mode"), "{status:?}");
+    // A stochastic session's q that sums to 711 (one weight per token).
+    let mut hot = open_msg(&fingerprint(), TOKEN);
+    if let Some(Up::Open(o)) = &mut hot.kind {
+        o.mode = pb::AcceptanceMode::Stochastic as i32;
+        o.sampling = Some(pb::Sampling {
+            temperature: 1.0,
+            ..Default::default()
+        });
+    }
+    let mut s = raw_grpc(v, Some(TOKEN)).await.unwrap();
+    let Down::Opened(o) = s.ask(hot).await.unwrap() else {
+        panic!("no Opened")
+    };
+    let mut heavy = draft_msg(o.session_id, o.committed_len, o.first_token, vec![1], 8);
+    if let Some(Up::Draft(d)) = &mut heavy.kind {
+        d.q = vec![pb::DraftDistribution {
+            dense: vec![1.0; VOCAB as usize],
+            ..Default::default()
+        }];
+    }
+    expect_error(
+        s.ask(heavy).await.unwrap(),
+        Code::InvalidArgument,
+        8,
+        "sums to 711",
+    );
     for token in [None, Some("wrong")] {
         let status = match raw_grpc(v, token).await {
             Err(status) => status,

@@ -29,27 +29,47 @@ impl GrpcService {
     }
 
     fn authorize(&self, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
-        let got = md
-            .get(AUTH_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
-        check_token(self.auth.as_deref(), got).map_err(|e| {
-            self.engine.metrics().error(e.code);
-            Status::from(e)
-        })
+        if self.auth.is_none() {
+            return Ok(());
+        }
+        let got = md.get(AUTH_HEADER).map(|v| v.to_str().unwrap_or(""));
+        bearer(got)
+            .and_then(|token| check_token(self.auth.as_deref(), token))
+            .map_err(|e| {
+                self.engine.metrics().error(e.code);
+                Status::from(e)
+            })
     }
 }
 
-/// tonic's decoder says OUT_OF_RANGE for a message over the size limit; the contract
-/// (and gRPC's own convention) says RESOURCE_EXHAUSTED.
+/// The token of an `authorization` value, which must use the `Bearer` scheme (matched
+/// without regard to case, RFC 7235); no value: no token.
+fn bearer(value: Option<&str>) -> Result<Option<&str>, WireError> {
+    let Some(v) = value else { return Ok(None) };
+    match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Err(WireError::unauthenticated(
+            "the authorization metadata must be 'Bearer <token>'",
+        )),
+    }
+}
+
+/// Maps tonic's decoding statuses to the contract's: a message over the size limit is
+/// OUT_OF_RANGE in tonic but RESOURCE_EXHAUSTED in the contract (and gRPC's own
+/// convention); bytes that are not a protobuf `EdgeMessage` are INTERNAL in tonic but
+/// INVALID_ARGUMENT in the contract, as over QUIC.
 fn inbound_status(s: Status) -> WireError {
-    if s.code() == tonic::Code::OutOfRange && s.message().contains("too large") {
-        WireError::exhausted(format!(
-            "{} (Limits.max_message_bytes)",
-            s.message().trim_start_matches("Error, ")
-        ))
-    } else {
-        WireError::from(s)
+    match s.code() {
+        tonic::Code::OutOfRange if s.message().contains("too large") => {
+            WireError::exhausted(format!(
+                "{} (Limits.max_message_bytes)",
+                s.message().trim_start_matches("Error, ")
+            ))
+        }
+        tonic::Code::Internal if s.message().starts_with("failed to decode Protobuf message") => {
+            WireError::invalid(format!("message does not decode: {}", s.message()))
+        }
+        _ => WireError::from(s),
     }
 }
 
@@ -86,5 +106,21 @@ impl Verifier for GrpcService {
             r.map_err(Status::from)
         });
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_needs_the_bearer_scheme() {
+        assert_eq!(bearer(None).unwrap(), None);
+        assert_eq!(bearer(Some("Bearer s3cret")).unwrap(), Some("s3cret"));
+        assert_eq!(bearer(Some("bearer  s3cret")).unwrap(), Some("s3cret"));
+        for bad in ["s3cret", "Basic s3cret", "Bearers3cret", ""] {
+            let e = bearer(Some(bad)).unwrap_err();
+            assert_eq!(e.code, tonic::Code::Unauthenticated, "{bad:?}");
+        }
     }
 }

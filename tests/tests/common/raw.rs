@@ -126,3 +126,83 @@ pub fn expect_error(got: Down, code: Code, seq: u64, needle: &str) {
         other => panic!("expected {code:?}, got {other:?}"),
     }
 }
+
+/// A gRPC codec that sends messages as raw bytes (for bytes that are not protobuf) and
+/// reads `CloudMessage`s.
+struct RawCodec;
+
+struct RawEncoder;
+
+struct DownDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for DownDecoder {
+    type Item = pb::CloudMessage;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<pb::CloudMessage>, tonic::Status> {
+        prost::Message::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::CloudMessage;
+    type Encoder = RawEncoder;
+    type Decoder = DownDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> DownDecoder {
+        DownDecoder
+    }
+}
+
+/// Sends `bytes` as the one message of a gRPC session stream (with `authorization`
+/// set to `auth` if given) and returns the status that ends it.
+pub async fn grpc_bytes(v: &Verifier, auth: Option<&str>, bytes: Vec<u8>) -> tonic::Status {
+    let addr = v.running.grpc_addr.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut req = tonic::Request::new(tokio_stream::once(bytes));
+    if let Some(a) = auth {
+        req.metadata_mut()
+            .insert("authorization", a.parse().unwrap());
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/tandem.v1.Verifier/Session");
+    match grpc.streaming(req, path, RawCodec).await {
+        Err(status) => status,
+        Ok(resp) => {
+            let mut rx = resp.into_inner();
+            match rx.message().await {
+                Err(status) => status,
+                Ok(m) => panic!("expected a status, got {m:?}"),
+            }
+        }
+    }
+}
