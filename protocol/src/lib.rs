@@ -7,7 +7,8 @@
 //! - [`limits`]: the limits a verifier enforces and advertises, and the checks of each
 //!   incoming message against them, as precise [`WireError`]s (gRPC status codes).
 //! - [`convert`]: sampling parameters and draft distributions to and from the wire.
-//! - [`frame`]: length-delimited prost frames, the QUIC stream encoding.
+//! - [`frame`]: length-delimited prost frames, the QUIC stream encoding, read within
+//!   bounds (length, time, and a [`budget`] shared by every unfinished message).
 //! - [`tls`]: the verifier's self-signed certificate and the client's pinned trust.
 //! - [`client`]: one [`client::Connection`] API over gRPC and QUIC for the edge.
 //! - [`StopReason`]: why a generation stopped (`Finished.reason`).
@@ -15,6 +16,7 @@
 //!
 //! It sits at the bottom of the workspace beside `tandem-decoding`.
 
+pub mod budget;
 pub mod client;
 pub mod convert;
 mod error;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use tandem_protocol::Limits;
 
+use crate::bounds::ClientBounds;
 use crate::engine::budget::parse_bytes;
 use crate::engine::{BatchPolicy, DEFAULT_MAX_QUEUED, KvBudget};
 
@@ -101,6 +102,58 @@ impl LimitArgs {
             max_sessions: self.max_sessions,
             max_message_bytes: self.max_message_bytes,
             max_new_tokens: self.max_new_tokens,
+        }
+    }
+}
+
+/// What one client may hold, and for how long (advertised in `Info.connections`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Most connections kept per listener; more wait in the accept backlog (QUIC:
+    /// refused) until one closes.
+    #[arg(long, default_value_t = ClientBounds::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+    /// Most streams, all connections together, that have not sent their first message;
+    /// more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = ClientBounds::default().max_pending_streams, value_name = "N")]
+    pub max_pending_streams: usize,
+    /// Most bytes, all streams together, held for messages not yet complete (e.g.
+    /// 256MiB); a message that would pass it is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_buffered_bytes: u64,
+    /// A stream's first message (and a TCP connection's HTTP/2 preface) must arrive
+    /// within this, ms; otherwise DEADLINE_EXCEEDED (the connection is closed).
+    #[arg(long, default_value_t = ms(ClientBounds::default().first_message_timeout), value_name = "MS")]
+    pub first_message_timeout_ms: u64,
+    /// A message, once begun, must be complete within this, ms; otherwise
+    /// DEADLINE_EXCEEDED.
+    #[arg(long, default_value_t = ms(ClientBounds::default().message_timeout), value_name = "MS")]
+    pub message_timeout_ms: u64,
+    /// Send a keep-alive (QUIC and HTTP/2 PING) this often, ms.
+    #[arg(long, default_value_t = ms(ClientBounds::default().keep_alive), value_name = "MS")]
+    pub keep_alive_ms: u64,
+    /// Close a connection that hears nothing from its peer for this long, ms, and free
+    /// its sessions (QUIC idle timeout; an HTTP/2 PING unanswered this long).
+    #[arg(long, default_value_t = ms(ClientBounds::default().idle_timeout), value_name = "MS")]
+    pub idle_timeout_ms: u64,
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl ConnectionArgs {
+    /// The bounds these settings give.
+    pub fn bounds(&self) -> ClientBounds {
+        let ms = std::time::Duration::from_millis;
+        ClientBounds {
+            max_connections: self.max_connections.max(1),
+            max_pending_streams: self.max_pending_streams.max(1),
+            max_buffered_bytes: self.max_buffered_bytes,
+            first_message_timeout: ms(self.first_message_timeout_ms.max(1)),
+            message_timeout: ms(self.message_timeout_ms.max(1)),
+            keep_alive: ms(self.keep_alive_ms.max(1)),
+            idle_timeout: ms(self.idle_timeout_ms.max(1)),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The gRPC transport: `tandem.v1.Verifier` with tonic.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use tandem_protocol::pb::verifier_server::Verifier;
 use tandem_protocol::{AUTH_HEADER, WireError, pb};
@@ -10,35 +9,35 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::engine::EngineHandle;
-use crate::lifecycle::Lifecycle;
-use crate::service::{check_token, count_refusal, run_session};
+use crate::bounds::FirstWithin;
+use crate::service::{Serving, check_token, count_refusal, run_session};
 
 /// The tonic service.
 #[derive(Debug, Clone)]
 pub struct GrpcService {
-    engine: EngineHandle,
-    auth: Option<Arc<str>>,
-    life: Lifecycle,
+    ctx: Serving,
 }
 
 impl GrpcService {
-    /// A service over `engine`, requiring `auth` as bearer token if given.
-    pub fn new(engine: EngineHandle, auth: Option<Arc<str>>, life: Lifecycle) -> Self {
-        Self { engine, auth, life }
+    /// A service over `ctx`.
+    pub fn new(ctx: Serving) -> Self {
+        Self { ctx }
+    }
+
+    /// Counts `e` and makes it the call's status.
+    fn refuse(&self, e: WireError) -> Status {
+        self.ctx.engine.metrics().error(e.code);
+        Status::from(e)
     }
 
     fn authorize(&self, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
-        if self.auth.is_none() {
+        let Some(expected) = self.ctx.auth.as_deref() else {
             return Ok(());
-        }
+        };
         let got = md.get(AUTH_HEADER).map(|v| v.to_str().unwrap_or(""));
         bearer(got)
-            .and_then(|token| check_token(self.auth.as_deref(), token))
-            .map_err(|e| {
-                self.engine.metrics().error(e.code);
-                Status::from(e)
-            })
+            .and_then(|token| check_token(Some(expected), token))
+            .map_err(|e| self.refuse(e))
     }
 }
 
@@ -82,7 +81,7 @@ impl Verifier for GrpcService {
         req: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
         self.authorize(req.metadata())?;
-        Ok(Response::new(self.engine.info().clone()))
+        Ok(Response::new(self.ctx.info.as_ref().clone()))
     }
 
     type SessionStream = SessionStream;
@@ -92,15 +91,13 @@ impl Verifier for GrpcService {
         req: Request<Streaming<pb::EdgeMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
         self.authorize(req.metadata())?;
+        let guards = &self.ctx.guards;
+        let pending = guards.pending().map_err(|e| self.refuse(e))?;
         let inbound = req.into_inner().map(|r| r.map_err(inbound_status));
+        let inbound = FirstWithin::new(Box::pin(inbound), guards, pending);
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run_session(
-            self.engine.clone(),
-            Box::pin(inbound),
-            tx,
-            self.life.clone(),
-        ));
-        let metrics = self.engine.metrics().clone();
+        tokio::spawn(run_session(self.ctx.clone(), inbound, tx));
+        let metrics = self.ctx.engine.metrics().clone();
         let out = ReceiverStream::new(rx).map(move |r| {
             count_refusal(&metrics, &r);
             r.map_err(Status::from)

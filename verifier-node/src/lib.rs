@@ -13,6 +13,7 @@
 //! - [`testing`]: a gate that holds forward passes, for tests that decide what is queued.
 //! - The `verifier-node` binary.
 
+pub mod bounds;
 pub mod cli;
 pub mod engine;
 pub mod grpc;

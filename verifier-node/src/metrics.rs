@@ -27,7 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+
+use crate::bounds::listener::Acceptor;
 
 type Labels = Vec<(String, String)>;
 
@@ -67,6 +68,7 @@ pub struct Metrics {
     /// Requests sent to the engine and not yet answered.
     pub queued_requests: Gauge,
     errors: Family<Labels, Counter>,
+    accept_errors: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,7 @@ impl Default for Metrics {
             kv_reserved_bytes: Gauge::default(),
             queued_requests: Gauge::default(),
             errors: Family::default(),
+            accept_errors: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -178,6 +181,11 @@ impl Default for Metrics {
             "Requests refused, by gRPC status code",
             m.errors.clone(),
         );
+        r.register(
+            "accept_errors",
+            "Failed accepts (out of file descriptors, say), by listener; each is followed by a back-off",
+            m.accept_errors.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -203,6 +211,13 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of failed accepts on `listener`.
+    pub fn accept_errors(&self, listener: &str) -> Counter {
+        self.accept_errors
+            .get_or_create(&vec![("listener".into(), listener.into())])
+            .clone()
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -218,25 +233,14 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Metrics connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 64;
-/// Pause after a failed accept (out of file descriptors, say) before the next one.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `GET /metrics` on `listener` (HTTP/1.1, one request per connection) until the
 /// task is dropped.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let errors = metrics.accept_errors("metrics");
+    let mut acceptor = Acceptor::new(listener, MAX_CONNECTIONS, "metrics", errors);
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let sock = match listener.accept().await {
-            Ok((sock, _)) => sock,
-            Err(e) => {
-                tracing::warn!("metrics: accept failed ({e}); retrying in {ACCEPT_BACKOFF:?}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+        let (sock, slot) = acceptor.next().await;
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = slot;

@@ -6,30 +6,29 @@ use std::sync::Arc;
 
 use tandem_protocol::frame::{self, FrameError};
 use tandem_protocol::{WireError, pb};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::engine::EngineHandle;
-use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::service::{check_token, count_message, msg, run_session};
+use crate::service::{Serving, check_token, count_message, msg, run_session};
 
-/// What every QUIC stream handler needs.
-#[derive(Debug, Clone)]
-pub struct QuicContext {
-    /// The engine.
-    pub engine: EngineHandle,
-    /// Required bearer token.
-    pub auth: Option<Arc<str>>,
-    /// The server's phase and its running sessions.
-    pub life: Lifecycle,
-}
-
-/// Accepts connections until the endpoint closes.
-pub async fn accept(endpoint: quinn::Endpoint, ctx: QuicContext) {
+/// Accepts connections until the endpoint closes; at most `max_connections` at once
+/// (more are refused, and the client may try another replica or come back).
+pub async fn accept(endpoint: quinn::Endpoint, ctx: Serving) {
+    let slots = Arc::new(Semaphore::new(ctx.guards.bounds.max_connections.max(1)));
     while let Some(incoming) = endpoint.accept().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(
+                "QUIC connection from {} refused: {} connections open",
+                incoming.remote_address(),
+                ctx.guards.bounds.max_connections
+            );
+            incoming.refuse();
+            continue;
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -73,13 +72,32 @@ async fn end(send: &mut quinn::SendStream) {
 }
 
 /// One stream: an `Info` call or a session.
-async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: QuicContext) {
+async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Serving) {
     let _writing = ctx.life.writing();
-    let limit = ctx.engine.limits().max_message_bytes;
-    let first: pb::EdgeMessage = match frame::read(&mut recv, limit).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return,
-        Err(e) => return refuse(&mut send, &e.to_wire(), ctx.engine.metrics()).await,
+    let metrics = ctx.engine.metrics().clone();
+    let bounds = ctx
+        .guards
+        .read_bounds(ctx.engine.limits().max_message_bytes);
+    let pending = match ctx.guards.pending() {
+        Ok(p) => p,
+        Err(e) => return refuse(&mut send, &e, &metrics).await,
+    };
+    let mut leaving = ctx.life.clone();
+    let first = tokio::select! {
+        read = tokio::time::timeout(
+            ctx.guards.bounds.first_message_timeout,
+            frame::read_within::<pb::EdgeMessage, _>(&mut recv, &bounds),
+        ) => read,
+        _ = leaving.leaving() => {
+            return refuse(&mut send, &crate::service::shutting_down(), &metrics).await;
+        }
+    };
+    drop(pending);
+    let first = match first {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return refuse(&mut send, &e.to_wire(), &metrics).await,
+        Err(_) => return refuse(&mut send, &ctx.guards.first_message_late(), &metrics).await,
     };
     let token = match &first.kind {
         Some(pb::edge_message::Kind::Info(i)) => &i.auth_token,
@@ -87,14 +105,14 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
         _ => {
             let e =
                 WireError::precondition("the first message of a QUIC stream must be Open or Info");
-            return refuse(&mut send, &e, ctx.engine.metrics()).await;
+            return refuse(&mut send, &e, &metrics).await;
         }
     };
     if let Err(e) = check_token(ctx.auth.as_deref(), Some(token)) {
-        return refuse(&mut send, &e, ctx.engine.metrics()).await;
+        return refuse(&mut send, &e, &metrics).await;
     }
     if let Some(pb::edge_message::Kind::Info(_)) = first.kind {
-        let info = msg(pb::cloud_message::Kind::Info(ctx.engine.info().clone()));
+        let info = msg(pb::cloud_message::Kind::Info(ctx.info.as_ref().clone()));
         let _ = frame::write(&mut send, &info).await;
         end(&mut send).await;
         return;
@@ -103,7 +121,7 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
     let _ = in_tx.send(Ok(first)).await;
     tokio::spawn(async move {
         loop {
-            let item = match frame::read::<pb::EdgeMessage, _>(&mut recv, limit).await {
+            let item = match frame::read_within::<pb::EdgeMessage, _>(&mut recv, &bounds).await {
                 Ok(Some(m)) => Ok(m),
                 Ok(None) => return,
                 Err(FrameError::Io(e)) => {
@@ -119,21 +137,16 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Q
         }
     });
     let (out_tx, mut out_rx) = mpsc::channel(64);
-    tokio::spawn(run_session(
-        ctx.engine.clone(),
-        ReceiverStream::new(in_rx),
-        out_tx,
-        ctx.life.clone(),
-    ));
+    tokio::spawn(run_session(ctx, ReceiverStream::new(in_rx), out_tx));
     while let Some(item) = out_rx.recv().await {
         match item {
             Ok(m) => {
-                count_message(ctx.engine.metrics(), &m);
+                count_message(&metrics, &m);
                 if frame::write(&mut send, &m).await.is_err() {
                     return;
                 }
             }
-            Err(e) => return refuse(&mut send, &e, ctx.engine.metrics()).await,
+            Err(e) => return refuse(&mut send, &e, &metrics).await,
         }
     }
     end(&mut send).await;

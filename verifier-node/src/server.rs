@@ -9,10 +9,14 @@ use tandem_protocol::tls::ServerIdentity;
 use tandem_protocol::{ProtocolError, pb};
 use tokio::task::JoinHandle;
 
+use crate::bounds::body::Bounded;
+use crate::bounds::listener::{Acceptor, grpc_incoming};
+use crate::bounds::{ClientBounds, Guards};
 use crate::engine::EngineHandle;
 use crate::grpc::GrpcService;
-use crate::lifecycle::{Controller, Phase};
-use crate::quic::{self, QuicContext};
+use crate::lifecycle::{Controller, Lifecycle, Phase};
+use crate::quic;
+use crate::service::Serving;
 
 /// Where and how to listen.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +31,8 @@ pub struct ListenConfig {
     pub auth_token: Option<String>,
     /// Where to serve Prometheus `GET /metrics` (none: nowhere).
     pub metrics: Option<SocketAddr>,
+    /// What one client may hold, and for how long.
+    pub bounds: ClientBounds,
 }
 
 impl ListenConfig {
@@ -40,6 +46,7 @@ impl ListenConfig {
             cert_dir: cert_dir.into(),
             auth_token: None,
             metrics: None,
+            bounds: ClientBounds::default(),
         }
     }
 }
@@ -156,7 +163,17 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
         None => None,
     };
     let (control, life) = Controller::new();
-    let auth: Option<Arc<str>> = cfg.auth_token.as_deref().map(Arc::from);
+    let max_sessions = engine.limits().max_sessions;
+    let ctx = Serving {
+        info: Arc::new(pb::InfoResponse {
+            connections: Some(cfg.bounds.to_pb(max_sessions)),
+            ..engine.info().clone()
+        }),
+        engine: engine.clone(),
+        auth: cfg.auth_token.as_deref().map(Arc::from),
+        life: life.clone(),
+        guards: Guards::new(cfg.bounds.clone()),
+    };
     let mut tasks = Vec::new();
     let mut running = Running {
         grpc_addr: None,
@@ -177,51 +194,7 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
                 .local_addr()
                 .map_err(|source| ServeError::Bind { addr, source })?,
         );
-        let max = engine.limits().max_message_bytes as usize;
-        let svc = VerifierServer::new(GrpcService::new(engine.clone(), auth.clone(), life.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(usize::MAX);
-        let (health, health_svc) = tonic_health::server::health_reporter();
-        health.set_serving::<VerifierServer<GrpcService>>().await;
-        // Reflection in both versions: v1, and v1alpha for older grpcurl and clients.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection()
-            .build_v1()
-            .map_err(|e| ServeError::Reflection(e.to_string()))?;
-        let reflection_v1alpha = reflection()
-            .build_v1alpha()
-            .map_err(|e| ServeError::Reflection(e.to_string()))?;
-        let mut leaving = life.clone();
-        // Accepted sockets do not inherit the builder's TCP_NODELAY: set it on each, or
-        // Nagle's algorithm and delayed ACKs add 40 ms to a session's first answer.
-        let incoming = tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |s| {
-                if let Ok(s) = &s {
-                    let _ = s.set_nodelay(true);
-                }
-                s
-            },
-        );
-        tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(health_svc)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    leaving.leaving().await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("gRPC server failed: {e}");
-            }
-        }));
+        tasks.push(serve_grpc(listener, ctx.clone()).await?);
     }
     if let Some(addr) = cfg.quic {
         let mut names = Vec::new();
@@ -229,7 +202,9 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
             names.push(addr.ip().to_string());
         }
         let identity = ServerIdentity::load_or_create(&cfg.cert_dir, &names)?;
-        let endpoint = quinn::Endpoint::server(identity.quic_server_config()?, addr)
+        let mut server = identity.quic_server_config()?;
+        server.transport_config(quic_transport(&cfg.bounds, max_sessions));
+        let endpoint = quinn::Endpoint::server(server, addr)
             .map_err(|source| ServeError::Bind { addr, source })?;
         running.quic_addr = Some(
             endpoint
@@ -237,11 +212,6 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
                 .map_err(|source| ServeError::Bind { addr, source })?,
         );
         running.cert_path = Some(identity.cert_path.clone());
-        let ctx = QuicContext {
-            engine: engine.clone(),
-            auth,
-            life,
-        };
         running.quic_accept = Some(tokio::spawn(quic::accept(endpoint.clone(), ctx)));
         running.quic = Some(endpoint);
     }
@@ -251,4 +221,98 @@ pub async fn serve(engine: EngineHandle, cfg: ListenConfig) -> Result<Running, S
     }
     running.tasks = tasks;
     Ok(running)
+}
+
+/// QUIC's side of the bounds: stream credit, keep-alives, the idle timeout.
+fn quic_transport(bounds: &ClientBounds, max_sessions: u32) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(ClientBounds::streams_per_connection(max_sessions).into())
+        .max_concurrent_uni_streams(0u32.into())
+        .keep_alive_interval(Some(bounds.keep_alive))
+        .max_idle_timeout(bounds.idle_timeout.try_into().ok());
+    Arc::new(t)
+}
+
+/// Starts gRPC on `listener`: the verifier, health, and reflection services, each
+/// connection and request body held to the bounds.
+async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    ctx: Serving,
+) -> Result<JoinHandle<()>, ServeError> {
+    let bounds = ctx.guards.bounds.clone();
+    let max_sessions = ctx.engine.limits().max_sessions;
+    let max = ctx.engine.limits().max_message_bytes as usize;
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(health, ctx.clone()));
+    let mut leaving = ctx.life.clone();
+    let svc = VerifierServer::new(GrpcService::new(ctx.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX);
+    let svc = Bounded::new(svc, ctx.guards.clone());
+    // Reflection in both versions: v1, and v1alpha for older grpcurl and clients.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let errors = ctx.engine.metrics().accept_errors("grpc");
+    let acceptor = Acceptor::new(listener, bounds.max_connections, "gRPC", errors);
+    let incoming = grpc_incoming(acceptor, bounds.first_message_timeout);
+    Ok(tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .max_concurrent_streams(ClientBounds::streams_per_connection(max_sessions))
+            .http2_keepalive_interval(Some(bounds.keep_alive))
+            .http2_keepalive_timeout(Some(bounds.idle_timeout))
+            .add_service(health_svc)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async move {
+                leaving.leaving().await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!("gRPC server failed: {e}");
+        }
+    }))
+}
+
+/// How often health follows the server's state.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Keeps `grpc.health.v1` true for a balancer: NOT_SERVING while every session slot is
+/// taken or the server is draining, SERVING otherwise (for the whole server, `""`, and
+/// for `tandem.v1.Verifier`). Ends when the server stops.
+async fn report_health(health: tonic_health::server::HealthReporter, ctx: Serving) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let names = ["", <VerifierServer<GrpcService> as NamedService>::NAME];
+    let max = i64::from(ctx.engine.limits().max_sessions);
+    let mut life: Lifecycle = ctx.life.clone();
+    let mut last = None;
+    loop {
+        let full = ctx.engine.metrics().active_sessions.get() >= max;
+        let status = if life.phase() == Phase::Serving && !full {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            for name in names {
+                health.set_service_status(name, status).await;
+            }
+            last = Some(status);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_EVERY) => {}
+            _ = life.stopped() => return,
+        }
+    }
 }

@@ -6,12 +6,30 @@
 //! with the block's `seq`) and the session goes on. Errors that make the session
 //! meaningless (a bad `Open`, a broken stream) end it with a status.
 
+use std::sync::Arc;
+
 use tandem_protocol::{WireError, pb};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 
+use crate::bounds::Guards;
 use crate::engine::EngineHandle;
 use crate::lifecycle::{Lifecycle, Phase};
+
+/// What every handler of both transports shares (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The engine.
+    pub engine: EngineHandle,
+    /// Required bearer token.
+    pub auth: Option<Arc<str>>,
+    /// The server's phase and its running sessions.
+    pub life: Lifecycle,
+    /// What one client may hold.
+    pub guards: Guards,
+    /// The `Info` answer: the engine's, with the connection bounds.
+    pub info: Arc<pb::InfoResponse>,
+}
 
 /// What a session sends back: a message, or the status that ends the session.
 pub type Outbound = Result<pb::CloudMessage, WireError>;
@@ -49,7 +67,8 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-fn shutting_down() -> WireError {
+/// The refusal of a session the server cannot serve because it is shutting down.
+pub fn shutting_down() -> WireError {
     WireError::new(
         tonic::Code::Unavailable,
         "the verifier is shutting down: re-open the session elsewhere",
@@ -58,14 +77,16 @@ fn shutting_down() -> WireError {
 
 /// Runs one session until the edge closes it, the stream breaks, or the server leaves
 /// (see [`crate::lifecycle`]).
-pub async fn run_session<S>(
-    engine: EngineHandle,
-    mut inbound: S,
-    out: mpsc::Sender<Outbound>,
-    mut life: Lifecycle,
-) where
+pub async fn run_session<S>(ctx: Serving, mut inbound: S, out: mpsc::Sender<Outbound>)
+where
     S: Stream<Item = Result<pb::EdgeMessage, WireError>> + Unpin + Send,
 {
+    let Serving {
+        engine,
+        mut life,
+        info,
+        ..
+    } = ctx;
     let _running = life.enter();
     let mut stop = life.clone();
     if life.phase() != Phase::Serving {
@@ -97,7 +118,6 @@ pub async fn run_session<S>(
             return;
         }
     };
-    let info = engine.info();
     let (vocab, max_context) = (info.vocab_size as usize, info.max_context as usize);
     let req =
         match engine
@@ -206,7 +226,9 @@ pub async fn run_session<S>(
                 .to_pb(d.seq),
             ),
             Some(pb::edge_message::Kind::Close(_)) => return,
-            Some(pb::edge_message::Kind::Info(_)) => pb::cloud_message::Kind::Info(info.clone()),
+            Some(pb::edge_message::Kind::Info(_)) => {
+                pb::cloud_message::Kind::Info(info.as_ref().clone())
+            }
             Some(pb::edge_message::Kind::Open(_)) => {
                 let _ = out
                     .send(Err(WireError::precondition(

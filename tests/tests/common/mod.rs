@@ -13,6 +13,7 @@ use tandem_draft::{Edge, GenerateConfig, Report, Strategy, VerifierTarget};
 use tandem_models::{LanguageModel, LoadOptions, Loaded, ModelSpec, Positions};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tandem_protocol::{Limits, LinkProfile};
+use tandem_verifier::bounds::ClientBounds;
 use tandem_verifier::{BatchPolicy, EngineConfig, EngineHandle, KvBudget, ListenConfig, Running};
 
 pub const PROMPTS: &[&str] = &[
@@ -90,6 +91,7 @@ pub struct VerifierOptions {
     pub auth_token: Option<String>,
     pub grpc: String,
     pub quic: String,
+    pub bounds: ClientBounds,
 }
 
 impl Default for VerifierOptions {
@@ -103,6 +105,7 @@ impl Default for VerifierOptions {
             auth_token: None,
             grpc: "127.0.0.1:0".into(),
             quic: "127.0.0.1:0".into(),
+            bounds: ClientBounds::default(),
         }
     }
 }
@@ -134,6 +137,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
             cert_dir: cert_dir.to_path_buf(),
             auth_token: opts.auth_token,
             metrics: Some("127.0.0.1:0".parse().unwrap()),
+            bounds: opts.bounds,
         },
     )
     .await

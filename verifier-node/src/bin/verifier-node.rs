@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use tandem_models::{LoadOptions, ModelSpec};
-use tandem_verifier::cli::{AdmissionArgs, BatchArgs, LimitArgs, read_token};
+use tandem_verifier::bounds::listener::raise_open_files_limit;
+use tandem_verifier::cli::{AdmissionArgs, BatchArgs, ConnectionArgs, LimitArgs, read_token};
 use tandem_verifier::engine::budget::human;
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 
@@ -58,6 +59,8 @@ struct ServeArgs {
     batch: BatchArgs,
     #[command(flatten)]
     admission: AdmissionArgs,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     /// Evict a session after this many seconds without a block (0: never); its client
     /// re-opens it.
     #[arg(long, default_value_t = tandem_verifier::DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "S")]
@@ -98,6 +101,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(f) => Some(read_token(f).map_err(|e| anyhow!(e))?),
         None => None,
     };
+    match raise_open_files_limit() {
+        Ok(n) => tracing::info!("open-files limit: {n}"),
+        Err(e) => tracing::warn!("{e}"),
+    }
     let loaded = args
         .model
         .load(&LoadOptions::default())
@@ -145,6 +152,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             cert_dir: args.ca_dir.clone(),
             auth_token,
             metrics,
+            bounds: args.connections.bounds(),
         },
     )
     .await?;

@@ -57,6 +57,7 @@ pub(super) fn info_response<M: LanguageModel>(
         eos_token_ids: info.eos_token_ids.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         bos_token_id: info.bos_token_id,
+        connections: None,
     }
 }
 
