@@ -113,3 +113,54 @@ async fn info_needs_the_token_when_one_is_set() {
     }
     v.running.stop().await;
 }
+
+/// What a load balancer reads: NOT_SERVING while every session slot is taken, SERVING
+/// again once one is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_a_full_verifier() {
+    let v = start_verifier(VerifierOptions {
+        limits: Limits {
+            max_sessions: 1,
+            ..Limits::default()
+        },
+        ..VerifierOptions::default()
+    })
+    .await;
+    let url = format!("http://{}", v.running.grpc_addr.unwrap());
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut wait_for = async |want: ServingStatus| {
+        for _ in 0..200 {
+            let mut got = Vec::new();
+            for service in ["", "tandem.v1.Verifier"] {
+                let req = HealthCheckRequest {
+                    service: service.into(),
+                };
+                got.push(health.check(req).await.unwrap().into_inner().status);
+            }
+            if got.iter().all(|&s| s == want as i32) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("health never became {want:?}");
+    };
+    wait_for(ServingStatus::Serving).await;
+    let mut s = common::raw::raw_grpc(&v, None).await.unwrap();
+    let opened = s
+        .ask(common::raw::open_msg(&common::raw::fingerprint(), ""))
+        .await
+        .unwrap();
+    assert!(matches!(
+        opened,
+        tandem_protocol::pb::cloud_message::Kind::Opened(_)
+    ));
+    wait_for(ServingStatus::NotServing).await;
+    drop(s);
+    wait_for(ServingStatus::Serving).await;
+    v.running.stop().await;
+}

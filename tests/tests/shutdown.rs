@@ -33,10 +33,25 @@ async fn shutdown_ends_idle_sessions_with_unavailable_and_cuts_nobody_off() {
         .unwrap();
     assert!(matches!(read(&mut recv).await, Down::Opened(_)));
     assert_eq!(v.running.active_sessions(), 2);
+    // A QUIC stream whose first frame is half sent: it must not hold the shutdown,
+    // and it is told UNAVAILABLE too.
+    let (mut half, mut half_recv) = conn.open_bi().await.unwrap();
+    let open = frame::encode(&open_msg(&fingerprint(), ""));
+    half.write_all(&open[..open.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let t = v.target(Transport::Grpc, None);
 
-    let cut_off = v.running.shutdown(Duration::from_secs(30)).await;
+    let cut_off = tokio::time::timeout(
+        Duration::from_secs(20),
+        v.running.shutdown(Duration::from_secs(30)),
+    )
+    .await
+    .expect("the shutdown waited out its grace period");
     assert_eq!(cut_off, 0, "a session had to be cut off");
+    match read(&mut half_recv).await {
+        Down::Error(e) => assert_eq!(Code::from_i32(e.code), Code::Unavailable),
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
 
     let status = g.next().await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");

@@ -243,6 +243,10 @@ async fn serve_grpc(
     let max_sessions = ctx.engine.limits().max_sessions;
     let max = ctx.engine.limits().max_message_bytes as usize;
     let (health, health_svc) = tonic_health::server::health_reporter();
+    let serving = <VerifierServer<GrpcService> as tonic::server::NamedService>::NAME;
+    health
+        .set_service_status(serving, tonic_health::ServingStatus::Serving)
+        .await;
     tokio::spawn(report_health(health, ctx.clone()));
     let mut leaving = ctx.life.clone();
     let svc = VerifierServer::new(GrpcService::new(ctx.clone()))

@@ -1,0 +1,289 @@
+//! Clients that hold what they should not cannot starve the verifier. Each attack below
+//! meets its bound (a precise status, or its connections closed) while a healthy
+//! speculative session started during the attack completes exactly (its output is the
+//! target's greedy output). The bounds are set small so the attacks are small.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::*;
+use common::*;
+use prost::bytes::Bytes;
+use tandem_draft::Strategy;
+use tandem_protocol::client::Transport;
+use tandem_protocol::frame;
+use tandem_protocol::pb::{self, cloud_message::Kind as Down};
+use tandem_verifier::bounds::ClientBounds;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn bounds() -> ClientBounds {
+    ClientBounds {
+        max_connections: 16,
+        max_pending_streams: 8,
+        max_buffered_bytes: 1 << 20,
+        first_message_timeout: SECOND,
+        message_timeout: SECOND,
+        ..ClientBounds::default()
+    }
+}
+
+async fn verifier() -> Verifier {
+    start_verifier(VerifierOptions {
+        bounds: bounds(),
+        ..VerifierOptions::default()
+    })
+    .await
+}
+
+/// A speculative session over `transport` that must equal greedy decoding.
+async fn healthy(v: &Verifier, transport: Transport) {
+    let prompt = prompt_ids(PROMPTS[1]);
+    let mut cfg = config(Strategy::Speculative { k: 4 }, prompt.clone(), 24);
+    cfg.ignore_eos = true;
+    // A refusal for a full bound is transient: come back shortly, as a client would.
+    let report = loop {
+        match try_run(Some(v.target(transport, None)), &cfg).await {
+            Ok(r) => break r,
+            Err(e)
+                if e.to_string().contains("RESOURCE_EXHAUSTED")
+                    || e.to_string().contains("ResourceExhausted") =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(report.output_ids, greedy_reference(&prompt, 24, true));
+}
+
+/// An HTTP/2 connection to the verifier's gRPC port, spoken by hand.
+async fn h2(v: &Verifier) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(v.running.grpc_addr.unwrap())
+        .await
+        .unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Starts a `Session` call and sends `body` (raw gRPC framing, or part of it) without
+/// ending the stream.
+async fn h2_session(
+    send: &mut h2::client::SendRequest<Bytes>,
+    body: Vec<u8>,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let req = http::Request::post(format!("http://{}/tandem.v1.Verifier/Session", "localhost"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = send.clone().ready().await.unwrap();
+    let (resp, mut stream) = ready.send_request(req, false).unwrap();
+    if !body.is_empty() {
+        stream.send_data(Bytes::from(body), false).unwrap();
+    }
+    (resp, stream)
+}
+
+/// The gRPC status that ends a response (trailers-only or in the trailers).
+async fn h2_status(resp: h2::client::ResponseFuture) -> (Code, String) {
+    let resp = resp.await.unwrap();
+    let read = |h: &http::HeaderMap| {
+        h.get("grpc-status").map(|c| {
+            let code = Code::from_i32(c.to_str().unwrap().parse().unwrap());
+            let msg = h
+                .get("grpc-message")
+                .map(|m| m.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (code, msg)
+        })
+    };
+    if let Some(s) = read(resp.headers()) {
+        return s;
+    }
+    let mut body = resp.into_body();
+    while let Some(d) = body.data().await {
+        let _ = d.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    read(&trailers).expect("grpc-status")
+}
+
+/// gRPC's prefix of a message of `len` bytes.
+fn grpc_prefix(len: u32) -> Vec<u8> {
+    let mut p = vec![0];
+    p.extend_from_slice(&len.to_be_bytes());
+    p
+}
+
+/// A QUIC stream on `conn` that has sent `bytes` and stays open.
+async fn quic_partial(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    (send, recv)
+}
+
+/// A QUIC length prefix announcing `len` bytes.
+fn quic_prefix(len: u64) -> Vec<u8> {
+    let mut p = Vec::new();
+    prost::encode_length_delimiter(len as usize, &mut p).unwrap();
+    p
+}
+
+fn expect_status(got: (Code, String), code: Code, needle: &str) {
+    assert_eq!(got.0, code, "{}", got.1);
+    let msg = got.1.replace("%20", " ");
+    assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_that_never_say_what_they_are_are_bounded_and_timed_out() {
+    let v = verifier().await;
+    // Eight streams that never finish their first message: four gRPC, four QUIC.
+    let mut h = h2(&v).await;
+    let mut grpc = Vec::new();
+    for _ in 0..4 {
+        grpc.push(h2_session(&mut h, vec![]).await);
+    }
+    let quic = raw_quic(&v).await;
+    let mut quic_streams = Vec::new();
+    for _ in 0..4 {
+        quic_streams.push(quic_partial(&quic, &[0x80]).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The ninth, on either transport, is refused at once.
+    let (resp, _keep) = h2_session(&mut h, vec![]).await;
+    expect_status(
+        h2_status(resp).await,
+        Code::ResourceExhausted,
+        "max_pending_streams",
+    );
+    let (_s, mut recv) = quic_partial(&quic, &[0x80]).await;
+    expect_error(
+        read(&mut recv).await,
+        Code::ResourceExhausted,
+        0,
+        "max_pending_streams",
+    );
+    // A healthy session started now gets in once the waiting ones time out.
+    healthy(&v, Transport::Grpc).await;
+    for (resp, _send) in grpc {
+        expect_status(
+            h2_status(resp).await,
+            Code::DeadlineExceeded,
+            "first message",
+        );
+    }
+    for (_send, mut recv) in quic_streams {
+        expect_error(read(&mut recv).await, Code::DeadlineExceeded, 0, "");
+    }
+    healthy(&v, Transport::Quic).await;
+    v.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_sent_messages_are_capped_in_bytes_and_in_time() {
+    let v = verifier().await;
+    let open = prost::Message::encode_to_vec(&open_msg(&fingerprint(), ""));
+    // A session whose second message stops 10 bytes short: DEADLINE_EXCEEDED.
+    let mut h = h2(&v).await;
+    let mut body = grpc_prefix(open.len() as u32);
+    body.extend_from_slice(&open);
+    body.extend_from_slice(&grpc_prefix(1000));
+    body.extend_from_slice(&[0; 990]);
+    let (resp, _stalled) = h2_session(&mut h, body).await;
+    // The same over QUIC.
+    let quic = raw_quic(&v).await;
+    let mut bytes = frame::encode(&open_msg(&fingerprint(), "")).to_vec();
+    bytes.extend_from_slice(&quic_prefix(1000));
+    bytes.extend_from_slice(&[0; 990]);
+    let (_s, mut recv) = quic_partial(&quic, &bytes).await;
+    // Unfinished messages that hold 600 KiB each: the second passes the 1 MiB budget.
+    let (big, _big) = h2_session(
+        &mut h,
+        [grpc_prefix(900 << 10), vec![0; 600 << 10]].concat(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_q, mut quic_big) = quic_partial(
+        &quic,
+        &[quic_prefix(900 << 10), vec![0; 600 << 10]].concat(),
+    )
+    .await;
+    healthy(&v, Transport::Grpc).await;
+    expect_error(
+        read(&mut quic_big).await,
+        Code::ResourceExhausted,
+        0,
+        "max_buffered_bytes",
+    );
+    // It was also a first message: whichever of the two deadlines comes first.
+    expect_status(h2_status(big).await, Code::DeadlineExceeded, "Connections.");
+    expect_status(
+        h2_status(resp).await,
+        Code::DeadlineExceeded,
+        "not complete",
+    );
+    assert!(matches!(read(&mut recv).await, Down::Opened(_)));
+    expect_error(
+        read(&mut recv).await,
+        Code::DeadlineExceeded,
+        0,
+        "not complete",
+    );
+    healthy(&v, Transport::Quic).await;
+    v.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_that_say_nothing_are_closed_and_the_rest_wait_their_turn() {
+    let v = verifier().await;
+    // Sixteen TCP connections, the listener's cap, that never send the HTTP/2 preface.
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(
+            tokio::net::TcpStream::connect(v.running.grpc_addr.unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    // A healthy client waits in the backlog until they are closed, then runs.
+    healthy(&v, Transport::Grpc).await;
+    for mut s in silent {
+        let mut sink = Vec::new();
+        // The server's own preface, then the end of the stream (or a reset).
+        let _ = s.read_to_end(&mut sink).await;
+        assert!(s.write_all(&[0; 64]).await.is_err() || sink.len() < 1024);
+    }
+    v.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_advertises_the_bounds() {
+    let v = verifier().await;
+    let conn = raw_quic(&v).await;
+    let info = frame::encode(&pb::EdgeMessage {
+        kind: Some(pb::edge_message::Kind::Info(pb::InfoRequest::default())),
+    });
+    let Down::Info(info) = quic_bytes(&conn, &info).await else {
+        panic!("no Info")
+    };
+    let c = info.connections.expect("Info.connections");
+    assert_eq!(c, bounds().to_pb(info.limits.unwrap().max_sessions));
+    assert_eq!(
+        (
+            c.first_message_timeout_ms,
+            c.idle_timeout_ms,
+            c.keep_alive_ms
+        ),
+        (1000, 5000, 1000)
+    );
+    v.running.stop().await;
+}
