@@ -36,6 +36,11 @@ impl GrpcWire {
                 .map_err(|e| fail(e.to_string()))?
                 .connect_timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)
+                // A verifier that vanishes without a FIN or RST (a crash of its host,
+                // a cut link) is noticed from unanswered PINGs, as over QUIC.
+                .http2_keep_alive_interval(super::DEAD_PEER_AFTER)
+                .keep_alive_timeout(super::DEAD_PEER_AFTER)
+                .keep_alive_while_idle(true)
                 .connect()
                 .await
                 .map_err(|e| fail(error_chain(&e)))?;

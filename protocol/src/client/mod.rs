@@ -122,6 +122,12 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// How long a client hears nothing on a connection (its keep-alives unanswered)
+/// before it calls the verifier dead and falls back. Over QUIC a connection uses the
+/// smaller of the two sides' idle timeouts, and never less than three probe timeouts,
+/// so a slow link stretches it rather than losing a live verifier.
+pub const DEAD_PEER_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How to connect.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {

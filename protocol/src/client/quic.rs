@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{BoxFuture, ConnectOptions, Downlink, Endpoint, Wire, lost, resolve};
+use super::{BoxFuture, ConnectOptions, DEAD_PEER_AFTER, Downlink, Endpoint, Wire, lost, resolve};
 use crate::frame::{self, Framing};
 use crate::pb;
 use crate::{ProtocolError, WireError};
@@ -21,6 +21,8 @@ pub(super) struct QuicWire {
 
 /// Longest a close waits for the verifier to be told.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How often the client pings a quiet connection.
+const KEEP_ALIVE: Duration = Duration::from_millis(250);
 
 impl QuicWire {
     /// Connects (within 5 s), trusting the certificate `opts.ca` names.
@@ -32,7 +34,12 @@ impl QuicWire {
         let ca = opts.ca.as_ref().ok_or_else(|| {
             fail("QUIC needs the verifier's certificate: pass --ca PATH/cert.pem".into())
         })?;
-        let config = crate::tls::quic_client_config(ca)?;
+        let mut config = crate::tls::quic_client_config(ca)?;
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .keep_alive_interval(Some(KEEP_ALIVE))
+            .max_idle_timeout(DEAD_PEER_AFTER.try_into().ok());
+        config.transport_config(std::sync::Arc::new(transport));
         let addr = resolve(&endpoint.host, endpoint.port)
             .await
             .map_err(|e| fail(e.to_string()))?;
