@@ -102,7 +102,9 @@ pub struct GenerateArgs {
     /// How long to wait for the verifier before going on with the draft alone, ms.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub deadline_ms: u64,
-    /// How often to try the verifier again while going on alone, ms.
+    /// Longest wait between tries to reach the verifier again while going on alone, ms
+    /// (the first try comes 0.5 ms after the loss, each next one twice as late, up to
+    /// this).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub retry_ms: u64,
     /// Fail instead of going on alone when the verifier is lost.

@@ -163,3 +163,75 @@ async fn a_verifier_slower_than_the_deadline_is_left_behind() {
     assert_eq!(report.output_ids, alone.output_ids[..12]);
     v.running.stop().await;
 }
+
+/// A client refused because the verifier was full goes on alone and, at the default
+/// retry setting, re-joins as soon as a slot is free: its first try comes well inside
+/// the time the shipped draft takes for a block, so the resync happens while there is
+/// still something left to verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_client_rejoins_when_a_slot_frees_at_the_default_retry() {
+    let v = start_verifier(VerifierOptions {
+        limits: tandem_protocol::Limits {
+            max_sessions: 1,
+            ..tandem_protocol::Limits::default()
+        },
+        ..VerifierOptions::default()
+    })
+    .await;
+    // Another client holds the only slot.
+    let mut holder = common::raw::raw_grpc(&v, None).await.unwrap();
+    let opened = holder
+        .ask(common::raw::open_msg(&common::raw::fingerprint(), ""))
+        .await
+        .unwrap();
+    assert!(matches!(
+        opened,
+        tandem_protocol::pb::cloud_message::Kind::Opened(_)
+    ));
+
+    let prompt = prompt_ids(PROMPTS[0]);
+    let mut cfg = config(Strategy::Speculative { k: 4 }, prompt.clone(), 64);
+    cfg.ignore_eos = true;
+    cfg.fallback = true;
+    cfg.retry = Duration::from_millis(1000); // the draft node's default
+    let target = v.target(Transport::Grpc, None);
+    let (freed_tx, mut freed) = mpsc::unbounded_channel::<()>();
+    let (go_on_tx, go_on) = std_mpsc::channel::<()>();
+    let generation = tokio::spawn(async move {
+        let mut asked = false;
+        // At its first (unverified) token, wait until the slot is free.
+        let mut on_tokens = move |_: &[u32], verified: bool| {
+            if !asked && !verified {
+                asked = true;
+                freed_tx.send(()).unwrap();
+                tokio::task::block_in_place(|| go_on.recv().unwrap());
+            }
+        };
+        let edge = Edge {
+            device: None,
+            draft: Some(&draft().model),
+            verifier: Some(target),
+        };
+        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+    });
+    freed.recv().await.unwrap();
+    drop(holder);
+    while v.running.active_sessions() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    go_on_tx.send(()).unwrap();
+    let report = generation.await.unwrap().unwrap();
+    let s = &report.summary;
+    assert_eq!((s.fallbacks, s.resyncs), (1, 1), "{s:?}");
+    // Everything after the resync is the target's greedy continuation.
+    let last_unverified = *report.unverified.last().unwrap();
+    let mut context = prompt.clone();
+    context.extend_from_slice(&report.output_ids[..=last_unverified]);
+    let rest = &report.output_ids[last_unverified + 1..];
+    assert!(!rest.is_empty(), "nothing was verified after the resync");
+    assert_eq!(
+        rest,
+        greedy_reference(&context, rest.len(), true).as_slice()
+    );
+    v.running.stop().await;
+}

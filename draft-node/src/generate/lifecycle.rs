@@ -71,6 +71,7 @@ impl Run<'_, '_> {
                 let (up1, down1) = remote.bytes();
                 self.session_id = opened.session_id;
                 self.retry_at = None;
+                self.backoff = None;
                 let t = opened.timing.unwrap_or_default();
                 let wait_ns = (self.clock.now() - sent).as_nanos() as u64;
                 let kind = if self.cfg.strategy == Strategy::CloudOnly {
@@ -94,7 +95,7 @@ impl Run<'_, '_> {
             lost if self.cfg.fallback && self.drafter.is_some() => {
                 tracing::warn!("verifier lost ({lost}); going on with the draft alone");
                 self.report.summary.fallbacks += 1;
-                self.retry_at = Some(self.clock.now() + self.cfg.retry);
+                self.schedule_retry();
                 Ok(())
             }
             Lost::Link(e) => Err(DraftError::Protocol(e)),
@@ -105,6 +106,17 @@ impl Run<'_, '_> {
                 )),
             )),
         }
+    }
+
+    /// Sets when to try the verifier next: the next wait of the back-off, which starts
+    /// with the first loss and is reset once a session is open again.
+    fn schedule_retry(&mut self) {
+        let retry = self.cfg.retry;
+        let wait = self
+            .backoff
+            .get_or_insert_with(|| super::backoff::Backoff::new(retry))
+            .next_wait();
+        self.retry_at = Some(self.clock.now() + wait);
     }
 
     /// One token from the draft alone (edge-only, or fallback); in fallback, first try
@@ -130,7 +142,7 @@ impl Run<'_, '_> {
                     }
                 }
                 Err(Lost::Refused(w)) => return Err(DraftError::Refused(w)),
-                Err(_) => self.retry_at = Some(self.clock.now() + self.cfg.retry),
+                Err(_) => self.schedule_retry(),
             }
         }
         let committed = self.committed.clone();

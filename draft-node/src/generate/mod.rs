@@ -5,11 +5,15 @@
 //! `pipelined`), takes one streamed token (`cloud_only`), or lets the draft model go
 //! on alone (`edge_only`, and fallback while the verifier is lost). A verifier that
 //! does not answer within the deadline, or whose connection breaks, puts the loop in
-//! fallback: tokens are drafted alone and marked unverified, and every `retry` the
-//! loop reconnects and re-opens its session with the whole committed sequence.
+//! fallback: tokens are drafted alone and marked unverified, and the loop reconnects
+//! and re-opens its session with the whole committed sequence, first 0.5 ms after the
+//! loss, then backing off to every `retry` ([`backoff`]).
 
+mod backoff;
 mod lifecycle;
 mod rounds;
+
+pub use backoff::FIRST_RETRY;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -47,7 +51,8 @@ pub struct GenerateConfig {
     pub deadline: Duration,
     /// Go on alone when the verifier is lost (else fail).
     pub fallback: bool,
-    /// How often to try to reach the verifier again during fallback.
+    /// Longest wait between attempts to reach the verifier again during fallback (the
+    /// first comes after [`FIRST_RETRY`], each next one twice as late, up to this).
     pub retry: Duration,
 }
 
@@ -92,6 +97,8 @@ struct Run<'a, 'p> {
     done: Option<StopReason>,
     /// In fallback: when to try the verifier next.
     retry_at: Option<Instant>,
+    /// In fallback: the waits between attempts (reset once a session is open).
+    backoff: Option<backoff::Backoff>,
     session_id: u64,
     seq: u64,
     dropped: HashSet<u64>,
@@ -174,6 +181,7 @@ pub async fn generate_with(
         first_at: None,
         done: None,
         retry_at: None,
+        backoff: None,
         session_id: 0,
         seq: 0,
         dropped: HashSet::new(),

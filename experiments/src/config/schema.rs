@@ -105,7 +105,9 @@ pub struct Workload {
         skip_serializing_if = "is_default_deadline"
     )]
     pub deadline_ms: u64,
-    /// After going on alone, how often the edge tries to reach the verifier again, ms.
+    /// After going on alone, the longest wait between the edge's tries to reach the
+    /// verifier again, ms (the first comes 0.5 ms after the loss, each next one twice
+    /// as late, up to this).
     #[serde(default = "default_retry_ms", skip_serializing_if = "is_default_retry")]
     pub retry_ms: u64,
 }
