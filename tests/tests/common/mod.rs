@@ -197,3 +197,32 @@ pub async fn try_run(
     };
     tandem_draft::generate(&edge, cfg, &mut |_, _| {}).await
 }
+
+/// Checks a greedy run that may have gone on alone for a while: every stretch of
+/// verified tokens equals the target's greedy continuation of everything committed
+/// before it (unverified tokens included). Returns the number of verified tokens.
+pub fn assert_verified_exact(report: &Report) -> usize {
+    let out = &report.output_ids;
+    let unverified: std::collections::HashSet<usize> = report.unverified.iter().copied().collect();
+    let mut verified = 0;
+    let mut i = 0;
+    while i < out.len() {
+        if unverified.contains(&i) {
+            i += 1;
+            continue;
+        }
+        let end = (i..out.len())
+            .find(|j| unverified.contains(j))
+            .unwrap_or(out.len());
+        let mut context = report.prompt_ids.clone();
+        context.extend_from_slice(&out[..i]);
+        assert_eq!(
+            &out[i..end],
+            greedy_reference(&context, end - i, true).as_slice(),
+            "verified tokens {i}..{end} are not the target's greedy continuation"
+        );
+        verified += end - i;
+        i = end;
+    }
+    verified
+}
