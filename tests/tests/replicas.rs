@@ -87,19 +87,21 @@ async fn nginx(replicas: &[SocketAddr]) -> Nginx {
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = dir.path().join("error.log");
+    let proxy = Nginx {
+        child,
+        addr,
+        _dir: dir,
+    };
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Nginx {
-                child,
-                addr,
-                _dir: dir,
-            };
+            return proxy;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!(
         "nginx did not listen on {addr}: {}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        std::fs::read_to_string(log).unwrap_or_default()
     );
 }
 
