@@ -116,6 +116,11 @@ impl Running {
         if let Some(t) = self.quic_accept.take() {
             t.abort();
         }
+        if let Some(ep) = &self.quic {
+            // New QUIC connections are refused now: one left waiting in its handshake
+            // would hold the endpoint (and its port) open for the whole idle timeout.
+            ep.set_server_config(None);
+        }
         let left = self.control.wait_idle(grace).await;
         if left > 0 {
             tracing::warn!("{left} sessions still running after {grace:?}: stopping them");
