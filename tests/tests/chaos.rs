@@ -109,7 +109,7 @@ async fn verified_tokens_stay_exact_while_the_verifier_dies_and_returns() {
     let mut events = Vec::new();
     while started.elapsed() < CHAOS {
         tokio::time::sleep(millis(&mut rng, 150, 500)).await;
-        let exit = if next(&mut rng) % 3 == 0 {
+        let exit = if next(&mut rng).is_multiple_of(3) {
             Exit::Shutdown
         } else {
             Exit::Kill
