@@ -166,6 +166,7 @@ impl GenerateArgs {
             None => None,
         };
         Ok(VerifierTarget {
+            replicas: Vec::new(),
             endpoint,
             options: ConnectOptions {
                 ca,

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tandem_protocol::client::{ConnectOptions, Connection, Endpoint, SessionChannel};
@@ -45,6 +45,57 @@ impl Dial for VerifierTarget {
     }
 }
 
+/// A verifier with replicas: each connection goes to the next replica in turn, starting
+/// at one the request's seed picks (so sessions spread), skipping any that cannot be
+/// reached (so a session lost with its replica re-joins on another).
+#[derive(Debug)]
+pub(crate) struct Replicas {
+    target: VerifierTarget,
+    next: AtomicUsize,
+}
+
+impl Replicas {
+    /// Over `target`'s endpoint and its replicas, starting at `seed`'s pick.
+    pub fn new(target: VerifierTarget, seed: u64) -> Self {
+        let n = 1 + target.replicas.len() as u64;
+        Self {
+            target,
+            next: AtomicUsize::new((seed % n) as usize),
+        }
+    }
+
+    fn endpoint(&self, i: usize) -> &Endpoint {
+        match i {
+            0 => &self.target.endpoint,
+            i => &self.target.replicas[i - 1],
+        }
+    }
+}
+
+impl Dial for Replicas {
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, ProtocolError>> {
+        Box::pin(async move {
+            let n = 1 + self.target.replicas.len();
+            let start = self.next.load(Ordering::Acquire);
+            let mut last = None;
+            for i in (0..n).map(|k| (start + k) % n) {
+                let ep = self.endpoint(i);
+                match Connection::connect(ep, self.target.options.clone()).await {
+                    Ok(conn) => {
+                        self.next.store((i + 1) % n, Ordering::Release);
+                        return Ok(Box::new(conn) as Box<dyn Conn>);
+                    }
+                    Err(e) => {
+                        tracing::debug!("replica {ep} unreachable: {e}");
+                        last = Some(e);
+                    }
+                }
+            }
+            Err(last.expect("at least one endpoint"))
+        })
+    }
+}
+
 impl Conn for Connection {
     fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>> {
         Box::pin(Connection::info(self))
@@ -64,6 +115,9 @@ impl Conn for Connection {
 pub struct VerifierTarget {
     /// Its address.
     pub endpoint: Endpoint,
+    /// Replicas of the same target, tried in turn after `endpoint` (see [`Replicas`]);
+    /// QUIC replicas share one certificate, or `options.ca` holds each one's.
+    pub replicas: Vec<Endpoint>,
     /// Certificates, token, emulated link.
     pub options: ConnectOptions,
 }

@@ -54,6 +54,7 @@ fn setup() -> Setup {
         ))
         .unwrap();
     let at = |transport, addr: std::net::SocketAddr| VerifierTarget {
+        replicas: Vec::new(),
         endpoint: Endpoint::at(transport, addr),
         options: ConnectOptions {
             ca: running.cert_path.clone(),

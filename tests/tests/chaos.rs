@@ -62,6 +62,7 @@ async fn verified_tokens_stay_exact_while_the_verifier_dies_and_returns() {
             (Transport::Quic, quic)
         };
         let target = VerifierTarget {
+            replicas: Vec::new(),
             endpoint: Endpoint::at(transport, addr),
             options: ConnectOptions {
                 ca: Some(certs.path().join("cert.pem")),

@@ -36,6 +36,7 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
         Transport::Quic => quic,
     };
     let target = VerifierTarget {
+        replicas: Vec::new(),
         endpoint: Endpoint::at(transport, addr),
         options: ConnectOptions {
             ca: Some(certs.path().join("cert.pem")),

@@ -56,6 +56,7 @@ async fn a_vanished_peer_is_noticed_by_keep_alives_on_both_sides() {
     let cut = Arc::new(AtomicBool::new(false));
     let front = relay(v.running.quic_addr.unwrap(), cut.clone()).await;
     let target = VerifierTarget {
+        replicas: Vec::new(),
         endpoint: Endpoint::at(Transport::Quic, front),
         options: ConnectOptions {
             ca: v.running.cert_path.clone(),

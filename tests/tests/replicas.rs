@@ -156,6 +156,7 @@ async fn sessions_spread_over_replicas_behind_nginx_and_survive_losing_one() {
         cfg.fallback = true;
         cfg.seed = i as u64;
         let target = VerifierTarget {
+            replicas: Vec::new(),
             endpoint: Endpoint::at(Transport::Grpc, proxy.addr),
             options: ConnectOptions::default(),
         };
@@ -221,4 +222,89 @@ async fn sessions_spread_over_replicas_behind_nginx_and_survive_losing_one() {
         r.stop().await;
     }
     drop(proxy);
+}
+
+/// QUIC cannot go through nginx: the draft node is given every replica
+/// (`--verifier quic://A,quic://B,quic://C`), spreads its sessions over them by seed,
+/// and when one dies, re-joins on the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quic_sessions_spread_over_listed_replicas_and_fail_over() {
+    const N: usize = 24;
+    // One certificate for all three (they share a certificate directory).
+    let certs = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<Option<Running>> = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Some(
+            serve_in(VerifierOptions::default(), certs.path()).await,
+        ));
+    }
+    let quic: Vec<Endpoint> = replicas
+        .iter()
+        .map(|r| Endpoint::at(Transport::Quic, r.as_ref().unwrap().quic_addr.unwrap()))
+        .collect();
+    let metrics: Vec<SocketAddr> = replicas
+        .iter()
+        .map(|r| r.as_ref().unwrap().metrics_addr.unwrap())
+        .collect();
+    let gate = Arc::new(Gate::default());
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let prompt = prompt_ids(PROMPTS[i % PROMPTS.len()]);
+        let mut cfg = config(Strategy::Speculative { k: 4 }, prompt, NEW);
+        cfg.ignore_eos = true;
+        cfg.fallback = true;
+        cfg.seed = i as u64;
+        let target = VerifierTarget {
+            endpoint: quic[0].clone(),
+            replicas: quic[1..].to_vec(),
+            options: ConnectOptions {
+                ca: Some(certs.path().join("cert.pem")),
+                ..Default::default()
+            },
+        };
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            let mut on_tokens = move |tokens: &[u32], _: bool| {
+                let before = n;
+                n += tokens.len();
+                if before < GATE_AT && n >= GATE_AT {
+                    tokio::task::block_in_place(|| gate.wait());
+                }
+            };
+            let edge = Edge {
+                device: None,
+                draft: Some(&draft().model),
+                verifier: Some(target),
+            };
+            tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+        }));
+    }
+    while gate.reached.load(Ordering::Acquire) < N {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut opened = Vec::new();
+    for m in &metrics {
+        opened.push(metric(*m, "tandem_sessions_opened_total").await as usize);
+    }
+    eprintln!("QUIC sessions per listed replica: {opened:?}");
+    assert_eq!(opened, vec![N / 3; 3], "the seed spreads sessions evenly");
+    replicas[0].take().unwrap().stop().await;
+    gate.release();
+    let (mut fallbacks, mut resyncs) = (0, 0);
+    for t in tasks {
+        let report = t.await.unwrap().unwrap();
+        assert_eq!(report.output_ids.len(), NEW);
+        assert_verified_exact(&report);
+        fallbacks += report.summary.fallbacks;
+        resyncs += report.summary.resyncs;
+    }
+    eprintln!("after losing replica 0: {fallbacks} fallbacks, {resyncs} resyncs");
+    assert!(
+        fallbacks >= N / 3 && resyncs >= N / 3,
+        "{fallbacks} {resyncs}"
+    );
+    for r in replicas.into_iter().flatten() {
+        r.stop().await;
+    }
 }

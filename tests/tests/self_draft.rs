@@ -65,6 +65,7 @@ async fn check(transport: Transport) {
                 device: None,
                 draft: Some(&d.model),
                 verifier: Some(VerifierTarget {
+                    replicas: Vec::new(),
                     endpoint: Endpoint::at(transport, addr),
                     options: ConnectOptions {
                         ca: running.cert_path.clone(),

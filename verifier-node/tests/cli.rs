@@ -56,6 +56,7 @@ fn serve_prints_its_addresses_serves_both_transports_and_stops_on_ctrl_c() {
                 device: None,
                 draft: Some(&draft.model),
                 verifier: Some(VerifierTarget {
+                    replicas: Vec::new(),
                     endpoint: endpoint.clone(),
                     options: ConnectOptions {
                         ca: cert.clone(),

@@ -29,8 +29,11 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct Args {
     /// The verifier: grpc://HOST:PORT or quic://HOST:PORT. Not needed for edge_only.
-    #[arg(long, value_name = "URL")]
-    verifier: Option<Endpoint>,
+    /// Several, comma-separated, are replicas of one target: each connection goes to
+    /// the next in turn (the first one the seed picks), skipping those that cannot be
+    /// reached, so a session lost with its replica re-joins on another.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    verifier: Vec<Endpoint>,
     /// QUIC: the verifier's certificate to trust (its --ca-dir/cert.pem).
     /// Default: .tandem/certs/cert.pem when it exists.
     #[arg(long, value_name = "FILE")]
@@ -56,7 +59,7 @@ fn main() -> Result<()> {
 async fn generate(args: Args) -> Result<()> {
     let g = &args.generate;
     let strategy = g.choice()?;
-    if strategy.needs_verifier() && args.verifier.is_none() {
+    if strategy.needs_verifier() && args.verifier.is_empty() {
         bail!(
             "--strategy {} needs --verifier grpc://HOST:PORT or quic://HOST:PORT",
             g.strategy
@@ -70,13 +73,16 @@ async fn generate(args: Args) -> Result<()> {
         None if strategy.needs_draft() => bail!("--strategy {} needs --draft MODEL", g.strategy),
         None => None,
     };
-    let target = match &args.verifier {
-        Some(ep) => {
+    let target = match args.verifier.split_first() {
+        Some((ep, replicas)) => {
+            let quic = args.verifier.iter().any(|e| e.transport == Transport::Quic);
             let ca = args.ca.clone().or_else(|| {
                 let default = PathBuf::from(".tandem/certs/cert.pem");
-                (ep.transport == Transport::Quic && default.exists()).then_some(default)
+                (quic && default.exists()).then_some(default)
             });
-            Some(g.target(ep.clone(), ca)?)
+            let mut target = g.target(ep.clone(), ca)?;
+            target.replicas = replicas.to_vec();
+            Some(target)
         }
         None => None,
     };

@@ -121,7 +121,10 @@ pub async fn generate<M: LanguageModel>(
     });
     let parts = Parts {
         proposer,
-        verifier: edge.verifier.clone().map(|t| Arc::new(t) as Arc<dyn Dial>),
+        verifier: edge.verifier.clone().map(|t| match t.replicas.is_empty() {
+            true => Arc::new(t) as Arc<dyn Dial>,
+            false => Arc::new(crate::remote::Replicas::new(t, cfg.seed)) as Arc<dyn Dial>,
+        }),
         clock: Arc::new(SystemClock),
     };
     generate_with(parts, cfg, on_tokens).await

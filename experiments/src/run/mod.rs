@@ -270,6 +270,7 @@ async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud
         let endpoint: Endpoint = url.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
         return Ok(Cloud {
             target: Some(VerifierTarget {
+                replicas: Vec::new(),
                 endpoint,
                 options: ConnectOptions::default(),
             }),
@@ -290,6 +291,7 @@ async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud
     let addr = addr.expect("both listeners are on");
     Ok(Cloud {
         target: Some(VerifierTarget {
+            replicas: Vec::new(),
             endpoint: Endpoint::at(transport, addr),
             options: ConnectOptions {
                 ca: running.cert_path.clone(),

@@ -155,6 +155,7 @@ impl Verifier {
 
     pub fn target(&self, transport: Transport, link: Option<&str>) -> VerifierTarget {
         VerifierTarget {
+            replicas: Vec::new(),
             endpoint: self.endpoint(transport),
             options: ConnectOptions {
                 ca: self.running.cert_path.clone(),
