@@ -178,6 +178,8 @@ mod tests {
             (dense(vec![1.0; 711]), 711),
             (sparse(vec![3, 5], vec![0.25, 0.25]), 10),
             (dense(vec![0.5, 0.5, 0.002]), 3),
+            // What the fuzzer fed the decoder: NaNs sum to NaN, which is not 1.
+            (dense(vec![2.8e-29, f32::NAN, f32::NAN, 6.4e19]), 4),
         ] {
             let e = distribution_from_pb(q, vocab).unwrap_err();
             assert!(e.to_string().contains("sums to"), "{e}");

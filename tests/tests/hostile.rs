@@ -24,6 +24,7 @@ fn bounds() -> ClientBounds {
     ClientBounds {
         max_connections: 16,
         max_pending_streams: 8,
+        max_pending_per_connection: 4,
         max_buffered_bytes: 1 << 20,
         first_message_timeout: SECOND,
         message_timeout: SECOND,
@@ -158,14 +159,15 @@ async fn streams_that_never_say_what_they_are_are_bounded_and_timed_out() {
         quic_streams.push(quic_partial(&quic, &[0x80]).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // The ninth, on either transport, is refused at once.
-    let (resp, _keep) = h2_session(&mut h, vec![]).await;
+    // The ninth, on either transport (each on a connection of its own), is refused at
+    // once.
+    let (resp, _keep) = h2_session(&mut h2(&v).await, vec![]).await;
     expect_status(
         h2_status(resp).await,
         Code::ResourceExhausted,
         "max_pending_streams",
     );
-    let (_s, mut recv) = quic_partial(&quic, &[0x80]).await;
+    let (_s, mut recv) = quic_partial(&raw_quic(&v).await, &[0x80]).await;
     expect_error(
         read(&mut recv).await,
         Code::ResourceExhausted,
@@ -185,6 +187,45 @@ async fn streams_that_never_say_what_they_are_are_bounded_and_timed_out() {
         expect_error(read(&mut recv).await, Code::DeadlineExceeded, 0, "");
     }
     healthy(&v, Transport::Quic).await;
+    v.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connection_cannot_take_every_pending_slot() {
+    let v = verifier().await;
+    // Four waiting streams on one connection of each transport: the fifth is refused,
+    // while other connections still have room.
+    let mut h = h2(&v).await;
+    let mut grpc = Vec::new();
+    for _ in 0..4 {
+        grpc.push(h2_session(&mut h, vec![]).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (resp, _keep) = h2_session(&mut h, vec![]).await;
+    expect_status(
+        h2_status(resp).await,
+        Code::ResourceExhausted,
+        "max_pending_per_connection",
+    );
+    let quic = raw_quic(&v).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(quic_partial(&quic, &[0x80]).await);
+    }
+    let (_s, mut recv) = quic_partial(&quic, &[0x80]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_s5, mut fifth) = quic_partial(&quic, &[0x80]).await;
+    expect_error(
+        read(&mut fifth).await,
+        Code::ResourceExhausted,
+        0,
+        "max_pending_per_connection",
+    );
+    // Seven of eight global slots are taken; a healthy session on its own connection
+    // gets the eighth at once.
+    healthy(&v, Transport::Quic).await;
+    expect_error(read(&mut recv).await, Code::DeadlineExceeded, 0, "");
+    drop(grpc);
     v.running.stop().await;
 }
 

@@ -117,6 +117,10 @@ pub struct ConnectionArgs {
     /// more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = ClientBounds::default().max_pending_streams, value_name = "N")]
     pub max_pending_streams: usize,
+    /// Most streams of one connection that have not sent their first message; more
+    /// are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = ClientBounds::default().max_pending_per_connection, value_name = "N")]
+    pub max_pending_per_connection: usize,
     /// Most bytes, all streams together, held for messages not yet complete (e.g.
     /// 256MiB); a message that would pass it is refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
@@ -149,6 +153,7 @@ impl ConnectionArgs {
         ClientBounds {
             max_connections: self.max_connections.max(1),
             max_pending_streams: self.max_pending_streams.max(1),
+            max_pending_per_connection: self.max_pending_per_connection.max(1),
             max_buffered_bytes: self.max_buffered_bytes,
             first_message_timeout: ms(self.first_message_timeout_ms.max(1)),
             message_timeout: ms(self.message_timeout_ms.max(1)),

@@ -10,6 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::bounds::FirstWithin;
+use crate::bounds::listener::ConnectionInfo;
 use crate::service::{Serving, check_token, count_refusal, run_session};
 
 /// The tonic service.
@@ -92,7 +93,14 @@ impl Verifier for GrpcService {
     ) -> Result<Response<SessionStream>, Status> {
         self.authorize(req.metadata())?;
         let guards = &self.ctx.guards;
-        let pending = guards.pending().map_err(|e| self.refuse(e))?;
+        // Each accepted connection carries its own count (see bounds::listener); a
+        // request from elsewhere (a test's in-memory transport) counts on its own.
+        let connection = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.pending.clone())
+            .unwrap_or_else(|| guards.connection());
+        let pending = guards.pending(&connection).map_err(|e| self.refuse(e))?;
         let inbound = req.into_inner().map(|r| r.map_err(inbound_status));
         let inbound = FirstWithin::new(Box::pin(inbound), guards, pending);
         let (tx, rx) = mpsc::channel(64);

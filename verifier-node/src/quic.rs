@@ -9,6 +9,7 @@ use tandem_protocol::{WireError, pb};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::bounds::ConnectionPending;
 use crate::metrics::Metrics;
 use crate::service::{Serving, check_token, count_message, msg, run_session};
 
@@ -29,6 +30,7 @@ pub async fn accept(endpoint: quinn::Endpoint, ctx: Serving) {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let pending = ctx.guards.connection();
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -39,7 +41,7 @@ pub async fn accept(endpoint: quinn::Endpoint, ctx: Serving) {
             loop {
                 match conn.accept_bi().await {
                     Ok((send, recv)) => {
-                        tokio::spawn(stream(send, recv, ctx.clone()));
+                        tokio::spawn(stream(send, recv, ctx.clone(), pending.clone()));
                     }
                     Err(e) => {
                         tracing::debug!(
@@ -72,13 +74,18 @@ async fn end(send: &mut quinn::SendStream) {
 }
 
 /// One stream: an `Info` call or a session.
-async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Serving) {
+async fn stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Serving,
+    connection: ConnectionPending,
+) {
     let _writing = ctx.life.writing();
     let metrics = ctx.engine.metrics().clone();
     let bounds = ctx
         .guards
         .read_bounds(ctx.engine.limits().max_message_bytes);
-    let pending = match ctx.guards.pending() {
+    let pending = match ctx.guards.pending(&connection) {
         Ok(p) => p,
         Err(e) => return refuse(&mut send, &e, &metrics).await,
     };

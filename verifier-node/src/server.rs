@@ -272,7 +272,7 @@ async fn serve_grpc(
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let errors = ctx.engine.metrics().accept_errors("grpc");
     let acceptor = Acceptor::new(listener, bounds.max_connections, "gRPC", errors);
-    let incoming = grpc_incoming(acceptor, bounds.first_message_timeout);
+    let incoming = grpc_incoming(acceptor, ctx.guards.clone());
     Ok(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)

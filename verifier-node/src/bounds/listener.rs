@@ -17,6 +17,8 @@ use tokio::time::Sleep;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use super::{ConnectionPending, Guards};
+
 /// First pause after a failed accept; it doubles while accepting keeps failing.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between failed accepts.
@@ -83,14 +85,25 @@ impl Acceptor {
     }
 }
 
+/// What tonic puts in the extensions of each request of a connection: its TCP facts
+/// and its count of streams waiting for their first message.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Addresses.
+    pub tcp: TcpConnectInfo,
+    /// Streams of this connection before their first message.
+    pub pending: ConnectionPending,
+}
+
 /// The connections of `acceptor` as tonic takes them: TCP_NODELAY set (accepted
 /// sockets do not inherit it, and Nagle's algorithm with delayed ACKs adds 40 ms to a
 /// session's first answer), each closed if it has not sent the 24-byte HTTP/2 preface
 /// within `first_bytes`. The listener closes when the stream is dropped.
 pub fn grpc_incoming(
     mut acceptor: Acceptor,
-    first_bytes: Duration,
+    guards: Guards,
 ) -> ReceiverStream<io::Result<Admitted>> {
+    let first_bytes = guards.bounds.first_message_timeout;
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         loop {
@@ -102,6 +115,7 @@ pub fn grpc_incoming(
             let conn = Admitted {
                 sock,
                 _slot: slot,
+                pending: guards.connection(),
                 preface: Some((Box::pin(tokio::time::sleep(first_bytes)), PREFACE_LEN)),
             };
             if tx.send(Ok(conn)).await.is_err() {
@@ -121,14 +135,18 @@ const PREFACE_LEN: usize = 24;
 pub struct Admitted {
     sock: TcpStream,
     _slot: Slot,
+    pending: ConnectionPending,
     preface: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
 impl Connected for Admitted {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.sock.connect_info()
+    fn connect_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            tcp: self.sock.connect_info(),
+            pending: self.pending.clone(),
+        }
     }
 }
 

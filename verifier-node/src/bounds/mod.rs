@@ -31,6 +31,8 @@ pub struct ClientBounds {
     pub max_connections: usize,
     /// Most streams, all connections together, before their first message.
     pub max_pending_streams: usize,
+    /// Most streams of one connection before their first message.
+    pub max_pending_per_connection: usize,
     /// Most bytes, all streams together, held for messages not yet complete.
     pub max_buffered_bytes: u64,
     /// A stream's first message must arrive within this (and a TCP connection's
@@ -45,13 +47,15 @@ pub struct ClientBounds {
 }
 
 impl Default for ClientBounds {
-    /// 4096 connections per listener, 1024 streams before `Open`, 256 MiB of unfinished
+    /// 4096 connections per listener, 1024 streams before `Open` (64 on one
+    /// connection), 256 MiB of unfinished
     /// messages, 10 s to say the first message and to finish any message, a keep-alive
     /// every second and 5 s of silence before a peer is given up.
     fn default() -> Self {
         Self {
             max_connections: 4096,
             max_pending_streams: 1024,
+            max_pending_per_connection: 64,
             max_buffered_bytes: 256 << 20,
             first_message_timeout: Duration::from_secs(10),
             message_timeout: Duration::from_secs(10),
@@ -77,6 +81,8 @@ impl ClientBounds {
             first_message_timeout_ms: ms(self.first_message_timeout),
             message_timeout_ms: ms(self.message_timeout),
             max_pending_streams: self.max_pending_streams.min(u32::MAX as usize) as u32,
+            max_pending_per_connection: self.max_pending_per_connection.min(u32::MAX as usize)
+                as u32,
             max_buffered_bytes: self.max_buffered_bytes,
             keep_alive_ms: ms(self.keep_alive),
             idle_timeout_ms: ms(self.idle_timeout),
@@ -94,8 +100,17 @@ pub struct Guards {
     pub buffered: ByteBudget,
 }
 
-/// A stream counted as pending until its first message has arrived.
-pub type Pending = OwnedSemaphorePermit;
+/// A stream counted as pending (on its connection and overall) until its first
+/// message has arrived.
+#[derive(Debug)]
+pub struct Pending {
+    _connection: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
+}
+
+/// One connection's count of streams before their first message (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct ConnectionPending(Arc<Semaphore>);
 
 impl Guards {
     /// Fresh counters for `bounds`.
@@ -107,14 +122,32 @@ impl Guards {
         }
     }
 
-    /// Counts a new stream until its first message, or refuses it if too many are
-    /// waiting already (RESOURCE_EXHAUSTED).
-    pub fn pending(&self) -> Result<Pending, WireError> {
-        self.pending.clone().try_acquire_owned().map_err(|_| {
+    /// The pending-stream count of a new connection.
+    pub fn connection(&self) -> ConnectionPending {
+        ConnectionPending(Arc::new(Semaphore::new(
+            self.bounds.max_pending_per_connection.max(1),
+        )))
+    }
+
+    /// Counts a new stream of `connection` until its first message, or refuses it if
+    /// too many are waiting already on that connection or overall
+    /// (RESOURCE_EXHAUSTED).
+    pub fn pending(&self, connection: &ConnectionPending) -> Result<Pending, WireError> {
+        let on_connection = connection.0.clone().try_acquire_owned().map_err(|_| {
+            WireError::exhausted(format!(
+                "{} streams of this connection are already waiting for their first message (Connections.max_pending_per_connection)",
+                self.bounds.max_pending_per_connection
+            ))
+        })?;
+        let all = self.pending.clone().try_acquire_owned().map_err(|_| {
             WireError::exhausted(format!(
                 "{} streams are already waiting for their first message (Connections.max_pending_streams)",
                 self.bounds.max_pending_streams
             ))
+        })?;
+        Ok(Pending {
+            _connection: on_connection,
+            _all: all,
         })
     }
 
