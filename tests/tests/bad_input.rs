@@ -258,12 +258,7 @@ async fn bad_requests_get_precise_errors_while_a_healthy_session_completes() {
                 tokio::task::block_in_place(|| go_on.recv().unwrap());
             }
         };
-        let edge = tandem_draft::Edge {
-            device: None,
-            draft: Some(&draft().model),
-            verifier: Some(target),
-        };
-        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+        try_run_with(Some(target), &cfg, &mut on_tokens).await
     });
     started.recv().await.unwrap();
     grpc_cases(&v).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::raw::*;
 use common::scrape::metric;
 use common::*;
-use tandem_draft::{Edge, Strategy};
+use tandem_draft::Strategy;
 use tandem_models::LanguageModel;
 use tandem_protocol::client::Transport;
 use tandem_protocol::frame;
@@ -91,12 +91,7 @@ async fn a_draft_node_refused_for_memory_goes_on_alone_and_rejoins_when_room_fre
                 tokio::task::block_in_place(|| freed.recv().unwrap());
             }
         };
-        let edge = Edge {
-            device: None,
-            draft: Some(&draft().model),
-            verifier: Some(target),
-        };
-        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+        try_run_with(Some(target), &cfg, &mut on_tokens).await
     });
 
     // The edge was refused and is drafting alone: close the holder, wait until the

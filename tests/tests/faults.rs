@@ -12,7 +12,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use common::*;
-use tandem_draft::{Edge, Strategy, VerifierTarget};
+use tandem_draft::{Strategy, VerifierTarget};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tokio::sync::mpsc;
 
@@ -67,12 +67,7 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
                 tokio::task::block_in_place(|| done_rx.recv().unwrap());
             }
         };
-        let edge = Edge {
-            device: None,
-            draft: Some(&draft().model),
-            verifier: Some(target),
-        };
-        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+        try_run_with(Some(target), &cfg, &mut on_tokens).await
     });
 
     assert_eq!(asks.recv().await, Some(Ask::Stop));
@@ -208,12 +203,7 @@ async fn a_refused_client_rejoins_when_a_slot_frees_at_the_default_retry() {
                 tokio::task::block_in_place(|| go_on.recv().unwrap());
             }
         };
-        let edge = Edge {
-            device: None,
-            draft: Some(&draft().model),
-            verifier: Some(target),
-        };
-        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+        try_run_with(Some(target), &cfg, &mut on_tokens).await
     });
     freed.recv().await.unwrap();
     drop(holder);

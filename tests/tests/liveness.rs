@@ -15,7 +15,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use common::*;
-use tandem_draft::{Edge, Strategy, VerifierTarget};
+use tandem_draft::{Strategy, VerifierTarget};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tokio::net::UdpSocket;
 
@@ -83,12 +83,7 @@ async fn a_vanished_peer_is_noticed_by_keep_alives_on_both_sides() {
                 tokio::task::block_in_place(|| go_on.recv().unwrap());
             }
         };
-        let edge = Edge {
-            device: None,
-            draft: Some(&draft().model),
-            verifier: Some(target),
-        };
-        tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
+        try_run_with(Some(target), &cfg, &mut on_tokens).await
     });
     cut_now.recv().await.unwrap();
     assert_eq!(v.running.active_sessions(), 1);

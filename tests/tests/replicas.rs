@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::scrape::metric;
 use common::*;
-use tandem_draft::{Edge, Strategy, VerifierTarget};
+use tandem_draft::{Report, Strategy, VerifierTarget};
 use tandem_protocol::client::{ConnectOptions, Endpoint, Transport};
 use tandem_verifier::Running;
 
@@ -128,6 +128,37 @@ impl Gate {
     }
 }
 
+type Session = tokio::task::JoinHandle<Result<Report, tandem_draft::DraftError>>;
+
+/// Starts `n` speculative sessions against `target` (session `i` with seed `i`, so
+/// listed replicas are picked in turn) and returns once all of them wait at the gate.
+async fn gated_sessions(n: usize, target: &VerifierTarget, gate: &Arc<Gate>) -> Vec<Session> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let prompt = prompt_ids(PROMPTS[i % PROMPTS.len()]);
+        let mut cfg = config(Strategy::Speculative { k: 4 }, prompt, NEW);
+        cfg.ignore_eos = true;
+        cfg.fallback = true;
+        cfg.seed = i as u64;
+        let (target, gate) = (target.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            let mut on_tokens = move |tokens: &[u32], _: bool| {
+                let before = n;
+                n += tokens.len();
+                if before < GATE_AT && n >= GATE_AT {
+                    tokio::task::block_in_place(|| gate.wait());
+                }
+            };
+            try_run_with(Some(target), &cfg, &mut on_tokens).await
+        }));
+    }
+    while gate.reached.load(Ordering::Acquire) < n {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tasks
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_spread_over_replicas_behind_nginx_and_survive_losing_one() {
     let mut replicas: Vec<Option<Running>> = Vec::new();
@@ -147,40 +178,13 @@ async fn sessions_spread_over_replicas_behind_nginx_and_survive_losing_one() {
         .collect();
     let proxy = nginx(&grpc).await;
 
+    let target = VerifierTarget {
+        replicas: Vec::new(),
+        endpoint: Endpoint::at(Transport::Grpc, proxy.addr),
+        options: ConnectOptions::default(),
+    };
     let gate = Arc::new(Gate::default());
-    let mut tasks = Vec::new();
-    for i in 0..SESSIONS {
-        let prompt = prompt_ids(PROMPTS[i % PROMPTS.len()]);
-        let mut cfg = config(Strategy::Speculative { k: 4 }, prompt, NEW);
-        cfg.ignore_eos = true;
-        cfg.fallback = true;
-        cfg.seed = i as u64;
-        let target = VerifierTarget {
-            replicas: Vec::new(),
-            endpoint: Endpoint::at(Transport::Grpc, proxy.addr),
-            options: ConnectOptions::default(),
-        };
-        let gate = gate.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0;
-            let mut on_tokens = move |tokens: &[u32], _: bool| {
-                let before = n;
-                n += tokens.len();
-                if before < GATE_AT && n >= GATE_AT {
-                    tokio::task::block_in_place(|| gate.wait());
-                }
-            };
-            let edge = Edge {
-                device: None,
-                draft: Some(&draft().model),
-                verifier: Some(target),
-            };
-            tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
-        }));
-    }
-    while gate.reached.load(Ordering::Acquire) < SESSIONS {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let tasks = gated_sessions(SESSIONS, &target, &gate).await;
     // Every session is open somewhere and held: the spread is what the proxy did.
     let mut opened = Vec::new();
     for m in &metrics {
@@ -246,43 +250,16 @@ async fn quic_sessions_spread_over_listed_replicas_and_fail_over() {
         .iter()
         .map(|r| r.as_ref().unwrap().metrics_addr.unwrap())
         .collect();
+    let target = VerifierTarget {
+        endpoint: quic[0].clone(),
+        replicas: quic[1..].to_vec(),
+        options: ConnectOptions {
+            ca: Some(certs.path().join("cert.pem")),
+            ..Default::default()
+        },
+    };
     let gate = Arc::new(Gate::default());
-    let mut tasks = Vec::new();
-    for i in 0..N {
-        let prompt = prompt_ids(PROMPTS[i % PROMPTS.len()]);
-        let mut cfg = config(Strategy::Speculative { k: 4 }, prompt, NEW);
-        cfg.ignore_eos = true;
-        cfg.fallback = true;
-        cfg.seed = i as u64;
-        let target = VerifierTarget {
-            endpoint: quic[0].clone(),
-            replicas: quic[1..].to_vec(),
-            options: ConnectOptions {
-                ca: Some(certs.path().join("cert.pem")),
-                ..Default::default()
-            },
-        };
-        let gate = gate.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0;
-            let mut on_tokens = move |tokens: &[u32], _: bool| {
-                let before = n;
-                n += tokens.len();
-                if before < GATE_AT && n >= GATE_AT {
-                    tokio::task::block_in_place(|| gate.wait());
-                }
-            };
-            let edge = Edge {
-                device: None,
-                draft: Some(&draft().model),
-                verifier: Some(target),
-            };
-            tandem_draft::generate(&edge, &cfg, &mut on_tokens).await
-        }));
-    }
-    while gate.reached.load(Ordering::Acquire) < N {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let tasks = gated_sessions(N, &target, &gate).await;
     let mut opened = Vec::new();
     for m in &metrics {
         opened.push(metric(*m, "tandem_sessions_opened_total").await as usize);

@@ -191,12 +191,22 @@ pub async fn try_run(
     target: Option<VerifierTarget>,
     cfg: &GenerateConfig,
 ) -> Result<Report, tandem_draft::DraftError> {
+    try_run_with(target, cfg, &mut |_, _| {}).await
+}
+
+/// Like [`try_run`], calling `on_tokens` as tokens are committed (tests steer a run
+/// from there: block in it until the test has done something).
+pub async fn try_run_with(
+    target: Option<VerifierTarget>,
+    cfg: &GenerateConfig,
+    on_tokens: &mut (dyn FnMut(&[u32], bool) + Send),
+) -> Result<Report, tandem_draft::DraftError> {
     let edge = Edge {
         device: None,
         draft: Some(&draft().model),
         verifier: target,
     };
-    tandem_draft::generate(&edge, cfg, &mut |_, _| {}).await
+    tandem_draft::generate(&edge, cfg, on_tokens).await
 }
 
 /// Checks a greedy run that may have gone on alone for a while: every stretch of
