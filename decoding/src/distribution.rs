@@ -30,9 +30,35 @@ impl Distribution {
         Ok(Self::Dense(w))
     }
 
+    /// A dense distribution from probabilities that must sum to 1 within `tolerance`
+    /// (what a client sends), renormalised exactly here.
+    pub fn dense_probabilities(p: Vec<f32>, tolerance: f64) -> Result<Self, DecodingError> {
+        let mut p = p;
+        normalise_expecting(&mut p, Some(tolerance))?;
+        Ok(Self::Dense(p))
+    }
+
+    /// A sparse distribution from `(id, probability)` pairs whose probabilities must
+    /// sum to 1 within `tolerance`; otherwise as [`Self::sparse`].
+    pub fn sparse_probabilities(
+        entries: Vec<(TokenId, f32)>,
+        vocab: usize,
+        tolerance: f64,
+    ) -> Result<Self, DecodingError> {
+        Self::sparse_with(entries, vocab, Some(tolerance))
+    }
+
     /// A sparse distribution over `vocab` tokens from `(id, weight)` pairs in any order,
     /// normalised here. Duplicate ids, ids out of range and bad weights are errors.
-    pub fn sparse(mut entries: Vec<(TokenId, f32)>, vocab: usize) -> Result<Self, DecodingError> {
+    pub fn sparse(entries: Vec<(TokenId, f32)>, vocab: usize) -> Result<Self, DecodingError> {
+        Self::sparse_with(entries, vocab, None)
+    }
+
+    fn sparse_with(
+        mut entries: Vec<(TokenId, f32)>,
+        vocab: usize,
+        tolerance: Option<f64>,
+    ) -> Result<Self, DecodingError> {
         entries.sort_unstable_by_key(|&(id, _)| id);
         if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(DecodingError::InvalidDistribution(format!(
@@ -46,7 +72,7 @@ impl Distribution {
             )));
         }
         let (ids, mut probs): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
-        normalise(&mut probs)?;
+        normalise_expecting(&mut probs, tolerance)?;
         Ok(Self::Sparse { ids, probs, vocab })
     }
 
@@ -113,15 +139,36 @@ impl Distribution {
 
 /// Scales non-negative finite weights to sum to one.
 fn normalise(w: &mut [f32]) -> Result<(), DecodingError> {
+    normalise_expecting(w, None)
+}
+
+/// Scales non-negative finite weights to sum to one; with `tolerance`, the weights must
+/// already be probabilities (their sum within `tolerance` of 1, checked first). One
+/// pass checks and sums, a second scales.
+fn normalise_expecting(w: &mut [f32], tolerance: Option<f64>) -> Result<(), DecodingError> {
     if w.is_empty() {
         return Err(DecodingError::InvalidDistribution("empty".into()));
     }
-    if let Some(x) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
+    let mut bad = None;
+    let mut total = 0.0f64;
+    for &x in w.iter() {
+        if bad.is_none() && (!x.is_finite() || x < 0.0) {
+            bad = Some(x);
+        }
+        total += x as f64;
+    }
+    if let Some(tol) = tolerance
+        && ((total - 1.0).abs() > tol || !total.is_finite())
+    {
+        return Err(DecodingError::InvalidDistribution(format!(
+            "q sums to {total}, not 1 (tolerance {tol})"
+        )));
+    }
+    if let Some(x) = bad {
         return Err(DecodingError::InvalidDistribution(format!(
             "weight {x} is negative or not finite"
         )));
     }
-    let total: f64 = w.iter().map(|&x| x as f64).sum();
     if total <= 0.0 {
         return Err(DecodingError::InvalidDistribution(
             "all weights are zero".into(),

@@ -57,18 +57,6 @@ fn f32le(bytes: &[u8]) -> Result<Vec<f32>, DecodingError> {
 /// softmax over a large vocabulary stays orders of magnitude inside it).
 pub const Q_SUM_TOLERANCE: f64 = 1e-3;
 
-/// Checks that `probs` sum to 1 within [`Q_SUM_TOLERANCE`] (signs and finiteness are
-/// checked where the distribution is built).
-fn check_sum(probs: &[f32]) -> Result<(), DecodingError> {
-    let sum: f64 = probs.iter().map(|&p| f64::from(p)).sum();
-    if (sum - 1.0).abs() > Q_SUM_TOLERANCE || !sum.is_finite() {
-        return Err(DecodingError::InvalidDistribution(format!(
-            "q sums to {sum}, not 1 (tolerance {Q_SUM_TOLERANCE})"
-        )));
-    }
-    Ok(())
-}
-
 /// Reads a wire draft distribution over a `vocab`-sized vocabulary, checking it: the
 /// right length, no negative or non-finite entry, a sum of 1 within
 /// [`Q_SUM_TOLERANCE`].
@@ -95,8 +83,7 @@ pub fn distribution_from_pb(
                     dense.len()
                 ));
             }
-            check_sum(&dense)?;
-            Distribution::dense(dense)
+            Distribution::dense_probabilities(dense, Q_SUM_TOLERANCE)
         }
         [false, false, true] => {
             if d.ids.len() != d.probs.len() {
@@ -106,8 +93,11 @@ pub fn distribution_from_pb(
                     d.probs.len()
                 ));
             }
-            check_sum(&d.probs)?;
-            Distribution::sparse(d.ids.into_iter().zip(d.probs).collect(), vocab)
+            Distribution::sparse_probabilities(
+                d.ids.into_iter().zip(d.probs).collect(),
+                vocab,
+                Q_SUM_TOLERANCE,
+            )
         }
         [false, false, false] => bad("q is empty".into()),
         _ => bad("q sets more than one of dense, dense_f32le and ids/probs".into()),

@@ -48,10 +48,9 @@ async fn verified_tokens_stay_exact_while_the_verifier_dies_and_returns() {
     let certs = tempfile::tempdir().unwrap();
     let first = serve_in(VerifierOptions::default(), certs.path()).await;
     let (grpc, quic) = (first.grpc_addr.unwrap(), first.quic_addr.unwrap());
-    let same_place = || VerifierOptions {
-        grpc: grpc.to_string(),
-        quic: quic.to_string(),
-        ..VerifierOptions::default()
+    let same_place = {
+        let opts = VerifierOptions::in_place_of(&first);
+        move || opts.clone()
     };
     let chaos_over = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();

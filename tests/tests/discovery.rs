@@ -150,15 +150,7 @@ async fn health_follows_a_full_verifier() {
         panic!("health never became {want:?}");
     };
     wait_for(ServingStatus::Serving).await;
-    let mut s = common::raw::raw_grpc(&v, None).await.unwrap();
-    let opened = s
-        .ask(common::raw::open_msg(&common::raw::fingerprint(), ""))
-        .await
-        .unwrap();
-    assert!(matches!(
-        opened,
-        tandem_protocol::pb::cloud_message::Kind::Opened(_)
-    ));
+    let s = common::raw::open_session(&v).await;
     wait_for(ServingStatus::NotServing).await;
     drop(s);
     wait_for(ServingStatus::Serving).await;

@@ -26,10 +26,9 @@ async fn verifier_comes_and_goes(transport: Transport, strategy: Strategy) {
     let certs = tempfile::tempdir().unwrap();
     let first = serve_in(VerifierOptions::default(), certs.path()).await;
     let (grpc, quic) = (first.grpc_addr.unwrap(), first.quic_addr.unwrap());
-    let same_place = || VerifierOptions {
-        grpc: grpc.to_string(),
-        quic: quic.to_string(),
-        ..VerifierOptions::default()
+    let same_place = {
+        let opts = VerifierOptions::in_place_of(&first);
+        move || opts.clone()
     };
     let addr = match transport {
         Transport::Grpc => grpc,
@@ -175,15 +174,7 @@ async fn a_refused_client_rejoins_when_a_slot_frees_at_the_default_retry() {
     })
     .await;
     // Another client holds the only slot.
-    let mut holder = common::raw::raw_grpc(&v, None).await.unwrap();
-    let opened = holder
-        .ask(common::raw::open_msg(&common::raw::fingerprint(), ""))
-        .await
-        .unwrap();
-    assert!(matches!(
-        opened,
-        tandem_protocol::pb::cloud_message::Kind::Opened(_)
-    ));
+    let holder = common::raw::open_session(&v).await;
 
     let prompt = prompt_ids(PROMPTS[0]);
     let mut cfg = config(Strategy::Speculative { k: 4 }, prompt.clone(), 64);

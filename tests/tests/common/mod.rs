@@ -82,6 +82,7 @@ pub struct Verifier {
     pub certs: tempfile::TempDir,
 }
 
+#[derive(Clone)]
 pub struct VerifierOptions {
     pub limits: Limits,
     pub batch: BatchPolicy,
@@ -106,6 +107,17 @@ impl Default for VerifierOptions {
             grpc: "127.0.0.1:0".into(),
             quic: "127.0.0.1:0".into(),
             bounds: ClientBounds::default(),
+        }
+    }
+}
+
+impl VerifierOptions {
+    /// Default options on the addresses `running` listens on: a restart in its place.
+    pub fn in_place_of(running: &Running) -> Self {
+        Self {
+            grpc: running.grpc_addr.unwrap().to_string(),
+            quic: running.quic_addr.unwrap().to_string(),
+            ..Self::default()
         }
     }
 }

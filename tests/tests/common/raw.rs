@@ -72,6 +72,14 @@ pub async fn raw_grpc(v: &Verifier, token: Option<&str>) -> Result<Raw, tonic::S
     Ok(Raw { tx, rx })
 }
 
+/// A gRPC session opened by hand (no token), held open while the `Raw` lives.
+pub async fn open_session(v: &Verifier) -> Raw {
+    let mut s = raw_grpc(v, None).await.unwrap();
+    let opened = s.ask(open_msg(&fingerprint(), "")).await.unwrap();
+    assert!(matches!(opened, Down::Opened(_)), "{opened:?}");
+    s
+}
+
 impl Raw {
     /// Sends `m` and reads the answer (a status ends the stream).
     pub async fn ask(&mut self, m: pb::EdgeMessage) -> Result<Down, tonic::Status> {
