@@ -153,18 +153,11 @@ impl GenerateArgs {
         endpoint: Endpoint,
         ca: Option<PathBuf>,
     ) -> Result<VerifierTarget, DraftError> {
-        let auth_token = match &self.auth_token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    DraftError::Usage(format!(
-                        "cannot read the auth token file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                Some(text.lines().next().unwrap_or("").trim().to_string())
-            }
-            None => None,
-        };
+        let auth_token = self
+            .auth_token_file
+            .as_deref()
+            .map(crate::remote::token_from_file)
+            .transpose()?;
         Ok(VerifierTarget {
             replicas: Vec::new(),
             endpoint,

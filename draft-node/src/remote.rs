@@ -7,6 +7,7 @@
 //! (deadlines, refusals, eviction, byte counts) is this module's, shared by both.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tandem_protocol::client::{ConnectOptions, Connection, Endpoint, SessionChann
 use tandem_protocol::{ProtocolError, WireError, pb};
 use tonic::Code;
 
+use crate::DraftError;
 use crate::clock::{BoxFuture, Clock, timeout};
 
 /// A verifier the edge can connect to.
@@ -120,6 +122,30 @@ pub struct VerifierTarget {
     pub replicas: Vec<Endpoint>,
     /// Certificates, token, emulated link.
     pub options: ConnectOptions,
+}
+
+/// Where `verifier-node serve` writes the certificate QUIC clients trust, relative to
+/// its working directory; clients use it when no other is given and it exists.
+pub const DEFAULT_CA: &str = ".tandem/certs/cert.pem";
+
+/// The certificate to trust: `given`, else [`DEFAULT_CA`] if that exists and a QUIC
+/// endpoint needs one.
+pub fn ca_or_default(given: Option<PathBuf>, quic: bool) -> Option<PathBuf> {
+    given.or_else(|| {
+        let default = PathBuf::from(DEFAULT_CA);
+        (quic && default.exists()).then_some(default)
+    })
+}
+
+/// A bearer token from the first line of `path`.
+pub fn token_from_file(path: &Path) -> Result<String, DraftError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DraftError::Usage(format!(
+            "cannot read the auth token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
 
 /// Why no answer came.

@@ -360,3 +360,97 @@ default = "speculative:3"
         "{report}"
     );
 }
+
+/// A config may name several replicas of one running verifier (`verifier = [..]`, with
+/// the certificate they share in `verifier_ca`): the run's sessions spread over them, and
+/// its tokens are the in-process run's, token for token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_against_listed_replicas_spreads_its_sessions_and_keeps_its_tokens() {
+    use std::str::FromStr;
+    use tandem_models::{LoadOptions, ModelSpec};
+    use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
+
+    let out = tempfile::tempdir().unwrap();
+    let certs = out.path().join("certs");
+    let mut replicas = Vec::new();
+    let mut engines = Vec::new();
+    for _ in 0..2 {
+        let target = ModelSpec::from_str("builtin:tiny-target")
+            .unwrap()
+            .load(&LoadOptions::default())
+            .unwrap();
+        let engine = EngineHandle::start(target.model, EngineConfig::new("tiny-target"));
+        engines.push(engine.clone());
+        replicas.push(
+            tandem_verifier::serve(engine, ListenConfig::loopback(&certs))
+                .await
+                .unwrap(),
+        );
+    }
+    let list: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("\"quic://{}\"", r.quic_addr.unwrap()))
+        .collect();
+    let grid = r#"
+[models]
+draft = "builtin:tiny-draft"
+target = "builtin:tiny-target"
+[workload]
+prompts = "builtin:counting"
+requests = 8
+clients = 4
+max_new_tokens = 12
+[[network]]
+name = "lan"
+[[strategy]]
+kind = "speculative"
+k = 3
+"#;
+    let remote = format!(
+        "name = \"replicas\"\nverifier = [{}]\nverifier_ca = \"certs/cert.pem\"\n{grid}",
+        list.join(", ")
+    );
+    let local = format!("name = \"local\"\n{grid}");
+    let mut outcomes = Vec::new();
+    for (name, text) in [("replicas", remote), ("local", local)] {
+        let config_path = out.path().join(format!("{name}.toml"));
+        std::fs::write(&config_path, text).unwrap();
+        let config = Config::load(&config_path).unwrap();
+        let opts = RunOptions {
+            config_path,
+            out: out.path().to_path_buf(),
+        };
+        let quiet = Arc::new(Quiet);
+        outcomes.push(run(&config, &opts, Arc::new(AtomicBool::new(false)), quiet).await);
+    }
+    let local = outcomes.pop().unwrap().unwrap();
+    let remote = outcomes.pop().unwrap().unwrap();
+    let opened: Vec<u64> = engines
+        .iter()
+        .map(|e| e.metrics().sessions_opened.get())
+        .collect();
+    assert_eq!(opened.iter().sum::<u64>(), 8, "{opened:?}");
+    assert!(opened.iter().all(|&n| n > 0), "spread: {opened:?}");
+    let tokens = |o: &Outcome| -> Vec<(u32, String, u32)> {
+        o.requests
+            .iter()
+            .map(|r| (r.request, r.output_ids.clone(), r.unverified_tokens))
+            .collect()
+    };
+    assert_eq!(tokens(&remote), tokens(&local));
+    assert!(remote.requests.iter().all(|r| r.error.is_empty()));
+    for r in replicas {
+        r.stop().await;
+    }
+}
+
+/// A config that names a certificate but no running verifier is refused, naming the key.
+#[test]
+fn a_verifier_certificate_without_a_verifier_is_refused() {
+    let text = SMALL.replace("seed = 3", "seed = 3\nverifier_ca = \"cert.pem\"");
+    let err = Config::parse(&text, Path::new("small.toml")).unwrap_err();
+    assert!(err.to_string().contains("verifier_ca"), "{err}");
+    let text = SMALL.replace("seed = 3", "seed = 3\nverifier = []");
+    let err = Config::parse(&text, Path::new("small.toml")).unwrap_err();
+    assert!(err.to_string().contains("verifier"), "{err}");
+}

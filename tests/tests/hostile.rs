@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::raw::*;
 use common::*;
-use prost::bytes::Bytes;
 use tandem_draft::Strategy;
 use tandem_protocol::client::Transport;
 use tandem_protocol::frame;
@@ -61,83 +60,6 @@ async fn healthy(v: &Verifier, transport: Transport) {
     assert_eq!(report.output_ids, greedy_reference(&prompt, 24, true));
 }
 
-/// An HTTP/2 connection to the verifier's gRPC port, spoken by hand.
-async fn h2(v: &Verifier) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(v.running.grpc_addr.unwrap())
-        .await
-        .unwrap();
-    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(conn);
-    send
-}
-
-/// Starts a `Session` call and sends `body` (raw gRPC framing, or part of it) without
-/// ending the stream.
-async fn h2_session(
-    send: &mut h2::client::SendRequest<Bytes>,
-    body: Vec<u8>,
-) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-    let req = http::Request::post(format!("http://{}/tandem.v1.Verifier/Session", "localhost"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let mut ready = send.clone().ready().await.unwrap();
-    let (resp, mut stream) = ready.send_request(req, false).unwrap();
-    if !body.is_empty() {
-        stream.send_data(Bytes::from(body), false).unwrap();
-    }
-    (resp, stream)
-}
-
-/// The gRPC status that ends a response (trailers-only or in the trailers).
-async fn h2_status(resp: h2::client::ResponseFuture) -> (Code, String) {
-    let resp = resp.await.unwrap();
-    let read = |h: &http::HeaderMap| {
-        h.get("grpc-status").map(|c| {
-            let code = Code::from_i32(c.to_str().unwrap().parse().unwrap());
-            let msg = h
-                .get("grpc-message")
-                .map(|m| m.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            (code, msg)
-        })
-    };
-    if let Some(s) = read(resp.headers()) {
-        return s;
-    }
-    let mut body = resp.into_body();
-    while let Some(d) = body.data().await {
-        let _ = d.unwrap();
-    }
-    let trailers = body.trailers().await.unwrap().expect("trailers");
-    read(&trailers).expect("grpc-status")
-}
-
-/// gRPC's prefix of a message of `len` bytes.
-fn grpc_prefix(len: u32) -> Vec<u8> {
-    let mut p = vec![0];
-    p.extend_from_slice(&len.to_be_bytes());
-    p
-}
-
-/// A QUIC stream on `conn` that has sent `bytes` and stays open.
-async fn quic_partial(
-    conn: &quinn::Connection,
-    bytes: &[u8],
-) -> (quinn::SendStream, quinn::RecvStream) {
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    (send, recv)
-}
-
-/// A QUIC length prefix announcing `len` bytes.
-fn quic_prefix(len: u64) -> Vec<u8> {
-    let mut p = Vec::new();
-    prost::encode_length_delimiter(len as usize, &mut p).unwrap();
-    p
-}
-
 fn expect_status(got: (Code, String), code: Code, needle: &str) {
     assert_eq!(got.0, code, "{}", got.1);
     let msg = got.1.replace("%20", " ");
@@ -148,7 +70,7 @@ fn expect_status(got: (Code, String), code: Code, needle: &str) {
 async fn streams_that_never_say_what_they_are_are_bounded_and_timed_out() {
     let v = verifier().await;
     // Eight streams that never finish their first message: four gRPC, four QUIC.
-    let mut h = h2(&v).await;
+    let mut h = h2_to(v.running.grpc_addr.unwrap()).await;
     let mut grpc = Vec::new();
     for _ in 0..4 {
         grpc.push(h2_session(&mut h, vec![]).await);
@@ -161,7 +83,7 @@ async fn streams_that_never_say_what_they_are_are_bounded_and_timed_out() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The ninth, on either transport (each on a connection of its own), is refused at
     // once.
-    let (resp, _keep) = h2_session(&mut h2(&v).await, vec![]).await;
+    let (resp, _keep) = h2_session(&mut h2_to(v.running.grpc_addr.unwrap()).await, vec![]).await;
     expect_status(
         h2_status(resp).await,
         Code::ResourceExhausted,
@@ -195,7 +117,7 @@ async fn one_connection_cannot_take_every_pending_slot() {
     let v = verifier().await;
     // Four waiting streams on one connection of each transport: the fifth is refused,
     // while other connections still have room.
-    let mut h = h2(&v).await;
+    let mut h = h2_to(v.running.grpc_addr.unwrap()).await;
     let mut grpc = Vec::new();
     for _ in 0..4 {
         grpc.push(h2_session(&mut h, vec![]).await);
@@ -234,7 +156,7 @@ async fn half_sent_messages_are_capped_in_bytes_and_in_time() {
     let v = verifier().await;
     let open = prost::Message::encode_to_vec(&open_msg(&fingerprint(), ""));
     // A session whose second message stops 10 bytes short: DEADLINE_EXCEEDED.
-    let mut h = h2(&v).await;
+    let mut h = h2_to(v.running.grpc_addr.unwrap()).await;
     let mut body = grpc_prefix(open.len() as u32);
     body.extend_from_slice(&open);
     body.extend_from_slice(&grpc_prefix(1000));

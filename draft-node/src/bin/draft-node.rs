@@ -76,10 +76,7 @@ async fn generate(args: Args) -> Result<()> {
     let target = match args.verifier.split_first() {
         Some((ep, replicas)) => {
             let quic = args.verifier.iter().any(|e| e.transport == Transport::Quic);
-            let ca = args.ca.clone().or_else(|| {
-                let default = PathBuf::from(".tandem/certs/cert.pem");
-                (quic && default.exists()).then_some(default)
-            });
+            let ca = tandem_draft::remote::ca_or_default(args.ca.clone(), quic);
             let mut target = g.target(ep.clone(), ca)?;
             target.replicas = replicas.to_vec();
             Some(target)

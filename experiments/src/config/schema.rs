@@ -15,10 +15,21 @@ pub struct Config {
     /// Seed of every random stream (sampling, arrivals, link jitter and loss).
     #[serde(default)]
     pub seed: u64,
-    /// A running verifier (`grpc://HOST:PORT`, `quic://HOST:PORT`); absent: one is
-    /// started in process on 127.0.0.1.
+    /// A running verifier (`grpc://HOST:PORT`, `quic://HOST:PORT`), or a list of
+    /// replicas of one target (each session connects to the next in turn and goes on to
+    /// the next when one cannot be reached); absent: one is started in process on
+    /// 127.0.0.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier: Option<String>,
+    pub verifier: Option<OneOrMany<String>>,
+    /// QUIC to a running verifier: the certificate to trust (PEM; relative to the
+    /// config). Default: `.tandem/certs/cert.pem`, where `verifier-node serve` writes
+    /// it, if that file exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_ca: Option<String>,
+    /// A running verifier's bearer token: a file (relative to the config) whose first
+    /// line is the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_token_file: Option<String>,
     /// Transport to the in-process verifier.
     #[serde(default = "default_transport")]
     pub transport: String,

@@ -45,6 +45,8 @@ fn non_negative(key: &str, v: f64) -> Result<(), Invalid> {
 pub struct Grid {
     /// The transport to the in-process verifier.
     pub transport: Transport,
+    /// A running verifier's replicas, in order (empty: one is started in process).
+    pub verifier: Vec<Endpoint>,
     /// Each `[[network]]`'s link, in order.
     pub links: Vec<LinkProfile>,
     /// Each `[[strategy]]` entry, in order.
@@ -56,6 +58,7 @@ impl Default for Grid {
     fn default() -> Self {
         Self {
             transport: Transport::Quic,
+            verifier: Vec::new(),
             links: Vec::new(),
             entries: Vec::new(),
         }
@@ -95,9 +98,29 @@ impl Config {
             Ok(t) => t,
             Err(e) => return bad("transport", e),
         };
-        if let Some(v) = &self.verifier {
-            Endpoint::from_str(v).or_else(|e| bad("verifier", e.to_string()))?;
-        }
+        let verifier = match &self.verifier {
+            Some(list) => {
+                let list = list.values();
+                check(!list.is_empty(), "verifier", || {
+                    "name at least one endpoint (or leave `verifier` out to start one in process)"
+                        .into()
+                })?;
+                list.iter()
+                    .map(|v| Endpoint::from_str(v).or_else(|e| bad("verifier", e.to_string())))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            None => {
+                for (key, set) in [
+                    ("verifier_ca", self.verifier_ca.is_some()),
+                    ("verifier_token_file", self.verifier_token_file.is_some()),
+                ] {
+                    check(!set, key, || {
+                        "is for a running verifier: name it in `verifier`".into()
+                    })?;
+                }
+                Vec::new()
+            }
+        };
         match (&self.models, &self.simulation) {
             (Some(m), _) => {
                 for (key, spec) in [("models.draft", &m.draft), ("models.target", &m.target)] {
@@ -174,6 +197,7 @@ impl Config {
             .collect::<Result<_, _>>()?;
         Ok(Grid {
             transport,
+            verifier,
             links,
             entries,
         })

@@ -98,6 +98,7 @@ async fn real_backend(
     config: &Config,
     models: &crate::config::Models,
     prompts: &[Prompt],
+    base: &Path,
 ) -> Result<Setup, RunError> {
     let layers = models
         .draft_layers
@@ -126,7 +127,7 @@ async fn real_backend(
         .iter()
         .map(|p| p.ids(&target.tokenizer, bos).map_err(RunError::Setup))
         .collect::<Result<Vec<_>, RunError>>()?;
-    let cloud = start_cloud(config, &models.target, target.model).await?;
+    let cloud = start_cloud(config, base, &models.target, target.model).await?;
     Ok(Setup::Real {
         draft: Arc::new(draft.model),
         prompt_ids,
@@ -160,7 +161,7 @@ pub async fn run(
             recorded.simulation = Some(spec.clone());
             Setup::Simulated(spec, curve)
         }
-        (None, Some(models)) => real_backend(config, models, &prompts).await?,
+        (None, Some(models)) => real_backend(config, models, &prompts, base).await?,
         (None, None) => return Err(RunError::Setup("the config names no models".into())),
     };
     let dir = results_dir(&opts.out, &config.name, started)?;
@@ -265,15 +266,44 @@ pub async fn run(
     })
 }
 
-async fn start_cloud(config: &Config, name: &str, target: Llama) -> Result<Cloud, RunError> {
-    if let Some(url) = &config.verifier {
-        let endpoint: Endpoint = url.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
+/// The config's running verifier: its replicas, certificate and token (paths relative
+/// to the config's folder `base`).
+fn remote_target(
+    config: &Config,
+    base: &Path,
+    endpoint: &Endpoint,
+    replicas: &[Endpoint],
+) -> Result<VerifierTarget, RunError> {
+    let quic = std::iter::once(endpoint)
+        .chain(replicas)
+        .any(|e| e.transport == Transport::Quic);
+    let given = config.verifier_ca.as_ref().map(|p| base.join(p));
+    let auth_token = config
+        .verifier_token_file
+        .as_ref()
+        .map(|p| tandem_draft::remote::token_from_file(&base.join(p)))
+        .transpose()
+        .map_err(|e| RunError::Setup(format!("verifier_token_file: {e}")))?;
+    Ok(VerifierTarget {
+        endpoint: endpoint.clone(),
+        replicas: replicas.to_vec(),
+        options: ConnectOptions {
+            ca: tandem_draft::remote::ca_or_default(given, quic),
+            auth_token,
+            ..Default::default()
+        },
+    })
+}
+
+async fn start_cloud(
+    config: &Config,
+    base: &Path,
+    name: &str,
+    target: Llama,
+) -> Result<Cloud, RunError> {
+    if let Some((endpoint, replicas)) = config.grid().verifier.split_first() {
         return Ok(Cloud {
-            target: Some(VerifierTarget {
-                replicas: Vec::new(),
-                endpoint,
-                options: ConnectOptions::default(),
-            }),
+            target: Some(remote_target(config, base, endpoint, replicas)?),
             running: None,
             _certs: None,
         });

@@ -1,6 +1,10 @@
 //! Raw clients for tests that speak the protocol by hand: a gRPC session stream and a
 //! QUIC connection, and the messages they send.
 
+use std::net::SocketAddr;
+use std::path::Path;
+
+use prost::bytes::Bytes;
 use tandem_models::LanguageModel;
 use tandem_protocol::pb::verifier_client::VerifierClient;
 use tandem_protocol::pb::{self, cloud_message::Kind as Down, edge_message::Kind as Up};
@@ -96,13 +100,19 @@ impl Raw {
 
 /// A raw QUIC connection to the verifier.
 pub async fn raw_quic(v: &Verifier) -> quinn::Connection {
-    let cfg = tls::quic_client_config(v.running.cert_path.as_ref().unwrap()).unwrap();
+    quic_to(
+        v.running.quic_addr.unwrap(),
+        v.running.cert_path.as_ref().unwrap(),
+    )
+    .await
+}
+
+/// A raw QUIC connection to a verifier at `addr` whose certificate is `cert`.
+pub async fn quic_to(addr: SocketAddr, cert: &Path) -> quinn::Connection {
+    let cfg = tls::quic_client_config(cert).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(cfg);
-    ep.connect(v.running.quic_addr.unwrap(), "localhost")
-        .unwrap()
-        .await
-        .unwrap()
+    ep.connect(addr, "localhost").unwrap().await.unwrap()
 }
 
 /// Reads one frame from a QUIC stream.
@@ -213,4 +223,79 @@ pub async fn grpc_bytes(v: &Verifier, auth: Option<&str>, bytes: Vec<u8>) -> ton
             }
         }
     }
+}
+
+/// An HTTP/2 connection to a verifier's gRPC port at `addr`, spoken by hand.
+pub async fn h2_to(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Starts a `Session` call and sends `body` (raw gRPC framing, or part of it) without
+/// ending the stream.
+pub async fn h2_session(
+    send: &mut h2::client::SendRequest<Bytes>,
+    body: Vec<u8>,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let req = http::Request::post(format!("http://{}/tandem.v1.Verifier/Session", "localhost"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = send.clone().ready().await.unwrap();
+    let (resp, mut stream) = ready.send_request(req, false).unwrap();
+    if !body.is_empty() {
+        stream.send_data(Bytes::from(body), false).unwrap();
+    }
+    (resp, stream)
+}
+
+/// The gRPC status that ends a response (trailers-only or in the trailers).
+pub async fn h2_status(resp: h2::client::ResponseFuture) -> (Code, String) {
+    let resp = resp.await.unwrap();
+    let read = |h: &http::HeaderMap| {
+        h.get("grpc-status").map(|c| {
+            let code = Code::from_i32(c.to_str().unwrap().parse().unwrap());
+            let msg = h
+                .get("grpc-message")
+                .map(|m| m.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (code, msg)
+        })
+    };
+    if let Some(s) = read(resp.headers()) {
+        return s;
+    }
+    let mut body = resp.into_body();
+    while let Some(d) = body.data().await {
+        let _ = d.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    read(&trailers).expect("grpc-status")
+}
+
+/// gRPC's prefix of a message of `len` bytes.
+pub fn grpc_prefix(len: u32) -> Vec<u8> {
+    let mut p = vec![0];
+    p.extend_from_slice(&len.to_be_bytes());
+    p
+}
+
+/// A QUIC stream on `conn` that has sent `bytes` and stays open.
+pub async fn quic_partial(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    (send, recv)
+}
+
+/// A QUIC length prefix announcing `len` bytes.
+pub fn quic_prefix(len: u64) -> Vec<u8> {
+    let mut p = Vec::new();
+    prost::encode_length_delimiter(len as usize, &mut p).unwrap();
+    p
 }
