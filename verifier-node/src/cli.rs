@@ -114,7 +114,8 @@ pub struct ConnectionArgs {
     #[arg(long, default_value_t = ClientBounds::default().max_connections, value_name = "N")]
     pub max_connections: usize,
     /// Most streams, all connections together, that have not sent their first message;
-    /// more are refused with RESOURCE_EXHAUSTED.
+    /// when one more comes, the one that has waited longest ends with
+    /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = ClientBounds::default().max_pending_streams, value_name = "N")]
     pub max_pending_streams: usize,
     /// Most streams of one connection that have not sent their first message; more

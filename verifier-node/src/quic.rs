@@ -85,7 +85,7 @@ async fn stream(
     let bounds = ctx
         .guards
         .read_bounds(ctx.engine.limits().max_message_bytes);
-    let pending = match ctx.guards.pending(&connection) {
+    let mut pending = match ctx.guards.pending(&connection) {
         Ok(p) => p,
         Err(e) => return refuse(&mut send, &e, &metrics).await,
     };
@@ -97,6 +97,9 @@ async fn stream(
         ) => read,
         _ = leaving.leaving() => {
             return refuse(&mut send, &crate::service::shutting_down(), &metrics).await;
+        }
+        _ = pending.dropped() => {
+            return refuse(&mut send, &ctx.guards.gave_way(), &metrics).await;
         }
     };
     drop(pending);

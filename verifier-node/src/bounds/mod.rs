@@ -7,10 +7,15 @@
 //! - [`listener`]: TCP accepting with a connection cap, a back-off on accept errors,
 //!   and a deadline for a connection's first bytes.
 //! - [`body`]: gRPC request bodies held to the message timeout and the byte budget.
+//! - [`pending`]: streams before their first message, capped per connection and
+//!   overall (full overall: the longest-waiting one gives way).
 //! - [`FirstWithin`]: a session's inbound stream held to its first-message deadline.
 
 pub mod body;
 pub mod listener;
+pub mod pending;
+
+pub use pending::{ConnectionPending, Pending, PendingStreams};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use std::time::Duration;
 use tandem_protocol::budget::ByteBudget;
 use tandem_protocol::frame::ReadBounds;
 use tandem_protocol::{WireError, pb};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_stream::Stream;
 
@@ -95,28 +100,16 @@ impl ClientBounds {
 pub struct Guards {
     /// The settings.
     pub bounds: Arc<ClientBounds>,
-    pending: Arc<Semaphore>,
+    pending: Arc<PendingStreams>,
     /// Bytes held for unfinished messages, all streams together.
     pub buffered: ByteBudget,
 }
-
-/// A stream counted as pending (on its connection and overall) until its first
-/// message has arrived.
-#[derive(Debug)]
-pub struct Pending {
-    _connection: OwnedSemaphorePermit,
-    _all: OwnedSemaphorePermit,
-}
-
-/// One connection's count of streams before their first message (cheap to clone).
-#[derive(Debug, Clone)]
-pub struct ConnectionPending(Arc<Semaphore>);
 
 impl Guards {
     /// Fresh counters for `bounds`.
     pub fn new(bounds: ClientBounds) -> Self {
         Self {
-            pending: Arc::new(Semaphore::new(bounds.max_pending_streams)),
+            pending: PendingStreams::new(bounds.max_pending_streams),
             buffered: ByteBudget::new(bounds.max_buffered_bytes),
             bounds: Arc::new(bounds),
         }
@@ -130,8 +123,9 @@ impl Guards {
     }
 
     /// Counts a new stream of `connection` until its first message, or refuses it if
-    /// too many are waiting already on that connection or overall
-    /// (RESOURCE_EXHAUSTED).
+    /// too many are waiting already on that connection (RESOURCE_EXHAUSTED). When too
+    /// many wait overall, the longest-waiting stream gives way instead (see
+    /// [`pending`]).
     pub fn pending(&self, connection: &ConnectionPending) -> Result<Pending, WireError> {
         let on_connection = connection.0.clone().try_acquire_owned().map_err(|_| {
             WireError::exhausted(format!(
@@ -139,16 +133,15 @@ impl Guards {
                 self.bounds.max_pending_per_connection
             ))
         })?;
-        let all = self.pending.clone().try_acquire_owned().map_err(|_| {
-            WireError::exhausted(format!(
-                "{} streams are already waiting for their first message (Connections.max_pending_streams)",
-                self.bounds.max_pending_streams
-            ))
-        })?;
-        Ok(Pending {
-            _connection: on_connection,
-            _all: all,
-        })
+        Ok(self.pending.admit(on_connection))
+    }
+
+    /// The refusal of a waiting stream that gave way to a newer one.
+    pub fn gave_way(&self) -> WireError {
+        WireError::exhausted(format!(
+            "{} streams were waiting for their first message and this one had waited longest (Connections.max_pending_streams)",
+            self.bounds.max_pending_streams
+        ))
     }
 
     /// How a QUIC stream's frames are read: `max_len`, the message timeout, the budget.
@@ -176,7 +169,8 @@ impl Guards {
 /// yields the refusal instead), counted as pending until then.
 pub struct FirstWithin<S> {
     inner: S,
-    first: Option<(Pin<Box<Sleep>>, Pending, WireError)>,
+    first: Option<(Pin<Box<Sleep>>, Pending)>,
+    guards: Guards,
 }
 
 impl<S> FirstWithin<S> {
@@ -185,7 +179,8 @@ impl<S> FirstWithin<S> {
         let sleep = Box::pin(tokio::time::sleep(guards.bounds.first_message_timeout));
         Self {
             inner,
-            first: Some((sleep, pending, guards.first_message_late())),
+            first: Some((sleep, pending)),
+            guards: guards.clone(),
         }
     }
 }
@@ -204,13 +199,18 @@ where
                 Poll::Ready(item)
             }
             Poll::Pending => {
-                if let Some((sleep, _, _)) = &mut this.first
-                    && sleep.as_mut().poll(cx).is_ready()
-                {
-                    let (_, _, late) = this.first.take().expect("checked");
-                    return Poll::Ready(Some(Err(late)));
-                }
-                Poll::Pending
+                let Some((sleep, pending)) = &mut this.first else {
+                    return Poll::Pending;
+                };
+                let refusal = if sleep.as_mut().poll(cx).is_ready() {
+                    this.guards.first_message_late()
+                } else if pending.poll_dropped(cx).is_ready() {
+                    this.guards.gave_way()
+                } else {
+                    return Poll::Pending;
+                };
+                this.first = None;
+                Poll::Ready(Some(Err(refusal)))
             }
         }
     }
