@@ -4,6 +4,9 @@
 //! vocabulary (711) and a Llama-2-sized one (32 000), as `repeated float` and as the
 //! `dense_f32le` bytes. (Decoding stops at the message; turning bytes back into
 //! probabilities is `convert::distribution_from_pb`, measured by `q_from_wire`.)
+//! `frame_read` reads such a frame from memory as the verifier's QUIC reader does,
+//! `plain` (length limit only) and `bounded` (with the message timeout and the shared
+//! byte budget the verifier sets): the per-message cost of those bounds.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message;
@@ -93,5 +96,45 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec);
+fn frame_read(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let bounded = frame::ReadBounds {
+        max_len: 8 << 20,
+        message_timeout: Some(std::time::Duration::from_secs(10)),
+        budget: Some(tandem_protocol::budget::ByteBudget::new(256 << 20)),
+    };
+    let mut g = c.benchmark_group("frame_read");
+    for (name, msg) in [
+        ("greedy", block(vec![])),
+        ("dense_f32le_q_32000", block(vec![dense_f32le(32_000); 8])),
+    ] {
+        let bytes = frame::encode(&msg).freeze();
+        g.bench_function(format!("plain/{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut r: &[u8] = black_box(&bytes);
+                    frame::read::<pb::EdgeMessage, _>(&mut r, 8 << 20)
+                        .await
+                        .unwrap()
+                })
+            })
+        });
+        g.bench_function(format!("bounded/{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut r: &[u8] = black_box(&bytes);
+                    frame::read_within::<pb::EdgeMessage, _>(&mut r, &bounded)
+                        .await
+                        .unwrap()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, codec, frame_read);
 criterion_main!(benches);
