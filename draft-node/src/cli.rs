@@ -37,13 +37,18 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "speculative", value_name = "STRATEGY")]
     pub strategy: String,
     /// routed: the rules, a TOML file with the keys of an experiment's
-    /// `[strategy.route]` (private, long_prompt_tokens, long, slo_tpot_ms, over_slo,
-    /// default, alpha, draft_ms, target_ms, verify_ms); absent: every default.
+    /// `[strategy.route]` (private, tight_slo_ms, tight_slo, [tags], long_prompt_tokens,
+    /// long, slo_tpot_ms, over_slo, default, alpha, draft_ms, target_ms, verify_ms);
+    /// absent: every default.
     #[arg(long, value_name = "FILE")]
     pub route: Option<PathBuf>,
-    /// routed: the prompt's data class; a prompt tagged `private` stays on this device.
-    #[arg(long, default_value = "", value_name = "TAG")]
+    /// routed: the prompt's tags, comma-separated (its data class, its task); a prompt
+    /// tagged `private` stays on this device.
+    #[arg(long, default_value = "", value_name = "TAGS")]
     pub tag: String,
+    /// routed: this request's latency SLO, ms (a rule may keep a tight one local).
+    #[arg(long, value_name = "MS")]
+    pub slo_ms: Option<f64>,
     /// Draft length for speculative and pipelined.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub k: usize,
@@ -221,7 +226,12 @@ pub async fn run(
         .link
         .clone()
         .unwrap_or_else(|| LinkProfile::named("loopback").expect("a named profile"));
-    let (strategy, why) = args.choice()?.pick(&args.tag, prompt.len(), &link);
+    let request = crate::route::Request {
+        tag: &args.tag,
+        prompt_tokens: prompt.len(),
+        slo_ms: args.slo_ms,
+    };
+    let (strategy, why) = args.choice()?.pick(&request, &link);
     if let Some(why) = why {
         tracing::info!("routed: {strategy} ({why})");
         if !args.json {

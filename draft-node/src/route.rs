@@ -2,17 +2,25 @@
 //!
 //! 1. a prompt tagged `private` runs on the edge alone (`private`, default `edge_only`:
 //!    it never leaves the device, and its records show zero bytes sent);
-//! 2. a prompt longer than `long_prompt_tokens` goes to the `long` tier (default
+//! 2. a request whose own latency SLO is under `tight_slo_ms` runs the `tight_slo` tier
+//!    (default `edge_only`: a round trip to the cloud alone may break it);
+//! 3. a prompt carrying a tag named in `[tags]` runs that tag's tier (its tags in its
+//!    own order; the first with a rule wins), e.g. `classification = "edge_only"`,
+//!    `synthesis = "cloud_only"`;
+//! 4. a prompt longer than `long_prompt_tokens` goes to the `long` tier (default
 //!    `cloud_only`: a long prefill belongs where the big model is);
-//! 3. if the analytical model (`tandem_decoding::analytic`) predicts that the `default`
+//! 5. if the analytical model (`tandem_decoding::analytic`) predicts that the `default`
 //!    tier misses the time-per-output-token SLO on this link, the `over_slo` tier
 //!    (default `cloud_only`);
-//! 4. otherwise the `default` tier (default `speculative:4`).
+//! 6. otherwise the `default` tier (default `speculative:4`).
 //!
-//! Tiers are written `cloud_only`, `edge_only`, `speculative:K`, `pipelined:K` or
-//! `adaptive:POLICY`. The rules run on the edge (`draft-node generate --strategy routed
-//! --route FILE --tag TAG`), so a private prompt is never sent to decide its route;
-//! experiments give the same rules as `[strategy.route]`.
+//! A prompt's tag is one tag or several, comma-separated (`"private"`,
+//! `"code,long-form"`). Tiers are written `cloud_only`, `edge_only`, `speculative:K`,
+//! `pipelined:K` or `adaptive:POLICY`. The rules run on the edge (`draft-node generate
+//! --strategy routed --route FILE --tag TAG --slo-ms MS`), so a private prompt is never
+//! sent to decide its route; experiments give the same rules as `[strategy.route]`.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tandem_decoding::analytic::{Link, SystemModel, VerifyCost, WireCost};
@@ -29,6 +37,15 @@ pub struct RouteSpec {
     /// Tier of prompts tagged `private`.
     #[serde(default = "edge_only")]
     pub private: String,
+    /// Requests whose own latency SLO is under this many ms go to `tight_slo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tight_slo_ms: Option<f64>,
+    /// Tier of requests with a tight SLO.
+    #[serde(default = "edge_only")]
+    pub tight_slo: String,
+    /// A tier per tag (`code = "cloud_only"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     /// Prompts longer than this many tokens go to `long`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_prompt_tokens: Option<usize>,
@@ -151,21 +168,37 @@ impl Choice {
         }
     }
 
-    /// The strategy of a prompt tagged `tag` of `prompt_tokens` tokens over `link`, and
-    /// (when routed) why.
+    /// The strategy of `request` over `link`, and (when routed) why.
     pub fn pick(
         &self,
-        tag: &str,
-        prompt_tokens: usize,
+        request: &Request<'_>,
         link: &LinkProfile,
     ) -> (Strategy, Option<RouteReason>) {
         match self {
             Choice::One(s) => (*s, None),
             Choice::Routed(r) => {
-                let (tier, why) = r.pick(tag, prompt_tokens, link);
+                let (tier, why) = r.pick(request, link);
                 (tier, Some(why))
             }
         }
+    }
+}
+
+/// What the rules look at in a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// Its tag: one or several, comma-separated.
+    pub tag: &'a str,
+    /// Its prompt's length in tokens.
+    pub prompt_tokens: usize,
+    /// Its own latency SLO, ms, if it has one.
+    pub slo_ms: Option<f64>,
+}
+
+impl<'a> Request<'a> {
+    /// Its tags, in order.
+    pub fn tags(&self) -> impl Iterator<Item = &'a str> {
+        self.tag.split(',').map(str::trim).filter(|t| !t.is_empty())
     }
 }
 
@@ -173,6 +206,9 @@ impl Choice {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Router {
     private: Strategy,
+    tight_slo_ms: Option<f64>,
+    tight_slo: Strategy,
+    tags: BTreeMap<String, Strategy>,
     long_prompt_tokens: Option<usize>,
     long: Strategy,
     slo_tpot_ms: Option<f64>,
@@ -186,6 +222,10 @@ pub struct Router {
 pub enum RouteReason {
     /// The prompt is tagged `private`.
     Private,
+    /// The request's own SLO is under `tight_slo_ms`.
+    TightSlo,
+    /// The prompt carries a tag with a rule.
+    Tag,
     /// The prompt is longer than `long_prompt_tokens`.
     LongPrompt,
     /// The `default` tier is predicted to miss the SLO on this link.
@@ -195,10 +235,13 @@ pub enum RouteReason {
 }
 
 impl RouteReason {
-    /// Its name in results: `private`, `long prompt`, `over SLO`, `default`.
+    /// Its name in results: `private`, `tight SLO`, `tag`, `long prompt`, `over SLO`,
+    /// `default`.
     pub fn as_str(self) -> &'static str {
         match self {
             RouteReason::Private => "private",
+            RouteReason::TightSlo => "tight SLO",
+            RouteReason::Tag => "tag",
             RouteReason::LongPrompt => "long prompt",
             RouteReason::OverSlo => "over SLO",
             RouteReason::Default => "default",
@@ -226,13 +269,31 @@ impl Router {
                 return Err((key.into(), format!("must be ≥ 0 (α ≤ 1), got {v}")));
             }
         }
-        if let Some(slo) = spec.slo_tpot_ms
-            && !(slo.is_finite() && slo > 0.0)
-        {
-            return Err(("slo_tpot_ms".into(), format!("must be > 0, got {slo}")));
+        for (key, v) in [
+            ("slo_tpot_ms", spec.slo_tpot_ms),
+            ("tight_slo_ms", spec.tight_slo_ms),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err((key.into(), format!("must be > 0, got {v}")));
+            }
+        }
+        let mut tags = BTreeMap::new();
+        for (tag, v) in &spec.tags {
+            if tag == "private" {
+                return Err((
+                    format!("tags.{tag}"),
+                    "private has its own rule (the `private` key), which comes first".into(),
+                ));
+            }
+            tags.insert(tag.clone(), tier(&format!("tags.{tag}"), v)?);
         }
         Ok(Self {
             private: tier("private", &spec.private)?,
+            tight_slo_ms: spec.tight_slo_ms,
+            tight_slo: tier("tight_slo", &spec.tight_slo)?,
+            tags,
             long_prompt_tokens: spec.long_prompt_tokens,
             long: tier("long", &spec.long)?,
             slo_tpot_ms: spec.slo_tpot_ms,
@@ -242,18 +303,23 @@ impl Router {
         })
     }
 
-    /// The tier for a prompt tagged `tag` of `prompt_tokens` tokens over `link`, and
-    /// why.
-    pub fn pick(
-        &self,
-        tag: &str,
-        prompt_tokens: usize,
-        link: &LinkProfile,
-    ) -> (Strategy, RouteReason) {
-        if tag == "private" {
+    /// The tier for `request` over `link`, and why (the rules in the module's order).
+    pub fn pick(&self, request: &Request<'_>, link: &LinkProfile) -> (Strategy, RouteReason) {
+        if request.tags().any(|t| t == "private") {
             return (self.private, RouteReason::Private);
         }
-        if self.long_prompt_tokens.is_some_and(|n| prompt_tokens > n) {
+        if let (Some(limit), Some(slo)) = (self.tight_slo_ms, request.slo_ms)
+            && slo < limit
+        {
+            return (self.tight_slo, RouteReason::TightSlo);
+        }
+        if let Some(tier) = request.tags().find_map(|t| self.tags.get(t)) {
+            return (*tier, RouteReason::Tag);
+        }
+        if self
+            .long_prompt_tokens
+            .is_some_and(|n| request.prompt_tokens > n)
+        {
             return (self.long, RouteReason::LongPrompt);
         }
         if let Some(slo) = self.slo_tpot_ms
@@ -304,9 +370,24 @@ impl Router {
         tpot_s * 1e3
     }
 
+    /// The tier of a request no rule catches.
+    pub fn default_tier(&self) -> Strategy {
+        self.default
+    }
+
     /// Every tier this route may choose (each needs a draft model or a verifier).
-    pub fn tiers(&self) -> [Strategy; 4] {
-        [self.private, self.long, self.over_slo, self.default]
+    pub fn tiers(&self) -> Vec<Strategy> {
+        let fixed = [
+            self.private,
+            self.tight_slo,
+            self.long,
+            self.over_slo,
+            self.default,
+        ];
+        fixed
+            .into_iter()
+            .chain(self.tags.values().copied())
+            .collect()
     }
 }
 
@@ -339,21 +420,88 @@ mod tests {
         let r = Router::new(&spec()).unwrap();
         let lan: LinkProfile = "lan".parse().unwrap();
         let wan: LinkProfile = "wan".parse().unwrap();
+        let req = |tag, prompt_tokens| Request {
+            tag,
+            prompt_tokens,
+            slo_ms: None,
+        };
         assert_eq!(
-            r.pick("private", 500, &wan),
+            r.pick(&req("private", 500), &wan),
             (Strategy::EdgeOnly, RouteReason::Private)
         );
         assert_eq!(
-            r.pick("public", 101, &lan),
+            r.pick(&req("public", 101), &lan),
             (Strategy::CloudOnly, RouteReason::LongPrompt)
         );
-        assert_eq!(r.pick("public", 100, &lan).1, RouteReason::Default);
+        assert_eq!(r.pick(&req("public", 100), &lan).1, RouteReason::Default);
         // Over the WAN every speculative round pays tens of ms: the SLO of 2 ms per
         // token cannot hold, as the model itself predicts.
         assert!(r.predicted_tpot_ms(Strategy::Speculative { k: 4 }, &wan) > 2.0);
         assert_eq!(
-            r.pick("public", 10, &wan),
+            r.pick(&req("public", 10), &wan),
             (Strategy::CloudOnly, RouteReason::OverSlo)
         );
+    }
+
+    /// The seed's decision matrix: tasks by tag, a tight latency SLO kept local, privacy
+    /// above everything.
+    #[test]
+    fn tags_and_a_tight_slo_route_as_the_decision_matrix_does() {
+        let spec: RouteSpec = toml::from_str(
+            r#"
+tight_slo_ms = 100
+long_prompt_tokens = 100
+[tags]
+classification = "edge_only"
+extraction = "edge_only"
+synthesis = "cloud_only"
+code = "speculative:6"
+"#,
+        )
+        .unwrap();
+        let r = Router::new(&spec).unwrap();
+        let lan: LinkProfile = "lan".parse().unwrap();
+        let pick = |tag, prompt_tokens, slo_ms| {
+            r.pick(
+                &Request {
+                    tag,
+                    prompt_tokens,
+                    slo_ms,
+                },
+                &lan,
+            )
+        };
+        assert_eq!(
+            pick("classification", 10, None),
+            (Strategy::EdgeOnly, RouteReason::Tag)
+        );
+        assert_eq!(
+            pick("synthesis", 10, Some(500.0)),
+            (Strategy::CloudOnly, RouteReason::Tag)
+        );
+        // A prompt's first tag with a rule wins; a tag rule comes before prompt length.
+        assert_eq!(
+            pick("draft, code, synthesis", 500, None),
+            (Strategy::Speculative { k: 6 }, RouteReason::Tag)
+        );
+        // An SLO under 100 ms keeps even a synthesis task local; privacy comes first.
+        assert_eq!(
+            pick("synthesis", 10, Some(80.0)),
+            (Strategy::EdgeOnly, RouteReason::TightSlo)
+        );
+        assert_eq!(
+            pick("code,private", 10, Some(500.0)).1,
+            RouteReason::Private
+        );
+        assert_eq!(pick("chat", 10, Some(100.0)).1, RouteReason::Default);
+        assert_eq!(pick("chat", 101, None).1, RouteReason::LongPrompt);
+        assert!(r.tiers().contains(&Strategy::Speculative { k: 6 }));
+        // A rule for `private` would be ambiguous; a bad tier names its tag.
+        let bad: RouteSpec = toml::from_str("[tags]\nprivate = \"cloud_only\"").unwrap();
+        assert_eq!(Router::new(&bad).unwrap_err().0, "tags.private");
+        let bad: RouteSpec = toml::from_str("[tags]\ncode = \"gpu\"").unwrap();
+        assert_eq!(Router::new(&bad).unwrap_err().0, "tags.code");
+        let bad: RouteSpec = toml::from_str("tight_slo_ms = 0").unwrap();
+        assert_eq!(Router::new(&bad).unwrap_err().0, "tight_slo_ms");
     }
 }

@@ -152,7 +152,12 @@ impl<B: Backend> CellDriver<B> {
         let ids = self.backend.prompt_ids(prompt_index, seed);
         let (strategy, route) = match &cell.route {
             Some(router) => {
-                let (tier, why) = router.pick(&prompt.tag, ids.len(), &cell.link);
+                let request = tandem_draft::route::Request {
+                    tag: &prompt.tag,
+                    prompt_tokens: ids.len(),
+                    slo_ms: prompt.slo_ms,
+                };
+                let (tier, why) = router.pick(&request, &cell.link);
                 (tier, Some(why))
             }
             None => (cell.strategy, None),

@@ -283,8 +283,16 @@ pub fn reliability_md(lines: &[Line]) -> String {
     s
 }
 
+/// Which rule routed `r`: its reason, and for a tag rule the request's tags.
+fn rule(r: &RequestRow) -> String {
+    match r.route.as_str() {
+        "tag" => format!("tag: {}", r.tag),
+        why => why.to_string(),
+    }
+}
+
 /// For each routed setting (network, device, clients): the share of requests each tier
-/// took and why, with the mix's latency and cost. Empty without routed cells.
+/// took and by which rule, with the mix's latency and cost. Empty without routed cells.
 pub fn routing_md(requests: &[RequestRow]) -> String {
     type Setting = (String, String, u32);
     let mut by: BTreeMap<Setting, BTreeMap<(String, String), Vec<&RequestRow>>> = BTreeMap::new();
@@ -294,7 +302,7 @@ pub fn routing_md(requests: &[RequestRow]) -> String {
     {
         by.entry((r.network.clone(), r.device.clone(), r.clients))
             .or_default()
-            .entry((r.tier.clone(), r.route.clone()))
+            .entry((r.tier.clone(), rule(r)))
             .or_default()
             .push(r);
     }

@@ -19,9 +19,13 @@ pub struct Prompt {
     /// chat template with the assistant's turn opened.
     #[serde(default)]
     pub messages: Option<Vec<Message>>,
-    /// A data-class tag (`public`, `private`, ...), for routing and the records.
+    /// Its tags, comma-separated: a data class (`public`, `private`), a task
+    /// (`classification`, `synthesis`, ...), for routing and the records.
     #[serde(default = "public")]
     pub tag: String,
+    /// Its latency SLO, ms, for routing (`tight_slo_ms`).
+    #[serde(default)]
+    pub slo_ms: Option<f64>,
 }
 
 impl Prompt {
@@ -106,6 +110,7 @@ pub fn load_prompts(spec: &str, base: &Path) -> Result<Vec<Prompt>, String> {
                 prompt: (*p).into(),
                 messages: None,
                 tag: public(),
+                slo_ms: None,
             })
             .collect();
         return Ok(prompts);
@@ -140,6 +145,15 @@ pub fn load_prompts(spec: &str, base: &Path) -> Result<Vec<Prompt>, String> {
                 return Err(format!("{}:{}: the prompt is empty", path.display(), i + 1));
             }
             None => {}
+        }
+        if let Some(slo) = p.slo_ms
+            && !(slo.is_finite() && slo > 0.0)
+        {
+            return Err(format!(
+                "{}:{}: \"slo_ms\" must be > 0, got {slo}",
+                path.display(),
+                i + 1
+            ));
         }
         prompts.push(p);
     }
@@ -179,6 +193,26 @@ mod tests {
         assert_eq!(mixed[1].prompt, COUNTING[0]);
         let e = load_prompts("builtin:poems", Path::new(".")).unwrap_err();
         assert!(e.contains("builtin:stories"), "{e}");
+    }
+
+    #[test]
+    fn prompts_may_carry_an_slo_and_a_bad_one_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        std::fs::write(
+            &path,
+            "{\"prompt\": \"a\", \"tag\": \"classification,public\", \"slo_ms\": 80}\n{\"prompt\": \"b\"}\n",
+        )
+        .unwrap();
+        let p = load_prompts("p.jsonl", dir.path()).unwrap();
+        assert_eq!((p[0].slo_ms, p[1].slo_ms), (Some(80.0), None));
+        std::fs::write(
+            &path,
+            "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"slo_ms\": -1}\n",
+        )
+        .unwrap();
+        let err = load_prompts("p.jsonl", dir.path()).unwrap_err();
+        assert!(err.contains("p.jsonl:2") && err.contains("slo_ms"), "{err}");
     }
 
     #[test]

@@ -454,3 +454,71 @@ fn a_verifier_certificate_without_a_verifier_is_refused() {
     let err = Config::parse(&text, Path::new("small.toml")).unwrap_err();
     assert!(err.to_string().contains("verifier"), "{err}");
 }
+
+/// The seed's decision matrix as rules: tasks by tag, a tight latency SLO kept on the
+/// edge, privacy first; the report's routing table names the rule that sent each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_by_task_tag_and_latency_slo() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(
+        out.path().join("prompts.jsonl"),
+        concat!(
+            "{\"prompt\": \"Count by 2 from 7: 7 9\", \"tag\": \"classification\"}\n",
+            "{\"prompt\": \"Count by 3 from 12: 12 15\", \"tag\": \"synthesis\"}\n",
+            "{\"prompt\": \"Count by 1 from 40: 40 41\", \"tag\": \"synthesis\", \"slo_ms\": 50}\n",
+            "{\"prompt\": \"Count by 5 from 10: 10 15\", \"tag\": \"synthesis,private\"}\n",
+        ),
+    )
+    .unwrap();
+    let text = r#"
+name = "matrix"
+[models]
+draft = "builtin:tiny-draft"
+target = "builtin:tiny-target"
+[workload]
+prompts = "prompts.jsonl"
+requests = 4
+max_new_tokens = 8
+[[network]]
+name = "lan"
+[[strategy]]
+kind = "routed"
+[strategy.route]
+tight_slo_ms = 100
+[strategy.route.tags]
+classification = "edge_only"
+synthesis = "cloud_only"
+"#;
+    let config_path = out.path().join("matrix.toml");
+    std::fs::write(&config_path, text).unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let opts = RunOptions {
+        config_path,
+        out: out.path().to_path_buf(),
+    };
+    let outcome = run(
+        &config,
+        &opts,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    let got: Vec<(u32, &str, &str)> = outcome
+        .requests
+        .iter()
+        .map(|r| (r.prompt_index, r.tier.as_str(), r.route.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "edge_only", "tag"),
+            (1, "cloud_only", "tag"),
+            (2, "edge_only", "tight SLO"),
+            (3, "edge_only", "private"),
+        ]
+    );
+    let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
+    assert!(report.contains("| tag: synthesis |"), "{report}");
+    assert!(report.contains("| tight SLO |"), "{report}");
+}

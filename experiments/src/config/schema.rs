@@ -80,7 +80,8 @@ pub struct Models {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
-    /// `builtin:NAME` or a JSONL file (one `{"prompt": …, "tag": …}` per line; a path
+    /// `builtin:NAME` or a JSONL file (one `{"prompt": …, "tag": …, "slo_ms": …}` per
+    /// line, `tag` and `slo_ms` optional; a path
     /// is relative to the config file).
     pub prompts: String,
     /// Requests per cell (prompts are used in turn).

@@ -271,7 +271,7 @@ impl StrategyGrid {
             StrategyKind::Routed => {
                 // One cell, named by its default tier; the router picks per request.
                 let router = self.router(i)?;
-                strategies.push(router.tiers()[3]);
+                strategies.push(router.default_tier());
                 Some(Arc::new(router))
             }
             _ => None,
