@@ -13,12 +13,14 @@
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
 //!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
 //!   `report.md` (`tandem report`).
-//! - [`predict`]: the analytical model behind `tandem predict`.
+//! - [`predict`]: the analytical model behind `tandem predict`; [`crossover`]: cost by
+//!   daily volume and the break-even of edge hardware.
 //!
 //! The `tandem` command line itself (`src/bin/tandem/`) parses arguments and reports
 //! errors; everything it runs is here.
 
 pub mod config;
+pub mod crossover;
 pub mod drive;
 pub mod manifest;
 pub mod plan;

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::results::RequestRow;
 
 /// Totals and means of one group of requests.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Line {
     /// The strategy, with its parameters (`speculative(k=4)`).
     pub strategy: String,

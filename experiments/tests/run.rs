@@ -522,3 +522,62 @@ synthesis = "cloud_only"
     assert!(report.contains("| tag: synthesis |"), "{report}");
     assert!(report.contains("| tight SLO |"), "{report}");
 }
+
+/// With the edge hardware priced, the report prices each strategy by daily volume and
+/// names its break-even against cloud-only; a price without its amortisation period is
+/// refused, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priced_hardware_gives_the_cost_by_volume() {
+    let out = tempfile::tempdir().unwrap();
+    let text = SMALL.replace(
+        "[[network]]",
+        "[cost]\ngpu_dollars_per_hour = 4000.0\ndollars_per_kwh = 0.3\nedge_device_dollars = 500\nedge_amortisation_days = 1000\nedge_idle_watts = 5\n\n[[network]]",
+    );
+    let config_path = out.path().join("priced.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let opts = RunOptions {
+        config_path,
+        out: out.path().to_path_buf(),
+    };
+    let outcome = run(
+        &config,
+        &opts,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
+    let table = &report[report.find("## Cost by volume").expect("the table")..];
+    assert!(
+        table.contains("One edge device costs $0.536 a day"),
+        "{table}"
+    );
+    let row = |strategy: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("| {strategy} |")))
+            .unwrap_or_else(|| panic!("no {strategy} row in {table}"))
+            .to_string()
+    };
+    assert!(
+        row("cloud_only").ends_with("| – |"),
+        "{}",
+        row("cloud_only")
+    );
+    // Edge-only pays no GPU: at 4000 $/GPU-hour it breaks even at some volume.
+    let edge = row("edge_only");
+    let last = edge.trim_end_matches(" |").rsplit("| ").next().unwrap();
+    assert!(last.parse::<f64>().is_ok(), "{edge}");
+
+    let bad = SMALL.replace(
+        "[[network]]",
+        "[cost]\nedge_device_dollars = 500\n\n[[network]]",
+    );
+    let err = Config::parse(&bad, Path::new("small.toml")).unwrap_err();
+    assert!(
+        err.to_string().contains("cost.edge_amortisation_days"),
+        "{err}"
+    );
+}

@@ -214,9 +214,29 @@ pub struct Cost {
     /// Cloud: dollars per million tokens the verifier committed.
     #[serde(default)]
     pub output_dollars_per_mtok: f64,
-    /// Edge: dollars per kWh of drafting energy.
+    /// Edge: dollars per kWh of drafting energy (and of idle power).
     #[serde(default)]
     pub dollars_per_kwh: f64,
+    /// Edge: one device's price, dollars, for the report's cost by volume.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub edge_device_dollars: f64,
+    /// Edge: days the device's price is spread over (needed with a price).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub edge_amortisation_days: f64,
+    /// Edge: the device's draw when idle, watts (paid around the clock).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub edge_idle_watts: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+impl Cost {
+    /// Whether the edge hardware has a cost (the report then prices volumes).
+    pub fn prices_hardware(&self) -> bool {
+        self.edge_device_dollars > 0.0 || self.edge_idle_watts > 0.0
+    }
 }
 
 /// One or more strategies: `k` (and `policy`) may be lists, giving one cell each.

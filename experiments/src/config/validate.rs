@@ -186,6 +186,14 @@ impl Config {
         non_negative("cost.input_dollars_per_mtok", c.input_dollars_per_mtok)?;
         non_negative("cost.output_dollars_per_mtok", c.output_dollars_per_mtok)?;
         non_negative("cost.dollars_per_kwh", c.dollars_per_kwh)?;
+        non_negative("cost.edge_device_dollars", c.edge_device_dollars)?;
+        non_negative("cost.edge_amortisation_days", c.edge_amortisation_days)?;
+        non_negative("cost.edge_idle_watts", c.edge_idle_watts)?;
+        check(
+            c.edge_device_dollars == 0.0 || c.edge_amortisation_days > 0.0,
+            "cost.edge_amortisation_days",
+            || "give the days the device's price is spread over (e.g. 1095 for three years)".into(),
+        )?;
         check(!self.strategies.is_empty(), "strategy", || {
             "at least one [[strategy]] is needed (e.g. kind = \"cloud_only\")".into()
         })?;

@@ -97,6 +97,7 @@ pub fn write(
     md += "\nEnd-to-end includes the first token; TPOT is time per output token after the first. Speedup is cloud-only's median TPOT over the strategy's, on the same link and device. Edge-only tokens are never verified: it is the quality floor, not a competitor.\n";
     md += &crate::summary::reliability_md(&summary);
     md += &crate::summary::routing_md(requests);
+    md += &crate::crossover::volume_md(&summary, &config.cost);
     if !figures.is_empty() {
         md += "\n## Figures\n\n";
         for (name, title) in figures.iter().map(|n| (n, figures::title(n))) {
