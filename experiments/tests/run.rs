@@ -570,6 +570,13 @@ async fn priced_hardware_gives_the_cost_by_volume() {
     let edge = row("edge_only");
     let last = edge.trim_end_matches(" |").rsplit("| ").next().unwrap();
     assert!(last.parse::<f64>().is_ok(), "{edge}");
+    assert!(
+        outcome.report.figures.contains(&"cost_vs_volume"),
+        "{:?} {:?}",
+        outcome.report.figures,
+        outcome.report.skipped
+    );
+    assert!(outcome.dir.join("plots/cost_vs_volume.png").exists());
 
     let bad = SMALL.replace(
         "[[network]]",

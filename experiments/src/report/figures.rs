@@ -28,6 +28,7 @@ const FIGURES: &[(&str, &str)] = &[
         "throughput_vs_clients",
         "Throughput against the number of clients",
     ),
+    ("cost_vs_volume", "Cost per day against tokens per day"),
 ];
 
 /// A figure's title.
@@ -145,6 +146,10 @@ pub fn draw_all(
     if several_clients(requests) {
         plots::save(&throughput_clients(requests), dir)?;
         drawn.push("throughput_vs_clients");
+    }
+    if config.cost.prices_hardware() {
+        plots::save(&cost_volume(config, requests), dir)?;
+        drawn.push("cost_vs_volume");
     }
     Ok(drawn)
 }
@@ -264,6 +269,7 @@ fn accepted_length(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines
             ),
         ],
         highlight: None,
+        log: false,
     })
 }
 
@@ -293,6 +299,7 @@ fn by_position(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
         y_desc: "accepted / drafted at that position".into(),
         series,
         highlight: None,
+        log: false,
     })
 }
 
@@ -333,6 +340,51 @@ fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)]) -> Lines {
             .map(|(l, x, y, _)| (l, vec![(x, y)], Style::Points))
             .collect(),
         highlight: Some(("Pareto front (verified output)".into(), front)),
+        log: false,
+    }
+}
+
+/// Each setting's dollars a day against tokens a day (10 k to 100 M, log-log), with the
+/// volumes where drafting strategies break even against cloud-only circled (see
+/// [`crate::crossover`]).
+fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
+    use crate::crossover::{BreakEven, DailyCost};
+    let lines = crate::summary::summarise(requests);
+    let several = several_clients(requests);
+    let volumes: Vec<f64> = (0..=40)
+        .map(|i| 10f64.powf(4.0 + i as f64 / 10.0))
+        .collect();
+    let mut series = Vec::new();
+    let mut even = Vec::new();
+    for l in &lines {
+        let uses_edge = l.strategy != "cloud_only";
+        let day = DailyCost::of(l, &config.cost, uses_edge);
+        let points = volumes.iter().map(|&v| (v, day.at(v))).collect();
+        let name = label(
+            &l.strategy,
+            &l.network,
+            &l.device,
+            several.then_some(l.clients),
+        );
+        series.push((name, points, Style::Line));
+        let cloud = lines.iter().find(|c| {
+            c.strategy == "cloud_only"
+                && (&c.network, &c.device, c.clients) == (&l.network, &l.device, l.clients)
+        });
+        if let (true, Some(c)) = (uses_edge, cloud)
+            && let BreakEven::At(v) = day.break_even(&DailyCost::of(c, &config.cost, false))
+        {
+            even.push((v, day.at(v)));
+        }
+    }
+    Lines {
+        name: "cost_vs_volume",
+        title: "Dollars a day against tokens a day (edge hardware included)".into(),
+        x_desc: "tokens a day".into(),
+        y_desc: "$ a day".into(),
+        series,
+        highlight: Some(("break-even vs cloud-only".into(), even)),
+        log: true,
     }
 }
 
@@ -387,6 +439,7 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
         y_desc: "mean end-to-end latency (ms)".into(),
         series,
         highlight: None,
+        log: false,
     }
 }
 
@@ -410,5 +463,6 @@ fn throughput_clients(requests: &[RequestRow]) -> Lines {
         y_desc: "generated tokens per second (all clients)".into(),
         series,
         highlight: None,
+        log: false,
     }
 }

@@ -258,8 +258,31 @@ pub struct Lines {
     pub y_desc: String,
     /// The series.
     pub series: Vec<Series>,
-    /// Points to circle (e.g. a Pareto front), joined by a line.
+    /// Points to circle: joined by a line on linear axes (a Pareto front), alone on
+    /// log axes (break-even points).
     pub highlight: Option<(String, Vec<(f64, f64)>)>,
+    /// Both axes logarithmic (base 10), the legend upper left; points that are not
+    /// positive are left out.
+    pub log: bool,
+}
+
+/// A tick of a log10 axis: the value it stands for, compactly (`200k`, `10M`, `0.05`).
+fn log_tick(v: f64) -> String {
+    let x = 10f64.powf(v);
+    let (scaled, unit) = match x {
+        x if x >= 1e9 => (x / 1e9, "G"),
+        x if x >= 1e6 => (x / 1e6, "M"),
+        x if x >= 1e3 => (x / 1e3, "k"),
+        x => (x, ""),
+    };
+    let digits = if scaled >= 10.0 || scaled == scaled.round() {
+        0
+    } else if scaled >= 1.0 {
+        1
+    } else {
+        3
+    };
+    format!("{scaled:.digits$}{unit}")
 }
 
 /// An axis label with as many decimals as the axis' range needs (none from 100 up).
@@ -281,28 +304,54 @@ impl Figure for Lines {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE).map_err(e)?;
-        let all = self.series.iter().flat_map(|s| s.1.iter());
-        let (xmax, ymax) = all.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
+        let scale = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            if !self.log {
+                return pts.to_vec();
+            }
+            pts.iter()
+                .filter(|p| p.0 > 0.0 && p.1 > 0.0)
+                .map(|p| (p.0.log10(), p.1.log10()))
+                .collect()
+        };
+        let series: Vec<Vec<(f64, f64)>> = self.series.iter().map(|s| scale(&s.1)).collect();
+        let all = series.iter().flatten();
+        let (xmax, ymax) = all
+            .clone()
+            .fold((f64::MIN, f64::MIN), |(x, y), p| (x.max(p.0), y.max(p.1)));
+        let (xmin, ymin) = all.fold((f64::MAX, f64::MAX), |(x, y), p| (x.min(p.0), y.min(p.1)));
         // Head room above the data for the legend (upper right), a line per series.
         let entries = self.series.len() + usize::from(self.highlight.is_some());
-        let ymax = ymax * (1.0 + 0.06 * entries as f64).min(1.8);
+        let room = (1.0 + 0.06 * entries as f64).min(1.8);
+        let (xr, yr) = if self.log && xmax >= xmin {
+            let span = (ymax - ymin).max(1.0);
+            (xmin..xmax, ymin - 0.05 * span..ymax + (room - 1.0) * span)
+        } else {
+            (upto(xmax.max(0.0)), upto(ymax.max(0.0) * room))
+        };
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(76)
-            .build_cartesian_2d(upto(xmax), upto(ymax))
+            .build_cartesian_2d(xr, yr)
             .map_err(e)?;
+        let (log, xmax, ymax_room) = (self.log, xmax.max(0.0), ymax.max(0.0) * room);
         chart
             .configure_mesh()
             .x_desc(self.x_desc.as_str())
             .y_desc(self.y_desc.as_str())
-            .x_label_formatter(&|v| tick(*v, xmax))
-            .y_label_formatter(&|v| tick(*v, ymax))
+            .x_label_formatter(&|v| if log { log_tick(*v) } else { tick(*v, xmax) })
+            .y_label_formatter(&|v| {
+                if log {
+                    log_tick(*v)
+                } else {
+                    tick(*v, ymax_room)
+                }
+            })
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e)?;
-        for (i, (label, points, style)) in self.series.iter().enumerate() {
+        for (i, ((label, _, style), points)) in self.series.iter().zip(&series).enumerate() {
             let col = color(i);
             let mut pts = points.clone();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -326,11 +375,13 @@ impl Figure for Lines {
             }
         }
         if let Some((label, points)) = &self.highlight {
-            let mut pts = points.clone();
+            let mut pts = scale(points);
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(pts.clone(), BLACK.stroke_width(1)))
-                .map_err(e)?;
+            if !self.log {
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), BLACK.stroke_width(1)))
+                    .map_err(e)?;
+            }
             chart
                 .draw_series(
                     pts.into_iter()
@@ -342,7 +393,11 @@ impl Figure for Lines {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if self.log {
+                SeriesLabelPosition::UpperLeft
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))
