@@ -603,3 +603,21 @@ kind = "cloud_only"
             .all(|r| r.error.is_empty() && r.tokens == 64)
     );
 }
+
+/// An owned GPU at half utilisation bills each request twice its forward time: the
+/// same simulated run costs exactly twice as much in the cloud.
+#[test]
+fn gpu_utilisation_divides_the_billed_forward_time() {
+    let strategies = "[[strategy]]\nkind = \"speculative\"\nk = 4\n";
+    let cloud_cost = |utilisation: &str| -> f64 {
+        let mut c = config(4, 2, 32, strategies);
+        let text = format!("gpu_dollars_per_hour = 3.0\n{utilisation}");
+        c.cost = toml::from_str(&text).unwrap();
+        let cell = cells::cells(&c).remove(0);
+        run_sim(&c, &cell).0.iter().map(|r| r.cost_cloud_usd).sum()
+    };
+    let full = cloud_cost("");
+    let half = cloud_cost("gpu_utilisation = 0.5");
+    assert!(full > 0.0);
+    assert!((half / full - 2.0).abs() < 1e-9, "{half} vs {full}");
+}

@@ -205,9 +205,14 @@ fn ten() -> f64 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cost {
-    /// Cloud: dollars per GPU-hour, charged for the verifier's forward time.
+    /// Cloud: dollars per GPU-hour, charged for the verifier's forward time (owned or
+    /// rented GPUs; an API is priced per token instead, below).
     #[serde(default)]
     pub gpu_dollars_per_hour: f64,
+    /// Cloud: the share of the GPU's hours that serve requests (0 < u ≤ 1; default
+    /// 1): a request pays its forward time ÷ u, the idle hours included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_utilisation: Option<f64>,
     /// Cloud: dollars per million prompt tokens sent to the verifier.
     #[serde(default)]
     pub input_dollars_per_mtok: f64,
@@ -233,6 +238,11 @@ fn is_zero(v: &f64) -> bool {
 }
 
 impl Cost {
+    /// The GPU's utilisation (1 unless given).
+    pub fn utilisation(&self) -> f64 {
+        self.gpu_utilisation.unwrap_or(1.0)
+    }
+
     /// Whether the edge hardware has a cost (the report then prices volumes).
     pub fn prices_hardware(&self) -> bool {
         self.edge_device_dollars > 0.0 || self.edge_idle_watts > 0.0

@@ -89,6 +89,18 @@ fn inconsistent_settings_are_refused() {
             edited("seed = 7", "seed = 7\ntransport = \"carrier pigeon\""),
             "transport",
         ),
+        (
+            edited("[cost]", "[cost]\ngpu_utilisation = 1.5"),
+            "cost.gpu_utilisation",
+        ),
+        (
+            edited("[cost]", "[cost]\nedge_device_dollars = 500"),
+            "cost.edge_amortisation_days",
+        ),
+        (
+            edited("[cost]", "[cost]\nedge_idle_watts = -2"),
+            "cost.edge_idle_watts",
+        ),
     ];
     for (text, key) in cases {
         let e = parse(&text).unwrap_err();

@@ -186,6 +186,12 @@ impl Config {
         non_negative("cost.input_dollars_per_mtok", c.input_dollars_per_mtok)?;
         non_negative("cost.output_dollars_per_mtok", c.output_dollars_per_mtok)?;
         non_negative("cost.dollars_per_kwh", c.dollars_per_kwh)?;
+        check(
+            c.gpu_utilisation
+                .is_none_or(|u| u.is_finite() && u > 0.0 && u <= 1.0),
+            "cost.gpu_utilisation",
+            || format!("must be in (0, 1], got {}", c.utilisation()),
+        )?;
         non_negative("cost.edge_device_dollars", c.edge_device_dollars)?;
         non_negative("cost.edge_amortisation_days", c.edge_amortisation_days)?;
         non_negative("cost.edge_idle_watts", c.edge_idle_watts)?;

@@ -159,7 +159,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
 /// (cloud, edge) dollars of one request.
 ///
 /// Cloud: the request's share of every forward pass it was in (pass time ÷ sessions
-/// in the pass) at the GPU-hour price, plus prompt tokens sent and tokens the verifier
+/// in the pass, ÷ the GPU's utilisation) at the GPU-hour price, plus prompt tokens sent and tokens the verifier
 /// produced at the per-token prices. Edge: drafted tokens × the device's joules per
 /// token, at the kWh price.
 fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
@@ -172,7 +172,7 @@ fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
         .sum();
     let verified = report.output_ids.len() - report.unverified.len();
     let cloud = if uses_cloud {
-        cost.gpu_dollars_per_hour * gpu_s / 3600.0
+        cost.gpu_dollars_per_hour * gpu_s / cost.utilisation() / 3600.0
             + cost.input_dollars_per_mtok * ask.prompt_ids.len() as f64 / 1e6
             + cost.output_dollars_per_mtok * verified as f64 / 1e6
     } else {
