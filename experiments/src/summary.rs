@@ -27,6 +27,9 @@ pub struct Line {
     pub tokens: u64,
     /// Generated tokens the target never verified.
     pub unverified_tokens: u64,
+    /// Of those, drafted alone after losing the verifier (a routed request's edge-only
+    /// tier is left out: it never meant to be verified).
+    pub fallback_tokens: u64,
     /// Time to first token, ms.
     pub ttft_ms: f64,
     /// Median time per output token, ms.
@@ -129,6 +132,11 @@ fn line(
         failed: (rs.len() - ok.len()) as u32,
         tokens: tokens as u64,
         unverified_tokens: sum(|r| r.unverified_tokens as f64) as u64,
+        fallback_tokens: rs
+            .iter()
+            .filter(|r| r.tier != "edge_only")
+            .map(|r| r.unverified_tokens as u64)
+            .sum(),
         ttft_ms: sum(|r| r.ttft_ms) / n,
         tpot_ms_p50: quantile(&tpot, 0.5),
         tpot_ms_p90: quantile(&tpot, 0.9),
@@ -254,9 +262,8 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
 /// line, how many failed and what share of the tokens the target never verified (the
 /// timing columns above include those tokens). Empty otherwise.
 pub fn reliability_md(lines: &[Line]) -> String {
-    let hit = |l: &&Line| {
-        l.failed > 0 || (l.unverified_tokens > 0 && !l.strategy.starts_with("edge_only"))
-    };
+    let hit =
+        |l: &&Line| l.failed > 0 || (l.fallback_tokens > 0 && !l.strategy.starts_with("edge_only"));
     if !lines.iter().any(|l| hit(&l)) {
         return String::new();
     }
@@ -268,7 +275,7 @@ pub fn reliability_md(lines: &[Line]) -> String {
         .filter(|l| !l.strategy.starts_with("edge_only"))
     {
         let share = if l.tokens > 0 {
-            100.0 * l.unverified_tokens as f64 / l.tokens as f64
+            100.0 * l.fallback_tokens as f64 / l.tokens as f64
         } else {
             0.0
         };
@@ -277,7 +284,7 @@ pub fn reliability_md(lines: &[Line]) -> String {
             l.setting(),
             l.requests,
             l.failed,
-            l.unverified_tokens,
+            l.fallback_tokens,
         );
     }
     s
@@ -379,6 +386,19 @@ mod tests {
         );
         assert!(
             md.contains("| speculative(k=4) | lte | – | open | 2 | 0 | 3 (15.0 %) |"),
+            "{md}"
+        );
+        // A routed request sent to the edge tier is not a fallback.
+        let routed = |tier: &str, unverified| RequestRow {
+            tier: tier.into(),
+            ..row("routed", 10, unverified, "")
+        };
+        let by_design = [routed("edge_only", 10), routed("speculative(k=4)", 0)];
+        assert_eq!(reliability_md(&summarise(&by_design)), "");
+        let lost = [routed("edge_only", 10), routed("speculative(k=4)", 4)];
+        let md = reliability_md(&summarise(&lost));
+        assert!(
+            md.contains("| routed | lte | – | open | 2 | 0 | 4 (20.0 %) |"),
             "{md}"
         );
     }
