@@ -324,5 +324,11 @@ pub fn summary_line(r: &Report) -> String {
             s.unverified_tokens, s.fallbacks, s.resyncs
         ));
     }
+    if let Some(why) = s.draft_stop {
+        line.push_str(&format!(
+            " | went on in the cloud after {:.0} ms ({why})",
+            s.to_cloud_at_ms
+        ));
+    }
     line
 }

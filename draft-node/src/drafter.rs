@@ -13,6 +13,7 @@ use tandem_models::{LanguageModel, Positions, SessionCache};
 use crate::DraftError;
 use crate::pace::DevicePace;
 use crate::propose::{Drafted, Propose, Vocabulary};
+use crate::record::DraftStop;
 
 /// Tokens the draft proposed, with the distributions they were drawn from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -141,8 +142,16 @@ impl<M: LanguageModel> Propose for Drafter<'_, M> {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError> {
+        if self.pace.as_ref().is_some_and(DevicePace::is_shut_down) {
+            return Err(DraftError::DraftStopped(DraftStop::ThermalShutdown));
+        }
+        // The block's last token is never forwarded: the cache holds seq + n − 1.
+        let room = (self.model.info().max_context + 1).saturating_sub(seq.len());
+        if room == 0 {
+            return Err(DraftError::DraftStopped(DraftStop::ContextFull));
+        }
         let t0 = std::time::Instant::now();
-        let block = self.draft_here(seq, n, keep)?;
+        let block = self.draft_here(seq, n.min(room), keep)?;
         let extra = self
             .pace
             .as_ref()

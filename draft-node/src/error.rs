@@ -17,6 +17,9 @@ pub enum DraftError {
     /// The verifier answered something the protocol does not allow here.
     #[error("protocol violation by the verifier: {0}")]
     Violation(String),
+    /// The draft model cannot go on, and there is no verifier to go on with.
+    #[error("the draft model cannot go on ({0}) and no verifier is configured to take over")]
+    DraftStopped(crate::record::DraftStop),
     /// Settings that cannot work together.
     #[error("{0}")]
     Usage(String),

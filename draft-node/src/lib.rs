@@ -32,6 +32,6 @@ pub use error::DraftError;
 pub use generate::{Edge, GenerateConfig, Parts, generate, generate_with};
 pub use pace::DevicePace;
 pub use propose::{Drafted, Propose, Vocabulary};
-pub use record::{Report, RoundKind, RoundRecord, StopReason, Summary};
+pub use record::{DraftStop, Report, RoundKind, RoundRecord, StopReason, Summary};
 pub use remote::{Conn, Dial, Lost, VerifierTarget};
 pub use strategy::Strategy;

@@ -26,6 +26,8 @@ pub struct DevicePace {
     pub throttle_factor: f64,
     /// How long the throttle takes to reach its full factor.
     pub ramp: Duration,
+    /// Drafting time after which the device shuts down (thermal); `None`: never.
+    pub shutdown_after: Option<Duration>,
     busy: Arc<Mutex<Duration>>,
 }
 
@@ -37,6 +39,7 @@ impl DevicePace {
             throttle_after: None,
             throttle_factor: 1.0,
             ramp: Duration::from_secs(10),
+            shutdown_after: None,
             busy: Arc::default(),
         }
     }
@@ -47,6 +50,18 @@ impl DevicePace {
         self.throttle_factor = factor.max(1.0);
         self.ramp = ramp.max(Duration::from_nanos(1));
         self
+    }
+
+    /// With a thermal shutdown after `after` of drafting.
+    pub fn with_shutdown(mut self, after: Duration) -> Self {
+        self.shutdown_after = Some(after);
+        self
+    }
+
+    /// Whether the device has shut down (it drafts no more).
+    pub fn is_shut_down(&self) -> bool {
+        let busy = *self.busy.lock().expect("pace lock");
+        self.shutdown_after.is_some_and(|after| busy >= after)
     }
 
     /// The factor now, given the drafting time accumulated so far.

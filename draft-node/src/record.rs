@@ -104,6 +104,34 @@ impl RoundRecord {
     }
 }
 
+/// Why the draft model could not go on; the request then goes on as cloud-only from
+/// everything committed (edge → cloud fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DraftStop {
+    /// The sequence filled the draft model's context (a draft with a shorter context
+    /// than the target's).
+    ContextFull,
+    /// The device shut down to cool off (its profile's `shutdown_after_s`).
+    ThermalShutdown,
+}
+
+impl DraftStop {
+    /// Its name in records: `context full`, `thermal shutdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DraftStop::ContextFull => "context full",
+            DraftStop::ThermalShutdown => "thermal shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for DraftStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Totals of one generation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
@@ -135,6 +163,13 @@ pub struct Summary {
     pub fallbacks: usize,
     /// Times it re-opened its session after a fallback.
     pub resyncs: usize,
+    /// Times the draft could not go on and the request went on in the cloud (0 or 1:
+    /// the edge → cloud direction; `fallbacks` counts cloud → edge).
+    pub to_cloud: usize,
+    /// Why the draft could not go on (with `to_cloud`).
+    pub draft_stop: Option<DraftStop>,
+    /// When the request went on in the cloud, ms from its start (with `to_cloud`).
+    pub to_cloud_at_ms: f64,
     /// Why generation stopped.
     pub stop: StopReason,
 }

@@ -105,8 +105,15 @@ pub struct RequestRow {
     pub bytes_up: u64,
     /// Bytes received, cloud to edge.
     pub bytes_down: u64,
-    /// Times the edge went on alone.
+    /// Times the edge went on alone (cloud → edge).
     pub fallbacks: u32,
+    /// Times the request went on in the cloud because the draft could not (edge →
+    /// cloud; 0 or 1).
+    pub to_cloud: u32,
+    /// Why the draft could not go on (`context full`, `thermal shutdown`), or empty.
+    pub to_cloud_reason: String,
+    /// When the request went on in the cloud, ms from its start (0 if it did not).
+    pub to_cloud_at_ms: f64,
     /// Why generation stopped (`length`, `eos`, ...).
     pub stop: String,
     /// The generated token ids, space-separated.
@@ -145,7 +152,7 @@ pub fn requests_frame(rows: &[RequestRow]) -> polars::prelude::PolarsResult<Data
             clients, request, prompt_index, tag, seed, start_s, prompt_tokens, tokens,
             unverified_tokens, rounds, drafts, drafted, accepted, acceptance_rate,
             mean_accepted_length, ttft_ms, tpot_ms, e2e_ms, bytes_up, bytes_down, fallbacks,
-            stop, output_ids, cost_cloud_usd, cost_edge_usd, cost_usd, error),
+            to_cloud, to_cloud_reason, to_cloud_at_ms, stop, output_ids, cost_cloud_usd, cost_edge_usd, cost_usd, error),
     )
 }
 

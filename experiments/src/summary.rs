@@ -30,6 +30,8 @@ pub struct Line {
     /// Of those, drafted alone after losing the verifier (a routed request's edge-only
     /// tier is left out: it never meant to be verified).
     pub fallback_tokens: u64,
+    /// Requests that went on in the cloud because the draft could not (edge → cloud).
+    pub to_cloud: u64,
     /// Time to first token, ms.
     pub ttft_ms: f64,
     /// Median time per output token, ms.
@@ -137,6 +139,7 @@ fn line(
             .filter(|r| r.tier != "edge_only")
             .map(|r| r.unverified_tokens as u64)
             .sum(),
+        to_cloud: rs.iter().map(|r| r.to_cloud as u64).sum(),
         ttft_ms: sum(|r| r.ttft_ms) / n,
         tpot_ms_p50: quantile(&tpot, 0.5),
         tpot_ms_p90: quantile(&tpot, 0.9),
@@ -262,13 +265,16 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
 /// line, how many failed and what share of the tokens the target never verified (the
 /// timing columns above include those tokens). Empty otherwise.
 pub fn reliability_md(lines: &[Line]) -> String {
-    let hit =
-        |l: &&Line| l.failed > 0 || (l.fallback_tokens > 0 && !l.strategy.starts_with("edge_only"));
+    let hit = |l: &&Line| {
+        l.failed > 0
+            || l.to_cloud > 0
+            || (l.fallback_tokens > 0 && !l.strategy.starts_with("edge_only"))
+    };
     if !lines.iter().any(|l| hit(&l)) {
         return String::new();
     }
     let mut s = String::from(
-        "\n## Failures and fallback\n\nRequests that failed, and tokens drafted alone while the verifier was out of reach (never verified; the table above counts them).\n\n| strategy | network | device | clients | requests | failed | unverified tokens |\n|---|---|---|---:|---:|---:|---:|\n",
+        "\n## Failures and fallback\n\nRequests that failed; tokens drafted alone while the verifier was out of reach (cloud → edge: never verified; the table above counts them); requests that went on in the cloud because the draft could not (edge → cloud: its context full, its device shut down).\n\n| strategy | network | device | clients | requests | failed | unverified tokens | to the cloud |\n|---|---|---|---:|---:|---:|---:|---:|\n",
     );
     for l in lines
         .iter()
@@ -280,11 +286,12 @@ pub fn reliability_md(lines: &[Line]) -> String {
             0.0
         };
         s += &format!(
-            "| {} | {} | {} | {} ({share:.1} %) |\n",
+            "| {} | {} | {} | {} ({share:.1} %) | {} |\n",
             l.setting(),
             l.requests,
             l.failed,
             l.fallback_tokens,
+            l.to_cloud,
         );
     }
     s
@@ -381,11 +388,11 @@ mod tests {
         ];
         let md = reliability_md(&summarise(&hit));
         assert!(
-            md.contains("| cloud_only | lte | – | open | 2 | 1 | 0 (0.0 %) |"),
+            md.contains("| cloud_only | lte | – | open | 2 | 1 | 0 (0.0 %) | 0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| speculative(k=4) | lte | – | open | 2 | 0 | 3 (15.0 %) |"),
+            md.contains("| speculative(k=4) | lte | – | open | 2 | 0 | 3 (15.0 %) | 0 |"),
             "{md}"
         );
         // A routed request sent to the edge tier is not a fallback.
@@ -398,8 +405,15 @@ mod tests {
         let lost = [routed("edge_only", 10), routed("speculative(k=4)", 4)];
         let md = reliability_md(&summarise(&lost));
         assert!(
-            md.contains("| routed | lte | – | open | 2 | 0 | 4 (20.0 %) |"),
+            md.contains("| routed | lte | – | open | 2 | 0 | 4 (20.0 %) | 0 |"),
             "{md}"
         );
+        // A request the cloud took over from a stopped draft is tabled too.
+        let took_over = [RequestRow {
+            to_cloud: 1,
+            ..row("speculative(k=4)", 10, 0, "")
+        }];
+        let md = reliability_md(&summarise(&took_over));
+        assert!(md.ends_with("| 1 | 0 | 0 (0.0 %) | 1 |\n"), "{md}");
     }
 }

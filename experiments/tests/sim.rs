@@ -621,3 +621,64 @@ fn gpu_utilisation_divides_the_billed_forward_time() {
     assert!(full > 0.0);
     assert!((half / full - 2.0).abs() < 1e-9, "{half} vs {full}");
 }
+
+/// A simulated device that shuts down after 0.5 s of drafting hands its requests to the
+/// cloud (the first mid-way): counted and timed per request, tabled in the report, and
+/// the requests still end at full length, every token verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thermal_shutdown_sends_requests_to_the_cloud_in_simulation() {
+    let mut c = config(8, 1, 32, "[[strategy]]\nkind = \"speculative\"\nk = 4");
+    let device = "name = \"hot\"\nshutdown_after_s = 0.5";
+    c.devices = vec![toml::from_str(device).unwrap()];
+    let c = Config::parse(&toml::to_string(&c).unwrap(), Path::new("sim.toml")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        config_path: out.path().join("sim.toml"),
+        out: out.path().to_path_buf(),
+    };
+    let outcome = run(&c, &opts, Arc::new(AtomicBool::new(false)), Arc::new(Quiet))
+        .await
+        .unwrap();
+    // 72 ms a drafted token: the first request's drafting passes 0.5 s.
+    let moved: Vec<&RequestRow> = outcome
+        .requests
+        .iter()
+        .filter(|r| r.to_cloud == 1)
+        .collect();
+    assert_eq!(
+        moved.len(),
+        8,
+        "one client's device: every request after it shut down"
+    );
+    for r in &outcome.requests {
+        assert_eq!(r.tokens, 32);
+        assert!(r.error.is_empty(), "{}", r.error);
+        assert_eq!(r.unverified_tokens, 0);
+    }
+    for r in &moved {
+        assert_eq!(r.to_cloud_reason, "thermal shutdown");
+    }
+    // The first request moved mid-way, after drafting for the device's 0.5 s.
+    let first = outcome
+        .requests
+        .iter()
+        .min_by(|a, b| a.start_s.total_cmp(&b.start_s))
+        .unwrap();
+    assert!(
+        first.drafted > 0 && first.to_cloud_at_ms >= 500.0,
+        "{first:?}"
+    );
+    let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
+    assert!(
+        report.contains(&format!("| 8 | 0 | 0 (0.0 %) | {} |", moved.len())),
+        "{report}"
+    );
+    // Read back from the results folder, the columns are the same.
+    let back =
+        tandem_experiments::results::read_parquet(&outcome.dir.join("requests.parquet")).unwrap();
+    let rows = tandem_experiments::results::read::requests(&back).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.to_cloud).sum::<u32>() as usize,
+        moved.len()
+    );
+}

@@ -6,7 +6,7 @@ use tandem_protocol::convert::sampling_to_pb;
 use tandem_protocol::{WireError, pb};
 
 use super::Run;
-use crate::record::{RoundKind, RoundRecord, StopReason};
+use crate::record::{DraftStop, RoundKind, RoundRecord, StopReason};
 use crate::remote::Lost;
 use crate::{DraftError, Strategy};
 
@@ -59,7 +59,7 @@ impl Run<'_, '_> {
             } as i32,
             tokenizer_fingerprint: self.fingerprint.clone(),
             max_new_tokens: remaining as u32,
-            generate: self.cfg.strategy == Strategy::CloudOnly,
+            generate: self.mode == Strategy::CloudOnly,
             ignore_eos: self.cfg.ignore_eos,
             auth_token: String::new(),
         };
@@ -74,7 +74,7 @@ impl Run<'_, '_> {
                 self.backoff = None;
                 let t = opened.timing.unwrap_or_default();
                 let wait_ns = (self.clock.now() - sent).as_nanos() as u64;
-                let kind = if self.cfg.strategy == Strategy::CloudOnly {
+                let kind = if self.mode == Strategy::CloudOnly {
                     RoundKind::Cloud
                 } else {
                     RoundKind::Verified
@@ -86,6 +86,23 @@ impl Run<'_, '_> {
             }
             Err(lost) => self.lose(lost),
         }
+    }
+
+    /// The draft cannot go on: the request goes on as cloud-only from everything
+    /// committed, in a fresh `generate` session. Fails when there is no verifier to
+    /// take over (none configured, as for a private prompt, or lost at this moment).
+    pub(super) async fn hand_to_cloud(&mut self, why: DraftStop) -> Result<(), DraftError> {
+        if self.remote.is_none() || self.retry_at.is_some() {
+            return Err(DraftError::DraftStopped(why));
+        }
+        let at = self.clock.now() - self.start;
+        tracing::info!("the draft cannot go on ({why}): going on in the cloud");
+        let s = &mut self.report.summary;
+        s.to_cloud += 1;
+        s.draft_stop = Some(why);
+        s.to_cloud_at_ms = at.as_secs_f64() * 1e3;
+        self.mode = Strategy::CloudOnly;
+        self.open().await
     }
 
     /// The verifier is lost: go on alone if allowed, else fail.

@@ -7,7 +7,9 @@
 //! does not answer within the deadline, or whose connection breaks, puts the loop in
 //! fallback: tokens are drafted alone and marked unverified, and the loop reconnects
 //! and re-opens its session with the whole committed sequence, first 0.5 ms after the
-//! loss, then backing off to every `retry` ([`backoff`]).
+//! loss, then backing off to every `retry` ([`backoff`]). The other direction: when the
+//! draft model cannot go on (its context is full, its device shut down), the request
+//! goes on as cloud-only from everything committed, if a verifier is in reach.
 
 mod backoff;
 mod lifecycle;
@@ -82,6 +84,9 @@ pub type OnTokens<'a> = &'a mut (dyn FnMut(&[u32], bool) + Send);
 
 struct Run<'a, 'p> {
     cfg: &'a GenerateConfig,
+    /// What the loop does now: the config's strategy, or cloud-only once the draft
+    /// could not go on.
+    mode: Strategy,
     drafter: Option<Box<dyn Propose + 'p>>,
     clock: Arc<dyn Clock>,
     remote: Option<Remote>,
@@ -166,6 +171,7 @@ pub async fn generate_with(
     let clock = parts.clock;
     let mut run = Run {
         cfg,
+        mode: strategy,
         drafter: parts.proposer,
         remote: parts.verifier.map(|v| Remote::new(v, clock.clone())),
         fingerprint: vocab.fingerprint,
@@ -197,16 +203,26 @@ pub async fn generate_with(
         }
         let mut inflight: Option<InFlight> = None;
         while run.done.is_none() {
-            if run.retry_at.is_some() || strategy == Strategy::EdgeOnly {
-                run.alone_step().await?;
-                continue;
-            }
-            match strategy {
-                Strategy::CloudOnly => run.cloud_step().await?,
-                Strategy::Pipelined { .. } => {
-                    inflight = run.pipelined_step(inflight.take()).await?
+            let step = if run.retry_at.is_some() || run.mode == Strategy::EdgeOnly {
+                run.alone_step().await
+            } else {
+                match run.mode {
+                    Strategy::CloudOnly => run.cloud_step().await,
+                    Strategy::Pipelined { .. } => run
+                        .pipelined_step(inflight.take())
+                        .await
+                        .map(|next| inflight = next),
+                    _ => run.sync_step().await,
                 }
-                _ => run.sync_step().await?,
+            };
+            match step {
+                // The draft cannot go on: the cloud takes over (a block in flight is
+                // dropped with its session).
+                Err(DraftError::DraftStopped(why)) => {
+                    inflight = None;
+                    run.hand_to_cloud(why).await?;
+                }
+                other => other?,
             }
         }
         Ok::<(), DraftError>(())

@@ -191,6 +191,10 @@ pub struct Device {
     /// Edge energy per drafted token, joules.
     #[serde(default)]
     pub joules_per_token: f64,
+    /// Thermal shutdown: after this many seconds of drafting the device drafts no
+    /// more, and its requests go on in the cloud (edge → cloud fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_after_s: Option<f64>,
 }
 
 fn one_f64() -> f64 {

@@ -176,6 +176,9 @@ impl Config {
             check(d.throttle_ramp_s > 0.0, &key("throttle_ramp_s"), || {
                 format!("must be > 0, got {}", d.throttle_ramp_s)
             })?;
+            if let Some(t) = d.shutdown_after_s {
+                non_negative(&key("shutdown_after_s"), t)?;
+            }
             if let Some(t) = d.throttle_after_s {
                 non_negative(&key("throttle_after_s"), t)?;
             }

@@ -47,7 +47,10 @@ impl DevicePaceSpec {
     /// A fresh device.
     pub fn pace(&self) -> DevicePace {
         let d = &self.0;
-        let p = DevicePace::new(d.draft_slowdown);
+        let mut p = DevicePace::new(d.draft_slowdown);
+        if let Some(after) = d.shutdown_after_s {
+            p = p.with_shutdown(std::time::Duration::from_secs_f64(after));
+        }
         match d.throttle_after_s {
             Some(after) => p.with_throttle(
                 std::time::Duration::from_secs_f64(after),

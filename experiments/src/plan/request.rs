@@ -142,6 +142,9 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
         bytes_up: s.bytes_up,
         bytes_down: s.bytes_down,
         fallbacks: s.fallbacks as u32,
+        to_cloud: s.to_cloud as u32,
+        to_cloud_reason: s.draft_stop.map_or("", |w| w.as_str()).into(),
+        to_cloud_at_ms: s.to_cloud_at_ms,
         stop: s.stop.to_string(),
         output_ids: report
             .output_ids

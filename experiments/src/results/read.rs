@@ -19,6 +19,17 @@ impl Cols<'_> {
         let c = self.0.column(name)?.f64()?;
         Ok((0..c.len()).map(|i| c.get(i).unwrap_or(f64::NAN)).collect())
     }
+    /// A column that older results folders lack: its default in every row then.
+    fn or_default<T: Default + Clone>(
+        &self,
+        name: &str,
+        read: impl Fn(&Self, &str) -> PolarsResult<Vec<T>>,
+    ) -> PolarsResult<Vec<T>> {
+        match self.0.column(name) {
+            Ok(_) => read(self, name),
+            Err(_) => Ok(vec![T::default(); self.0.height()]),
+        }
+    }
     fn str(&self, name: &str) -> PolarsResult<Vec<String>> {
         let c = self.0.column(name)?.str()?;
         Ok((0..c.len())
@@ -69,6 +80,12 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
         c.u64("bytes_down")?,
         c.u32("fallbacks")?,
     );
+    // Edge → cloud fallback (added after the first results folders were written).
+    let (to_cloud, to_cloud_reason, to_cloud_at_ms) = (
+        c.or_default("to_cloud", Cols::u32)?,
+        c.or_default("to_cloud_reason", Cols::str)?,
+        c.or_default("to_cloud_at_ms", Cols::f64)?,
+    );
     let (stop, output_ids, cloud, edge, cost, error) = (
         c.str("stop")?,
         c.str("output_ids")?,
@@ -109,6 +126,9 @@ pub fn requests(df: &DataFrame) -> PolarsResult<Vec<RequestRow>> {
             bytes_up: bytes_up[i],
             bytes_down: bytes_down[i],
             fallbacks: fallbacks[i],
+            to_cloud: to_cloud[i],
+            to_cloud_reason: to_cloud_reason[i].clone(),
+            to_cloud_at_ms: to_cloud_at_ms[i],
             stop: stop[i].clone(),
             output_ids: output_ids[i].clone(),
             cost_cloud_usd: cloud[i],

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tandem_decoding::SessionRng;
 use tandem_draft::drafter::Block;
-use tandem_draft::{DevicePace, DraftError, Drafted, Propose, Vocabulary};
+use tandem_draft::{DevicePace, DraftError, DraftStop, Drafted, Propose, Vocabulary};
 
 /// Vocabulary of the simulated models.
 pub const VOCAB: u32 = 32_000;
@@ -71,6 +71,9 @@ impl Propose for SimDraft {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError> {
+        if self.pace.as_ref().is_some_and(DevicePace::is_shut_down) {
+            return Err(DraftError::DraftStopped(DraftStop::ThermalShutdown));
+        }
         let mut block = Block::default();
         for i in 0..n {
             let p = self.accept_at(i);
