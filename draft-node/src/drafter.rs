@@ -145,10 +145,19 @@ impl<M: LanguageModel> Propose for Drafter<'_, M> {
         if self.pace.as_ref().is_some_and(DevicePace::is_shut_down) {
             return Err(DraftError::DraftStopped(DraftStop::ThermalShutdown));
         }
+        // The cache holds at most the context, or what the device's memory allows.
+        let info = self.model.info();
+        let (mut cap, mut why) = (info.max_context, DraftStop::ContextFull);
+        if let Some(bytes) = self.pace.as_ref().and_then(|p| p.kv_budget) {
+            let fits = (bytes / info.kv_bytes_per_token.max(1) as u64) as usize;
+            if fits < cap {
+                (cap, why) = (fits, DraftStop::OutOfMemory);
+            }
+        }
         // The block's last token is never forwarded: the cache holds seq + n − 1.
-        let room = (self.model.info().max_context + 1).saturating_sub(seq.len());
+        let room = (cap + 1).saturating_sub(seq.len());
         if room == 0 {
-            return Err(DraftError::DraftStopped(DraftStop::ContextFull));
+            return Err(DraftError::DraftStopped(why));
         }
         let t0 = std::time::Instant::now();
         let block = self.draft_here(seq, n.min(room), keep)?;

@@ -28,6 +28,8 @@ pub struct DevicePace {
     pub ramp: Duration,
     /// Drafting time after which the device shuts down (thermal); `None`: never.
     pub shutdown_after: Option<Duration>,
+    /// Bytes the device gives the draft's KV cache; `None`: no bound.
+    pub kv_budget: Option<u64>,
     busy: Arc<Mutex<Duration>>,
 }
 
@@ -40,6 +42,7 @@ impl DevicePace {
             throttle_factor: 1.0,
             ramp: Duration::from_secs(10),
             shutdown_after: None,
+            kv_budget: None,
             busy: Arc::default(),
         }
     }
@@ -55,6 +58,12 @@ impl DevicePace {
     /// With a thermal shutdown after `after` of drafting.
     pub fn with_shutdown(mut self, after: Duration) -> Self {
         self.shutdown_after = Some(after);
+        self
+    }
+
+    /// With `bytes` of memory for the draft's KV cache.
+    pub fn with_kv_budget(mut self, bytes: u64) -> Self {
+        self.kv_budget = Some(bytes);
         self
     }
 

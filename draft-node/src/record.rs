@@ -114,14 +114,18 @@ pub enum DraftStop {
     ContextFull,
     /// The device shut down to cool off (its profile's `shutdown_after_s`).
     ThermalShutdown,
+    /// The draft's KV cache would pass the memory the device gives it (its profile's
+    /// `kv_budget_mb`).
+    OutOfMemory,
 }
 
 impl DraftStop {
-    /// Its name in records: `context full`, `thermal shutdown`.
+    /// Its name in records: `context full`, `thermal shutdown`, `out of memory`.
     pub fn as_str(self) -> &'static str {
         match self {
             DraftStop::ContextFull => "context full",
             DraftStop::ThermalShutdown => "thermal shutdown",
+            DraftStop::OutOfMemory => "out of memory",
         }
     }
 }

@@ -588,3 +588,61 @@ async fn priced_hardware_gives_the_cost_by_volume() {
         "{err}"
     );
 }
+
+/// A real run on a device whose memory holds only a short draft cache: each request
+/// goes on in the cloud once the draft's cache is full, its tokens still cloud-only's
+/// (greedy is lossless either way), and the report counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_out_of_memory_sends_requests_to_the_cloud() {
+    let out = tempfile::tempdir().unwrap();
+    // The tiny draft's cache: 2 layers × (key + value) × 1 head × 32 × 4 bytes = 512
+    // bytes a token; 16 KiB hold 32 tokens, fewer than prompt + 48.
+    let text = SMALL
+        .replace("max_new_tokens = 12", "max_new_tokens = 48")
+        .replace(
+            "[[network]]",
+            "[[device]]\nname = \"small\"\nkv_budget_mb = 0.015625\n\n[[network]]",
+        );
+    let config_path = out.path().join("oom.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let opts = RunOptions {
+        config_path,
+        out: out.path().to_path_buf(),
+    };
+    let outcome = run(
+        &config,
+        &opts,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    let by = |kind: &str| -> Vec<&tandem_experiments::results::RequestRow> {
+        outcome
+            .requests
+            .iter()
+            .filter(|r| r.strategy_kind == kind)
+            .collect()
+    };
+    for r in by("speculative") {
+        assert_eq!(
+            (r.to_cloud, r.to_cloud_reason.as_str()),
+            (1, "out of memory")
+        );
+    }
+    let tokens = |kind: &str, k: u32| -> Vec<(u32, String)> {
+        by(kind)
+            .iter()
+            .filter(|r| r.k == k || kind == "cloud_only")
+            .map(|r| (r.request, r.output_ids.clone()))
+            .collect()
+    };
+    assert_eq!(tokens("speculative", 4), tokens("cloud_only", 0));
+    // Edge-only has no verifier to take over: its requests fail, saying why.
+    for r in by("edge_only") {
+        assert!(r.error.contains("out of memory"), "{}", r.error);
+    }
+    let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
+    assert!(report.contains("| to the cloud |"), "{report}");
+}

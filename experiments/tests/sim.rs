@@ -631,6 +631,12 @@ async fn a_thermal_shutdown_sends_requests_to_the_cloud_in_simulation() {
     let device = "name = \"hot\"\nshutdown_after_s = 0.5";
     c.devices = vec![toml::from_str(device).unwrap()];
     let c = Config::parse(&toml::to_string(&c).unwrap(), Path::new("sim.toml")).unwrap();
+    // A memory bound has nothing to bound in a simulated draft: refused, not ignored.
+    let mut bounded = c.clone();
+    bounded.devices = vec![toml::from_str("name = \"small\"\nkv_budget_mb = 1").unwrap()];
+    let err =
+        Config::parse(&toml::to_string(&bounded).unwrap(), Path::new("sim.toml")).unwrap_err();
+    assert!(err.to_string().contains("device[0].kv_budget_mb"), "{err}");
     let out = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         config_path: out.path().join("sim.toml"),

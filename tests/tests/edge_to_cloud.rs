@@ -1,5 +1,5 @@
 //! Fallback from the edge to the cloud: when the draft model cannot go on (its context
-//! is full, its device shut down), the request goes on as cloud-only from everything
+//! is full, its device shut down, its KV cache past the device's memory), the request goes on as cloud-only from everything
 //! committed, without losing or repeating a token: the output is still the target's
 //! greedy output, every token verified. Without a verifier to take over, the request
 //! fails saying why.
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use tandem_draft::{DevicePace, DraftError, DraftStop, Edge, RoundKind, Strategy};
-use tandem_models::{LoadOptions, ModelSpec};
+use tandem_models::{LanguageModel, LoadOptions, ModelSpec};
 use tandem_protocol::client::Transport;
 
 const NEW: usize = 64;
@@ -103,6 +103,25 @@ async fn a_thermal_shutdown_hands_the_request_to_the_cloud() {
         assert!(pace.is_shut_down());
         assert_taken_over(&report, &prompt, DraftStop::ThermalShutdown);
     }
+    v.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_out_of_device_memory_hands_the_request_to_the_cloud() {
+    let v = start_verifier(VerifierOptions::default()).await;
+    let prompt = prompt_ids(PROMPTS[1]);
+    // Memory for the prompt's cache and 16 more tokens.
+    let per_token = draft().model.info().kv_bytes_per_token as u64;
+    let pace = DevicePace::new(1.0).with_kv_budget(per_token * (prompt.len() as u64 + 16));
+    let edge = Edge {
+        draft: Some(&draft().model),
+        verifier: Some(v.target(Transport::Grpc, None)),
+        device: Some(pace),
+    };
+    let report = tandem_draft::generate(&edge, &speculative(prompt.clone()), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_taken_over(&report, &prompt, DraftStop::OutOfMemory);
     v.running.stop().await;
 }
 

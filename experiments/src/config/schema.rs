@@ -195,6 +195,10 @@ pub struct Device {
     /// more, and its requests go on in the cloud (edge → cloud fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_after_s: Option<f64>,
+    /// Memory the device gives the draft's KV cache, MiB: a request whose draft cache
+    /// would need more goes on in the cloud (real drafts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_budget_mb: Option<f64>,
 }
 
 fn one_f64() -> f64 {

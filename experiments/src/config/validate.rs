@@ -179,6 +179,12 @@ impl Config {
             if let Some(t) = d.shutdown_after_s {
                 non_negative(&key("shutdown_after_s"), t)?;
             }
+            if let Some(m) = d.kv_budget_mb {
+                non_negative(&key("kv_budget_mb"), m)?;
+                check(self.simulation.is_none(), &key("kv_budget_mb"), || {
+                    "a simulated draft has no KV cache to bound (real models only)".into()
+                })?;
+            }
             if let Some(t) = d.throttle_after_s {
                 non_negative(&key("throttle_after_s"), t)?;
             }

@@ -51,6 +51,9 @@ impl DevicePaceSpec {
         if let Some(after) = d.shutdown_after_s {
             p = p.with_shutdown(std::time::Duration::from_secs_f64(after));
         }
+        if let Some(mb) = d.kv_budget_mb {
+            p = p.with_kv_budget((mb * 1024.0 * 1024.0) as u64);
+        }
         match d.throttle_after_s {
             Some(after) => p.with_throttle(
                 std::time::Duration::from_secs_f64(after),
