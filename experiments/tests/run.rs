@@ -69,6 +69,26 @@ async fn run_small(out: &Path, stop: bool) -> Outcome {
     .unwrap()
 }
 
+/// Writes `text` as `dir/NAME.toml` (paths in it are relative to `dir`) and runs it
+/// to the end, results under `dir`.
+async fn run_file(dir: &Path, name: &str, text: &str) -> Outcome {
+    let config_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_path, text).unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let opts = RunOptions {
+        config_path,
+        out: dir.to_path_buf(),
+    };
+    run(
+        &config,
+        &opts,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap()
+}
+
 fn strs(df: &DataFrame, name: &str) -> Vec<String> {
     let c = df.column(name).unwrap().str().unwrap();
     (0..c.len())
@@ -295,21 +315,7 @@ kind = "routed"
 long_prompt_tokens = 20
 default = "speculative:3"
 "#;
-    let config_path = out.path().join("routing.toml");
-    std::fs::write(&config_path, text).unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let opts = RunOptions {
-        config_path,
-        out: out.path().to_path_buf(),
-    };
-    let outcome = run(
-        &config,
-        &opts,
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Quiet),
-    )
-    .await
-    .unwrap();
+    let outcome = run_file(out.path(), "routing", &text).await;
     assert_eq!(outcome.requests.len(), 6);
     for r in &outcome.requests {
         assert_eq!(r.strategy, "routed");
@@ -411,20 +417,8 @@ k = 3
         list.join(", ")
     );
     let local = format!("name = \"local\"\n{grid}");
-    let mut outcomes = Vec::new();
-    for (name, text) in [("replicas", remote), ("local", local)] {
-        let config_path = out.path().join(format!("{name}.toml"));
-        std::fs::write(&config_path, text).unwrap();
-        let config = Config::load(&config_path).unwrap();
-        let opts = RunOptions {
-            config_path,
-            out: out.path().to_path_buf(),
-        };
-        let quiet = Arc::new(Quiet);
-        outcomes.push(run(&config, &opts, Arc::new(AtomicBool::new(false)), quiet).await);
-    }
-    let local = outcomes.pop().unwrap().unwrap();
-    let remote = outcomes.pop().unwrap().unwrap();
+    let remote = run_file(out.path(), "replicas", &remote).await;
+    let local = run_file(out.path(), "local", &local).await;
     let opened: Vec<u64> = engines
         .iter()
         .map(|e| e.metrics().sessions_opened.get())
@@ -489,21 +483,7 @@ tight_slo_ms = 100
 classification = "edge_only"
 synthesis = "cloud_only"
 "#;
-    let config_path = out.path().join("matrix.toml");
-    std::fs::write(&config_path, text).unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let opts = RunOptions {
-        config_path,
-        out: out.path().to_path_buf(),
-    };
-    let outcome = run(
-        &config,
-        &opts,
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Quiet),
-    )
-    .await
-    .unwrap();
+    let outcome = run_file(out.path(), "matrix", &text).await;
     let got: Vec<(u32, &str, &str)> = outcome
         .requests
         .iter()
@@ -533,21 +513,7 @@ async fn priced_hardware_gives_the_cost_by_volume() {
         "[[network]]",
         "[cost]\ngpu_dollars_per_hour = 4000.0\ndollars_per_kwh = 0.3\nedge_device_dollars = 500\nedge_amortisation_days = 1000\nedge_idle_watts = 5\n\n[[network]]",
     );
-    let config_path = out.path().join("priced.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let opts = RunOptions {
-        config_path,
-        out: out.path().to_path_buf(),
-    };
-    let outcome = run(
-        &config,
-        &opts,
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Quiet),
-    )
-    .await
-    .unwrap();
+    let outcome = run_file(out.path(), "priced", &text).await;
     let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
     let table = &report[report.find("## Cost by volume").expect("the table")..];
     assert!(
@@ -603,21 +569,7 @@ async fn a_device_out_of_memory_sends_requests_to_the_cloud() {
             "[[network]]",
             "[[device]]\nname = \"small\"\nkv_budget_mb = 0.015625\n\n[[network]]",
         );
-    let config_path = out.path().join("oom.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let opts = RunOptions {
-        config_path,
-        out: out.path().to_path_buf(),
-    };
-    let outcome = run(
-        &config,
-        &opts,
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Quiet),
-    )
-    .await
-    .unwrap();
+    let outcome = run_file(out.path(), "oom", &text).await;
     let by = |kind: &str| -> Vec<&tandem_experiments::results::RequestRow> {
         outcome
             .requests

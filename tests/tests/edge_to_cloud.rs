@@ -43,6 +43,21 @@ fn speculative(prompt: Vec<u32>) -> tandem_draft::GenerateConfig {
     cfg
 }
 
+/// Generates `cfg` with `draft` on `device` against `target`.
+async fn generate(
+    draft: &tandem_models::Llama,
+    target: Option<tandem_draft::VerifierTarget>,
+    device: Option<DevicePace>,
+    cfg: &tandem_draft::GenerateConfig,
+) -> Result<tandem_draft::Report, DraftError> {
+    let edge = Edge {
+        draft: Some(draft),
+        verifier: target,
+        device,
+    };
+    tandem_draft::generate(&edge, cfg, &mut |_, _| {}).await
+}
+
 /// The rounds after the switch are the cloud's, and every token is the target's.
 fn assert_taken_over(report: &tandem_draft::Report, prompt: &[u32], why: DraftStop) {
     let s = &report.summary;
@@ -70,12 +85,8 @@ async fn a_full_draft_context_hands_the_request_to_the_cloud() {
     // Room for the prompt and a few blocks, not for 64 new tokens.
     let (_dir, draft) = short_context_draft(prompt.len() + 20);
     for transport in [Transport::Grpc, Transport::Quic] {
-        let edge = Edge {
-            draft: Some(&draft.model),
-            verifier: Some(v.target(transport, None)),
-            device: None,
-        };
-        let report = tandem_draft::generate(&edge, &speculative(prompt.clone()), &mut |_, _| {})
+        let target = Some(v.target(transport, None));
+        let report = generate(&draft.model, target, None, &speculative(prompt.clone()))
             .await
             .unwrap();
         assert_taken_over(&report, &prompt, DraftStop::ContextFull);
@@ -90,14 +101,10 @@ async fn a_thermal_shutdown_hands_the_request_to_the_cloud() {
     for strategy in [Strategy::Speculative { k: 4 }, Strategy::Pipelined { k: 3 }] {
         // A slow device that shuts down after a few blocks' drafting.
         let pace = DevicePace::new(50.0).with_shutdown(Duration::from_millis(20));
-        let edge = Edge {
-            draft: Some(&draft().model),
-            verifier: Some(v.target(Transport::Quic, None)),
-            device: Some(pace.clone()),
-        };
         let mut cfg = speculative(prompt.clone());
         cfg.strategy = strategy;
-        let report = tandem_draft::generate(&edge, &cfg, &mut |_, _| {})
+        let target = Some(v.target(Transport::Quic, None));
+        let report = generate(&draft().model, target, Some(pace.clone()), &cfg)
             .await
             .unwrap();
         assert!(pace.is_shut_down());
@@ -113,14 +120,15 @@ async fn a_draft_out_of_device_memory_hands_the_request_to_the_cloud() {
     // Memory for the prompt's cache and 16 more tokens.
     let per_token = draft().model.info().kv_bytes_per_token as u64;
     let pace = DevicePace::new(1.0).with_kv_budget(per_token * (prompt.len() as u64 + 16));
-    let edge = Edge {
-        draft: Some(&draft().model),
-        verifier: Some(v.target(Transport::Grpc, None)),
-        device: Some(pace),
-    };
-    let report = tandem_draft::generate(&edge, &speculative(prompt.clone()), &mut |_, _| {})
-        .await
-        .unwrap();
+    let target = Some(v.target(Transport::Grpc, None));
+    let report = generate(
+        &draft().model,
+        target,
+        Some(pace),
+        &speculative(prompt.clone()),
+    )
+    .await
+    .unwrap();
     assert_taken_over(&report, &prompt, DraftStop::OutOfMemory);
     v.running.stop().await;
 }
@@ -128,14 +136,9 @@ async fn a_draft_out_of_device_memory_hands_the_request_to_the_cloud() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_verifier_a_stopped_draft_fails_the_request_saying_why() {
     let pace = DevicePace::new(1.0).with_shutdown(Duration::ZERO);
-    let edge = Edge {
-        draft: Some(&draft().model),
-        verifier: None,
-        device: Some(pace),
-    };
     let mut cfg = speculative(prompt_ids(PROMPTS[0]));
     cfg.strategy = Strategy::EdgeOnly;
-    let err = tandem_draft::generate(&edge, &cfg, &mut |_, _| {})
+    let err = generate(&draft().model, None, Some(pace), &cfg)
         .await
         .unwrap_err();
     assert!(
