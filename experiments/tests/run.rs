@@ -54,24 +54,17 @@ impl Progress for Quiet {
 }
 
 async fn run_small(out: &Path, stop: bool) -> Outcome {
-    let config = Config::parse(SMALL, Path::new("small.toml")).unwrap();
-    let opts = RunOptions {
-        config_path: out.join("small.toml"),
-        out: out.to_path_buf(),
-    };
-    run(
-        &config,
-        &opts,
-        Arc::new(AtomicBool::new(stop)),
-        Arc::new(Quiet),
-    )
-    .await
-    .unwrap()
+    run_stopped(out, "small", SMALL, stop).await
 }
 
 /// Writes `text` as `dir/NAME.toml` (paths in it are relative to `dir`) and runs it
 /// to the end, results under `dir`.
 async fn run_file(dir: &Path, name: &str, text: &str) -> Outcome {
+    run_stopped(dir, name, text, false).await
+}
+
+/// Like [`run_file`], with the stop flag already set when `stop`.
+async fn run_stopped(dir: &Path, name: &str, text: &str, stop: bool) -> Outcome {
     let config_path = dir.join(format!("{name}.toml"));
     std::fs::write(&config_path, text).unwrap();
     let config = Config::load(&config_path).unwrap();
@@ -82,7 +75,7 @@ async fn run_file(dir: &Path, name: &str, text: &str) -> Outcome {
     run(
         &config,
         &opts,
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(stop)),
         Arc::new(Quiet),
     )
     .await
@@ -315,7 +308,7 @@ kind = "routed"
 long_prompt_tokens = 20
 default = "speculative:3"
 "#;
-    let outcome = run_file(out.path(), "routing", &text).await;
+    let outcome = run_file(out.path(), "routing", text).await;
     assert_eq!(outcome.requests.len(), 6);
     for r in &outcome.requests {
         assert_eq!(r.strategy, "routed");
@@ -483,7 +476,7 @@ tight_slo_ms = 100
 classification = "edge_only"
 synthesis = "cloud_only"
 "#;
-    let outcome = run_file(out.path(), "matrix", &text).await;
+    let outcome = run_file(out.path(), "matrix", text).await;
     let got: Vec<(u32, &str, &str)> = outcome
         .requests
         .iter()
