@@ -111,6 +111,44 @@ pub fn device_dollars_per_day(cost: &Cost) -> f64 {
     capital + cost.edge_idle_watts * 24.0 / 1e3 * cost.dollars_per_kwh
 }
 
+/// One summary line priced by volume.
+#[derive(Debug, Clone, Copy)]
+pub struct Priced<'a> {
+    /// The line.
+    pub line: &'a Line,
+    /// Whether its strategy runs a draft model (and so needs a device).
+    pub drafts: bool,
+    /// Its day.
+    pub day: DailyCost,
+    /// Where it breaks even against cloud-only on the same setting (`None`: it is
+    /// cloud-only, or the setting has no cloud-only line).
+    pub break_even: Option<BreakEven>,
+}
+
+/// Every line of `lines` priced by volume, each against the cloud-only line of its
+/// setting (network, device, clients).
+pub fn price<'a>(lines: &'a [Line], cost: &Cost) -> Vec<Priced<'a>> {
+    let setting = |l: &Line| (l.network.clone(), l.device.clone(), l.clients);
+    lines
+        .iter()
+        .map(|line| {
+            let drafts = line.strategy != "cloud_only";
+            let day = DailyCost::of(line, cost, drafts);
+            let break_even = lines
+                .iter()
+                .find(|c| c.strategy == "cloud_only" && setting(c) == setting(line))
+                .filter(|_| drafts)
+                .map(|c| day.break_even(&DailyCost::of(c, cost, false)));
+            Priced {
+                line,
+                drafts,
+                day,
+                break_even,
+            }
+        })
+        .collect()
+}
+
 /// The report's "Cost by volume" table: per setting, each strategy's dollars a day at
 /// [`VOLUMES`] and its break-even against cloud-only on the same setting. Empty when the
 /// config prices no edge hardware.
@@ -124,21 +162,18 @@ pub fn volume_md(lines: &[Line], cost: &Cost) -> String {
         cost.edge_amortisation_days,
         cost.edge_idle_watts,
     );
-    let setting = |l: &Line| (l.network.clone(), l.device.clone(), l.clients);
-    for l in lines {
-        let uses_edge = l.strategy != "cloud_only";
-        let day = DailyCost::of(l, cost, uses_edge);
-        let cloud = lines
-            .iter()
-            .find(|c| c.strategy == "cloud_only" && setting(c) == setting(l))
-            .map(|c| DailyCost::of(c, cost, false));
-        let break_even = match (cloud, uses_edge) {
+    for Priced {
+        line: l,
+        drafts,
+        day,
+        break_even,
+    } in price(lines, cost)
+    {
+        let break_even = match (break_even, drafts) {
             (_, false) => "–".to_string(),
             (None, true) => "no cloud-only cell".to_string(),
-            (Some(c), true) => match day.break_even(&c) {
-                BreakEven::At(v) => format!("{v:.0}"),
-                BreakEven::Never => "never".to_string(),
-            },
+            (Some(BreakEven::At(v)), true) => format!("{v:.0}"),
+            (Some(BreakEven::Never), true) => "never".to_string(),
         };
         let capacity = if day.capacity.is_finite() {
             format!("{:.0}", day.capacity)

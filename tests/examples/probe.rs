@@ -96,14 +96,9 @@ impl Node {
         self.child.id()
     }
 
-    /// A field of /proc/PID/status, in kB.
+    /// A field of its /proc/PID/status, in kB.
     fn status_kb(&self, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        status_kb(self.pid(), field)
     }
 
     fn rss_mb(&self) -> f64 {
@@ -155,6 +150,16 @@ impl Drop for Node {
     }
 }
 
+/// A field of /proc/PID/status, in kB (0 once the process is gone).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Peak resident memory while a probe runs, sampled every 20 ms.
 struct Peak {
     kb: Arc<AtomicU64>,
@@ -167,14 +172,7 @@ impl Peak {
         let seen = kb.clone();
         let task = tokio::spawn(async move {
             loop {
-                if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss = t
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                        .unwrap_or(0);
-                    seen.fetch_max(rss, Ordering::Relaxed);
-                }
+                seen.fetch_max(status_kb(pid, "VmRSS"), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });

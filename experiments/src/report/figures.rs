@@ -348,7 +348,7 @@ fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)]) -> Lines {
 /// volumes where drafting strategies break even against cloud-only circled (see
 /// [`crate::crossover`]).
 fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
-    use crate::crossover::{BreakEven, DailyCost};
+    use crate::crossover::{BreakEven, Priced};
     let lines = crate::summary::summarise(requests);
     let several = several_clients(requests);
     let volumes: Vec<f64> = (0..=40)
@@ -356,9 +356,13 @@ fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
         .collect();
     let mut series = Vec::new();
     let mut even = Vec::new();
-    for l in &lines {
-        let uses_edge = l.strategy != "cloud_only";
-        let day = DailyCost::of(l, &config.cost, uses_edge);
+    for Priced {
+        line: l,
+        day,
+        break_even,
+        ..
+    } in crate::crossover::price(&lines, &config.cost)
+    {
         let points = volumes.iter().map(|&v| (v, day.at(v))).collect();
         let name = label(
             &l.strategy,
@@ -367,13 +371,7 @@ fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
             several.then_some(l.clients),
         );
         series.push((name, points, Style::Line));
-        let cloud = lines.iter().find(|c| {
-            c.strategy == "cloud_only"
-                && (&c.network, &c.device, c.clients) == (&l.network, &l.device, l.clients)
-        });
-        if let (true, Some(c)) = (uses_edge, cloud)
-            && let BreakEven::At(v) = day.break_even(&DailyCost::of(c, &config.cost, false))
-        {
+        if let Some(BreakEven::At(v)) = break_even {
             even.push((v, day.at(v)));
         }
     }
