@@ -32,8 +32,9 @@ pub struct GenerateArgs {
     /// drafting; the tokenizer is shared by construction).
     #[arg(long, value_name = "SPEC", requires = "draft")]
     pub draft_layers: Option<LayerSelection>,
-    /// cloud_only, edge_only, speculative, adaptive, pipelined, or routed (a tier per
-    /// prompt, chosen here on the edge by --route's rules).
+    /// cloud_only, edge_only, speculative, adaptive, pipelined, early_exit (pre-draft on
+    /// the verifier's provisional verdicts: verifier-node --early-exit-layer), or routed
+    /// (a tier per prompt, chosen here on the edge by --route's rules).
     #[arg(long, default_value = "speculative", value_name = "STRATEGY")]
     pub strategy: String,
     /// routed: the rules, a TOML file with the keys of an experiment's
@@ -49,7 +50,7 @@ pub struct GenerateArgs {
     /// routed: this request's latency SLO, ms (a rule may keep a tight one local).
     #[arg(long, value_name = "MS")]
     pub slo_ms: Option<f64>,
-    /// Draft length for speculative and pipelined.
+    /// Draft length for speculative, pipelined and early_exit.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub k: usize,
     /// Draft-length policy for adaptive: fixed:K, +2/-1[:MAX], p_min:P[:MAX], goodput[:MAX].

@@ -75,6 +75,14 @@ pub struct RoundRecord {
     pub bytes_up: u64,
     /// Bytes received during the round.
     pub bytes_down: u64,
+    /// Early exit: from sending the block to the provisional verdict the edge acted on,
+    /// ns (0: none came).
+    pub provisional_ns: u64,
+    /// The decoder layer that provisional verdict was read after.
+    pub provisional_layer: u32,
+    /// Whether the final verdict agreed with it (accepted length and next token): the
+    /// block pre-drafted on it was kept.
+    pub provisional_agreed: bool,
 }
 
 impl RoundRecord {

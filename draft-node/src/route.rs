@@ -100,7 +100,7 @@ fn verify_ms() -> f64 {
 }
 
 /// Parses a tier: `cloud_only`, `edge_only`, `speculative:K`, `pipelined:K`,
-/// `adaptive:POLICY`.
+/// `early_exit:K`, `adaptive:POLICY`.
 pub fn parse_tier(s: &str) -> Result<Strategy, String> {
     let (name, arg) = match s.split_once(':') {
         Some((n, a)) => (n, Some(a)),
@@ -115,13 +115,13 @@ pub fn parse_tier(s: &str) -> Result<Strategy, String> {
     };
     match name {
         "cloud_only" | "edge_only" if arg.is_none() => Strategy::from_parts(name, 0, None),
-        "speculative" | "pipelined" => Strategy::from_parts(name, k(arg)?, None),
+        "speculative" | "pipelined" | "early_exit" => Strategy::from_parts(name, k(arg)?, None),
         "adaptive" => {
             let policy: PolicySpec = arg.unwrap_or("+2/-1:8").parse()?;
             Strategy::from_parts(name, 0, Some(policy))
         }
         _ => Err(format!(
-            "unknown tier {s:?}: expected cloud_only, edge_only, speculative:K, pipelined:K or adaptive:POLICY"
+            "unknown tier {s:?}: expected cloud_only, edge_only, speculative:K, pipelined:K, early_exit:K or adaptive:POLICY"
         )),
     }
 }
@@ -365,6 +365,8 @@ impl Router {
             Strategy::EdgeOnly => model.edge_only_tpot_s(),
             Strategy::Speculative { k } => model.speculative_tpot_s(k),
             Strategy::Pipelined { k } => model.pipelined_tpot_s(k),
+            // The analytical model knows no early exits: at worst it is speculative.
+            Strategy::EarlyExit { k } => model.speculative_tpot_s(k),
             Strategy::Adaptive { .. } => model.best_k(8).1,
         };
         tpot_s * 1e3

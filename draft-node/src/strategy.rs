@@ -27,6 +27,14 @@ pub enum Strategy {
         /// Draft length.
         k: usize,
     },
+    /// Early exit (arXiv 2505.21594): while a block is in flight, draft the next one on
+    /// the verifier's provisional verdict (read off an intermediate layer mid-pass) and
+    /// send it at once; keep it if the final verdict agrees, drop it otherwise. Against
+    /// a verifier without early exits it is `speculative`.
+    EarlyExit {
+        /// Draft length.
+        k: usize,
+    },
 }
 
 /// The kinds of strategy, as `--strategy` and an experiment's `kind` name them.
@@ -42,23 +50,26 @@ pub enum StrategyKind {
     Adaptive,
     /// [`Strategy::Pipelined`].
     Pipelined,
+    /// [`Strategy::EarlyExit`].
+    EarlyExit,
     /// A strategy per request, picked by rules ([`crate::route`]).
     Routed,
 }
 
 impl StrategyKind {
     /// Every kind.
-    pub const ALL: [StrategyKind; 6] = [
+    pub const ALL: [StrategyKind; 7] = [
         StrategyKind::CloudOnly,
         StrategyKind::EdgeOnly,
         StrategyKind::Speculative,
         StrategyKind::Adaptive,
         StrategyKind::Pipelined,
+        StrategyKind::EarlyExit,
         StrategyKind::Routed,
     ];
 
     /// Its name: `cloud_only`, `edge_only`, `speculative`, `adaptive`, `pipelined`,
-    /// `routed`.
+    /// `early_exit`, `routed`.
     pub fn as_str(self) -> &'static str {
         match self {
             StrategyKind::CloudOnly => "cloud_only",
@@ -66,6 +77,7 @@ impl StrategyKind {
             StrategyKind::Speculative => "speculative",
             StrategyKind::Adaptive => "adaptive",
             StrategyKind::Pipelined => "pipelined",
+            StrategyKind::EarlyExit => "early_exit",
             StrategyKind::Routed => "routed",
         }
     }
@@ -103,6 +115,7 @@ impl Strategy {
             Some(StrategyKind::EdgeOnly) => Self::EdgeOnly,
             Some(StrategyKind::Speculative) => Self::Speculative { k: need_k(k)? },
             Some(StrategyKind::Pipelined) => Self::Pipelined { k: need_k(k)? },
+            Some(StrategyKind::EarlyExit) => Self::EarlyExit { k: need_k(k)? },
             Some(StrategyKind::Adaptive) => Self::Adaptive {
                 policy: policy.unwrap_or(PolicySpec::PlusTwoMinusOne { max_k: 8 }),
             },
@@ -133,7 +146,9 @@ impl Strategy {
     /// The policy that picks each round's draft length.
     pub fn policy(&self) -> PolicySpec {
         match *self {
-            Self::Speculative { k } | Self::Pipelined { k } => PolicySpec::Fixed { k },
+            Self::Speculative { k } | Self::Pipelined { k } | Self::EarlyExit { k } => {
+                PolicySpec::Fixed { k }
+            }
             Self::Adaptive { policy } => policy,
             Self::CloudOnly | Self::EdgeOnly => PolicySpec::Fixed { k: 1 },
         }
@@ -148,6 +163,7 @@ impl fmt::Display for Strategy {
             Self::Speculative { k } => write!(f, "speculative(k={k})"),
             Self::Adaptive { policy } => write!(f, "adaptive({policy})"),
             Self::Pipelined { k } => write!(f, "pipelined(k={k})"),
+            Self::EarlyExit { k } => write!(f, "early_exit(k={k})"),
         }
     }
 }

@@ -37,5 +37,5 @@ pub use config::LlamaConfig;
 pub use error::{ModelError, Result};
 pub use llama::{LayerSelection, Llama, LlamaCache};
 pub use load::{Builtin, LoadOptions, Loaded, ModelSpec, load_pair};
-pub use model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
+pub use model::{BatchEntry, Exits, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
 pub use tokenizer::{SpecialTokens, StreamDecoder, Tokenizer};

@@ -113,6 +113,8 @@ pub struct ModelInfo {
     pub weights: String,
     /// Bytes of KV cache one token of context takes (keys and values, every layer).
     pub kv_bytes_per_token: usize,
+    /// Decoder layers (the early exits a pass can take lie between them).
+    pub num_layers: usize,
 }
 
 impl ModelInfo {
@@ -131,6 +133,19 @@ impl ModelInfo {
         }
         Ok(())
     }
+}
+
+/// Early exits of one pass: after which decoder layers (0-based, increasing, each below
+/// the last layer) to read the batch's logits off the hidden states so far, and who
+/// hears them. The exit logits go through the model's final norm and LM head, for the
+/// same rows [`LanguageModel::forward_batch`] returns, one [`Logits`] per entry; `on_exit`
+/// gets them while the rest of the pass is still to run (LayerSkip's and arXiv
+/// 2505.21594's early exit, without a trained exit head).
+pub struct Exits<'a> {
+    /// The layers to exit after.
+    pub after: &'a [usize],
+    /// Called once per exit, in layer order, with the layer and its logits.
+    pub on_exit: &'a mut (dyn FnMut(usize, Vec<Logits>) + Send),
 }
 
 /// A causal language model that runs blocks of tokens against per-session caches.
@@ -156,6 +171,19 @@ pub trait LanguageModel: Send + Sync {
     /// and returns the requested logits, one [`Logits`] per entry in order. The result is
     /// the same (within floating-point reassociation) as running each entry alone.
     fn forward_batch(&self, entries: &mut [BatchEntry<'_, Self::Cache>]) -> Result<Vec<Logits>>;
+
+    /// [`LanguageModel::forward_batch`], also handing `exits` the logits of each
+    /// intermediate layer it names as soon as that layer is done. The final logits are
+    /// exactly those of `forward_batch`. A model without layers to exit from ignores
+    /// `exits`.
+    fn forward_batch_exits(
+        &self,
+        entries: &mut [BatchEntry<'_, Self::Cache>],
+        exits: Exits<'_>,
+    ) -> Result<Vec<Logits>> {
+        let _ = exits;
+        self.forward_batch(entries)
+    }
 
     /// Runs one block for one session.
     fn forward(

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub queued_requests: Gauge,
     errors: Family<Labels, Counter>,
     accept_errors: Family<Labels, Counter>,
+    provisional: Family<Labels, Counter>,
+    provisional_agreed: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,6 +95,8 @@ impl Default for Metrics {
             queued_requests: Gauge::default(),
             errors: Family::default(),
             accept_errors: Family::default(),
+            provisional: Family::default(),
+            provisional_agreed: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -186,6 +190,16 @@ impl Default for Metrics {
             "Failed accepts (out of file descriptors, say), by listener; each is followed by a back-off",
             m.accept_errors.clone(),
         );
+        r.register(
+            "provisional_verdicts",
+            "Provisional verdicts sent from an early exit, by layer",
+            m.provisional.clone(),
+        );
+        r.register(
+            "provisional_verdicts_agreed",
+            "Provisional verdicts the final verdict agreed with (accepted length and next token), by layer",
+            m.provisional_agreed.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -201,6 +215,16 @@ impl Metrics {
             self.accepted_per_pos
                 .get_or_create(&vec![("position".into(), pos.to_string())])
                 .inc();
+        }
+    }
+
+    /// Counts a provisional verdict from the exit after `layer`, and whether the final
+    /// verdict agreed with it.
+    pub fn provisional(&self, layer: u32, agreed: bool) {
+        let labels = vec![("layer".into(), layer.to_string())];
+        self.provisional.get_or_create(&labels).inc();
+        if agreed {
+            self.provisional_agreed.get_or_create(&labels).inc();
         }
     }
 

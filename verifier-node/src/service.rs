@@ -119,6 +119,7 @@ where
         }
     };
     let (vocab, max_context) = (info.vocab_size as usize, info.max_context as usize);
+    let early_exit = open.early_exit && !info.early_exit_layers.is_empty();
     let req =
         match engine
             .limits()
@@ -206,6 +207,13 @@ where
                             block.session_id
                         ),
                     )),
+                    Ok(block) if early_exit => tokio::select! {
+                        r = verify_early(&engine, id, block, &out) => match r {
+                            Some(r) => r,
+                            None => return,
+                        },
+                        _ = stop.stopped() => return,
+                    },
                     Ok(block) => tokio::select! {
                         r = engine.verify(id, block) => r,
                         _ = stop.stopped() => return,
@@ -248,6 +256,45 @@ where
             return;
         }
     }
+}
+
+/// Verifies a block, passing its provisional verdicts on to the edge as they come (see
+/// [`crate::engine::early_exit`]) and counting, per exit layer, whether the final
+/// verdict agreed. `None`: the edge is gone.
+async fn verify_early(
+    engine: &EngineHandle,
+    id: u64,
+    block: tandem_protocol::limits::DraftBlock,
+    out: &mpsc::Sender<Outbound>,
+) -> Option<Result<pb::Verdict, WireError>> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let verdict = engine.verify_early(id, block, Some(tx));
+    tokio::pin!(verdict);
+    let mut heard = Vec::new();
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(p) = rx.recv() => {
+                heard.push((p.layer, p.accepted, p.next_token));
+                out.send(Ok(msg(pb::cloud_message::Kind::Provisional(p)))).await.ok()?;
+            }
+            r = &mut verdict => break r,
+        }
+    };
+    // Every provisional verdict is sent before its pass's final one.
+    while let Ok(p) = rx.try_recv() {
+        heard.push((p.layer, p.accepted, p.next_token));
+        out.send(Ok(msg(pb::cloud_message::Kind::Provisional(p))))
+            .await
+            .ok()?;
+    }
+    if let Ok(v) = &result {
+        for (layer, accepted, next) in heard {
+            let agreed = accepted == v.accepted && next == v.next_token;
+            engine.metrics().provisional(layer, agreed);
+        }
+    }
+    Some(result)
 }
 
 /// Checks a bearer token in constant time. `expected` None: no token required.

@@ -3,7 +3,7 @@
 
 use std::sync::{Condvar, Mutex};
 
-use tandem_models::{BatchEntry, LanguageModel, Logits, ModelInfo};
+use tandem_models::{BatchEntry, Exits, LanguageModel, Logits, ModelInfo};
 
 /// A gate passes block at while it is shut.
 #[derive(Debug, Default)]
@@ -65,5 +65,14 @@ impl<M: LanguageModel> LanguageModel for Gated<M> {
     ) -> tandem_models::Result<Vec<Logits>> {
         self.gate.pass();
         self.inner.forward_batch(entries)
+    }
+
+    fn forward_batch_exits(
+        &self,
+        entries: &mut [BatchEntry<'_, Self::Cache>],
+        exits: Exits<'_>,
+    ) -> tandem_models::Result<Vec<Logits>> {
+        self.gate.pass();
+        self.inner.forward_batch_exits(entries, exits)
     }
 }

@@ -62,6 +62,7 @@ impl Run<'_, '_> {
             generate: self.mode == Strategy::CloudOnly,
             ignore_eos: self.cfg.ignore_eos,
             auth_token: String::new(),
+            early_exit: matches!(self.mode, Strategy::EarlyExit { .. }),
         };
         let remote = self.remote.as_mut().expect("has a verifier");
         let sent = self.clock.now();

@@ -2,7 +2,7 @@
 //!
 //! The loop keeps the committed sequence (prompt + output). Each round either sends a
 //! draft block and commits what the verdict confirms (`speculative`, `adaptive`,
-//! `pipelined`), takes one streamed token (`cloud_only`), or lets the draft model go
+//! `pipelined`, `early_exit`), takes one streamed token (`cloud_only`), or lets the draft model go
 //! on alone (`edge_only`, and fallback while the verifier is lost). A verifier that
 //! does not answer within the deadline, or whose connection breaks, puts the loop in
 //! fallback: tokens are drafted alone and marked unverified, and the loop reconnects
@@ -12,6 +12,7 @@
 //! goes on as cloud-only from everything committed, if a verifier is in reach.
 
 mod backoff;
+mod early_exit;
 mod lifecycle;
 mod rounds;
 
@@ -210,6 +211,10 @@ pub async fn generate_with(
                     Strategy::CloudOnly => run.cloud_step().await,
                     Strategy::Pipelined { .. } => run
                         .pipelined_step(inflight.take())
+                        .await
+                        .map(|next| inflight = next),
+                    Strategy::EarlyExit { .. } => run
+                        .early_exit_step(inflight.take())
                         .await
                         .map(|next| inflight = next),
                     _ => run.sync_step().await,

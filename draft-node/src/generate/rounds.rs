@@ -15,13 +15,23 @@ use crate::{DraftError, Strategy};
 
 /// A block in flight.
 pub(super) struct InFlight {
-    seq: u64,
-    ahead: bool,
-    block: Block,
-    k: usize,
-    draft_ns: u64,
-    sent: Instant,
+    pub(super) seq: u64,
+    pub(super) ahead: bool,
+    pub(super) block: Block,
+    pub(super) k: usize,
+    pub(super) draft_ns: u64,
+    pub(super) sent: Instant,
     bytes: (u64, u64),
+    /// Early exit: the provisional verdict acted on, and when it came (ns after `sent`).
+    pub(super) provisional: Option<(pb::ProvisionalVerdict, u64)>,
+}
+
+/// What the verifier said about the block in flight.
+pub(super) enum Answer {
+    /// A provisional verdict from an early exit: nothing committed yet.
+    Provisional(pb::ProvisionalVerdict),
+    /// The verdict.
+    Final(pb::Verdict),
 }
 
 impl Run<'_, '_> {
@@ -86,15 +96,35 @@ impl Run<'_, '_> {
             draft_ns,
             sent,
             bytes,
+            provisional: None,
         })
     }
 
-    /// Waits for the verdict on `f`, skipping answers to dropped blocks.
+    /// Waits for the verdict on `f`, skipping answers to dropped blocks and provisional
+    /// verdicts.
     pub(super) async fn verdict(&mut self, f: &InFlight) -> Result<pb::Verdict, Lost> {
+        loop {
+            if let Answer::Final(v) = self.answer(f).await? {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Waits for the next word on `f`, a provisional verdict or the verdict, skipping
+    /// answers to dropped blocks.
+    pub(super) async fn answer(&mut self, f: &InFlight) -> Result<Answer, Lost> {
         let remote = self.remote.as_mut().expect("has a verifier");
         loop {
             match remote.recv(self.cfg.deadline).await? {
-                pb::cloud_message::Kind::Verdict(v) if v.seq == f.seq => return Ok(v),
+                pb::cloud_message::Kind::Verdict(v) if v.seq == f.seq => {
+                    return Ok(Answer::Final(v));
+                }
+                pb::cloud_message::Kind::Provisional(p) if p.seq == f.seq => {
+                    return Ok(Answer::Provisional(p));
+                }
+                pb::cloud_message::Kind::Provisional(p) if self.dropped.contains(&p.seq) => {
+                    continue;
+                }
                 pb::cloud_message::Kind::Verdict(v) if self.dropped.remove(&v.seq) => continue,
                 pb::cloud_message::Kind::Error(e) if self.dropped.remove(&e.seq) => continue,
                 pb::cloud_message::Kind::Error(e) if e.code == tonic::Code::NotFound as i32 => {
@@ -131,12 +161,19 @@ impl Run<'_, '_> {
         let bytes = (up - f.bytes.0, down - f.bytes.1);
         // What the output kept: the end of the request may cut the verdict short.
         let committed = self.commit(&tokens, true);
+        let (provisional_ns, provisional_layer, provisional_agreed) = match &f.provisional {
+            Some((p, at)) => (*at, p.layer, agrees(p, v)),
+            None => (0, 0, false),
+        };
         self.record(RoundRecord {
             k: f.k as u32,
             ahead: f.ahead,
             drafted: f.block.tokens.len() as u32,
             accepted: accepted as u32,
             draft_ns: f.draft_ns,
+            provisional_ns,
+            provisional_layer,
+            provisional_agreed,
             ..RoundRecord::answered(RoundKind::Verified, committed as u32, wait_ns, t, bytes)
         });
         self.policy.observe(&RoundObservation {
@@ -206,18 +243,10 @@ impl Run<'_, '_> {
     ) -> Result<Option<InFlight>, DraftError> {
         let f = match inflight {
             Some(f) => f,
-            None => {
-                let k = self.next_k();
-                let base = self.committed.clone();
-                let (block, draft_ns) = self.draft_after(&base, k, false).await?;
-                match self.send(&base, block.clone(), k, draft_ns).await {
-                    Ok(f) => f,
-                    Err(lost) => {
-                        self.unverified_block(block, k, draft_ns, lost).await?;
-                        return Ok(None);
-                    }
-                }
-            }
+            None => match self.start_block().await? {
+                Some(f) => f,
+                None => return Ok(None),
+            },
         };
         // Draft ahead while B is in flight, unless B already reaches the end.
         let mut ahead_seq = self.committed.clone();
@@ -258,18 +287,44 @@ impl Run<'_, '_> {
                 Ok(Some(f2))
             }
             Some((_, f2)) => {
-                self.dropped.insert(f2.seq);
-                self.record(RoundRecord {
-                    kind: RoundKind::Stale,
-                    k: f2.k as u32,
-                    ahead: true,
-                    drafted: f2.block.tokens.len() as u32,
-                    draft_ns: f2.draft_ns,
-                    ..Default::default()
-                });
+                self.drop_ahead(f2);
                 Ok(None)
             }
             None => Ok(None),
         }
     }
+
+    /// Drafts and sends a block on the committed sequence; `None` when the verifier was
+    /// lost meanwhile (the block was then kept, unverified).
+    pub(super) async fn start_block(&mut self) -> Result<Option<InFlight>, DraftError> {
+        let k = self.next_k();
+        let base = self.committed.clone();
+        let (block, draft_ns) = self.draft_after(&base, k, false).await?;
+        match self.send(&base, block.clone(), k, draft_ns).await {
+            Ok(f) => Ok(Some(f)),
+            Err(lost) => {
+                self.unverified_block(block, k, draft_ns, lost).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A block drafted ahead whose guess missed: its answer will be skipped, and it is
+    /// recorded as stale.
+    pub(super) fn drop_ahead(&mut self, f: InFlight) {
+        self.dropped.insert(f.seq);
+        self.record(RoundRecord {
+            kind: RoundKind::Stale,
+            k: f.k as u32,
+            ahead: true,
+            drafted: f.block.tokens.len() as u32,
+            draft_ns: f.draft_ns,
+            ..Default::default()
+        });
+    }
+}
+
+/// Whether a final verdict says what a provisional one did.
+pub(super) fn agrees(p: &pb::ProvisionalVerdict, v: &pb::Verdict) -> bool {
+    p.accepted == v.accepted && p.next_token == v.next_token
 }

@@ -350,7 +350,7 @@ impl StrategyGrid {
                 }
                 Ok(Vec::new())
             }
-            StrategyKind::Speculative | StrategyKind::Pipelined => {
+            StrategyKind::Speculative | StrategyKind::Pipelined | StrategyKind::EarlyExit => {
                 if policies.is_some() {
                     return bad(key("policy"), format!("{kind} takes k, not a policy"));
                 }
@@ -366,10 +366,10 @@ impl StrategyGrid {
                         check((1..=32).contains(&k), &key("k"), || {
                             format!("must be between 1 and 32, got {k}")
                         })?;
-                        Ok(if kind == StrategyKind::Speculative {
-                            Strategy::Speculative { k }
-                        } else {
-                            Strategy::Pipelined { k }
+                        Ok(match kind {
+                            StrategyKind::Speculative => Strategy::Speculative { k },
+                            StrategyKind::Pipelined => Strategy::Pipelined { k },
+                            _ => Strategy::EarlyExit { k },
                         })
                     })
                     .collect()

@@ -103,7 +103,9 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
     let c = ask.cell;
     let s = &report.summary;
     let k = match ask.strategy {
-        Strategy::Speculative { k } | Strategy::Pipelined { k } => k as u32,
+        Strategy::Speculative { k } | Strategy::Pipelined { k } | Strategy::EarlyExit { k } => {
+            k as u32
+        }
         _ => 0,
     };
     let (cloud, edge) = request_cost(ask, report, cost);

@@ -106,17 +106,26 @@ fn column(name: &str, kind: &Cell, values: Vec<Cell>) -> Column {
 }
 
 /// The rows of a table written by [`to_frame`] (or with the same columns): each column is
-/// read as its field's type and every row deserialised.
+/// read as its field's type and every row deserialised; a field with no column (a
+/// table written before it existed) takes its default.
 pub fn from_frame<T: Serialize + DeserializeOwned + Default>(
     df: &DataFrame,
 ) -> PolarsResult<Vec<T>> {
     let schema = cells(&T::default())?;
+    let defaults = serde_json::to_value(T::default())
+        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
     let mut columns = Vec::with_capacity(schema.len());
     for (name, kind) in &schema {
-        let c = df.column(name)?.cast(&kind.dtype())?;
-        let values: Vec<serde_json::Value> = (0..c.len())
-            .map(|i| json(c.get(i).unwrap_or(AnyValue::Null)))
-            .collect();
+        let values: Vec<serde_json::Value> = match df.column(name) {
+            Ok(c) => {
+                let c = c.cast(&kind.dtype())?;
+                (0..c.len())
+                    .map(|i| json(c.get(i).unwrap_or(AnyValue::Null)))
+                    .collect()
+            }
+            // A column added after older results folders were written: its default.
+            Err(_) => vec![defaults[name.as_str()].clone(); df.height()],
+        };
         columns.push(values);
     }
     (0..df.height())
@@ -408,5 +417,10 @@ mod tests {
         let empty = to_frame::<Row>(&[]).unwrap();
         assert_eq!(empty.width(), 6);
         assert!(from_frame::<Row>(&empty).unwrap().is_empty());
+        // A table from before a field existed reads it as its default.
+        let older = df.drop("x").unwrap().drop("kind").unwrap();
+        let read = from_frame::<Row>(&older).unwrap();
+        assert_eq!((read[0].x, &read[0].inner.kind), (0.0, &Kind::default()));
+        assert_eq!(read[0].inner.big, 1 << 40);
     }
 }

@@ -85,6 +85,7 @@ impl Llama {
             .map(|&l| self.layers[l].clone())
             .collect();
         m.cfg.num_layers = m.layers.len();
+        m.info.num_layers = m.layers.len();
         m.info.name = format!("{} [layers {keep}]", self.info.name);
         m.info.num_parameters = m.cfg.num_parameters();
         m.info.kv_bytes_per_token = self.info.kv_bytes_per_token / n * m.layers.len();

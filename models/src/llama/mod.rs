@@ -29,7 +29,7 @@ pub use layers::LayerSelection;
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::model::{BatchEntry, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
+use crate::model::{BatchEntry, Exits, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
 use packing::{Group, Span};
 pub(crate) use rope::Rope;
 use weights::{Fused, Linear, WeightSource};
@@ -141,6 +141,7 @@ impl Llama {
             num_parameters: cfg.num_parameters(),
             weights: src.storage(dtype),
             kv_bytes_per_token: 2 * cfg.num_layers * kvd * dtype.size_in_bytes(),
+            num_layers: cfg.num_layers,
         };
         Ok(Llama {
             rope: Rope::new(&cfg),
@@ -241,7 +242,24 @@ impl LanguageModel for Llama {
         self.validate(entries)?;
         // On the CPU this runs the pass on candle's thread pool, so the many short
         // parallel sections of a small model do not each hand work to another thread.
-        self.device.with_context(|| self.run_batch(entries))
+        self.device.with_context(|| self.run_batch(entries, None))
+    }
+
+    fn forward_batch_exits(
+        &self,
+        entries: &mut [BatchEntry<'_, LlamaCache>],
+        exits: Exits<'_>,
+    ) -> Result<Vec<Logits>> {
+        self.validate(entries)?;
+        let last = self.layers.len() - 1;
+        if let Some(&bad) = exits.after.iter().find(|&&l| l >= last) {
+            return Err(ModelError::Unsupported(format!(
+                "an early exit after layer {bad}: {} has layers 0-{last}, and an exit must come before the last",
+                self.info.name
+            )));
+        }
+        self.device
+            .with_context(|| self.run_batch(entries, Some(exits)))
     }
 }
 
@@ -265,7 +283,11 @@ struct Layout {
 }
 
 impl Llama {
-    fn run_batch(&self, entries: &mut [BatchEntry<'_, LlamaCache>]) -> Result<Vec<Logits>> {
+    fn run_batch(
+        &self,
+        entries: &mut [BatchEntry<'_, LlamaCache>],
+        mut exits: Option<Exits<'_>>,
+    ) -> Result<Vec<Logits>> {
         let layout = self.layout(entries)?;
         for e in entries.iter_mut() {
             e.cache.reserve(e.tokens.len())?;
@@ -285,6 +307,9 @@ impl Llama {
         let mut x = self.embed.index_select(&ids, 0)?;
         for (l, layer) in self.layers.iter().enumerate() {
             x = self.layer(l, layer, &x, &layout, entries)?;
+            if let Some(exits) = exits.as_mut().filter(|e| e.after.contains(&l)) {
+                (exits.on_exit)(l, self.head(&x, &layout, entries)?);
+            }
         }
         let logits = self.head(&x, &layout, entries)?;
         for (e, span) in entries.iter_mut().zip(&layout.spans) {

@@ -7,7 +7,7 @@ use tandem_decoding::SessionRng;
 use super::weights::TensorMap;
 use super::{Identity, Llama};
 use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
-use crate::model::{BatchEntry, LanguageModel, Positions, SessionCache};
+use crate::model::{BatchEntry, Exits, LanguageModel, Logits, Positions, SessionCache};
 
 fn config(tied: bool, kv_heads: usize, arch: Arch) -> LlamaConfig {
     LlamaConfig {
@@ -333,4 +333,70 @@ fn small_caches_batch_with_long_ones_and_keep_their_limit() {
         "{err}"
     );
     assert_eq!(caches[1].len(), 11);
+}
+
+#[test]
+fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
+    let mut cfg = config(false, 2, Arch::Llama);
+    cfg.num_layers = 3;
+    let m = random_model(&cfg, 7);
+    let blocks = [tokens(1, 5, cfg.vocab_size), tokens(2, 3, cfg.vocab_size)];
+    let positions = [Positions::All, Positions::Last];
+    let run = |exits: Option<&[usize]>| {
+        let mut caches: Vec<_> = blocks.iter().map(|_| m.new_cache()).collect();
+        let mut entries: Vec<_> = caches
+            .iter_mut()
+            .zip(&blocks)
+            .zip(positions)
+            .map(|((cache, tokens), positions)| BatchEntry {
+                cache,
+                tokens,
+                positions,
+            })
+            .collect();
+        let mut heard = Vec::new();
+        let out = match exits {
+            None => m.forward_batch(&mut entries).unwrap(),
+            Some(after) => {
+                let mut on_exit = |l: usize, logits: Vec<Logits>| heard.push((l, logits));
+                let exits = Exits {
+                    after,
+                    on_exit: &mut on_exit,
+                };
+                m.forward_batch_exits(&mut entries, exits).unwrap()
+            }
+        };
+        (out, heard)
+    };
+    let (plain, _) = run(None);
+    let (with_exits, heard) = run(Some(&[0, 1]));
+    assert_eq!(plain, with_exits, "exits leave the final logits alone");
+    assert_eq!(heard.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [0, 1]);
+    for (l, logits) in &heard {
+        let sel: super::LayerSelection = format!("0-{l}").parse().unwrap();
+        let short = m.with_layers(&sel).unwrap();
+        for ((b, p), got) in blocks.iter().zip(positions).zip(logits) {
+            let want = short.forward(&mut short.new_cache(), b, p).unwrap();
+            assert_eq!(got.num_rows(), want.num_rows());
+            let d = max_diff(got.as_slice(), want.as_slice());
+            assert!(d <= 1e-5, "exit after layer {l}: {d}");
+        }
+    }
+    let mut cache = m.new_cache();
+    let mut none = |_: usize, _: Vec<Logits>| {};
+    let err = m
+        .forward_batch_exits(
+            &mut [BatchEntry {
+                cache: &mut cache,
+                tokens: &blocks[0],
+                positions: Positions::All,
+            }],
+            Exits {
+                after: &[2],
+                on_exit: &mut none,
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("layers 0-2"), "{err}");
+    assert_eq!(cache.len(), 0, "a refused pass leaves the cache alone");
 }

@@ -93,6 +93,7 @@ pub struct VerifierOptions {
     pub grpc: String,
     pub quic: String,
     pub bounds: ClientBounds,
+    pub early_exit_layers: Vec<usize>,
 }
 
 impl Default for VerifierOptions {
@@ -107,6 +108,7 @@ impl Default for VerifierOptions {
             grpc: "127.0.0.1:0".into(),
             quic: "127.0.0.1:0".into(),
             bounds: ClientBounds::default(),
+            early_exit_layers: Vec::new(),
         }
     }
 }
@@ -139,6 +141,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
             idle_timeout: opts.idle_timeout,
             kv: opts.kv,
             max_queued: opts.max_queued,
+            early_exit_layers: opts.early_exit_layers,
         },
     );
     tandem_verifier::serve(

@@ -65,6 +65,13 @@ struct ServeArgs {
     /// re-opens it.
     #[arg(long, default_value_t = tandem_verifier::DEFAULT_IDLE_TIMEOUT.as_secs(), value_name = "S")]
     idle_timeout_s: u64,
+    /// Early exit (arXiv 2505.21594): after decoder layer L (0-based, before the last),
+    /// read the pass's logits through the final norm and LM head and send every session
+    /// that asked (Open.early_exit; draft-node --strategy early_exit) a provisional
+    /// verdict, so it can draft its next block while the pass finishes. Repeat for
+    /// several exits. Only the final verdict commits: output is unchanged.
+    #[arg(long = "early-exit-layer", value_name = "L")]
+    early_exit_layers: Vec<usize>,
 }
 
 fn addr(flag: &str, value: &str) -> Result<Option<SocketAddr>> {
@@ -117,6 +124,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
         info.vocab_size,
         info.max_context
     );
+    let early_exit_layers =
+        tandem_verifier::engine::early_exit::check_layers(&args.early_exit_layers, info.num_layers)
+            .map_err(|e| anyhow!(e))?;
+    if !early_exit_layers.is_empty() {
+        tracing::info!(
+            "early exits after layers {early_exit_layers:?} of {} ({})",
+            info.num_layers,
+            tandem_verifier::engine::early_exit::HEAD
+        );
+    }
     let limits = args.limits.limits();
     let worst = limits.max_sessions as u64 * (info.max_context * info.kv_bytes_per_token) as u64;
     match args.admission.kv_budget {
@@ -142,6 +159,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_s),
             kv: args.admission.kv(),
             max_queued: args.admission.max_queue.max(1),
+            early_exit_layers,
         },
     );
     let running = tandem_verifier::serve(

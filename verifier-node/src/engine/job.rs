@@ -28,6 +28,8 @@ pub(super) struct Prefill<C> {
 pub(super) struct Verify {
     pub block: DraftBlock,
     pub reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
+    /// Where its provisional verdicts go, if its edge asked for them.
+    pub provisional: Option<super::early_exit::ProvisionalTx>,
     /// The block's life: queued, in a pass, answered.
     pub span: tracing::Span,
 }

@@ -16,6 +16,7 @@
 mod admission;
 pub mod batch;
 pub mod budget;
+pub mod early_exit;
 mod job;
 mod outcome;
 pub mod scheduler;
@@ -56,6 +57,10 @@ pub struct EngineConfig {
     pub kv: KvBudget,
     /// Most requests (opens and blocks) waiting for or in a pass; more are refused.
     pub max_queued: usize,
+    /// Decoder layers (0-based, increasing, each before the last; see
+    /// [`early_exit::check_layers`]) after which a pass sends provisional verdicts to
+    /// the sessions that asked. Empty: none.
+    pub early_exit_layers: Vec<usize>,
 }
 
 impl EngineConfig {
@@ -68,6 +73,7 @@ impl EngineConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             kv: KvBudget::default(),
             max_queued: DEFAULT_MAX_QUEUED,
+            early_exit_layers: Vec::new(),
         }
     }
 }
@@ -94,6 +100,7 @@ pub(crate) enum Command {
         block: DraftBlock,
         arrived: Instant,
         reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
+        provisional: Option<early_exit::ProvisionalTx>,
     },
     Close {
         session: u64,
@@ -226,6 +233,17 @@ impl EngineHandle {
 
     /// Verifies one draft block of `session`.
     pub async fn verify(&self, session: u64, block: DraftBlock) -> Result<pb::Verdict, WireError> {
+        self.verify_early(session, block, None).await
+    }
+
+    /// Verifies one draft block of `session`, sending the provisional verdicts of the
+    /// engine's early exits (if it has any) to `provisional` while the pass runs.
+    pub async fn verify_early(
+        &self,
+        session: u64,
+        block: DraftBlock,
+        provisional: Option<early_exit::ProvisionalTx>,
+    ) -> Result<pb::Verdict, WireError> {
         let _place = self.place()?;
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Verify {
@@ -233,6 +251,7 @@ impl EngineHandle {
             block,
             arrived: Instant::now(),
             reply,
+            provisional,
         };
         self.tx.send(cmd).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?

@@ -62,7 +62,9 @@ impl<C: SessionCache> Job<C> {
             }
             Job::Verify(mut s, v, arrived) => {
                 stats.queue_seconds.push(pass.waited(arrived));
-                let Verify { block, reply, span } = v;
+                let Verify {
+                    block, reply, span, ..
+                } = v;
                 let answer = s.accept(&block, &rows).map(|verdict| {
                     stats.verified.push((verdict.drafted, verdict.accepted));
                     tracing::debug!(parent: &span, accepted = verdict.accepted, next = verdict.next_token, "verdict");

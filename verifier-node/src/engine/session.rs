@@ -131,13 +131,7 @@ impl<C: SessionCache> Session<C> {
     /// Applies the acceptance rule to the block's `k + 1` rows, commits, and rolls the
     /// cache back to the committed length.
     pub fn accept(&mut self, block: &DraftBlock, rows: &Logits) -> Result<Verdict, WireError> {
-        let verdict = if self.stochastic {
-            let mut target = FromLogits::new(rows.rows(), self.sampling);
-            verify_stochastic(&block.tokens, &block.q, &mut target, &mut self.rng)
-        } else {
-            verify_greedy(&block.tokens, rows.rows())
-        };
-        let verdict = match verdict {
+        let verdict = match judge(self.stochastic, self.sampling, block, rows, &mut self.rng) {
             Ok(v) => v,
             Err(e) => {
                 // Undo the pass: the cache goes back to the committed tokens.
@@ -154,6 +148,23 @@ impl<C: SessionCache> Session<C> {
             .truncate(self.committed.len() - 1)
             .map_err(|e| WireError::internal(e.to_string()))?;
         Ok(verdict)
+    }
+}
+
+/// The acceptance rule on a block's `k + 1` rows: stochastic (drawing from `rng`) or
+/// greedy. Commits nothing.
+pub fn judge(
+    stochastic: bool,
+    sampling: SamplingParams,
+    block: &DraftBlock,
+    rows: &Logits,
+    rng: &mut SessionRng,
+) -> Result<Verdict, tandem_decoding::DecodingError> {
+    if stochastic {
+        let mut target = FromLogits::new(rows.rows(), sampling);
+        verify_stochastic(&block.tokens, &block.q, &mut target, rng)
+    } else {
+        verify_greedy(&block.tokens, rows.rows())
     }
 }
 

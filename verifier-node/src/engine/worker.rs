@@ -7,11 +7,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tandem_models::{LanguageModel, ModelError, SessionCache};
+use tandem_models::{Exits, LanguageModel, ModelError, SessionCache};
 use tandem_protocol::{WireError, pb};
 use tokio::sync::mpsc;
 
 use super::admission::{Holding, admit};
+use super::early_exit::{self, Predictor};
 use super::job::{Job, Prefill, Queued, Verify};
 use super::outcome::{Outcome, PassInfo};
 use super::scheduler::{Gather, Scheduler};
@@ -58,6 +59,11 @@ pub(super) fn info_response<M: LanguageModel>(
         version: env!("CARGO_PKG_VERSION").into(),
         bos_token_id: info.bos_token_id,
         connections: None,
+        early_exit_layers: config.early_exit_layers.iter().map(|&l| l as u32).collect(),
+        early_exit_head: match config.early_exit_layers.is_empty() {
+            true => String::new(),
+            false => early_exit::HEAD.into(),
+        },
     }
 }
 
@@ -242,6 +248,7 @@ impl<M: LanguageModel> Worker<M> {
                 block,
                 arrived,
                 reply,
+                provisional,
             } => {
                 let (seq, k) = (block.seq, block.tokens.len());
                 let span = match self.sessions.get(&session) {
@@ -249,7 +256,12 @@ impl<M: LanguageModel> Worker<M> {
                     None => tracing::debug_span!("block", session, seq, k),
                 };
                 tracing::debug!(parent: &span, "queued");
-                let verify = Verify { block, reply, span };
+                let verify = Verify {
+                    block,
+                    reply,
+                    provisional,
+                    span,
+                };
                 self.scheduler.push(verify.waiting(session, arrived));
             }
         }
@@ -308,6 +320,10 @@ impl<M: LanguageModel> Worker<M> {
         for job in &jobs {
             job.span().follows_from(&span);
         }
+        let predictors: Vec<Option<Predictor>> = match self.config.early_exit_layers.is_empty() {
+            true => Vec::new(),
+            false => jobs.iter().map(Predictor::of).collect(),
+        };
         let start = Instant::now();
         let result = {
             let mut entries: Vec<_> = jobs
@@ -315,7 +331,18 @@ impl<M: LanguageModel> Worker<M> {
                 .zip(&inputs)
                 .map(|(job, tokens)| job.entry(tokens))
                 .collect();
-            self.model.forward_batch(&mut entries)
+            if predictors.iter().any(Option::is_some) {
+                let mut on_exit = |layer, logits| {
+                    early_exit::announce(&predictors, layer, logits, start);
+                };
+                let exits = Exits {
+                    after: &self.config.early_exit_layers,
+                    on_exit: &mut on_exit,
+                };
+                self.model.forward_batch_exits(&mut entries, exits)
+            } else {
+                self.model.forward_batch(&mut entries)
+            }
         };
         stats.forward_ns = start.elapsed().as_nanos() as u64;
         tracing::debug!(parent: &span, forward_ns = stats.forward_ns, "forward");
