@@ -53,6 +53,10 @@ pub struct GenerateArgs {
     /// Draft length for speculative, pipelined and early_exit.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub k: usize,
+    /// early_exit: act on the provisional verdict of the verifier's exit after this
+    /// layer (one of its --early-exit-layer); default: the first to come.
+    #[arg(long, value_name = "L")]
+    pub exit_layer: Option<u32>,
     /// Draft-length policy for adaptive: fixed:K, +2/-1[:MAX], p_min:P[:MAX], goodput[:MAX].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PolicySpec>,
@@ -138,9 +142,17 @@ impl GenerateArgs {
         if self.route.is_some() {
             return Err(DraftError::Usage("--route is for --strategy routed".into()));
         }
-        Strategy::from_parts(&self.strategy, self.k, self.policy)
-            .map(Choice::One)
-            .map_err(DraftError::Usage)
+        match Strategy::from_parts(&self.strategy, self.k, self.policy) {
+            Ok(Strategy::EarlyExit { k, .. }) => Ok(Choice::One(Strategy::EarlyExit {
+                k,
+                exit: self.exit_layer,
+            })),
+            Ok(_) if self.exit_layer.is_some() => Err(DraftError::Usage(
+                "--exit-layer is for --strategy early_exit".into(),
+            )),
+            Ok(s) => Ok(Choice::One(s)),
+            Err(e) => Err(DraftError::Usage(e)),
+        }
     }
 
     /// Sampling parameters.

@@ -366,7 +366,7 @@ impl Router {
             Strategy::Speculative { k } => model.speculative_tpot_s(k),
             Strategy::Pipelined { k } => model.pipelined_tpot_s(k),
             // The analytical model knows no early exits: at worst it is speculative.
-            Strategy::EarlyExit { k } => model.speculative_tpot_s(k),
+            Strategy::EarlyExit { k, .. } => model.speculative_tpot_s(k),
             Strategy::Adaptive { .. } => model.best_k(8).1,
         };
         tpot_s * 1e3

@@ -34,6 +34,9 @@ pub enum Strategy {
     EarlyExit {
         /// Draft length.
         k: usize,
+        /// Act on the provisional verdict of the exit after this layer (the verifier
+        /// sends one per exit); `None`: on the first to come.
+        exit: Option<u32>,
     },
 }
 
@@ -115,7 +118,10 @@ impl Strategy {
             Some(StrategyKind::EdgeOnly) => Self::EdgeOnly,
             Some(StrategyKind::Speculative) => Self::Speculative { k: need_k(k)? },
             Some(StrategyKind::Pipelined) => Self::Pipelined { k: need_k(k)? },
-            Some(StrategyKind::EarlyExit) => Self::EarlyExit { k: need_k(k)? },
+            Some(StrategyKind::EarlyExit) => Self::EarlyExit {
+                k: need_k(k)?,
+                exit: None,
+            },
             Some(StrategyKind::Adaptive) => Self::Adaptive {
                 policy: policy.unwrap_or(PolicySpec::PlusTwoMinusOne { max_k: 8 }),
             },
@@ -146,7 +152,7 @@ impl Strategy {
     /// The policy that picks each round's draft length.
     pub fn policy(&self) -> PolicySpec {
         match *self {
-            Self::Speculative { k } | Self::Pipelined { k } | Self::EarlyExit { k } => {
+            Self::Speculative { k } | Self::Pipelined { k } | Self::EarlyExit { k, .. } => {
                 PolicySpec::Fixed { k }
             }
             Self::Adaptive { policy } => policy,
@@ -163,7 +169,8 @@ impl fmt::Display for Strategy {
             Self::Speculative { k } => write!(f, "speculative(k={k})"),
             Self::Adaptive { policy } => write!(f, "adaptive({policy})"),
             Self::Pipelined { k } => write!(f, "pipelined(k={k})"),
-            Self::EarlyExit { k } => write!(f, "early_exit(k={k})"),
+            Self::EarlyExit { k, exit: None } => write!(f, "early_exit(k={k})"),
+            Self::EarlyExit { k, exit: Some(l) } => write!(f, "early_exit(k={k},exit={l})"),
         }
     }
 }

@@ -21,10 +21,14 @@ async fn run_with_exits(layers: Vec<usize>, transport: Transport) -> (Vec<Report
     })
     .await;
     let mut reports = Vec::new();
-    for text in ["The quick brown fox", "Once upon a time", "In the beginning"] {
+    for text in [
+        "The quick brown fox",
+        "Once upon a time",
+        "In the beginning",
+    ] {
         let prompt = prompt_ids(text);
         let want = greedy_reference(&prompt, NEW, false);
-        let cfg = config(Strategy::EarlyExit { k: 4 }, prompt, NEW);
+        let cfg = config(Strategy::EarlyExit { k: 4, exit: None }, prompt, NEW);
         let report = run(Some(v.target(transport, None)), &cfg).await;
         assert_eq!(report.output_ids, want, "{text:?} over {transport}");
         assert!(report.unverified.is_empty());
@@ -65,7 +69,10 @@ async fn a_wrong_provisional_verdict_never_commits() {
             "the first layer's exit should mislead at times: {heard} heard, {kept} agreed, {stale} stale"
         );
         // The verifier counts every provisional verdict it sent, and the agreeing ones.
-        assert!(sent >= heard as f64 && agreed < sent, "{sent} sent, {agreed} agreed");
+        assert!(
+            sent >= heard as f64 && agreed < sent,
+            "{sent} sent, {agreed} agreed"
+        );
         for r in reports.iter().flat_map(|r| &r.rounds) {
             assert!(r.provisional_layer == 0);
         }
@@ -82,7 +89,10 @@ async fn a_block_drafted_on_an_agreeing_provisional_verdict_is_kept() {
             .flat_map(|r| &r.rounds)
             .filter(|r| r.kind == RoundKind::Verified && r.ahead)
             .count();
-        assert!(kept > 0 && ahead > 0, "{heard} heard, {kept} agreed, {ahead} kept ahead");
+        assert!(
+            kept > 0 && ahead > 0,
+            "{heard} heard, {kept} agreed, {ahead} kept ahead"
+        );
         assert!(
             reports
                 .iter()
@@ -99,7 +109,11 @@ async fn without_exits_early_exit_is_speculative() {
     let prompt = prompt_ids("The quick brown fox");
     let early = run(
         Some(v.target(Transport::Grpc, None)),
-        &config(Strategy::EarlyExit { k: 4 }, prompt.clone(), NEW),
+        &config(
+            Strategy::EarlyExit { k: 4, exit: None },
+            prompt.clone(),
+            NEW,
+        ),
     )
     .await;
     let spec = run(
@@ -110,5 +124,10 @@ async fn without_exits_early_exit_is_speculative() {
     assert_eq!(early.output_ids, spec.output_ids);
     let drafted = |r: &Report| r.rounds.iter().map(|r| r.drafted).collect::<Vec<_>>();
     assert_eq!(drafted(&early), drafted(&spec), "the same rounds");
-    assert!(early.rounds.iter().all(|r| r.provisional_ns == 0 && !r.ahead));
+    assert!(
+        early
+            .rounds
+            .iter()
+            .all(|r| r.provisional_ns == 0 && !r.ahead)
+    );
 }

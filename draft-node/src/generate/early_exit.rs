@@ -19,7 +19,7 @@ use tandem_protocol::pb;
 
 use super::Run;
 use super::rounds::{Answer, InFlight, agrees};
-use crate::DraftError;
+use crate::{DraftError, Strategy};
 
 impl Run<'_, '_> {
     /// One early-exit round on `inflight` (or on a fresh block); returns the block
@@ -40,8 +40,9 @@ impl Run<'_, '_> {
             match self.answer(&f).await {
                 Ok(Answer::Final(v)) => break v,
                 // Later exits of the same pass only confirm or contradict what was
-                // acted on; the verdict settles it.
-                Ok(Answer::Provisional(_)) if f.provisional.is_some() => {}
+                // acted on, and exits other than the chosen one are not acted on; the
+                // verdict settles it.
+                Ok(Answer::Provisional(p)) if f.provisional.is_some() || !self.acts_on(&p) => {}
                 Ok(Answer::Provisional(p)) => {
                     let at = (self.clock.now() - f.sent).as_nanos() as u64;
                     next = self.predraft(&f, &p).await?;
@@ -65,6 +66,14 @@ impl Run<'_, '_> {
         }
         self.drop_ahead(f2);
         Ok(None)
+    }
+
+    /// Whether the strategy acts on `p`: its chosen exit's, or any if none is chosen.
+    fn acts_on(&self, p: &pb::ProvisionalVerdict) -> bool {
+        match self.mode {
+            Strategy::EarlyExit { exit: Some(l), .. } => p.layer == l,
+            _ => true,
+        }
     }
 
     /// Drafts and sends the block after what `p` predicts for `f`, unless that already

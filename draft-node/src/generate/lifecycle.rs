@@ -28,6 +28,20 @@ impl Run<'_, '_> {
     }
 
     pub(super) fn check_info(&mut self, info: &pb::InfoResponse) -> Result<(), DraftError> {
+        if let Strategy::EarlyExit { exit, .. } = self.mode {
+            let exits = &info.early_exit_layers;
+            match exit {
+                Some(l) if !exits.is_empty() && !exits.contains(&l) => {
+                    return Err(DraftError::Usage(format!(
+                        "the verifier has early exits after layers {exits:?}, not after layer {l}"
+                    )));
+                }
+                _ if exits.is_empty() => tracing::warn!(
+                    "the verifier has no early exits (verifier-node --early-exit-layer): early_exit runs as speculative"
+                ),
+                _ => {}
+            }
+        }
         if self.drafter.is_some() {
             if self.fingerprint != info.tokenizer_fingerprint {
                 return Err(DraftError::Usage(format!(

@@ -74,6 +74,11 @@ pub struct Models {
     /// target's own checkpoint as `draft`, a self-drafted pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_layers: Option<String>,
+    /// The in-process verifier's early exits (`verifier-node --early-exit-layer`): the
+    /// decoder layers (0-based, before the last) after which each pass sends
+    /// provisional verdicts to `early_exit` sessions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub early_exit_layers: Vec<usize>,
 }
 
 /// What is asked and when.
@@ -261,11 +266,16 @@ impl Cost {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyGrid {
-    /// `cloud_only`, `edge_only`, `speculative`, `pipelined`, `adaptive` or `routed`.
+    /// `cloud_only`, `edge_only`, `speculative`, `pipelined`, `early_exit`, `adaptive`
+    /// or `routed`.
     pub kind: String,
-    /// Draft length(s), for `speculative` and `pipelined`.
+    /// Draft length(s), for `speculative`, `pipelined` and `early_exit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<OneOrMany<usize>>,
+    /// `early_exit`: the exit layer(s) whose provisional verdict the edge acts on (one
+    /// of the verifier's `[models] early_exit_layers`); absent: the first to come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_layer: Option<OneOrMany<u32>>,
     /// Policy(ies) for `adaptive` (`fixed:K`, `+2/-1[:MAX]`, `p_min:P[:MAX]`,
     /// `goodput[:MAX]`); default `+2/-1:8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -60,6 +60,17 @@ pub struct SimSpec {
     /// verifier's `--max-wait-us`, in ms; 0: a pass starts as soon as there is work).
     #[serde(default)]
     pub gather_ms: f64,
+    /// Early exit: a provisional verdict on each block of a session that asks for one
+    /// (strategy `early_exit`) this fraction of the way through its pass (0 < f < 1; an
+    /// exit after layer L of N comes at about (L + 1) / N). Absent: the verifier has
+    /// no early exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_exit_at: Option<f64>,
+    /// Probability that a provisional verdict is the final one (otherwise it predicts a
+    /// wrong next token). Absent, with `early_exit_at`: the share of the provisional
+    /// verdicts that agreed in `acceptance_trace`'s run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_exit_agreement: Option<f64>,
 }
 
 /// A time the simulated verifier is down.
@@ -179,6 +190,32 @@ impl SimSpec {
         if self.max_batch_tokens == 0 {
             return Err(("max_batch_tokens".into(), "must be ≥ 1".into()));
         }
-        Ok(())
+        self.check_early_exit()
+    }
+
+    fn check_early_exit(&self) -> Result<(), (String, String)> {
+        if let Some(f) = self.early_exit_at
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err((
+                "early_exit_at".into(),
+                format!("must be in (0, 1), got {f}"),
+            ));
+        }
+        match (self.early_exit_at, self.early_exit_agreement) {
+            (None, Some(_)) => Err((
+                "early_exit_agreement".into(),
+                "needs early_exit_at (where in the pass the provisional verdict comes)".into(),
+            )),
+            (Some(_), Some(p)) if !(0.0..=1.0).contains(&p) => Err((
+                "early_exit_agreement".into(),
+                format!("must be in [0, 1], got {p}"),
+            )),
+            (Some(_), None) if self.acceptance_trace.is_none() => Err((
+                "early_exit_agreement".into(),
+                "missing: give the probability that a provisional verdict agrees, or an acceptance_trace whose run had early exits".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }

@@ -130,6 +130,13 @@ impl Config {
                     LayerSelection::from_str(layers)
                         .or_else(|e| bad("models.draft_layers", e.to_string()))?;
                 }
+                check(
+                    m.early_exit_layers.is_empty() || self.verifier.is_none(),
+                    "models.early_exit_layers",
+                    || {
+                        "is for the in-process verifier; a running one has its own (verifier-node --early-exit-layer)".into()
+                    },
+                )?;
             }
             (None, None) => {
                 return bad(
@@ -212,18 +219,48 @@ impl Config {
         check(!self.strategies.is_empty(), "strategy", || {
             "at least one [[strategy]] is needed (e.g. kind = \"cloud_only\")".into()
         })?;
-        let entries = self
+        let entries: Vec<GridEntry> = self
             .strategies
             .iter()
             .enumerate()
             .map(|(i, s)| s.resolve(i))
             .collect::<Result<_, _>>()?;
+        self.validate_exits(&entries, verifier.is_empty())?;
         Ok(Grid {
             transport,
             verifier,
             links,
             entries,
         })
+    }
+
+    /// An `early_exit` cell needs a verifier with exits, and one it may act on.
+    fn validate_exits(&self, entries: &[GridEntry], in_process: bool) -> Result<(), Invalid> {
+        let offered: Vec<u32> = match (&self.models, &self.simulation) {
+            (_, Some(sim)) => sim.early_exit_at.map(|_| 0).into_iter().collect(),
+            (Some(m), None) if in_process => {
+                m.early_exit_layers.iter().map(|&l| l as u32).collect()
+            }
+            _ => return Ok(()), // a running verifier says in its Info
+        };
+        for (i, e) in entries.iter().enumerate() {
+            for s in &e.strategies {
+                let Strategy::EarlyExit { exit, .. } = s else {
+                    continue;
+                };
+                check(!offered.is_empty(), &format!("strategy[{i}].kind"), || {
+                    "early_exit needs a verifier with early exits: [models] early_exit_layers (or [simulation] early_exit_at)".into()
+                })?;
+                if let Some(l) = exit {
+                    check(
+                        offered.contains(l),
+                        &format!("strategy[{i}].exit_layer"),
+                        || format!("the verifier has no exit after layer {l} (it has {offered:?})"),
+                    )?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_simulation(&self, sim: &super::SimSpec) -> Result<(), Invalid> {
@@ -336,6 +373,19 @@ impl StrategyGrid {
         let key = |k: &str| format!("strategy[{i}].{k}");
         let ks = self.k.as_ref().map(|k| k.values());
         let policies = self.policy.as_ref().map(|p| p.values());
+        let exits: Vec<Option<u32>> = match &self.exit_layer {
+            None => vec![None],
+            Some(_) if kind != StrategyKind::EarlyExit => {
+                return bad(
+                    key("exit_layer"),
+                    format!("{kind} takes no exit_layer (only early_exit does)"),
+                );
+            }
+            Some(l) => l.values().into_iter().map(Some).collect(),
+        };
+        check(!exits.is_empty(), &key("exit_layer"), || {
+            "the list is empty".into()
+        })?;
         if self.route.is_some() && kind != StrategyKind::Routed {
             return bad(
                 key("route"),
@@ -361,18 +411,20 @@ impl StrategyGrid {
                     );
                 };
                 check(!ks.is_empty(), &key("k"), || "the list is empty".into())?;
-                ks.iter()
-                    .map(|&k| {
-                        check((1..=32).contains(&k), &key("k"), || {
-                            format!("must be between 1 and 32, got {k}")
-                        })?;
-                        Ok(match kind {
+                let mut out = Vec::new();
+                for &k in &ks {
+                    check((1..=32).contains(&k), &key("k"), || {
+                        format!("must be between 1 and 32, got {k}")
+                    })?;
+                    for &exit in &exits {
+                        out.push(match kind {
                             StrategyKind::Speculative => Strategy::Speculative { k },
                             StrategyKind::Pipelined => Strategy::Pipelined { k },
-                            _ => Strategy::EarlyExit { k },
-                        })
-                    })
-                    .collect()
+                            _ => Strategy::EarlyExit { k, exit },
+                        });
+                    }
+                }
+                Ok(out)
             }
             StrategyKind::Adaptive => {
                 if ks.is_some() {

@@ -103,7 +103,7 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
     let c = ask.cell;
     let s = &report.summary;
     let k = match ask.strategy {
-        Strategy::Speculative { k } | Strategy::Pipelined { k } | Strategy::EarlyExit { k } => {
+        Strategy::Speculative { k } | Strategy::Pipelined { k } | Strategy::EarlyExit { k, .. } => {
             k as u32
         }
         _ => 0,

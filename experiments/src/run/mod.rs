@@ -90,7 +90,7 @@ enum Setup {
     },
     /// The simulated backend (its pass times resolved), and its acceptance by
     /// position.
-    Simulated(crate::sim::SimSpec, Vec<f64>),
+    Simulated(Box<crate::sim::SimSpec>, Vec<f64>),
 }
 
 /// Loads the models, tokenizes the prompts and starts (or finds) the verifier.
@@ -127,7 +127,12 @@ async fn real_backend(
         .iter()
         .map(|p| p.ids(&target.tokenizer, bos).map_err(RunError::Setup))
         .collect::<Result<Vec<_>, RunError>>()?;
-    let cloud = start_cloud(config, base, &models.target, target.model).await?;
+    let exits = tandem_verifier::engine::early_exit::check_layers(
+        &models.early_exit_layers,
+        target.model.info().num_layers,
+    )
+    .map_err(|e| RunError::Setup(format!("models.early_exit_layers: {e}")))?;
+    let cloud = start_cloud(config, base, &models.target, target.model, exits).await?;
     Ok(Setup::Real {
         draft: Arc::new(draft.model),
         prompt_ids,
@@ -159,7 +164,7 @@ pub async fn run(
                 header = format!("# simulation pass times fitted from {file}: {fit}\n\n");
             }
             recorded.simulation = Some(spec.clone());
-            Setup::Simulated(spec, curve)
+            Setup::Simulated(Box::new(spec), curve)
         }
         (None, Some(models)) => real_backend(config, models, &prompts, base).await?,
         (None, None) => return Err(RunError::Setup("the config names no models".into())),
@@ -300,6 +305,7 @@ async fn start_cloud(
     base: &Path,
     name: &str,
     target: Llama,
+    early_exit_layers: Vec<usize>,
 ) -> Result<Cloud, RunError> {
     if let Some((endpoint, replicas)) = config.grid().verifier.split_first() {
         return Ok(Cloud {
@@ -309,7 +315,13 @@ async fn start_cloud(
         });
     }
     let certs = tempfile::tempdir()?;
-    let engine = EngineHandle::start(target, EngineConfig::new(name));
+    let engine = EngineHandle::start(
+        target,
+        EngineConfig {
+            early_exit_layers,
+            ..EngineConfig::new(name)
+        },
+    );
     let running = tandem_verifier::serve(engine, ListenConfig::loopback(certs.path()))
         .await
         .map_err(|e| RunError::Setup(format!("starting the verifier: {e}")))?;

@@ -77,8 +77,12 @@ impl SimSpec {
     /// This spec with its pass times fitted from `profile_trace` (read from
     /// `base`), and the fit; unchanged (and no fit) without a trace.
     pub fn resolve(&self, base: &std::path::Path) -> Result<(SimSpec, Option<Fit>), String> {
+        let mut spec = self.clone();
+        if spec.early_exit_at.is_some() && spec.early_exit_agreement.is_none() {
+            spec.early_exit_agreement = Some(self.traced_agreement(base)?);
+        }
         let Some(file) = &self.profile_trace else {
-            return Ok((self.clone(), None));
+            return Ok((spec, None));
         };
         let (path, rounds) = read_rounds(base, "profile_trace", file)?;
         let fit = fit(&rounds).map_err(|e| format!("profile_trace {}: {e}", path.display()))?;
@@ -99,8 +103,27 @@ impl SimSpec {
             per_session_ms: Some(fit.per_session_ms),
             per_token_ms: Some(fit.per_token_ms),
             profile_trace: None,
-            ..self.clone()
+            ..spec
         };
         Ok((spec, Some(fit)))
+    }
+
+    /// The share of provisional verdicts the final verdict agreed with in
+    /// `acceptance_trace`'s run.
+    fn traced_agreement(&self, base: &std::path::Path) -> Result<f64, String> {
+        let file = self.acceptance_trace.as_deref().unwrap_or_default();
+        let (path, rounds) = read_rounds(base, "acceptance_trace", file)?;
+        let heard: Vec<bool> = rounds
+            .iter()
+            .filter(|r| r.record.kind == RoundKind::Verified && r.record.provisional_ns > 0)
+            .map(|r| r.record.provisional_agreed)
+            .collect();
+        if heard.is_empty() {
+            return Err(format!(
+                "acceptance_trace {}: no round heard a provisional verdict (run strategy early_exit against a verifier with early exits), so early_exit_agreement must be given",
+                path.display()
+            ));
+        }
+        Ok(heard.iter().filter(|&&a| a).count() as f64 / heard.len() as f64)
     }
 }

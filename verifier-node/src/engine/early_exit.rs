@@ -38,7 +38,7 @@ pub fn check_layers(layers: &[usize], num_layers: usize) -> Result<Vec<usize>, S
     out.dedup();
     match out.last() {
         Some(&l) if l + 1 >= num_layers => Err(format!(
-            "--early-exit-layer {l}: the model has layers 0-{}, and an exit must come before the last (the last is the verdict itself)",
+            "an exit after layer {l}: the model has layers 0-{}, and an exit must come before the last (the last is the verdict itself)",
             num_layers.saturating_sub(1)
         )),
         _ => Ok(out),

@@ -14,14 +14,18 @@ use tokio::sync::mpsc;
 
 use super::{Down, MAX_DRAFT, Msg, Outages, send};
 use crate::config::SimSpec;
+use crate::sim::draft::VOCAB;
 use crate::sim::draft::truth;
 use crate::sim::exec::VirtualClock;
+use tandem_decoding::SessionRng;
 
 /// One session as the engine keeps it.
 struct Session {
     down: Down,
     /// From its `Open`: the request's seed, and whether the verifier generates alone.
     seed: u64,
+    /// It asked for provisional verdicts (`Open.early_exit`).
+    early_exit: bool,
     opened: bool,
     /// Committed length and last token.
     len: usize,
@@ -43,6 +47,19 @@ enum Job {
         done: usize,
     },
     Verify(pb::Draft),
+}
+
+/// The verdict on block `d` of the request with `seed`: its accepted length and the
+/// target's next token, from the true continuation.
+fn verdict(seed: u64, d: &pb::Draft) -> (usize, u32) {
+    let base = d.base_len as usize;
+    let accepted = d
+        .tokens
+        .iter()
+        .enumerate()
+        .take_while(|&(i, &t)| t == truth(seed, base + i))
+        .count();
+    (accepted, truth(seed, base + accepted))
 }
 
 /// The prompt tokens a prefill runs (an empty prompt still runs one).
@@ -122,6 +139,7 @@ impl Engine {
                     Session {
                         down,
                         seed: 0,
+                        early_exit: false,
                         opened: false,
                         len: 0,
                         last: 0,
@@ -136,6 +154,7 @@ impl Engine {
                     if let Some(s) = self.sessions.get_mut(&stream) {
                         s.busy = true;
                         s.seed = o.seed;
+                        s.early_exit = o.early_exit && self.spec.early_exit_at.is_some();
                         self.scheduler.push(Waiting {
                             session: stream,
                             arrived,
@@ -230,7 +249,24 @@ impl Engine {
             .any(|(w, _)| matches!(&w.job, Job::Verify(d) if !d.tokens.is_empty()));
         let forward_ns = self.spec.pass_ns(size, tokens, verifies);
         let (started, began) = (self.clock.now(), self.clock.elapsed());
-        self.clock.sleep(Duration::from_nanos(forward_ns)).await;
+        let exit_ns = self
+            .spec
+            .early_exit_at
+            .map_or(0, |f| (forward_ns as f64 * f).round() as u64);
+        if exit_ns > 0 {
+            self.clock.sleep(Duration::from_nanos(exit_ns)).await;
+            if self.outages.cut_between(began, self.clock.elapsed()) {
+                return;
+            }
+            for (w, _) in &jobs {
+                if let Job::Verify(d) = &w.job {
+                    self.provisional(w.session, d, exit_ns);
+                }
+            }
+        }
+        self.clock
+            .sleep(Duration::from_nanos(forward_ns - exit_ns))
+            .await;
         if self.outages.cut_between(began, self.clock.elapsed()) {
             return; // the pass died with the verifier
         }
@@ -290,13 +326,7 @@ impl Engine {
             }
             Job::Verify(d) => {
                 let base = d.base_len as usize;
-                let accepted = d
-                    .tokens
-                    .iter()
-                    .enumerate()
-                    .take_while(|&(i, &t)| t == truth(s.seed, base + i))
-                    .count();
-                let next = truth(s.seed, base + accepted);
+                let (accepted, next) = verdict(s.seed, &d);
                 s.len = base + accepted + 1;
                 s.last = next;
                 pb::cloud_message::Kind::Verdict(pb::Verdict {
@@ -310,6 +340,33 @@ impl Engine {
         };
         send(&clock, &mut s.down, kind);
         self.drain_pending(stream);
+    }
+
+    /// The provisional verdict on block `d` of a session that asked for one, `exit_ns`
+    /// into its pass: the verdict to come with probability `early_exit_agreement` (a
+    /// seeded draw per block), else one with a wrong next token.
+    fn provisional(&mut self, stream: u64, d: &pb::Draft, exit_ns: u64) {
+        let clock = self.clock.clone();
+        let agreement = self.spec.early_exit_agreement.unwrap_or(1.0);
+        let Some(s) = self.sessions.get_mut(&stream).filter(|s| s.early_exit) else {
+            return;
+        };
+        let (accepted, next) = verdict(s.seed, d);
+        let draw = SessionRng::new(s.seed ^ d.seq.wrapping_mul(0xA24B_AED4_963E_E407)).uniform();
+        let next_token = if draw < agreement {
+            next
+        } else {
+            (next + 1) % VOCAB
+        };
+        let kind = pb::cloud_message::Kind::Provisional(pb::ProvisionalVerdict {
+            seq: d.seq,
+            layer: 0,
+            accepted: accepted as u32,
+            next_token,
+            committed_len: d.base_len + accepted as u32 + 1,
+            elapsed_ns: exit_ns,
+        });
+        send(&clock, &mut s.down, kind);
     }
 
     /// Refuses or queues the blocks a session sent while it was busy, in order, until

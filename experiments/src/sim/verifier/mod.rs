@@ -86,6 +86,8 @@ pub struct Hub {
     tx: mpsc::UnboundedSender<Msg>,
     streams: AtomicU64,
     outages: Outages,
+    /// Its exits, as `Info` lists them: one (called layer 0) with `early_exit_at`.
+    exits: Vec<u32>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -114,6 +116,7 @@ pub fn start(clock: &VirtualClock, spec: &SimSpec) -> Arc<Hub> {
         tx,
         streams: AtomicU64::new(1),
         outages,
+        exits: spec.early_exit_at.map(|_| 0).into_iter().collect(),
     })
 }
 
@@ -152,8 +155,9 @@ struct SimConn {
 }
 
 /// The facts the simulated verifier announces.
-fn info() -> pb::InfoResponse {
+fn info(exits: &[u32]) -> pb::InfoResponse {
     pb::InfoResponse {
+        early_exit_layers: exits.to_vec(),
         model: "simulated".into(),
         vocab_size: VOCAB,
         tokenizer_fingerprint: FINGERPRINT.into(),
@@ -191,7 +195,8 @@ fn now(clock: &VirtualClock) -> tokio::time::Instant {
 
 impl Conn for SimConn {
     fn info(&self) -> BoxFuture<'_, Result<pb::InfoResponse, ProtocolError>> {
-        Box::pin(async { Ok(info()) })
+        let exits = self.dial.hub.exits.clone();
+        Box::pin(async move { Ok(info(&exits)) })
     }
 
     fn open_session(&self) -> BoxFuture<'_, Result<SessionChannel, ProtocolError>> {
