@@ -14,14 +14,18 @@
 //!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
 //!   `report.md` (`tandem report`).
 //! - [`predict`]: the analytical model behind `tandem predict`; [`crossover`]: cost by
-//!   daily volume and the break-even of edge hardware.
+//!   daily volume and the break-even of edge hardware; [`early_exit`]: the report's
+//!   table of provisional verdicts (agreement, lead, time saved); [`claims`]: a
+//!   paper's reported reductions beside this run's.
 //!
 //! The `tandem` command line itself (`src/bin/tandem/`) parses arguments and reports
 //! errors; everything it runs is here.
 
+pub mod claims;
 pub mod config;
 pub mod crossover;
 pub mod drive;
+pub mod early_exit;
 pub mod manifest;
 pub mod plan;
 pub mod predict;

@@ -144,6 +144,9 @@ impl ModelInfo {
 pub struct Exits<'a> {
     /// The layers to exit after.
     pub after: &'a [usize],
+    /// Which entries want exit logits (one flag per entry; empty: all). The others get
+    /// no rows, and cost nothing at the exit.
+    pub want: &'a [bool],
     /// Called once per exit, in layer order, with the layer and its logits.
     pub on_exit: &'a mut (dyn FnMut(usize, Vec<Logits>) + Send),
 }

@@ -53,6 +53,10 @@ pub struct Config {
     /// The strategy grid; at least one.
     #[serde(rename = "strategy")]
     pub strategies: Vec<StrategyGrid>,
+    /// Published results the report sets this run's numbers beside (`[[claim]]`; see
+    /// [`crate::claims`]).
+    #[serde(default, rename = "claim", skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
     /// The grid resolved from the above by [`Config::parse`] (not part of the file).
     #[serde(skip)]
     pub(super) grid: super::Grid,
@@ -304,4 +308,29 @@ impl<T: Clone> OneOrMany<T> {
             Self::Many(v) => v.clone(),
         }
     }
+}
+
+/// A published result to reproduce: the latency reduction a paper reports for one
+/// strategy over another, set beside the one this run measures on each setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// What is claimed, as the report's row calls it.
+    pub label: String,
+    /// The cell the claim is about, as the report names it (`speculative(k=4)`).
+    pub strategy: String,
+    /// The cell it is measured against (`cloud_only`).
+    pub baseline: String,
+    /// The paper's reduction of time per output token, a fraction (0.35 for 35 %).
+    pub paper: f64,
+    /// Where the paper says it (table, figure, section).
+    #[serde(default)]
+    pub source: String,
+    /// Time per token the baseline pays beyond its measured one, ms: a baseline
+    /// defined differently from Tandem's (a round trip per token, say).
+    #[serde(default)]
+    pub baseline_extra_ms: f64,
+    /// Which assumption makes Tandem's number differ from the paper's, for the report.
+    #[serde(default)]
+    pub note: String,
 }

@@ -226,6 +226,7 @@ impl Config {
             .map(|(i, s)| s.resolve(i))
             .collect::<Result<_, _>>()?;
         self.validate_exits(&entries, verifier.is_empty())?;
+        self.validate_claims(&entries)?;
         Ok(Grid {
             transport,
             verifier,
@@ -259,6 +260,45 @@ impl Config {
                     )?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Each claim names two cells of the grid and a reduction.
+    fn validate_claims(&self, entries: &[GridEntry]) -> Result<(), Invalid> {
+        let names: Vec<String> = entries
+            .iter()
+            .flat_map(|e| {
+                e.strategies.iter().map(|s| match e.kind {
+                    StrategyKind::Routed => "routed".to_string(),
+                    _ => s.to_string(),
+                })
+            })
+            .collect();
+        for (i, c) in self.claims.iter().enumerate() {
+            for (key, name) in [("strategy", &c.strategy), ("baseline", &c.baseline)] {
+                check(names.contains(name), &format!("claim[{i}].{key}"), || {
+                    format!(
+                        "{name:?} is not a cell of the grid (cells: {})",
+                        names.join(", ")
+                    )
+                })?;
+            }
+            check(
+                c.paper.is_finite() && c.paper < 1.0,
+                &format!("claim[{i}].paper"),
+                || {
+                    format!(
+                        "a reduction is a fraction below 1 (0.35 for 35 %), got {}",
+                        c.paper
+                    )
+                },
+            )?;
+            check(
+                c.baseline_extra_ms.is_finite() && c.baseline_extra_ms >= 0.0,
+                &format!("claim[{i}].baseline_extra_ms"),
+                || format!("must be ≥ 0, got {}", c.baseline_extra_ms),
+            )?;
         }
         Ok(())
     }

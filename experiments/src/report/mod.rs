@@ -98,6 +98,8 @@ pub fn write(
     md += &crate::summary::reliability_md(&summary);
     md += &crate::summary::routing_md(requests);
     md += &crate::crossover::volume_md(&summary, &config.cost);
+    md += &crate::early_exit::section_md(&summary, rounds);
+    md += &crate::claims::section_md(&config.claims, &summary);
     if !figures.is_empty() {
         md += "\n## Figures\n\n";
         for (name, title) in figures.iter().map(|n| (n, figures::title(n))) {

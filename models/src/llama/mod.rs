@@ -308,10 +308,11 @@ impl Llama {
         for (l, layer) in self.layers.iter().enumerate() {
             x = self.layer(l, layer, &x, &layout, entries)?;
             if let Some(exits) = exits.as_mut().filter(|e| e.after.contains(&l)) {
-                (exits.on_exit)(l, self.head(&x, &layout, entries)?);
+                let logits = self.head(&x, &layout, entries, exits.want)?;
+                (exits.on_exit)(l, logits);
             }
         }
-        let logits = self.head(&x, &layout, entries)?;
+        let logits = self.head(&x, &layout, entries, &[])?;
         for (e, span) in entries.iter_mut().zip(&layout.spans) {
             e.cache.set_len(span.past + span.len);
         }
@@ -405,24 +406,32 @@ impl Llama {
         })
     }
 
-    /// Final norm and LM head, only on the rows someone asked for; split per entry.
+    /// Final norm and LM head, only on the rows someone asked for (of the entries
+    /// `want` flags; empty: all); split per entry.
     fn head(
         &self,
         x: &Tensor,
         layout: &Layout,
         entries: &[BatchEntry<'_, LlamaCache>],
+        want: &[bool],
     ) -> Result<Vec<Logits>> {
         let mut rows = Vec::new();
         let mut counts = Vec::with_capacity(entries.len());
-        for (e, s) in entries.iter().zip(&layout.spans) {
-            match e.positions {
-                Positions::All => rows.extend((s.start..s.start + s.len).map(|r| r as u32)),
-                Positions::Last => rows.push((s.start + s.len - 1) as u32),
-            }
-            counts.push(match e.positions {
+        for (i, (e, s)) in entries.iter().zip(&layout.spans).enumerate() {
+            let n = match e.positions {
+                _ if !want.get(i).copied().unwrap_or(true) => 0,
                 Positions::All => s.len,
                 Positions::Last => 1,
-            });
+            };
+            rows.extend((s.start + s.len - n..s.start + s.len).map(|r| r as u32));
+            counts.push(n);
+        }
+        if rows.is_empty() {
+            let vocab = self.cfg.vocab_size;
+            return Ok(counts
+                .iter()
+                .map(|_| Logits::new(Vec::new(), vocab))
+                .collect());
         }
         let x = if rows.len() == layout.total {
             x.clone()

@@ -361,6 +361,7 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
                 let mut on_exit = |l: usize, logits: Vec<Logits>| heard.push((l, logits));
                 let exits = Exits {
                     after,
+                    want: &[],
                     on_exit: &mut on_exit,
                 };
                 m.forward_batch_exits(&mut entries, exits).unwrap()
@@ -382,6 +383,28 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
             assert!(d <= 1e-5, "exit after layer {l}: {d}");
         }
     }
+    // Entries that want no exit logits get no rows; the others the same as before.
+    let mut caches: Vec<_> = blocks.iter().map(|_| m.new_cache()).collect();
+    let mut entries: Vec<_> = caches
+        .iter_mut()
+        .zip(&blocks)
+        .zip(positions)
+        .map(|((cache, tokens), positions)| BatchEntry {
+            cache,
+            tokens,
+            positions,
+        })
+        .collect();
+    let mut some = Vec::new();
+    let mut on_exit = |_: usize, logits: Vec<Logits>| some.push(logits);
+    let exits = Exits {
+        after: &[1],
+        want: &[false, true],
+        on_exit: &mut on_exit,
+    };
+    assert_eq!(m.forward_batch_exits(&mut entries, exits).unwrap(), plain);
+    assert_eq!(some[0][0].num_rows(), 0);
+    assert_eq!(some[0][1], heard[1].1[1]);
     let mut cache = m.new_cache();
     let mut none = |_: usize, _: Vec<Logits>| {};
     let err = m
@@ -393,6 +416,7 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
             }],
             Exits {
                 after: &[2],
+                want: &[],
                 on_exit: &mut none,
             },
         )

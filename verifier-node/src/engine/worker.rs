@@ -332,11 +332,13 @@ impl<M: LanguageModel> Worker<M> {
                 .map(|(job, tokens)| job.entry(tokens))
                 .collect();
             if predictors.iter().any(Option::is_some) {
+                let want: Vec<bool> = predictors.iter().map(Option::is_some).collect();
                 let mut on_exit = |layer, logits| {
                     early_exit::announce(&predictors, layer, logits, start);
                 };
                 let exits = Exits {
                     after: &self.config.early_exit_layers,
+                    want: &want,
                     on_exit: &mut on_exit,
                 };
                 self.model.forward_batch_exits(&mut entries, exits)
