@@ -13,7 +13,6 @@ use tandem_models::{LanguageModel, Positions, SessionCache};
 use crate::DraftError;
 use crate::pace::DevicePace;
 use crate::propose::{Drafted, Propose, Vocabulary};
-use crate::record::DraftStop;
 
 /// Tokens the draft proposed, with the distributions they were drawn from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -142,23 +141,14 @@ impl<M: LanguageModel> Propose for Drafter<'_, M> {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError> {
-        if self.pace.as_ref().is_some_and(DevicePace::is_shut_down) {
-            return Err(DraftError::DraftStopped(DraftStop::ThermalShutdown));
-        }
-        // The cache holds at most the context, or what the device's memory allows.
         let info = self.model.info();
-        let (mut cap, mut why) = (info.max_context, DraftStop::ContextFull);
-        if let Some(bytes) = self.pace.as_ref().and_then(|p| p.kv_budget) {
-            let fits = (bytes / info.kv_bytes_per_token.max(1) as u64) as usize;
-            if fits < cap {
-                (cap, why) = (fits, DraftStop::OutOfMemory);
-            }
-        }
-        // The block's last token is never forwarded: the cache holds seq + n − 1.
-        let room = (cap + 1).saturating_sub(seq.len());
-        if room == 0 {
-            return Err(DraftError::DraftStopped(why));
-        }
+        let room = crate::pace::room(
+            self.pace.as_ref(),
+            seq.len(),
+            info.max_context,
+            info.kv_bytes_per_token as u64,
+        )
+        .map_err(DraftError::DraftStopped)?;
         let t0 = std::time::Instant::now();
         let block = self.draft_here(seq, n.min(room), keep)?;
         let extra = self

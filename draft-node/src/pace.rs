@@ -14,6 +14,35 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::record::DraftStop;
+
+/// Tokens a draft may still propose after a sequence of `seq_len`, on `device` (none:
+/// this machine): its cache holds at most `max_context` tokens, or what the device's KV
+/// budget holds at `kv_bytes_per_token` each, and a block's last token is never
+/// forwarded, so the cache holds `seq_len + n − 1`. `Err` says why the draft cannot go
+/// on: shut down, its context full, or out of memory.
+pub fn room(
+    device: Option<&DevicePace>,
+    seq_len: usize,
+    max_context: usize,
+    kv_bytes_per_token: u64,
+) -> Result<usize, DraftStop> {
+    if device.is_some_and(DevicePace::is_shut_down) {
+        return Err(DraftStop::ThermalShutdown);
+    }
+    let (mut cap, mut why) = (max_context, DraftStop::ContextFull);
+    if let Some(bytes) = device.and_then(|p| p.kv_budget) {
+        let fits = (bytes / kv_bytes_per_token.max(1)) as usize;
+        if fits < cap {
+            (cap, why) = (fits, DraftStop::OutOfMemory);
+        }
+    }
+    match cap.saturating_add(1).saturating_sub(seq_len) {
+        0 => Err(why),
+        n => Ok(n),
+    }
+}
+
 /// A device's pace, shared by every request that runs on that device (clones share the
 /// drafting time it has accumulated).
 #[derive(Debug, Clone)]

@@ -643,12 +643,12 @@ async fn a_thermal_shutdown_sends_requests_to_the_cloud_in_simulation() {
     let device = "name = \"hot\"\nshutdown_after_s = 0.5";
     c.devices = vec![toml::from_str(device).unwrap()];
     let c = Config::parse(&toml::to_string(&c).unwrap(), Path::new("sim.toml")).unwrap();
-    // A memory bound has nothing to bound in a simulated draft: refused, not ignored.
+    // A memory bound needs the simulated cache's size: refused, not ignored.
     let mut bounded = c.clone();
     bounded.devices = vec![toml::from_str("name = \"small\"\nkv_budget_mb = 1").unwrap()];
     let err =
         Config::parse(&toml::to_string(&bounded).unwrap(), Path::new("sim.toml")).unwrap_err();
-    assert!(err.to_string().contains("device[0].kv_budget_mb"), "{err}");
+    assert!(err.to_string().contains("draft_kv_kib_per_token"), "{err}");
     let out = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         config_path: out.path().join("sim.toml"),
@@ -797,4 +797,29 @@ fn early_exit_settings_are_checked() {
         e.0 == "early_exit_agreement" && e.1.contains("acceptance_trace"),
         "{e:?}"
     );
+}
+
+/// A simulated draft whose context fills, and one whose cache outgrows its device's
+/// memory, hand their requests to the cloud at the same place, losing no token.
+#[test]
+fn a_full_context_and_a_full_memory_send_requests_to_the_cloud_in_simulation() {
+    let strategies = "[[strategy]]\nkind = \"speculative\"\nk = 4\n[[strategy]]\nkind = \"cloud_only\"";
+    // Prompts of 32 tokens, 48 new: the draft can hold 32 + 20 = 52 tokens.
+    let full = config_with(4, 1, 48, strategies, "draft_context = 52");
+    let mut small = config_with(4, 1, 48, strategies, "draft_kv_kib_per_token = 20");
+    small.devices = vec![toml::from_str("name = \"small\"\nkv_budget_mb = 1.015625").unwrap()];
+    let small = Config::parse(&toml::to_string(&small).unwrap(), Path::new("sim.toml")).unwrap();
+    for (c, reason) in [(&full, "context full"), (&small, "out of memory")] {
+        let cells = by_strategy(c);
+        let [(_, spec, _), (_, cloud, _)] = &cells[..] else {
+            panic!("two cells")
+        };
+        for (r, base) in spec.iter().zip(cloud) {
+            assert_eq!((r.to_cloud, r.to_cloud_reason.as_str()), (1, reason), "{r:?}");
+            assert!(r.error.is_empty() && r.unverified_tokens == 0, "{r:?}");
+            assert_eq!(r.output_ids, base.output_ids, "{reason}: no token lost or repeated");
+            // It drafted until its 52 tokens were reached, then the cloud went on.
+            assert!(r.drafted > 0 && r.to_cloud_at_ms > 0.0, "{r:?}");
+        }
+    }
 }

@@ -40,6 +40,15 @@ pub struct SimSpec {
     /// simulation stands for). Exclusive with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_trace: Option<String>,
+    /// The simulated draft's context, tokens: a request whose sequence outgrows it goes
+    /// on in the cloud (edge → cloud fallback, "context full"). Absent: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_context: Option<usize>,
+    /// The simulated draft's KV cache per token, KiB: with a `[[device]]`'s
+    /// `kv_budget_mb`, a request whose cache outgrows the budget goes on in the cloud
+    /// ("out of memory").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_kv_kib_per_token: Option<f64>,
     /// Prompt length of every request, tokens.
     #[serde(default = "prompt_tokens")]
     pub prompt_tokens: usize,
@@ -172,6 +181,14 @@ impl SimSpec {
             if !(v.is_finite() && v >= 0.0) {
                 return Err((k.into(), format!("must be a number ≥ 0, got {v}")));
             }
+        }
+        if let Some(kib) = self.draft_kv_kib_per_token
+            && !(kib.is_finite() && kib > 0.0)
+        {
+            return Err((
+                "draft_kv_kib_per_token".into(),
+                format!("must be a number > 0, got {kib}"),
+            ));
         }
         if self.max_batch_sessions == 0 {
             return Err(("max_batch_sessions".into(), "must be ≥ 1".into()));

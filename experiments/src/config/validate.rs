@@ -188,8 +188,12 @@ impl Config {
             }
             if let Some(m) = d.kv_budget_mb {
                 non_negative(&key("kv_budget_mb"), m)?;
-                check(self.simulation.is_none(), &key("kv_budget_mb"), || {
-                    "a simulated draft has no KV cache to bound (real models only)".into()
+                let sized = self
+                    .simulation
+                    .as_ref()
+                    .is_none_or(|s| s.draft_kv_kib_per_token.is_some());
+                check(sized, &key("kv_budget_mb"), || {
+                    "a simulated draft's cache needs a size to bound: give [simulation] draft_kv_kib_per_token".into()
                 })?;
             }
             if let Some(t) = d.throttle_after_s {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tandem_decoding::SessionRng;
 use tandem_draft::drafter::Block;
-use tandem_draft::{DevicePace, DraftError, DraftStop, Drafted, Propose, Vocabulary};
+use tandem_draft::{DevicePace, DraftError, Drafted, Propose, Vocabulary};
 
 /// Vocabulary of the simulated models.
 pub const VOCAB: u32 = 32_000;
@@ -46,6 +46,10 @@ pub struct SimDraft {
     pub ms_per_token: f64,
     /// The edge device, when one is emulated.
     pub pace: Option<DevicePace>,
+    /// Its context, tokens (`usize::MAX`: unbounded).
+    pub context: usize,
+    /// Its KV cache per token, bytes.
+    pub kv_bytes_per_token: u64,
     /// Its random stream.
     pub rng: SessionRng,
 }
@@ -71,11 +75,15 @@ impl Propose for SimDraft {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError> {
-        if self.pace.as_ref().is_some_and(DevicePace::is_shut_down) {
-            return Err(DraftError::DraftStopped(DraftStop::ThermalShutdown));
-        }
+        let room = tandem_draft::pace::room(
+            self.pace.as_ref(),
+            seq.len(),
+            self.context,
+            self.kv_bytes_per_token,
+        )
+        .map_err(DraftError::DraftStopped)?;
         let mut block = Block::default();
-        for i in 0..n {
+        for i in 0..n.min(room) {
             let p = self.accept_at(i);
             // The draft's confidence is its acceptance: a calibrated draft.
             if i > 0 && !keep(i, p as f32) {
@@ -110,6 +118,8 @@ mod tests {
             acceptance: vec![0.9, 0.5, 0.1],
             ms_per_token: 2.0,
             pace: Some(DevicePace::new(3.0)),
+            context: usize::MAX,
+            kv_bytes_per_token: 1,
             rng: SessionRng::new(1),
         };
         let n = 20_000;

@@ -131,6 +131,11 @@ impl Backend for SimBackend {
                     acceptance: self.acceptance.clone(),
                     ms_per_token: self.spec.draft_ms_per_token.unwrap_or(0.0),
                     pace: device,
+                    context: self.spec.draft_context.unwrap_or(usize::MAX),
+                    kv_bytes_per_token: self
+                        .spec
+                        .draft_kv_kib_per_token
+                        .map_or(1, |kib| (kib * 1024.0).round().max(1.0) as u64),
                     rng: SessionRng::for_stream(seed, stream::DRAFT),
                 }) as Box<dyn tandem_draft::Propose>
             }),
