@@ -80,6 +80,10 @@ pub struct RoundRecord {
     pub provisional_ns: u64,
     /// The decoder layer that provisional verdict was read after.
     pub provisional_layer: u32,
+    /// How much of the pass was still to run when the verifier sent it, ns (the
+    /// verdict's `forward_ns` minus the provisional verdict's `elapsed_ns`): the time
+    /// the edge gained on the verdict, whatever its own loop was doing meanwhile.
+    pub provisional_lead_ns: u64,
     /// Whether the final verdict agreed with it (accepted length and next token): the
     /// block pre-drafted on it was kept.
     pub provisional_agreed: bool,

@@ -6,7 +6,8 @@
 //! - *heard*: verified rounds whose block got a provisional verdict the edge acted on;
 //! - *agreed*: of those, the share the final verdict agreed with (accepted length and
 //!   next token) — the block pre-drafted on it was kept;
-//! - *lead*: mean time from that provisional verdict's arrival to the verdict's;
+//! - *lead*: how much of the pass was still to run when the verifier sent it (the
+//!   verdict's forward time minus the provisional verdict's time into the pass), mean;
 //! - *saved per round*: speculative's median TPOT minus this line's, times this line's
 //!   committed tokens per verified round.
 
@@ -27,7 +28,7 @@ pub struct ExitLine {
     pub heard: u64,
     /// Share of those the verdict agreed with.
     pub agreement: f64,
-    /// Mean ms from provisional verdict to verdict.
+    /// Mean ms of the pass still to run when the provisional verdict was sent.
     pub lead_ms: f64,
     /// Blocks drafted on a provisional verdict and kept.
     pub kept: u64,
@@ -73,7 +74,7 @@ fn exit_line(rs: &[&RoundRow]) -> ExitLine {
         agreement: heard.iter().filter(|r| r.provisional_agreed).count() as f64 / n,
         lead_ms: heard
             .iter()
-            .map(|r| r.wait_ns.saturating_sub(r.provisional_ns) as f64 / 1e6)
+            .map(|r| r.provisional_lead_ns as f64 / 1e6)
             .sum::<f64>()
             / n,
         kept: verified.iter().filter(|r| r.ahead).count() as u64,
@@ -107,7 +108,7 @@ pub fn section_md(lines: &[Line], rounds: &[RoundRow]) -> String {
         })
         .collect();
     let mut s = String::from(
-        "\n## Early exits\n\nProvisional verdicts from the target's intermediate layers (arXiv 2505.21594): heard = verified rounds that got one, agreed = the share the final verdict agreed with (the block drafted on it was kept), lead = how long before the verdict it came; TPOT p50 beside speculative and pipelined with the same k on the same setting; saved per round = (speculative's TPOT − this TPOT) × committed tokens per round.\n\n| strategy | network | device | clients | exit layer | heard | agreed | lead ms | kept blocks | TPOT ms p50 | speculative | pipelined | saved per round ms |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "\n## Early exits\n\nProvisional verdicts from the target's intermediate layers (arXiv 2505.21594): heard = verified rounds that got one, agreed = the share the final verdict agreed with (the block drafted on it was kept), lead = how much of the pass was still to run when it was sent; TPOT p50 beside speculative and pipelined with the same k on the same setting; saved per round = (speculative's TPOT − this TPOT) × committed tokens per round.\n\n| strategy | network | device | clients | exit layer | heard | agreed | lead ms | kept blocks | TPOT ms p50 | speculative | pipelined | saved per round ms |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let ms = |v: Option<&f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
     for ((strategy, network, device, clients), e) in &exits {
@@ -155,6 +156,7 @@ mod tests {
             provisional_ns,
             provisional_layer: 2,
             provisional_agreed: agreed,
+            provisional_lead_ns: provisional_ns / 2,
             ahead,
             ..Default::default()
         };
@@ -181,11 +183,11 @@ mod tests {
         assert_eq!((e.layer, e.heard, e.kept), (Some(2), 2, 1));
         assert_eq!(
             (e.agreement, e.lead_ms, e.tokens_per_round),
-            (0.5, 5.0, 3.0)
+            (0.5, 2.5, 3.0)
         );
         let md = section_md(&lines, &rounds);
         assert!(
-            md.contains("| 2 | 2 | 50.0 % | 5.00 | 1 | 8.00 | 10.00 | – | 6.00 |"),
+            md.contains("| 2 | 2 | 50.0 % | 2.50 | 1 | 8.00 | 10.00 | – | 6.00 |"),
             "{md}"
         );
         assert_eq!(k_of("early_exit(k=12)"), Some("12"));

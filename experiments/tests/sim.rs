@@ -803,7 +803,8 @@ fn early_exit_settings_are_checked() {
 /// memory, hand their requests to the cloud at the same place, losing no token.
 #[test]
 fn a_full_context_and_a_full_memory_send_requests_to_the_cloud_in_simulation() {
-    let strategies = "[[strategy]]\nkind = \"speculative\"\nk = 4\n[[strategy]]\nkind = \"cloud_only\"";
+    let strategies =
+        "[[strategy]]\nkind = \"speculative\"\nk = 4\n[[strategy]]\nkind = \"cloud_only\"";
     // Prompts of 32 tokens, 48 new: the draft can hold 32 + 20 = 52 tokens.
     let full = config_with(4, 1, 48, strategies, "draft_context = 52");
     let mut small = config_with(4, 1, 48, strategies, "draft_kv_kib_per_token = 20");
@@ -815,9 +816,16 @@ fn a_full_context_and_a_full_memory_send_requests_to_the_cloud_in_simulation() {
             panic!("two cells")
         };
         for (r, base) in spec.iter().zip(cloud) {
-            assert_eq!((r.to_cloud, r.to_cloud_reason.as_str()), (1, reason), "{r:?}");
+            assert_eq!(
+                (r.to_cloud, r.to_cloud_reason.as_str()),
+                (1, reason),
+                "{r:?}"
+            );
             assert!(r.error.is_empty() && r.unverified_tokens == 0, "{r:?}");
-            assert_eq!(r.output_ids, base.output_ids, "{reason}: no token lost or repeated");
+            assert_eq!(
+                r.output_ids, base.output_ids,
+                "{reason}: no token lost or repeated"
+            );
             // It drafted until its 52 tokens were reached, then the cloud went on.
             assert!(r.drafted > 0 && r.to_cloud_at_ms > 0.0, "{r:?}");
         }

@@ -98,7 +98,10 @@ async fn a_block_drafted_on_an_agreeing_provisional_verdict_is_kept() {
                 .iter()
                 .flat_map(|r| &r.rounds)
                 .filter(|r| r.provisional_ns > 0)
-                .all(|r| r.provisional_layer == 2 && r.provisional_ns <= r.wait_ns)
+                .all(|r| r.provisional_layer == 2
+                    && r.provisional_ns <= r.wait_ns
+                    && r.provisional_lead_ns > 0
+                    && r.provisional_lead_ns < r.forward_ns)
         );
     }
 }

@@ -161,10 +161,16 @@ impl Run<'_, '_> {
         let bytes = (up - f.bytes.0, down - f.bytes.1);
         // What the output kept: the end of the request may cut the verdict short.
         let committed = self.commit(&tokens, true);
-        let (provisional_ns, provisional_layer, provisional_agreed) = match &f.provisional {
-            Some((p, at)) => (*at, p.layer, agrees(p, v)),
-            None => (0, 0, false),
-        };
+        let (provisional_ns, provisional_layer, provisional_agreed, provisional_lead_ns) =
+            match &f.provisional {
+                Some((p, at)) => (
+                    *at,
+                    p.layer,
+                    agrees(p, v),
+                    t.forward_ns.saturating_sub(p.elapsed_ns),
+                ),
+                None => (0, 0, false, 0),
+            };
         self.record(RoundRecord {
             k: f.k as u32,
             ahead: f.ahead,
@@ -174,6 +180,7 @@ impl Run<'_, '_> {
             provisional_ns,
             provisional_layer,
             provisional_agreed,
+            provisional_lead_ns,
             ..RoundRecord::answered(RoundKind::Verified, committed as u32, wait_ns, t, bytes)
         });
         self.policy.observe(&RoundObservation {
