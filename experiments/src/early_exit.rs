@@ -111,10 +111,20 @@ pub fn section_md(lines: &[Line], rounds: &[RoundRow]) -> String {
         "\n## Early exits\n\nProvisional verdicts from the target's intermediate layers (arXiv 2505.21594): heard = verified rounds that got one, agreed = the share the final verdict agreed with (the block drafted on it was kept), lead = how much of the pass was still to run when it was sent; TPOT p50 beside speculative and pipelined with the same k on the same setting; saved per round = (speculative's TPOT − this TPOT) × committed tokens per round.\n\n| strategy | network | device | clients | exit layer | heard | agreed | lead ms | kept blocks | TPOT ms p50 | speculative | pipelined | saved per round ms |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let ms = |v: Option<&f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
-    for ((strategy, network, device, clients), e) in &exits {
-        let k = k_of(strategy).unwrap_or("?");
+    // In the grid's order (the summary's), not the names'.
+    let ordered = lines.iter().filter_map(|l| {
+        let key = (
+            l.strategy.clone(),
+            l.network.clone(),
+            l.device.clone(),
+            l.clients,
+        );
+        exits.get(&key).map(|e| (key, e))
+    });
+    for ((strategy, network, device, clients), e) in ordered {
+        let k = k_of(&strategy).unwrap_or("?");
         let at = |name: String| {
-            tpot.get(&(name.as_str(), network.as_str(), device.as_str(), *clients))
+            tpot.get(&(name.as_str(), network.as_str(), device.as_str(), clients))
                 .copied()
         };
         let own = at(strategy.clone());
@@ -125,7 +135,7 @@ pub fn section_md(lines: &[Line], rounds: &[RoundRow]) -> String {
             _ => "–".into(),
         };
         let layer = e.layer.map_or("–".to_string(), |l| l.to_string());
-        let device = if device.is_empty() { "–" } else { device };
+        let device = if device.is_empty() { "–" } else { &device };
         s += &format!(
             "| {strategy} | {network} | {device} | {clients} | {layer} | {} | {:.1} % | {:.2} | {} | {} | {} | {} | {saved} |\n",
             e.heard,
