@@ -342,7 +342,8 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
     let m = random_model(&cfg, 7);
     let blocks = [tokens(1, 5, cfg.vocab_size), tokens(2, 3, cfg.vocab_size)];
     let positions = [Positions::All, Positions::Last];
-    let run = |exits: Option<&[usize]>| {
+    // A pass over both blocks, with exits after `after` for the entries `want` flags.
+    let run = |after: &[usize], want: &[bool]| {
         let mut caches: Vec<_> = blocks.iter().map(|_| m.new_cache()).collect();
         let mut entries: Vec<_> = caches
             .iter_mut()
@@ -355,22 +356,21 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
             })
             .collect();
         let mut heard = Vec::new();
-        let out = match exits {
-            None => m.forward_batch(&mut entries).unwrap(),
-            Some(after) => {
-                let mut on_exit = |l: usize, logits: Vec<Logits>| heard.push((l, logits));
-                let exits = Exits {
-                    after,
-                    want: &[],
-                    on_exit: &mut on_exit,
-                };
-                m.forward_batch_exits(&mut entries, exits).unwrap()
-            }
+        let out = if after.is_empty() {
+            m.forward_batch(&mut entries).unwrap()
+        } else {
+            let mut on_exit = |l: usize, logits: Vec<Logits>| heard.push((l, logits));
+            let exits = Exits {
+                after,
+                want,
+                on_exit: &mut on_exit,
+            };
+            m.forward_batch_exits(&mut entries, exits).unwrap()
         };
         (out, heard)
     };
-    let (plain, _) = run(None);
-    let (with_exits, heard) = run(Some(&[0, 1]));
+    let (plain, _) = run(&[], &[]);
+    let (with_exits, heard) = run(&[0, 1], &[]);
     assert_eq!(plain, with_exits, "exits leave the final logits alone");
     assert_eq!(heard.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [0, 1]);
     for (l, logits) in &heard {
@@ -384,27 +384,10 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
         }
     }
     // Entries that want no exit logits get no rows; the others the same as before.
-    let mut caches: Vec<_> = blocks.iter().map(|_| m.new_cache()).collect();
-    let mut entries: Vec<_> = caches
-        .iter_mut()
-        .zip(&blocks)
-        .zip(positions)
-        .map(|((cache, tokens), positions)| BatchEntry {
-            cache,
-            tokens,
-            positions,
-        })
-        .collect();
-    let mut some = Vec::new();
-    let mut on_exit = |_: usize, logits: Vec<Logits>| some.push(logits);
-    let exits = Exits {
-        after: &[1],
-        want: &[false, true],
-        on_exit: &mut on_exit,
-    };
-    assert_eq!(m.forward_batch_exits(&mut entries, exits).unwrap(), plain);
-    assert_eq!(some[0][0].num_rows(), 0);
-    assert_eq!(some[0][1], heard[1].1[1]);
+    let (out, some) = run(&[1], &[false, true]);
+    assert_eq!(out, plain);
+    assert_eq!(some[0].1[0].num_rows(), 0);
+    assert_eq!(some[0].1[1], heard[1].1[1]);
     let mut cache = m.new_cache();
     let mut none = |_: usize, _: Vec<Logits>| {};
     let err = m
