@@ -101,6 +101,24 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// One batch entry per cache, block and positions.
+fn entries<'a, C>(
+    caches: &'a mut [C],
+    blocks: &'a [Vec<u32>],
+    positions: &[Positions],
+) -> Vec<BatchEntry<'a, C>> {
+    caches
+        .iter_mut()
+        .zip(blocks)
+        .zip(positions)
+        .map(|((cache, tokens), &positions)| BatchEntry {
+            cache,
+            tokens,
+            positions,
+        })
+        .collect()
+}
+
 fn shapes() -> Vec<LlamaConfig> {
     vec![
         config(false, 2, Arch::Llama),
@@ -204,16 +222,7 @@ fn ragged_batch_equals_each_session_alone() {
             Positions::All,
             Positions::All,
         ];
-        let mut entries: Vec<_> = caches
-            .iter_mut()
-            .zip(&block_ids)
-            .zip(positions)
-            .map(|((cache, tokens), positions)| BatchEntry {
-                cache,
-                tokens,
-                positions,
-            })
-            .collect();
+        let mut entries = entries(&mut caches, &block_ids, &positions);
         let batched = m.forward_batch(&mut entries).unwrap();
         for s in 0..4 {
             let want = if positions[s] == Positions::Last {
@@ -345,16 +354,7 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
     // A pass over both blocks, with exits after `after` for the entries `want` flags.
     let run = |after: &[usize], want: &[bool]| {
         let mut caches: Vec<_> = blocks.iter().map(|_| m.new_cache()).collect();
-        let mut entries: Vec<_> = caches
-            .iter_mut()
-            .zip(&blocks)
-            .zip(positions)
-            .map(|((cache, tokens), positions)| BatchEntry {
-                cache,
-                tokens,
-                positions,
-            })
-            .collect();
+        let mut entries = entries(&mut caches, &blocks, &positions);
         let mut heard = Vec::new();
         let out = if after.is_empty() {
             m.forward_batch(&mut entries).unwrap()
