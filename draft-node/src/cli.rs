@@ -331,6 +331,12 @@ pub fn summary_line(r: &Report) -> String {
             s.acceptance_rate, s.mean_accepted_length
         ));
     }
+    if s.provisional > 0 {
+        line.push_str(&format!(
+            " | {} of {} provisional verdicts agreed",
+            s.provisional_agreed, s.provisional
+        ));
+    }
     if s.unverified_tokens > 0 {
         line.push_str(&format!(
             " | {} unverified tokens, {} fallbacks, {} resyncs",

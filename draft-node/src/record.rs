@@ -186,6 +186,11 @@ pub struct Summary {
     pub draft_stop: Option<DraftStop>,
     /// When the request went on in the cloud, ms from its start (with `to_cloud`).
     pub to_cloud_at_ms: f64,
+    /// Early exit: verified rounds whose block got a provisional verdict the edge
+    /// acted on.
+    pub provisional: usize,
+    /// Of those, the ones the final verdict agreed with (their pre-drafted block kept).
+    pub provisional_agreed: usize,
     /// Why generation stopped.
     pub stop: StopReason,
 }
@@ -223,6 +228,9 @@ impl Report {
             .collect();
         s.drafted = verified.iter().map(|r| r.drafted as usize).sum();
         s.accepted = verified.iter().map(|r| r.accepted as usize).sum();
+        let heard = verified.iter().filter(|r| r.provisional_ns > 0);
+        s.provisional = heard.clone().count();
+        s.provisional_agreed = heard.filter(|r| r.provisional_agreed).count();
         if s.drafted > 0 {
             s.acceptance_rate = s.accepted as f64 / s.drafted as f64;
             s.mean_accepted_length = 1.0 + s.accepted as f64 / verified.len() as f64;

@@ -19,6 +19,10 @@ pub struct LocalGenerateArgs {
     /// Transport between the draft loop and the in-process verifier.
     #[arg(long, default_value = "grpc", value_name = "grpc|quic")]
     pub transport: Transport,
+    /// The in-process verifier's early exits (verifier-node --early-exit-layer): after
+    /// decoder layer L it sends provisional verdicts to --strategy early_exit.
+    #[arg(long = "early-exit-layer", value_name = "L")]
+    pub early_exit_layers: Vec<usize>,
     /// Everything `draft-node generate` takes.
     #[command(flatten)]
     pub generate: GenerateArgs,
@@ -48,7 +52,16 @@ pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
     let certs = tempfile::tempdir().context("creating a certificate directory")?;
     let transport = args.transport;
     let tokenizer = target.tokenizer.clone();
-    let engine = EngineHandle::start(target.model, EngineConfig::new(args.target.to_string()));
+    let early_exit_layers = tandem_verifier::engine::early_exit::check_layers(
+        &args.early_exit_layers,
+        target.model.info().num_layers,
+    )
+    .map_err(|e| anyhow::anyhow!("--early-exit-layer: {e}"))?;
+    let config = EngineConfig {
+        early_exit_layers,
+        ..EngineConfig::new(args.target.to_string())
+    };
+    let engine = EngineHandle::start(target.model, config);
     let mut listen = ListenConfig::loopback(certs.path());
     match transport {
         Transport::Grpc => listen.quic = None,
