@@ -90,8 +90,12 @@ async fn a_vanished_peer_is_noticed_by_keep_alives_on_both_sides() {
     cut.store(true, Ordering::Release);
     go_on_tx.send(()).unwrap();
 
-    // Both sides notice within a few idle timeouts, far inside the 600 s deadline.
-    let report = tokio::time::timeout(Duration::from_secs(15), generation)
+    // Both sides notice within a few idle timeouts, far inside the 600 s deadline. The
+    // generation also pays each fallback attempt to reconnect to the dead address
+    // (quinn gives a handshake to a silent address three probe timeouts, ~3 s, and the
+    // draft loop waits for it): on a quiet two-core machine it ends 13 s after the cut,
+    // so 30 s leaves room for a loaded one and stays far inside the deadline.
+    let report = tokio::time::timeout(Duration::from_secs(30), generation)
         .await
         .expect("the draft node waited for its deadline: the dead verifier went unnoticed")
         .unwrap()
