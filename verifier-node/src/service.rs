@@ -274,19 +274,13 @@ async fn verify_early(
     let result = loop {
         tokio::select! {
             biased;
-            Some(p) = rx.recv() => {
-                heard.push((p.layer, p.accepted, p.next_token));
-                out.send(Ok(msg(pb::cloud_message::Kind::Provisional(p)))).await.ok()?;
-            }
+            Some(p) = rx.recv() => pass_on(p, &mut heard, out).await?,
             r = &mut verdict => break r,
         }
     };
     // Every provisional verdict is sent before its pass's final one.
     while let Ok(p) = rx.try_recv() {
-        heard.push((p.layer, p.accepted, p.next_token));
-        out.send(Ok(msg(pb::cloud_message::Kind::Provisional(p))))
-            .await
-            .ok()?;
+        pass_on(p, &mut heard, out).await?;
     }
     if let Ok(v) = &result {
         for (layer, accepted, next) in heard {
@@ -295,6 +289,19 @@ async fn verify_early(
         }
     }
     Some(result)
+}
+
+/// Sends a provisional verdict to the edge, noting its (layer, accepted, next token);
+/// `None`: the edge is gone.
+async fn pass_on(
+    p: pb::ProvisionalVerdict,
+    heard: &mut Vec<(u32, u32, u32)>,
+    out: &mpsc::Sender<Outbound>,
+) -> Option<()> {
+    heard.push((p.layer, p.accepted, p.next_token));
+    out.send(Ok(msg(pb::cloud_message::Kind::Provisional(p))))
+        .await
+        .ok()
 }
 
 /// Checks a bearer token in constant time. `expected` None: no token required.
