@@ -20,7 +20,9 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
 }
 
-/// The wall clock, waiting on tokio's timer.
+/// The wall clock, waiting to within tens of microseconds
+/// ([`tandem_protocol::timer`]; tokio's own timer rounds up to a millisecond, which
+/// would add up to a millisecond to every paced draft step).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -30,7 +32,7 @@ impl Clock for SystemClock {
     }
 
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(d))
+        Box::pin(tandem_protocol::timer::sleep(d))
     }
 }
 

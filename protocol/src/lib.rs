@@ -12,7 +12,9 @@
 //! - [`tls`]: the verifier's self-signed certificate and the client's pinned trust.
 //! - [`client`]: one [`client::Connection`] API over gRPC and QUIC for the edge.
 //! - [`StopReason`]: why a generation stopped (`Finished.reason`).
-//! - [`link`]: the emulated network link (delay, jitter, bandwidth, loss) and its profiles.
+//! - [`link`]: the emulated network link (delay, jitter, bandwidth, loss) and its profiles;
+//!   [`timer`]: waits precise to tens of microseconds (tokio's timer rounds up to a
+//!   millisecond), for the link and an emulated device's pace.
 //!
 //! It sits at the bottom of the workspace beside `tandem-decoding`.
 
@@ -24,6 +26,7 @@ pub mod frame;
 pub mod limits;
 pub mod link;
 mod stop;
+pub mod timer;
 pub mod tls;
 
 pub use client::{ConnectOptions, Connection, Endpoint, SessionChannel};

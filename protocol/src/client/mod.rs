@@ -241,7 +241,7 @@ impl Connection {
     /// What the verifier serves. Over an emulated link this costs one round trip.
     pub async fn info(&self) -> Result<pb::InfoResponse, ProtocolError> {
         if let Some(link) = &self.opts.link {
-            tokio::time::sleep(link.rtt()).await;
+            crate::timer::sleep(link.rtt()).await;
         }
         self.wire.info(&self.opts).await
     }

@@ -143,7 +143,7 @@ struct Shaped {
 /// Resolves at `at`, or never.
 async fn until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => crate::timer::sleep_until(at.into_std()).await,
         None => std::future::pending().await,
     }
 }

@@ -190,13 +190,18 @@ impl<M: LanguageModel> Worker<M> {
                 Gather::Run => return true,
                 Gather::Wait(rest) => rest,
             };
-            let next = self
-                .timer
-                .block_on(async { tokio::time::timeout(rest, rx.recv()).await });
+            // The gathering window is often under a millisecond: tokio's timer would
+            // round it up to the next tick, the precise one does not.
+            let next = self.timer.block_on(async {
+                tokio::select! {
+                    c = rx.recv() => Some(c),
+                    () = tandem_protocol::timer::sleep(rest) => None,
+                }
+            });
             match next {
-                Ok(Some(c)) => self.accept(c),
-                Ok(None) => return false,
-                Err(_) => return true,
+                Some(Some(c)) => self.accept(c),
+                Some(None) => return false,
+                None => return true,
             }
         }
     }
