@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
                         cost: &cfg.cost,
                         seed: cfg.seed,
                         acceptance: &acceptance,
+                        by_prompt: &[],
                     })
                 })
             });

@@ -12,7 +12,8 @@
 //!   progress, partial results on Ctrl-C).
 //! - [`results`], [`summary`], [`manifest`]: the results folder (`rounds.parquet`,
 //!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
-//!   `report.md` (`tandem report`).
+//!   `report.md` (`tandem report`); [`resimulate`]: the simulator fitted to a real
+//!   run and replayed on its grid, measured against simulated (`tandem resimulate`).
 //! - [`predict`]: the analytical model behind `tandem predict`; [`crossover`]: cost by
 //!   daily volume and the break-even of edge hardware; [`early_exit`]: the report's
 //!   table of provisional verdicts (agreement, lead, time saved); [`claims`]: a
@@ -30,6 +31,7 @@ pub mod manifest;
 pub mod plan;
 pub mod predict;
 pub mod report;
+pub mod resimulate;
 pub mod results;
 pub mod run;
 pub mod sim;

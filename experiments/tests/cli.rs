@@ -224,7 +224,7 @@ fn run_names_the_bad_key_and_line_and_dry_run_lists_the_grid() {
     let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.toml");
     let text = std::fs::read_to_string(quickstart)
         .unwrap()
-        .replace("requests = 8", "requests = 8\nrequest = 9");
+        .replace("requests = 16", "requests = 16\nrequest = 9");
     std::fs::write(&bad, &text).unwrap();
     let out = tandem(&["run", bad.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -243,7 +243,7 @@ fn run_names_the_bad_key_and_line_and_dry_run_lists_the_grid() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("10 cells × 8 requests"), "{text}");
+    assert!(text.contains("10 cells × 16 requests"), "{text}");
 }
 
 #[test]

@@ -70,6 +70,7 @@ fn run_sim(
         cost: &c.cost,
         seed: c.seed,
         acceptance: &spec.acceptance_curve(Path::new(".")).unwrap(),
+        by_prompt: &[],
     })
 }
 
@@ -185,7 +186,8 @@ fn every_strategy(link: &str, extra_sim: &str) -> Config {
         "[models]\ndraft = \"builtin:tiny-draft\"\ntarget = \"builtin:tiny-target\"",
         &format!("[simulation]\nacceptance = 0.7\ndraft_ms_per_token = 4\npass_ms = 20\nper_session_ms = 1\n{extra_sim}"),
     )
-    .replace("[[network]]\nname = \"lan\"\n\n[[network]]\nname = \"lte\"", &format!("[[network]]\nname = \"link\"\nlink = \"{link}\""));
+    .replace("[[network]]\nname = \"lan\"\n\n[[network]]\nname = \"lte\"", &format!("[[network]]\nname = \"link\"\nlink = \"{link}\""))
+    .replace("requests = 16", "requests = 8");
     let text = format!(
         "{text}\n[[strategy]]\nkind = \"adaptive\"\n\n[[strategy]]\nkind = \"routed\"\n[strategy.route]\ndefault = \"speculative:3\"\n"
     );
@@ -436,6 +438,7 @@ k = 4
         cost: &c.cost,
         seed: c.seed,
         acceptance: &curve,
+        by_prompt: &[],
     });
     let simulated = tandem_experiments::sim::acceptance_by_position(&rounds);
     for i in 0..4 {

@@ -57,9 +57,29 @@ pub struct Config {
     /// [`crate::claims`]).
     #[serde(default, rename = "claim", skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<Claim>,
+    /// What the report adds beyond the run itself.
+    #[serde(default, skip_serializing_if = "ReportOptions::is_default")]
+    pub report: ReportOptions,
     /// The grid resolved from the above by [`Config::parse`] (not part of the file).
     #[serde(skip)]
     pub(super) grid: super::Grid,
+}
+
+/// The `[report]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportOptions {
+    /// After a real run, fit the simulator to its records and replay the grid on the
+    /// virtual clock (`tandem resimulate`): the report then sets each cell's measured
+    /// figures beside the simulated ones. Ignored by a simulated run.
+    #[serde(default)]
+    pub resimulate: bool,
+}
+
+impl ReportOptions {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 fn default_transport() -> String {

@@ -22,6 +22,17 @@ pub struct SimSpec {
     /// traced run's drafting time per drafted token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_ms_per_token: Option<f64>,
+    /// Edge: time of one step of the draft decoding alone (strategy `edge_only`), ms.
+    /// Absent: `draft_ms_per_token` (drafting a block to verify costs more a token on
+    /// a real draft: it catches up on the verdict and keeps its distributions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_ms_per_token: Option<f64>,
+    /// Software time every message spends on its way besides the link (encoding,
+    /// the transport, the verifier's work outside its forward pass), ms, in each
+    /// direction: the link model's delay plus this is a message's delay.
+    /// `tandem resimulate` fits it from a real run's rounds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub transport_ms: f64,
     /// Cloud: fixed time of any forward pass, ms (a decode step of one session costs
     /// `pass_ms + per_session_ms + per_token_ms`). Required unless `profile_trace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +111,10 @@ impl Outage {
     }
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 fn prompt_tokens() -> usize {
     32
 }
@@ -113,6 +128,15 @@ fn max_batch_tokens() -> usize {
 }
 
 impl SimSpec {
+    /// The simulated draft's step time for a request of `strategy`, ms.
+    pub fn step_ms(&self, strategy: &tandem_draft::Strategy) -> f64 {
+        let draft = self.draft_ms_per_token.unwrap_or(0.0);
+        match strategy {
+            tandem_draft::Strategy::EdgeOnly => self.edge_ms_per_token.unwrap_or(draft),
+            _ => draft,
+        }
+    }
+
     /// Forward time of a pass of `sessions` sessions and `tokens` tokens, ns.
     pub fn pass_ns(&self, sessions: usize, tokens: usize, verifies: bool) -> u64 {
         let ms = self.pass_ms.unwrap_or(0.0)
@@ -172,12 +196,19 @@ impl SimSpec {
                     .into(),
             ));
         }
-        let draft = [("draft_ms_per_token", self.draft_ms_per_token)];
+        let draft = [
+            ("draft_ms_per_token", self.draft_ms_per_token),
+            ("edge_ms_per_token", self.edge_ms_per_token),
+        ];
         let given = profile
             .iter()
             .chain(draft.iter())
             .filter_map(|(k, v)| v.map(|v| (*k, v)));
-        for (k, v) in [("gather_ms", self.gather_ms)].into_iter().chain(given) {
+        let fixed = [
+            ("gather_ms", self.gather_ms),
+            ("transport_ms", self.transport_ms),
+        ];
+        for (k, v) in fixed.into_iter().chain(given) {
             if !(v.is_finite() && v >= 0.0) {
                 return Err((k.into(), format!("must be a number ≥ 0, got {v}")));
             }

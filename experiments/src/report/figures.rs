@@ -29,6 +29,10 @@ const FIGURES: &[(&str, &str)] = &[
         "Throughput against the number of clients",
     ),
     ("cost_vs_volume", "Cost per day against tokens per day"),
+    (
+        "resimulation",
+        "Simulated against measured time per output token",
+    ),
 ];
 
 /// A figure's title.

@@ -40,8 +40,27 @@ pub struct Written {
     pub skipped: Option<String>,
 }
 
+/// A results folder, read back.
+#[derive(Debug)]
+pub struct Folder {
+    /// Its resolved config.
+    pub config: Config,
+    /// Whether every cell finished.
+    pub complete: bool,
+    /// `requests.parquet`.
+    pub requests: Vec<RequestRow>,
+    /// `rounds.parquet`.
+    pub rounds: Vec<RoundRow>,
+}
+
 /// Rebuilds the report of the results folder `dir`.
 pub fn from_dir(dir: &Path) -> Result<Written, ReportError> {
+    let f = read_dir(dir)?;
+    write(dir, &f.config, &f.requests, &f.rounds, f.complete)
+}
+
+/// Reads the results folder `dir`.
+pub fn read_dir(dir: &Path) -> Result<Folder, ReportError> {
     let read = |name: &str| -> Result<String, ReportError> {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|e| ReportError::Read {
@@ -71,7 +90,12 @@ pub fn from_dir(dir: &Path) -> Result<Written, ReportError> {
         .map_err(|e| bad("requests.parquet", e))?;
     let rounds = crate::results::read::rounds(&table("rounds.parquet")?)
         .map_err(|e| bad("rounds.parquet", e))?;
-    write(dir, &config, &requests, &rounds, complete)
+    Ok(Folder {
+        config,
+        complete,
+        requests,
+        rounds,
+    })
 }
 
 /// Draws the figures and writes `report.md` (and `summary.csv`) into `dir`.
@@ -100,6 +124,15 @@ pub fn write(
     md += &crate::crossover::volume_md(&summary, &config.cost);
     md += &crate::early_exit::section_md(&summary, rounds);
     md += &crate::claims::section_md(&config.claims, &summary);
+    let mut figures = figures;
+    if let Some(r) = crate::resimulate::Recorded::read(dir) {
+        md += &crate::resimulate::compare::section_md(&r.cells, &r.fitted);
+        if skipped.is_none() {
+            plots::save(&crate::resimulate::compare::figure(&r.cells), &plots_dir)
+                .map_err(std::io::Error::other)?;
+            figures.push("resimulation");
+        }
+    }
     if !figures.is_empty() {
         md += "\n## Figures\n\n";
         for (name, title) in figures.iter().map(|n| (n, figures::title(n))) {

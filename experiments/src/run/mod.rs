@@ -161,7 +161,10 @@ pub async fn run(
             let (spec, fit) = sim.resolve(base).map_err(RunError::Setup)?;
             if let (Some(fit), Some(file)) = (fit, &sim.profile_trace) {
                 tracing::info!("pass profile fitted from {file}: {fit}");
-                header = format!("# simulation pass times fitted from {file}: {fit}\n\n");
+                header = format!(
+                    "# simulation pass times fitted from {file}: {fit}; transport {:.3} ms each way\n\n",
+                    spec.transport_ms
+                );
             }
             recorded.simulation = Some(spec.clone());
             Setup::Simulated(Box::new(spec), curve)
@@ -198,6 +201,7 @@ pub async fn run(
                     cost: &config.cost,
                     seed: config.seed,
                     acceptance,
+                    by_prompt: &[],
                 });
                 for _ in 0..req.len() {
                     progress.request_done();
@@ -245,7 +249,11 @@ pub async fn run(
         &dir.join("rounds.parquet"),
         &mut crate::results::rounds_frame(&rounds)?,
     )?;
-    let written = crate::report::write(&dir, config, &requests, &rounds, complete)?;
+    let mut written = crate::report::write(&dir, config, &requests, &rounds, complete)?;
+    if config.report.resimulate && config.simulation.is_none() && !requests.is_empty() {
+        crate::resimulate::resimulate(&dir)?;
+        written = crate::report::from_dir(&dir)?;
+    }
     if let Some(why) = &written.skipped {
         tracing::warn!("figures not drawn: {why}");
     }

@@ -10,15 +10,14 @@ use super::profile::{Fit, fit};
 /// Positions a block may have (the protocol's largest block).
 pub const MAX_POSITIONS: usize = 32;
 
-/// Per-position acceptance probabilities from verified rounds: of the blocks that
-/// drafted position `i` and accepted every position before it, the share that accepted
-/// position `i` too. Positions no block reached take the last estimate.
-pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
+/// Blocks that reached each position, and of those the ones accepted there.
+type Counts = ([u64; MAX_POSITIONS], [u64; MAX_POSITIONS]);
+
+/// Counts, over verified blocks, how many reached each position (accepted every
+/// position before it) and how many of those were accepted there too.
+fn count<'a>(rounds: impl Iterator<Item = &'a crate::results::RoundRow>) -> Counts {
     let (mut reached, mut accepted) = ([0u64; MAX_POSITIONS], [0u64; MAX_POSITIONS]);
-    for r in rounds
-        .iter()
-        .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
-    {
+    for r in rounds.filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0) {
         for i in 0..(r.record.drafted as usize).min(MAX_POSITIONS) {
             if r.record.accepted as usize >= i {
                 reached[i] += 1;
@@ -26,6 +25,14 @@ pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
             }
         }
     }
+    (reached, accepted)
+}
+
+/// Per-position acceptance probabilities from verified rounds: of the blocks that
+/// drafted position `i` and accepted every position before it, the share that accepted
+/// position `i` too. Positions no block reached take the last estimate.
+pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
+    let (reached, accepted) = count(rounds.iter());
     let mut p = Vec::with_capacity(MAX_POSITIONS);
     let mut last = 0.0;
     for i in 0..MAX_POSITIONS {
@@ -35,6 +42,45 @@ pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
         p.push(last);
     }
     p
+}
+
+/// Pseudo-blocks of the run's overall curve added to each prompt's own counts, so a
+/// position a prompt's blocks rarely reached stays near the overall estimate.
+const PRIOR_BLOCKS: f64 = 4.0;
+
+/// Per-prompt acceptance curves (index: the prompt's place in the set): how well the
+/// draft guesses depends on the text (a list continues itself, a story does not), and
+/// with few requests a cell's median follows its prompts, not the average. Each
+/// position's estimate is the prompt's own counts plus [`PRIOR_BLOCKS`] blocks at the
+/// overall rate.
+pub fn acceptance_by_prompt(
+    rounds: &[crate::results::RoundRow],
+    requests: &[crate::results::RequestRow],
+) -> Vec<Vec<f64>> {
+    let overall = acceptance_by_position(rounds);
+    let prompt_of: std::collections::BTreeMap<(u32, u32, u32), u32> = requests
+        .iter()
+        .map(|r| ((r.cell, r.repetition, r.request), r.prompt_index))
+        .collect();
+    let prompts = requests
+        .iter()
+        .map(|r| r.prompt_index + 1)
+        .max()
+        .unwrap_or(0);
+    (0..prompts)
+        .map(|p| {
+            let (reached, accepted) =
+                count(rounds.iter().filter(|r| {
+                    prompt_of.get(&(r.key.cell, r.key.repetition, r.request)) == Some(&p)
+                }));
+            (0..MAX_POSITIONS)
+                .map(|i| {
+                    (accepted[i] as f64 + PRIOR_BLOCKS * overall[i])
+                        / (reached[i] as f64 + PRIOR_BLOCKS)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl SimSpec {
@@ -86,7 +132,8 @@ impl SimSpec {
         };
         let (path, rounds) = read_rounds(base, "profile_trace", file)?;
         let fit = fit(&rounds).map_err(|e| format!("profile_trace {}: {e}", path.display()))?;
-        let draft = match (self.draft_ms_per_token, fit.draft_ms_per_token) {
+        let traced = fit.draft_ms_per_token.or(fit.edge_ms_per_token);
+        let draft = match (self.draft_ms_per_token, traced) {
             (Some(given), _) => given,
             (None, Some(traced)) => traced,
             (None, None) => {
@@ -96,8 +143,14 @@ impl SimSpec {
                 ));
             }
         };
+        let transport_ms = match self.transport_ms {
+            0.0 => traced_transport(&path, &rounds),
+            given => given,
+        };
         let spec = SimSpec {
+            transport_ms,
             draft_ms_per_token: Some(draft),
+            edge_ms_per_token: self.edge_ms_per_token.or(fit.edge_ms_per_token),
             pass_ms: Some(fit.pass_ms),
             verify_extra_ms: Some(fit.verify_extra_ms),
             per_session_ms: Some(fit.per_session_ms),
@@ -126,4 +179,22 @@ impl SimSpec {
         }
         Ok(heard.iter().filter(|&&a| a).count() as f64 / heard.len() as f64)
     }
+}
+
+/// The traced run's software time per message (`super::transport`), its links read
+/// from the `config.toml` beside its `rounds.parquet`; 0 when that config cannot be
+/// read (a trace from elsewhere: give `transport_ms`).
+fn traced_transport(path: &std::path::Path, rounds: &[crate::results::RoundRow]) -> f64 {
+    let beside = path.with_file_name("config.toml");
+    let Ok(text) = std::fs::read_to_string(&beside) else {
+        return 0.0;
+    };
+    let Ok(config) = crate::config::Config::parse(&text, &beside) else {
+        return 0.0;
+    };
+    let links = crate::plan::cells(&config)
+        .into_iter()
+        .map(|c| (c.network, c.link))
+        .collect();
+    super::transport(rounds, &links).0
 }

@@ -52,6 +52,8 @@ pub struct SimDraft {
     pub kv_bytes_per_token: u64,
     /// Its random stream.
     pub rng: SessionRng,
+    /// Where the last block it drafted ends, and its last token (none yet: `None`).
+    pub last_block: Option<(usize, u32)>,
 }
 
 impl SimDraft {
@@ -82,9 +84,14 @@ impl Propose for SimDraft {
             self.kv_bytes_per_token,
         )
         .map_err(DraftError::DraftStopped)?;
+        // A call that goes on from the draft's own last block (pipelined drafting ahead
+        // of the verdict) opens with a guess at the verifier's token; the block after
+        // the guess starts afresh, as the block after a fully accepted one would (a
+        // real draft's ahead blocks accept their first token at the first-token rate).
+        let ahead = self.last_block == seq.last().map(|&t| (seq.len(), t));
         let mut block = Block::default();
         for i in 0..n.min(room) {
-            let p = self.accept_at(i);
+            let p = self.accept_at(if ahead { i.saturating_sub(1) } else { i });
             // The draft's confidence is its acceptance: a calibrated draft.
             if i > 0 && !keep(i, p as f32) {
                 break;
@@ -96,6 +103,9 @@ impl Propose for SimDraft {
             } else {
                 wrong(self.seed, position)
             });
+        }
+        if let Some(&last) = block.tokens.last() {
+            self.last_block = Some((seq.len() + block.tokens.len(), last));
         }
         let took = Duration::from_secs_f64(self.ms_per_token * block.tokens.len() as f64 / 1e3);
         let extra = took
@@ -120,6 +130,7 @@ mod tests {
             pace: Some(DevicePace::new(3.0)),
             context: usize::MAX,
             kv_bytes_per_token: 1,
+            last_block: None,
             rng: SessionRng::new(1),
         };
         let n = 20_000;

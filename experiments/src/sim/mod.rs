@@ -23,8 +23,8 @@ mod profile;
 pub mod verifier;
 
 pub use crate::config::{Outage, SimSpec};
-pub use calibrate::acceptance_by_position;
-pub use profile::{Fit, fit};
+pub use calibrate::{acceptance_by_position, acceptance_by_prompt};
+pub use profile::{Fit, draft_step, fit, transport};
 
 use std::sync::Arc;
 
@@ -58,12 +58,16 @@ pub struct SimCell<'a> {
     pub seed: u64,
     /// Acceptance probability of each draft position ([`SimSpec::acceptance_curve`]).
     pub acceptance: &'a [f64],
+    /// A curve per prompt of the set, for requests of that prompt (empty: every
+    /// request draws from `acceptance`); see [`acceptance_by_prompt`].
+    pub by_prompt: &'a [Vec<f64>],
 }
 
 /// The simulated draft and verifier, on the virtual clock.
 struct SimBackend {
     spec: SimSpec,
     acceptance: Vec<f64>,
+    by_prompt: Vec<Vec<f64>>,
     clock: VirtualClock,
     hub: Arc<Hub>,
 }
@@ -75,6 +79,7 @@ pub fn run_cell(c: &SimCell<'_>) -> (Vec<RequestRow>, Vec<RoundRow>) {
     let backend = SimBackend {
         spec: c.spec.clone(),
         acceptance: c.acceptance.to_vec(),
+        by_prompt: c.by_prompt.to_vec(),
         hub: verifier::start(&clock, c.spec),
         clock: clock.clone(),
     };
@@ -128,8 +133,12 @@ impl Backend for SimBackend {
             proposer: strategy.needs_draft().then(|| {
                 Box::new(SimDraft {
                     seed,
-                    acceptance: self.acceptance.clone(),
-                    ms_per_token: self.spec.draft_ms_per_token.unwrap_or(0.0),
+                    acceptance: self
+                        .by_prompt
+                        .get(ask.prompt_index)
+                        .unwrap_or(&self.acceptance)
+                        .clone(),
+                    ms_per_token: self.spec.step_ms(&strategy),
                     pace: device,
                     context: self.spec.draft_context.unwrap_or(usize::MAX),
                     kv_bytes_per_token: self
@@ -137,6 +146,7 @@ impl Backend for SimBackend {
                         .draft_kv_kib_per_token
                         .map_or(1, |kib| (kib * 1024.0).round().max(1.0) as u64),
                     rng: SessionRng::for_stream(seed, stream::DRAFT),
+                    last_block: None,
                 }) as Box<dyn tandem_draft::Propose>
             }),
             verifier: strategy.needs_verifier().then(|| {

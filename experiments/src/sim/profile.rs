@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use tandem_protocol::LinkProfile;
+
 use tandem_draft::RoundKind;
 
 use crate::results::RoundRow;
@@ -31,9 +33,12 @@ pub struct Fit {
     pub per_session_ms: f64,
     /// Time per token in a pass, ms.
     pub per_token_ms: f64,
-    /// The edge's drafting time per drafted token, ms (none if the run drafted
-    /// nothing).
+    /// The edge's drafting time per token of a block it sent to verify, ms (none if
+    /// the run drafted no block).
     pub draft_ms_per_token: Option<f64>,
+    /// The edge's time per token decoding alone (edge-only rounds), ms (none if the
+    /// run had none).
+    pub edge_ms_per_token: Option<f64>,
     /// Distinct passes fitted.
     pub passes: usize,
     /// Share of the passes' time variance the fit explains (1: all).
@@ -54,6 +59,9 @@ impl std::fmt::Display for Fit {
         )?;
         if let Some(d) = self.draft_ms_per_token {
             write!(f, "; drafting {d:.4} ms a token")?;
+        }
+        if let Some(d) = self.edge_ms_per_token {
+            write!(f, "; decoding alone {d:.4} ms a token")?;
         }
         Ok(())
     }
@@ -91,22 +99,36 @@ fn passes(rounds: &[RoundRow]) -> Vec<Pass> {
         .collect()
 }
 
-/// Drafting time per drafted token over every round that drafted, ms.
-fn draft_step(rounds: &[RoundRow]) -> Option<f64> {
-    let (ns, tokens) = rounds
+/// Drafting time per token, ms: of blocks sent to verify (`alone` false) or of the edge
+/// decoding alone (`alone` true; such a round drafts the tokens it commits). Each
+/// request's own time per token, then the median over requests: a request's time is
+/// the mean of its steps, and the median keeps a preempted step on a shared machine
+/// from setting the pace of every simulated one.
+pub fn draft_step(rounds: &[RoundRow], alone: bool) -> Option<f64> {
+    let mut by: BTreeMap<(u32, u32, u32), (u64, u64)> = BTreeMap::new();
+    for r in rounds
         .iter()
-        .map(|r| {
-            // An edge round drafts the tokens it commits; the others, `drafted`.
-            let n = if r.record.kind == RoundKind::Edge {
-                r.record.committed
-            } else {
-                r.record.drafted
-            };
-            (r.record.draft_ns, u64::from(n))
-        })
-        .filter(|&(ns, n)| ns > 0 && n > 0)
-        .fold((0u64, 0u64), |(a, b), (ns, n)| (a + ns, b + n));
-    (tokens > 0).then(|| ns as f64 / tokens as f64 / 1e6)
+        .filter(|r| (r.record.kind == RoundKind::Edge) == alone)
+    {
+        let n = if alone {
+            r.record.committed
+        } else {
+            r.record.drafted
+        };
+        if r.record.draft_ns > 0 && n > 0 {
+            let e = by
+                .entry((r.key.cell, r.key.repetition, r.request))
+                .or_default();
+            e.0 += r.record.draft_ns;
+            e.1 += u64::from(n);
+        }
+    }
+    let mut per: Vec<f64> = by
+        .values()
+        .map(|&(ns, n)| ns as f64 / n as f64 / 1e6)
+        .collect();
+    per.sort_by(f64::total_cmp);
+    (!per.is_empty()).then(|| crate::summary::quantile(&per, 0.5))
 }
 
 /// Fits the profile to a run's rounds.
@@ -167,7 +189,8 @@ pub fn fit(rounds: &[RoundRow]) -> Result<Fit, String> {
             per_session_ms: all[1],
             per_token_ms: all[2],
             verify_extra_ms: all[3],
-            draft_ms_per_token: draft_step(rounds),
+            draft_ms_per_token: draft_step(rounds, false),
+            edge_ms_per_token: draft_step(rounds, true),
             passes: passes.len(),
             r2: if total > 0.0 {
                 1.0 - resid / total
@@ -220,6 +243,50 @@ fn least_squares(
         }
     }
     Ok((0..n).map(|i| a[i][n] / a[i][i]).collect())
+}
+
+/// The link model's expected time for a round's block to go up and its verdict to come
+/// down, ms: both one-way delays and both messages' serialisation (jitter averages
+/// out; loss is left to the median).
+fn expected_link_ms(link: &LinkProfile, r: &RoundRow) -> f64 {
+    let serialise = |bytes: u64, mbps: f64| {
+        if mbps > 0.0 {
+            bytes as f64 * 8.0 / (mbps * 1e3)
+        } else {
+            0.0
+        }
+    };
+    2.0 * link.one_way_ms
+        + serialise(r.record.bytes_up, link.up_mbps)
+        + serialise(r.record.bytes_down, link.down_mbps)
+}
+
+/// Software time per message, each way, ms, and the rounds it was taken from: half the
+/// median of what verified rounds spent "on the network" beyond the link model. Only
+/// rounds with one message each way count (no block drafted ahead, no provisional
+/// verdict).
+pub fn transport(rounds: &[RoundRow], links: &BTreeMap<String, LinkProfile>) -> (f64, usize) {
+    let mut extra: Vec<f64> = rounds
+        .iter()
+        .filter(|r| {
+            r.record.kind == RoundKind::Verified
+                && r.record.drafted > 0
+                && !r.record.ahead
+                && r.record.provisional_ns == 0
+        })
+        .filter_map(|r| {
+            let link = links.get(&r.key.network)?;
+            Some(r.record.network_ns as f64 / 1e6 - expected_link_ms(link, r))
+        })
+        .collect();
+    extra.sort_by(f64::total_cmp);
+    let median = crate::summary::quantile(&extra, 0.5);
+    let ms = if median.is_finite() {
+        (median / 2.0).max(0.0)
+    } else {
+        0.0
+    };
+    (ms, extra.len())
 }
 
 #[cfg(test)]

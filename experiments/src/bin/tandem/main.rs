@@ -49,6 +49,16 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: std::path::PathBuf,
     },
+    /// Fit the simulator to a real run's own records (pass times, acceptance by
+    /// position, draft step, transport time) and replay its grid on the virtual clock:
+    /// writes resimulation.csv (each cell measured and simulated: TTFT, TPOT p50 and
+    /// p90, tokens/s, acceptance, relative errors) and resimulation.toml (the fitted
+    /// [simulation] table) into the folder, and redraws its report.
+    Resimulate {
+        /// The results folder of a real run (OUT/<name>/<run-id>).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[allow(unsafe_code)]
@@ -74,6 +84,31 @@ fn main() -> Result<()> {
                 bail!("figures not drawn: {why}");
             }
             println!("{}", dir.join("report.md").display());
+        }
+        Command::Resimulate { dir } => {
+            let r = tandem_experiments::resimulate::resimulate(&dir)?;
+            let written = tandem_experiments::report::from_dir(&dir)?;
+            if let Some(why) = written.skipped {
+                bail!("figures not drawn: {why}");
+            }
+            for line in r.describe() {
+                eprintln!("fitted, {line}");
+            }
+            for c in &r.cells {
+                eprintln!(
+                    "{:<24} {:<8} {:>3} clients: TPOT p50 {:.3} ms measured, {:.3} ms simulated ({:+.1} %)",
+                    c.strategy,
+                    c.network,
+                    c.clients,
+                    c.measured[1],
+                    c.simulated[1],
+                    c.tpot_error() * 100.0
+                );
+            }
+            println!(
+                "{}",
+                dir.join(tandem_experiments::resimulate::CSV).display()
+            );
         }
         Command::Run(args) => {
             // Fallbacks are recorded per round; warnings would break the progress bar.

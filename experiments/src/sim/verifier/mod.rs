@@ -4,7 +4,8 @@
 //!
 //! - **Link**: every message crosses the cell's link through the real link model
 //!   ([`tandem_protocol::link::Shaper`]: delay, jitter, bandwidth, loss, order), and
-//!   is counted in bytes as QUIC frames it.
+//!   is counted in bytes as QUIC frames it; every message also spends the spec's
+//!   `transport_ms` (software time a real one spends besides the link).
 //! - **Engine**: it drives the real engine's scheduler
 //!   (`tandem_verifier::engine::scheduler`): gathers work for up to `gather_ms` (less
 //!   when the batch is full or every session has work waiting), picks each pass (long
@@ -54,6 +55,8 @@ struct Down {
     tx: mpsc::Sender<Result<pb::CloudMessage, ProtocolError>>,
     bytes: Arc<ByteCounters>,
     outages: Outages,
+    /// [`SimSpec::transport_ms`].
+    transport: Duration,
 }
 
 /// When the verifier is down (see [`SimSpec::outages`]).
@@ -88,6 +91,8 @@ pub struct Hub {
     outages: Outages,
     /// Its exits, as `Info` lists them: one (called layer 0) with `early_exit_at`.
     exits: Vec<u32>,
+    /// Software time of every message besides the link ([`SimSpec::transport_ms`]).
+    transport: Duration,
 }
 
 impl std::fmt::Debug for Msg {
@@ -117,6 +122,7 @@ pub fn start(clock: &VirtualClock, spec: &SimSpec) -> Arc<Hub> {
         streams: AtomicU64::new(1),
         outages,
         exits: spec.early_exit_at.map(|_| 0).into_iter().collect(),
+        transport: Duration::from_secs_f64(spec.transport_ms / 1e3),
     })
 }
 
@@ -215,6 +221,7 @@ impl Conn for SimConn {
             tx: cloud_tx,
             bytes: bytes.clone(),
             outages: d.hub.outages.clone(),
+            transport: d.hub.transport,
         };
         let attached = d.hub.tx.send(Msg::Attach(stream, down));
         let up = Shaper::new(&d.link, Direction::Up, seed);
@@ -247,7 +254,7 @@ async fn uplink(
     while let Some(m) = rx.recv().await {
         let n = m.encoded_len();
         bytes.up.fetch_add(wire_len(n), Ordering::Relaxed);
-        last = shaper.arrival(now(&hub.clock), link_len(n));
+        last = shaper.arrival(now(&hub.clock), link_len(n)) + hub.transport;
         let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
         let (arrival, when) = (at(&clock, last), last.into_std());
         let (c, sent, outages) = (clock.clone(), clock.elapsed(), hub.outages.clone());
@@ -271,7 +278,10 @@ async fn uplink(
 fn send(clock: &VirtualClock, down: &mut Down, kind: pb::cloud_message::Kind) {
     let msg = pb::CloudMessage { kind: Some(kind) };
     let n = msg.encoded_len();
-    let arrival = at(clock, down.shaper.arrival(now(clock), link_len(n)));
+    let arrival = at(
+        clock,
+        down.shaper.arrival(now(clock), link_len(n)) + down.transport,
+    );
     let (tx, bytes) = (down.tx.clone(), down.bytes.clone());
     let (c, sent, outages) = (clock.clone(), clock.elapsed(), down.outages.clone());
     clock.spawn(async move {

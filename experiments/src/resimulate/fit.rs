@@ -1,0 +1,91 @@
+//! The simulator fitted to a real run's own records: everything a simulated cell needs
+//! that the run measured, for the cells of one link (acceptance, a property of the
+//! models and the prompts, is fitted over the whole run: `crate::sim::acceptance_by_prompt`).
+//!
+//! | simulator input | taken from the link's rounds |
+//! |---|---|
+//! | pass time (fixed, per session, per token, verifying) | each pass's `forward_ns` ([`fit`]) |
+//! | draft step, edge-alone step | `draft_ns` per drafted token, of blocks and of edge rounds |
+//! | transport (software time per message, each way) | median over verified rounds of `network_ns` less the link model's expected round trip for their bytes, halved |
+//! | prompt length | the requests' mean |
+//! | the verifier's batch limits and gathering window | the real verifier's defaults |
+//!
+//! Rounds of cells with a `[[device]]` are left out of the draft steps: their draft
+//! time includes the device's pace, which the simulation adds itself.
+
+use std::collections::BTreeMap;
+
+use tandem_protocol::LinkProfile;
+
+use crate::config::{Config, SimSpec};
+use crate::results::{RequestRow, RoundRow};
+use crate::sim::{Fit, draft_step, fit, transport};
+
+/// The fitted simulation of a run's cells on one link.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The simulated backend, its acceptance trace the run's own `rounds.parquet`.
+    pub spec: SimSpec,
+    /// The pass-time fit.
+    pub fit: Fit,
+    /// Verified rounds the transport time was taken from.
+    pub transport_rounds: usize,
+}
+
+/// Fits the simulator to `config`'s run on one link, recorded as `requests` and
+/// `rounds` (of that link's cells).
+pub fn fit_link(
+    config: &Config,
+    requests: &[RequestRow],
+    rounds: &[RoundRow],
+) -> Result<Fitted, String> {
+    let fit = fit(rounds)?;
+    let bare: Vec<RoundRow> = rounds
+        .iter()
+        .filter(|r| r.key.device.is_empty())
+        .cloned()
+        .collect();
+    let (draft, edge) = (draft_step(&bare, false), draft_step(&bare, true));
+    let Some(draft_ms) = draft.or(edge) else {
+        return Err(
+            "no cell without a [[device]] drafted: nothing to time the draft step from".into(),
+        );
+    };
+    let links: BTreeMap<String, LinkProfile> = crate::plan::cells(config)
+        .into_iter()
+        .map(|c| (c.network, c.link))
+        .collect();
+    let (transport_ms, transport_rounds) = transport(rounds, &links);
+    let ok: Vec<&RequestRow> = requests.iter().filter(|r| r.error.is_empty()).collect();
+    let prompt_tokens = (ok.iter().map(|r| f64::from(r.prompt_tokens)).sum::<f64>()
+        / ok.len().max(1) as f64)
+        .round()
+        .max(1.0) as usize;
+    let policy = tandem_verifier::BatchPolicy::default();
+    let spec = SimSpec {
+        acceptance: None,
+        acceptance_trace: Some("rounds.parquet".into()),
+        draft_ms_per_token: Some(draft_ms),
+        edge_ms_per_token: edge,
+        transport_ms,
+        pass_ms: Some(fit.pass_ms),
+        verify_extra_ms: Some(fit.verify_extra_ms),
+        per_session_ms: Some(fit.per_session_ms),
+        per_token_ms: Some(fit.per_token_ms),
+        profile_trace: None,
+        draft_context: None,
+        draft_kv_kib_per_token: None,
+        prompt_tokens,
+        max_batch_sessions: policy.max_sessions,
+        max_batch_tokens: policy.max_tokens,
+        outages: Vec::new(),
+        gather_ms: policy.max_wait.as_secs_f64() * 1e3,
+        early_exit_at: None,
+        early_exit_agreement: None,
+    };
+    Ok(Fitted {
+        spec,
+        fit,
+        transport_rounds,
+    })
+}
