@@ -14,7 +14,8 @@
 //!   `requests.parquet`, `summary.csv`, `manifest.json`); [`report`]: its figures and
 //!   `report.md` (`tandem report`); [`resimulate`]: the simulator fitted to a real
 //!   run and replayed on its grid, measured against simulated (`tandem resimulate`).
-//! - [`predict`]: the analytical model behind `tandem predict`; [`crossover`]: cost by
+//! - [`capacity`]: goodput and capacity under the config's SLO, beside the capacity
+//!   law; [`predict`]: the analytical model behind `tandem predict`; [`crossover`]: cost by
 //!   daily volume and the break-even of edge hardware; [`early_exit`]: the report's
 //!   table of provisional verdicts (agreement, lead, time saved); [`claims`]: a
 //!   paper's reported reductions beside this run's.
@@ -22,6 +23,7 @@
 //! The `tandem` command line itself (`src/bin/tandem/`) parses arguments and reports
 //! errors; everything it runs is here.
 
+pub mod capacity;
 pub mod claims;
 pub mod config;
 pub mod crossover;

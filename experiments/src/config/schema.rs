@@ -74,6 +74,16 @@ pub struct ReportOptions {
     /// figures beside the simulated ones. Ignored by a simulated run.
     #[serde(default)]
     pub resimulate: bool,
+    /// The latency SLO on time per output token, ms: a request meets it if its TPOT is
+    /// at most this. With it the report gains goodput (tokens per second of requests
+    /// that met the SLO) and capacity (the most clients whose p90 TPOT stays within it;
+    /// see `crate::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_tpot_ms: Option<f64>,
+    /// An SLO on time to first token, ms, that a request must meet too to count in
+    /// goodput (capacity is by TPOT alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_ttft_ms: Option<f64>,
 }
 
 impl ReportOptions {

@@ -101,6 +101,14 @@ fn inconsistent_settings_are_refused() {
             edited("[cost]", "[cost]\nedge_idle_watts = -2"),
             "cost.edge_idle_watts",
         ),
+        (
+            edited("resimulate = true", "resimulate = true\nslo_tpot_ms = 0"),
+            "report.slo_tpot_ms",
+        ),
+        (
+            edited("resimulate = true", "resimulate = true\nslo_ttft_ms = 50"),
+            "report.slo_ttft_ms",
+        ),
     ];
     for (text, key) in cases {
         let e = parse(&text).unwrap_err();

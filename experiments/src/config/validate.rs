@@ -231,6 +231,21 @@ impl Config {
             .collect::<Result<_, _>>()?;
         self.validate_exits(&entries, verifier.is_empty())?;
         self.validate_claims(&entries)?;
+        for (key, v) in [
+            ("report.slo_tpot_ms", self.report.slo_tpot_ms),
+            ("report.slo_ttft_ms", self.report.slo_ttft_ms),
+        ] {
+            if let Some(v) = v {
+                check(v.is_finite() && v > 0.0, key, || {
+                    format!("an SLO is a time in ms above 0, got {v}")
+                })?;
+            }
+        }
+        check(
+            self.report.slo_ttft_ms.is_none() || self.report.slo_tpot_ms.is_some(),
+            "report.slo_ttft_ms",
+            || "give slo_tpot_ms too: capacity and goodput are defined by TPOT".into(),
+        )?;
         Ok(Grid {
             transport,
             verifier,

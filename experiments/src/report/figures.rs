@@ -29,6 +29,7 @@ const FIGURES: &[(&str, &str)] = &[
         "Throughput against the number of clients",
     ),
     ("cost_vs_volume", "Cost per day against tokens per day"),
+    ("capacity", "p90 time per output token against clients"),
     (
         "resimulation",
         "Simulated against measured time per output token",

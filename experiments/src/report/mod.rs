@@ -125,6 +125,14 @@ pub fn write(
     md += &crate::early_exit::section_md(&summary, rounds);
     md += &crate::claims::section_md(&config.claims, &summary);
     let mut figures = figures;
+    if let Some(slo) = crate::capacity::Slo::of(&config.report) {
+        let curves = crate::capacity::curves(requests, rounds, slo);
+        md += &crate::capacity::section_md(&curves, slo);
+        if let (None, Some(fig)) = (&skipped, crate::capacity::figure(&curves, slo)) {
+            plots::save(&fig, &plots_dir).map_err(std::io::Error::other)?;
+            figures.push("capacity");
+        }
+    }
     if let Some(r) = crate::resimulate::Recorded::read(dir) {
         md += &crate::resimulate::compare::section_md(&r.cells, &r.fitted);
         if skipped.is_none() {
