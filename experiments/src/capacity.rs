@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use tandem_draft::RoundKind;
 
 use crate::config::ReportOptions;
-use crate::report::plots::{Lines, Series, Style};
+use crate::report::Palette;
+use crate::report::plots::{Lines, Look, Marker, REFERENCE, Series, Style};
 use crate::results::{RequestRow, RoundRow};
 use crate::summary::quantile;
 
@@ -303,7 +304,7 @@ pub fn section_md(curves: &[Curve], slo: Slo) -> String {
 }
 
 /// p90 TPOT against clients, a series per sweep, with the SLO as a dashed line.
-pub fn figure(curves: &[Curve], slo: Slo) -> Option<Lines> {
+pub fn figure(curves: &[Curve], slo: Slo, palette: &Palette) -> Option<Lines> {
     let mut series: Vec<Series> = curves
         .iter()
         .filter(|c| c.points.len() > 1)
@@ -317,7 +318,7 @@ pub fn figure(curves: &[Curve], slo: Slo) -> Option<Lines> {
                 .iter()
                 .map(|p| (f64::from(p.clients), p.tpot_p90_ms))
                 .collect();
-            (label, pts, Style::Line)
+            Series::new(label, pts, Style::Line).with(palette.look(&c.strategy, &c.network))
         })
         .collect();
     if series.is_empty() {
@@ -327,11 +328,17 @@ pub fn figure(curves: &[Curve], slo: Slo) -> Option<Lines> {
         .iter()
         .flat_map(|c| c.points.iter().map(|p| f64::from(p.clients)))
         .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-    series.push((
-        format!("SLO: TPOT ≤ {} ms", slo.tpot_ms),
-        vec![(lo, slo.tpot_ms), (hi, slo.tpot_ms)],
-        Style::Dashed,
-    ));
+    series.push(
+        Series::new(
+            format!("SLO: TPOT ≤ {} ms", slo.tpot_ms),
+            vec![(lo, slo.tpot_ms), (hi, slo.tpot_ms)],
+            Style::Dashed,
+        )
+        .with(Look {
+            color: Some(REFERENCE),
+            marker: Marker::Circle,
+        }),
+    );
     Some(Lines {
         name: "capacity",
         title: "p90 time per output token against clients, with the SLO".into(),

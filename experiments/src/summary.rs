@@ -201,30 +201,7 @@ pub fn report_md(config: &Config, lines: &[Line], complete: bool) -> String {
     if !complete {
         s += "**Partial run:** stopped before every cell ran; the table holds the cells that finished.\n\n";
     }
-    let w = &config.workload;
-    s += &format!(
-        "Draft `{}`, target `{}`; {} requests per cell from `{}`, {} new tokens each, {}; seed {}.\n\n",
-        config
-            .models
-            .as_ref()
-            .map_or("simulated", |m| m.draft.as_str()),
-        config
-            .models
-            .as_ref()
-            .map_or("simulated", |m| m.target.as_str()),
-        w.requests,
-        w.prompts,
-        w.max_new_tokens,
-        match (&w.clients, w.arrival_rate) {
-            (_, Some(r)) => format!("Poisson arrivals at {r}/s"),
-            (c, None) => {
-                let c = c.as_ref().map_or(vec![1], |c| c.values());
-                let list: Vec<String> = c.iter().map(usize::to_string).collect();
-                format!("{} closed-loop client(s)", list.join(", "))
-            }
-        },
-        config.seed
-    );
+    s += &format!("{}\n\n", what_ran(config));
     s += "| strategy | network | device | clients | TTFT ms | TPOT ms p50 | TPOT ms p90 | end-to-end ms | acceptance | mean accepted length | tokens/s | $ / M tokens | speedup vs cloud_only |\n";
     s += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let num = |v: f64, d: usize| {
@@ -345,6 +322,34 @@ pub fn routing_md(requests: &[RequestRow]) -> String {
         }
     }
     s
+}
+
+/// One sentence on what ran: models, requests, prompts, tokens, clients, seed.
+pub fn what_ran(config: &Config) -> String {
+    let w = &config.workload;
+    format!(
+        "Draft `{}`, target `{}`; {} requests per cell from `{}`, {} new tokens each, {}; seed {}.",
+        config
+            .models
+            .as_ref()
+            .map_or("simulated", |m| m.draft.as_str()),
+        config
+            .models
+            .as_ref()
+            .map_or("simulated", |m| m.target.as_str()),
+        w.requests,
+        w.prompts,
+        w.max_new_tokens,
+        match (&w.clients, w.arrival_rate) {
+            (_, Some(r)) => format!("Poisson arrivals at {r}/s"),
+            (c, None) => {
+                let c = c.as_ref().map_or(vec![1], |c| c.values());
+                let list: Vec<String> = c.iter().map(usize::to_string).collect();
+                format!("{} closed-loop client(s)", list.join(", "))
+            }
+        },
+        config.seed
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tandem_decoding::analytic::expected_tokens_per_round;
 use tandem_draft::RoundKind;
 use tandem_protocol::LinkProfile;
 
-use super::plots::{self, Lines, Ranges, Stacked, Style};
+use super::plots::{self, Lines, Look, Marker, Ranges, Series, Stacked, Style};
 use crate::config::Config;
 use crate::results::{RequestRow, RoundRow};
 use crate::summary::quantile;
@@ -41,6 +41,56 @@ pub fn title(name: &str) -> &'static str {
     FIGURES.iter().find(|f| f.0 == name).map_or("", |f| f.1)
 }
 
+/// What each figure shows and how it is computed, for its caption.
+const CAPTIONS: &[(&str, &str)] = &[
+    (
+        "tpot",
+        "Bars: 10th to 90th percentile of the requests' time per output token (after the first); dots: the median. Colour: strategy.",
+    ),
+    (
+        "time_breakdown",
+        "Per output token, over all requests of a row: drafting, network (a round's wait less the verifier's queue and forward time), verifier queue, verifier forward; other: the rest of the end-to-end time.",
+    ),
+    (
+        "accepted_length_vs_k",
+        "Tokens committed per verified round of the fixed-k speculative cells (full-length blocks), with the i.i.d. expectation for the acceptance α measured on the same rounds (dashed).",
+    ),
+    (
+        "acceptance_by_position",
+        "Of the blocks that drafted position i, the share accepted there, per k.",
+    ),
+    (
+        "cost_vs_latency",
+        "Mean end-to-end latency and dollars per million output tokens. Colour: strategy; marker: link; circled: the Pareto front among strategies whose output the target verified.",
+    ),
+    (
+        "latency_vs_rtt",
+        "Mean end-to-end latency against each link's round-trip time. Colour: strategy; marker: client count.",
+    ),
+    (
+        "throughput_vs_clients",
+        "Generated tokens per second of a cell's wall time, all clients together. Colour: strategy; marker: link.",
+    ),
+    (
+        "cost_vs_volume",
+        "Dollars a day at each daily volume with the edge hardware priced; circled: the volumes where a drafting strategy breaks even with cloud-only. Colour: strategy; marker: link.",
+    ),
+    (
+        "capacity",
+        "p90 time per output token at each client count. Colour: strategy; marker: link; dashed: the SLO. Capacity is where a curve crosses it (docs/PROTOCOL.md).",
+    ),
+    (
+        "resimulation",
+        "Each cell's TPOT p50 as measured (x) and as the simulator fitted to this run gave it (y, 8 replays pooled). Colour: strategy; marker: link; dashed: equality and the ±10 % band.",
+    ),
+];
+
+/// A figure's caption: what it shows, then what ran.
+pub fn caption(name: &str, config: &Config) -> String {
+    let what = CAPTIONS.iter().find(|c| c.0 == name).map_or("", |c| c.1);
+    format!("{what} {}", crate::summary::what_ran(config))
+}
+
 /// "strategy @ network" (and "@ device" when there is one, "× N" clients when the
 /// grid varies the clients).
 fn label(strategy: &str, network: &str, device: &str, clients: Option<u32>) -> String {
@@ -54,6 +104,49 @@ fn label(strategy: &str, network: &str, device: &str, clients: Option<u32>) -> S
     l
 }
 
+/// One colour per strategy and one marker per link, in grid order, for every figure of
+/// a report: the same strategy looks the same in each.
+#[derive(Debug, Clone, Default)]
+pub struct Palette {
+    strategies: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Palette {
+    /// The strategies and links of `requests`, in the order of the grid.
+    pub fn of(requests: &[RequestRow]) -> Palette {
+        let mut sorted: Vec<&RequestRow> = requests.iter().collect();
+        sorted.sort_by_key(|r| (r.cell, r.request));
+        let mut p = Palette::default();
+        for r in sorted {
+            if !p.strategies.contains(&r.strategy) {
+                p.strategies.push(r.strategy.clone());
+            }
+            if !p.networks.contains(&r.network) {
+                p.networks.push(r.network.clone());
+            }
+        }
+        p
+    }
+
+    /// The strategy's colour index.
+    pub fn color(&self, strategy: &str) -> usize {
+        self.strategies
+            .iter()
+            .position(|s| s == strategy)
+            .unwrap_or(self.strategies.len())
+    }
+
+    /// The strategy's colour with the link's marker.
+    pub fn look(&self, strategy: &str, network: &str) -> Look {
+        let link = self.networks.iter().position(|n| n == network).unwrap_or(0);
+        Look {
+            color: Some(self.color(strategy)),
+            marker: Marker::nth(link),
+        }
+    }
+}
+
 /// Whether the requests come from more than one client count.
 fn several_clients(requests: &[RequestRow]) -> bool {
     requests.windows(2).any(|w| w[0].clients != w[1].clients)
@@ -62,19 +155,13 @@ fn several_clients(requests: &[RequestRow]) -> bool {
 /// Requests grouped by label, in grid order, with the strategy's color index.
 fn groups(requests: &[RequestRow]) -> Vec<(String, usize, Vec<&RequestRow>)> {
     let several = several_clients(requests);
-    let mut strategies: Vec<&str> = Vec::new();
+    let palette = Palette::of(requests);
     let mut order: Vec<String> = Vec::new();
     let mut by: BTreeMap<String, (usize, Vec<&RequestRow>)> = BTreeMap::new();
     let mut sorted: Vec<&RequestRow> = requests.iter().filter(|r| r.error.is_empty()).collect();
     sorted.sort_by_key(|r| (r.cell, r.request));
     for r in sorted {
-        let s = match strategies.iter().position(|s| *s == r.strategy) {
-            Some(i) => i,
-            None => {
-                strategies.push(&r.strategy);
-                strategies.len() - 1
-            }
-        };
+        let s = palette.color(&r.strategy);
         let l = label(
             &r.strategy,
             &r.network,
@@ -104,6 +191,7 @@ pub fn draw_all(
 ) -> Result<Vec<&'static str>, String> {
     plots::register_font()?;
     let groups = groups(requests);
+    let palette = Palette::of(requests);
     let mut drawn = Vec::new();
 
     let rows = groups
@@ -142,18 +230,18 @@ pub fn draw_all(
         plots::save(&fig, dir)?;
         drawn.push("acceptance_by_position");
     }
-    plots::save(&cost_latency(&groups), dir)?;
+    plots::save(&cost_latency(&groups, &palette), dir)?;
     drawn.push("cost_vs_latency");
     if config.networks.len() > 1 {
-        plots::save(&latency_rtt(config, requests), dir)?;
+        plots::save(&latency_rtt(config, requests, &palette), dir)?;
         drawn.push("latency_vs_rtt");
     }
     if several_clients(requests) {
-        plots::save(&throughput_clients(requests), dir)?;
+        plots::save(&throughput_clients(requests, &palette), dir)?;
         drawn.push("throughput_vs_clients");
     }
     if config.cost.prices_hardware() {
-        plots::save(&cost_volume(config, requests), dir)?;
+        plots::save(&cost_volume(config, requests, &palette), dir)?;
         drawn.push("cost_vs_volume");
     }
     Ok(drawn)
@@ -266,8 +354,8 @@ fn accepted_length(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines
         x_desc: "draft length k".into(),
         y_desc: "tokens per verification round".into(),
         series: vec![
-            ("measured (speculative)".into(), measured, Style::Line),
-            (
+            Series::new("measured (speculative)", measured, Style::Line),
+            Series::new(
                 format!("(1 − α^(k+1)) / (1 − α), α = {alpha:.3}"),
                 curve,
                 Style::Dashed,
@@ -286,7 +374,8 @@ fn by_position(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
     }
     let series = by
         .iter()
-        .map(|(k, rs)| {
+        .enumerate()
+        .map(|(i, (k, rs))| {
             let points = (0..*k as usize)
                 .map(|i| {
                     let drafted = rs.iter().filter(|r| r.record.drafted as usize > i).count();
@@ -294,7 +383,10 @@ fn by_position(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
                     ((i + 1) as f64, accepted as f64 / drafted.max(1) as f64)
                 })
                 .collect();
-            (format!("k = {k}"), points, Style::Line)
+            Series::new(format!("k = {k}"), points, Style::Line).with(Look {
+                color: None,
+                marker: Marker::nth(i),
+            })
         })
         .collect();
     Some(Lines {
@@ -310,30 +402,36 @@ fn by_position(requests: &[RequestRow], rounds: &[RoundRow]) -> Option<Lines> {
 
 /// Each group's dollars per million tokens against its mean end-to-end latency; the
 /// groups no other beats on both are the Pareto front.
-fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)]) -> Lines {
-    // (label, latency, cost, whether the target verified most of the output)
-    let points: Vec<(String, f64, f64, bool)> = groups
+fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)], palette: &Palette) -> Lines {
+    // (label, latency, cost, whether the target verified most of the output, look)
+    let points: Vec<(String, f64, f64, bool, Look)> = groups
         .iter()
-        .map(|(l, _, rs)| {
+        .map(|(l, c, rs)| {
             let n = rs.len().max(1) as f64;
             let tokens: f64 = rs.iter().map(|r| r.tokens as f64).sum::<f64>().max(1.0);
             let unverified: f64 = rs.iter().map(|r| r.unverified_tokens as f64).sum();
             let e2e = rs.iter().map(|r| r.e2e_ms).sum::<f64>() / n;
             let usd = rs.iter().map(|r| r.cost_usd).sum::<f64>() / tokens * 1e6;
-            (l.clone(), e2e, usd, unverified * 2.0 < tokens)
+            let look = Look {
+                marker: rs
+                    .first()
+                    .map_or(Marker::Circle, |r| palette.look("", &r.network).marker),
+                color: Some(*c),
+            };
+            (l.clone(), e2e, usd, unverified * 2.0 < tokens, look)
         })
         .collect();
     // The front is drawn among strategies whose output the target verified: edge-only
     // output is cheaper and faster, and not the same output.
-    let verified: Vec<&(String, f64, f64, bool)> = points.iter().filter(|p| p.3).collect();
+    let verified: Vec<&(String, f64, f64, bool, Look)> = points.iter().filter(|p| p.3).collect();
     let front: Vec<(f64, f64)> = verified
         .iter()
-        .filter(|(_, x, y, _)| {
+        .filter(|(_, x, y, ..)| {
             !verified
                 .iter()
-                .any(|(_, x2, y2, _)| x2 <= x && y2 <= y && (x2 < x || y2 < y))
+                .any(|(_, x2, y2, ..)| x2 <= x && y2 <= y && (x2 < x || y2 < y))
         })
-        .map(|(_, x, y, _)| (*x, *y))
+        .map(|(_, x, y, ..)| (*x, *y))
         .collect();
     Lines {
         name: "cost_vs_latency",
@@ -342,7 +440,7 @@ fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)]) -> Lines {
         y_desc: "$ per million output tokens".into(),
         series: points
             .into_iter()
-            .map(|(l, x, y, _)| (l, vec![(x, y)], Style::Points))
+            .map(|(l, x, y, _, look)| Series::new(l, vec![(x, y)], Style::Points).with(look))
             .collect(),
         highlight: Some(("Pareto front (verified output)".into(), front)),
         log: false,
@@ -352,7 +450,7 @@ fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)]) -> Lines {
 /// Each setting's dollars a day against tokens a day (10 k to 100 M, log-log), with the
 /// volumes where drafting strategies break even against cloud-only circled (see
 /// [`crate::crossover`]).
-fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
+fn cost_volume(config: &Config, requests: &[RequestRow], palette: &Palette) -> Lines {
     use crate::crossover::{BreakEven, Priced};
     let lines = crate::summary::summarise(requests);
     let several = several_clients(requests);
@@ -375,7 +473,9 @@ fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
             &l.device,
             several.then_some(l.clients),
         );
-        series.push((name, points, Style::Line));
+        series.push(
+            Series::new(name, points, Style::Line).with(palette.look(&l.strategy, &l.network)),
+        );
         if let Some(BreakEven::At(v)) = break_even {
             even.push((v, day.at(v)));
         }
@@ -392,7 +492,7 @@ fn cost_volume(config: &Config, requests: &[RequestRow]) -> Lines {
 }
 
 /// Per strategy, mean end-to-end latency on each network, against the link's RTT.
-fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
+fn latency_rtt(config: &Config, requests: &[RequestRow], palette: &Palette) -> Lines {
     let rtt: BTreeMap<&str, f64> = config
         .networks
         .iter()
@@ -403,7 +503,7 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
         })
         .collect();
     let several = several_clients(requests);
-    let mut by: Vec<(String, BTreeMap<String, Vec<f64>>)> = Vec::new();
+    let mut by: Vec<(String, usize, BTreeMap<String, Vec<f64>>)> = Vec::new();
     for r in requests.iter().filter(|r| r.error.is_empty()) {
         let mut key = r.strategy.clone();
         if !r.device.is_empty() {
@@ -413,18 +513,19 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
         if several {
             key += &format!(" × {}", r.clients);
         }
-        let i = match by.iter().position(|(k, _)| *k == key) {
+        let i = match by.iter().position(|(k, ..)| *k == key) {
             Some(i) => i,
             None => {
-                by.push((key, BTreeMap::new()));
+                by.push((key, palette.color(&r.strategy), BTreeMap::new()));
                 by.len() - 1
             }
         };
-        by[i].1.entry(r.network.clone()).or_default().push(r.e2e_ms);
+        by[i].2.entry(r.network.clone()).or_default().push(r.e2e_ms);
     }
     let series = by
         .into_iter()
-        .map(|(s, nets)| {
+        .enumerate()
+        .map(|(i, (s, color, nets))| {
             let points = nets
                 .iter()
                 .filter_map(|(n, v)| {
@@ -432,7 +533,11 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
                     Some((x, v.iter().sum::<f64>() / v.len() as f64))
                 })
                 .collect();
-            (s, points, Style::Line)
+            // Client counts of one strategy: its colour, a marker each.
+            Series::new(s, points, Style::Line).with(Look {
+                color: Some(color),
+                marker: Marker::nth(i),
+            })
         })
         .collect();
     Lines {
@@ -448,17 +553,28 @@ fn latency_rtt(config: &Config, requests: &[RequestRow]) -> Lines {
 
 /// Per strategy and network, generated tokens per second of the cell's wall time (all
 /// clients together) against the number of closed-loop clients.
-fn throughput_clients(requests: &[RequestRow]) -> Lines {
+fn throughput_clients(requests: &[RequestRow], palette: &Palette) -> Lines {
     let lines = crate::summary::summarise(requests);
     let mut series: Vec<plots::Series> = Vec::new();
     for l in lines.iter().filter(|l| l.clients > 0) {
         let name = label(&l.strategy, &l.network, &l.device, None);
         let point = (l.clients as f64, l.tokens_per_s);
-        match series.iter_mut().find(|s| s.0 == name) {
-            Some(s) => s.1.push(point),
-            None => series.push((name, vec![point], Style::Line)),
+        match series.iter_mut().find(|s| s.label == name) {
+            Some(s) => s.points.push(point),
+            None => series.push(
+                Series::new(name, vec![point], Style::Line)
+                    .with(palette.look(&l.strategy, &l.network)),
+            ),
         }
     }
+    let spans = |f: fn(&(f64, f64)) -> f64| {
+        let v: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(f)).collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        lo > 0.0 && hi / lo >= 100.0
+    };
+    let log = spans(|p| p.0) && spans(|p| p.1);
     Lines {
         name: "throughput_vs_clients",
         title: "Throughput against the number of concurrent clients".into(),
@@ -466,6 +582,6 @@ fn throughput_clients(requests: &[RequestRow]) -> Lines {
         y_desc: "generated tokens per second (all clients)".into(),
         series,
         highlight: None,
-        log: false,
+        log,
     }
 }

@@ -5,10 +5,14 @@
 //! queue, forward); mean accepted length against k with the analytical curve of
 //! `tandem_decoding::analytic` for the measured acceptance; acceptance by position;
 //! cost per million tokens against latency with the Pareto front; end-to-end latency
-//! against the link's round-trip time.
+//! against the link's round-trip time. Every figure gives a strategy one colour and a
+//! link one marker ([`Palette`]), puts an axis on a log scale where its values span two
+//! decades, and has a caption in `report.md` saying what it shows and what ran.
 
 mod figures;
 pub mod plots;
+
+pub use figures::Palette;
 
 use std::path::{Path, PathBuf};
 
@@ -128,7 +132,8 @@ pub fn write(
     if let Some(slo) = crate::capacity::Slo::of(&config.report) {
         let curves = crate::capacity::curves(requests, rounds, slo);
         md += &crate::capacity::section_md(&curves, slo);
-        if let (None, Some(fig)) = (&skipped, crate::capacity::figure(&curves, slo)) {
+        let palette = Palette::of(requests);
+        if let (None, Some(fig)) = (&skipped, crate::capacity::figure(&curves, slo, &palette)) {
             plots::save(&fig, &plots_dir).map_err(std::io::Error::other)?;
             figures.push("capacity");
         }
@@ -136,15 +141,16 @@ pub fn write(
     if let Some(r) = crate::resimulate::Recorded::read(dir) {
         md += &crate::resimulate::compare::section_md(&r.cells, &r.fitted);
         if skipped.is_none() {
-            plots::save(&crate::resimulate::compare::figure(&r.cells), &plots_dir)
-                .map_err(std::io::Error::other)?;
+            let fig = crate::resimulate::compare::figure(&r.cells, &Palette::of(requests));
+            plots::save(&fig, &plots_dir).map_err(std::io::Error::other)?;
             figures.push("resimulation");
         }
     }
     if !figures.is_empty() {
         md += "\n## Figures\n\n";
         for (name, title) in figures.iter().map(|n| (n, figures::title(n))) {
-            md += &format!("### {title}\n\n![{title}](plots/{name}.png)\n\n");
+            let caption = figures::caption(name, config);
+            md += &format!("### {title}\n\n![{title}](plots/{name}.png)\n\n*{caption}*\n\n");
         }
     }
     if let Some(why) = &skipped {

@@ -52,8 +52,14 @@ pub fn save(fig: &impl Figure, dir: &Path) -> Result<(), String> {
     root.present().map_err(|e| e.to_string())
 }
 
-/// The `i`th series color.
+/// The colour index of reference lines (an SLO, `y = x`): black.
+pub const REFERENCE: usize = usize::MAX;
+
+/// The `i`th series color ([`REFERENCE`]: black).
 pub fn color(i: usize) -> RGBColor {
+    if i == REFERENCE {
+        return RGBColor(0, 0, 0);
+    }
     const C: [RGBColor; 12] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -85,27 +91,66 @@ pub fn upto(max: f64) -> std::ops::Range<f64> {
     0.0..top
 }
 
+/// How a row chart's x axis is drawn: from 0 to a little above the largest value, or
+/// logarithmic (values are then log10 of the data) when they span two decades or more.
+#[derive(Debug, Clone, Copy)]
+struct RowAxis {
+    log: bool,
+    min: f64,
+    max: f64,
+}
+
+impl RowAxis {
+    fn of(values: impl Iterator<Item = f64>) -> RowAxis {
+        let (min, max) = values
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .fold((f64::MAX, 0f64), |(a, b), v| (a.min(v), b.max(v)));
+        RowAxis {
+            log: max > 0.0 && max / min >= 100.0,
+            min,
+            max,
+        }
+    }
+
+    /// Where `v` goes on the axis.
+    fn at(&self, v: f64) -> f64 {
+        if self.log { v.max(self.min).log10() } else { v }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        if self.log {
+            let (lo, hi) = (self.min.log10(), self.max.log10());
+            lo - 0.05 * (hi - lo)..hi + 0.05 * (hi - lo)
+        } else {
+            upto(self.max)
+        }
+    }
+}
+
 /// A chart with one labelled row per entry of `labels` (top to bottom in segments of
-/// the y axis) and a numeric x axis from 0 to a little above `max`, its mesh drawn.
+/// the y axis) and a numeric x axis as `axis` says, its mesh drawn. The label area is
+/// as wide as the longest label.
 fn labelled_rows<'a, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, Shift>,
     title: &str,
     x_desc: &str,
     labels: &[String],
-    max: f64,
+    axis: RowAxis,
 ) -> Result<RowChart<'a, DB>, String>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(e)?;
     let n = labels.len().max(1);
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(44)
-        .y_label_area_size(230)
-        .build_cartesian_2d(upto(max), (0..n).into_segmented())
+        .y_label_area_size((widest as u32 * 8 + 16).clamp(80, 360))
+        .build_cartesian_2d(axis.range(), (0..n).into_segmented())
         .map_err(e)?;
+    let max = axis.max;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -114,7 +159,13 @@ where
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
-        .x_label_formatter(&|v| tick(*v, max))
+        .x_label_formatter(&|v| {
+            if axis.log {
+                log_tick(*v)
+            } else {
+                tick(*v, max)
+            }
+        })
         .x_desc(x_desc)
         .label_style(("sans-serif", 14))
         .draw()
@@ -153,12 +204,13 @@ impl Figure for Ranges {
     where
         DB::ErrorType: 'static,
     {
-        let max = self.rows.iter().map(|r| r.3).fold(0.0, f64::max);
+        let axis = RowAxis::of(self.rows.iter().flat_map(|r| [r.1, r.3]));
         let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
-        let mut chart = labelled_rows(root, &self.title, &self.x_desc, &labels, max)?;
+        let mut chart = labelled_rows(root, &self.title, &self.x_desc, &labels, axis)?;
         for (i, (_, lo, mid, hi, c)) in self.rows.iter().enumerate() {
             let col = color(*c);
             let y = || SegmentValue::CenterOf(i);
+            let (lo, mid, hi) = (&axis.at(*lo), &axis.at(*mid), &axis.at(*hi));
             chart
                 .draw_series(std::iter::once(PathElement::new(
                     vec![(*lo, y()), (*hi, y())],
@@ -202,7 +254,12 @@ impl Figure for Stacked {
             .map(|r| r.1.iter().sum::<f64>())
             .fold(0.0, f64::max);
         let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
-        let mut chart = labelled_rows(root, &self.title, &self.x_desc, &labels, max)?;
+        let axis = RowAxis {
+            log: false,
+            min: 0.0,
+            max,
+        };
+        let mut chart = labelled_rows(root, &self.title, &self.x_desc, &labels, axis)?;
         for (p, part) in self.parts.iter().enumerate() {
             let col = color(p);
             let bars = self.rows.iter().enumerate().map(|(i, (_, values))| {
@@ -243,8 +300,179 @@ pub enum Style {
     Points,
 }
 
-/// One series: its legend, its points, and how they are drawn.
-pub type Series = (String, Vec<(f64, f64)>, Style);
+/// A series' colour and marker: a report gives each strategy one colour in every
+/// figure, and each link one marker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Look {
+    /// Index into [`color`] (none: the series' own position).
+    pub color: Option<usize>,
+    /// The marker.
+    pub marker: Marker,
+}
+
+/// A point's marker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Marker {
+    /// ●
+    #[default]
+    Circle,
+    /// ▲
+    Triangle,
+    /// ■
+    Square,
+    /// ✕
+    Cross,
+}
+
+impl Marker {
+    /// The `i`th marker (for the `i`th link).
+    pub fn nth(i: usize) -> Marker {
+        [
+            Marker::Circle,
+            Marker::Triangle,
+            Marker::Square,
+            Marker::Cross,
+        ][i % 4]
+    }
+}
+
+/// One series: its legend, its points, how they are drawn, and its look.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The legend.
+    pub label: String,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+    /// Line, dashes or points.
+    pub style: Style,
+    /// Colour and marker.
+    pub look: Look,
+}
+
+impl Series {
+    /// A series with the default look (its position's colour, circles).
+    pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>, style: Style) -> Self {
+        Series {
+            label: label.into(),
+            points,
+            style,
+            look: Look::default(),
+        }
+    }
+
+    /// The same series with `look`.
+    pub fn with(mut self, look: Look) -> Self {
+        self.look = look;
+        self
+    }
+}
+
+/// Above this many series a figure's legend lists colours and markers, not series.
+const COMPACT_LEGEND: usize = 10;
+
+/// A compact legend's entries: each colour once, named by the first part of its
+/// series' labels (`strategy` of `strategy @ link`), then each marker once, named by
+/// the second part (the link); series without a colour of their own (reference lines)
+/// keep their own entries.
+fn legend_entries(series: &[Series]) -> Vec<(String, Option<usize>, Option<Marker>)> {
+    let part = |l: &str, i: usize| {
+        let p = l.split(" @ ").nth(i).unwrap_or(l);
+        p.split(" × ").next().unwrap_or(p).to_string()
+    };
+    let mut out: Vec<(String, Option<usize>, Option<Marker>)> = Vec::new();
+    for s in series.iter().filter(|s| s.style != Style::Dashed) {
+        let c = s.look.color;
+        if c.is_some() && !out.iter().any(|e| e.1 == c && e.2.is_none()) {
+            out.push((part(&s.label, 0), c, None));
+        }
+    }
+    for s in series.iter().filter(|s| s.style != Style::Dashed) {
+        let m = Some(s.look.marker);
+        if !out.iter().any(|e| e.2 == m && e.1.is_none()) {
+            out.push((part(&s.label, 1), None, m));
+        }
+    }
+    out
+}
+
+/// Draws [`legend_entries`] as legend-only series.
+fn legend_by_look<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    series: &[Series],
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    for (label, c, m) in legend_entries(series) {
+        match (c, m) {
+            (Some(c), _) => {
+                let col = color(c);
+                chart
+                    .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                    .map_err(e)?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x + 2, y - 5), (x + 12, y + 5)], col.filled())
+                    });
+            }
+            (None, Some(m)) => markers(chart, Vec::new(), m, RGBColor(0, 0, 0), &label)?,
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Draws `pts` as `marker`s of `col` on `chart`, the legend entry labelled `label`
+/// (none if empty).
+fn markers<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    pts: Vec<(f64, f64)>,
+    marker: Marker,
+    col: RGBColor,
+    label: &str,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    let style = col.filled();
+    let anno = match marker {
+        Marker::Circle => chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, style)))
+            .map_err(e)?,
+        Marker::Triangle => chart
+            .draw_series(pts.into_iter().map(|p| TriangleMarker::new(p, 7, style)))
+            .map_err(e)?,
+        Marker::Square => chart
+            .draw_series(
+                pts.into_iter()
+                    .map(|p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], style)),
+            )
+            .map_err(e)?,
+        Marker::Cross => chart
+            .draw_series(
+                pts.into_iter()
+                    .map(|p| Cross::new(p, 5, col.stroke_width(2))),
+            )
+            .map_err(e)?,
+    };
+    if label.is_empty() {
+        return Ok(());
+    }
+    let anno = anno.label(label);
+    match marker {
+        Marker::Circle => anno.legend(move |(x, y)| Circle::new((x + 8, y), 5, style)),
+        Marker::Triangle => anno.legend(move |(x, y)| TriangleMarker::new((x + 8, y), 7, style)),
+        Marker::Square => {
+            anno.legend(move |(x, y)| Rectangle::new([(x + 4, y - 4), (x + 12, y + 4)], style))
+        }
+        Marker::Cross => anno.legend(move |(x, y)| Cross::new((x + 8, y), 5, col.stroke_width(2))),
+    };
+    Ok(())
+}
 
 /// Lines and points on numeric axes.
 pub struct Lines {
@@ -313,14 +541,21 @@ impl Figure for Lines {
                 .map(|p| (p.0.log10(), p.1.log10()))
                 .collect()
         };
-        let series: Vec<Vec<(f64, f64)>> = self.series.iter().map(|s| scale(&s.1)).collect();
+        let series: Vec<Vec<(f64, f64)>> = self.series.iter().map(|s| scale(&s.points)).collect();
         let all = series.iter().flatten();
         let (xmax, ymax) = all
             .clone()
             .fold((f64::MIN, f64::MIN), |(x, y), p| (x.max(p.0), y.max(p.1)));
         let (xmin, ymin) = all.fold((f64::MAX, f64::MAX), |(x, y), p| (x.min(p.0), y.min(p.1)));
         // Head room above the data for the legend (upper right), a line per series.
-        let entries = self.series.len() + usize::from(self.highlight.is_some());
+        // Many series: one legend entry per colour (strategy) and per marker (link)
+        // instead of one per series.
+        let compact = self.series.len() > COMPACT_LEGEND;
+        let entries = if compact {
+            legend_entries(&self.series).len()
+        } else {
+            self.series.len()
+        } + usize::from(self.highlight.is_some());
         let room = (1.0 + 0.06 * entries as f64).min(1.8);
         let (xr, yr) = if self.log && xmax >= xmin {
             let span = (ymax - ymin).max(1.0);
@@ -351,28 +586,31 @@ impl Figure for Lines {
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e)?;
-        for (i, ((label, _, style), points)) in self.series.iter().zip(&series).enumerate() {
-            let col = color(i);
+        for (i, (s, points)) in self.series.iter().zip(&series).enumerate() {
+            let col = color(s.look.color.unwrap_or(i));
             let mut pts = points.clone();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if *style == Style::Dashed {
-                chart
+            if s.style == Style::Dashed {
+                let anno = chart
                     .draw_series(DashedLineSeries::new(pts, 8, 5, col.stroke_width(2)))
-                    .map_err(e)?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col));
+                    .map_err(e)?;
+                // A second line of the same meaning (a band's other edge) goes unlabelled.
+                if !s.label.is_empty() {
+                    anno.label(s.label.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col));
+                }
             } else {
-                if *style == Style::Line {
+                if s.style == Style::Line {
                     chart
                         .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
                         .map_err(e)?;
                 }
-                chart
-                    .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, col.filled())))
-                    .map_err(e)?
-                    .label(label.as_str())
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 5, col.filled()));
+                let label = if compact { "" } else { s.label.as_str() };
+                markers(&mut chart, pts, s.look.marker, col, label)?;
             }
+        }
+        if compact {
+            legend_by_look(&mut chart, &self.series)?;
         }
         if let Some((label, points)) = &self.highlight {
             let mut pts = scale(points);

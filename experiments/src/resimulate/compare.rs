@@ -5,7 +5,8 @@ use std::path::Path;
 
 use polars::prelude::{Column, DataFrame, PolarsResult};
 
-use crate::report::plots::{Lines, Series, Style};
+use crate::report::Palette;
+use crate::report::plots::{Lines, Look, Marker, REFERENCE, Series, Style};
 use crate::summary::Line;
 
 /// How far a cell's simulated TPOT p50 may be from the measured one (relative) for the
@@ -265,15 +266,25 @@ pub fn section_md(cells: &[Compared], fitted: &[String]) -> String {
 
 /// Simulated against measured TPOT p50, one point per cell, a series per strategy,
 /// with the line where they are equal and the ±bound band.
-pub fn figure(cells: &[Compared]) -> Lines {
+pub fn figure(cells: &[Compared], palette: &Palette) -> Lines {
     let mut series: Vec<Series> = Vec::new();
     for c in cells {
         let p = (c.measured[TPOT_P50], c.simulated[TPOT_P50]);
-        match series.iter_mut().find(|s| s.0 == c.strategy) {
-            Some(s) => s.1.push(p),
-            None => series.push((c.strategy.clone(), vec![p], Style::Points)),
+        let label = format!("{} @ {}", c.strategy, c.network);
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push(p),
+            None => series.push(
+                Series::new(label, vec![p], Style::Points)
+                    .with(palette.look(&c.strategy, &c.network)),
+            ),
         }
     }
+    let reference = |s: Series| {
+        s.with(Look {
+            color: Some(REFERENCE),
+            marker: Marker::Circle,
+        })
+    };
     let xs = cells
         .iter()
         .flat_map(|c| [c.measured[TPOT_P50], c.simulated[TPOT_P50]])
@@ -281,18 +292,22 @@ pub fn figure(cells: &[Compared]) -> Lines {
     let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     if lo <= hi {
         let line = |f: f64| vec![(lo, lo * f), (hi, hi * f)];
-        series.push(("simulated = measured".into(), line(1.0), Style::Dashed));
+        series.push(reference(Series::new(
+            "simulated = measured",
+            line(1.0),
+            Style::Dashed,
+        )));
         let band = format!("±{:.0} %", TPOT_BOUND * 100.0);
-        series.push((
-            format!("{band} (above)"),
+        series.push(reference(Series::new(
+            band,
             line(1.0 + TPOT_BOUND),
             Style::Dashed,
-        ));
-        series.push((
-            format!("{band} (below)"),
+        )));
+        series.push(reference(Series::new(
+            "",
             line(1.0 - TPOT_BOUND),
             Style::Dashed,
-        ));
+        )));
     }
     Lines {
         name: "resimulation",
