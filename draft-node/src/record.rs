@@ -61,12 +61,16 @@ pub struct RoundRecord {
     pub draft_ns: u64,
     /// From sending the block to its verdict, ns (network + queue + forward).
     pub wait_ns: u64,
-    /// `wait_ns` minus the verifier's queue and forward time: the network's share, ns.
+    /// `wait_ns` minus the verifier's queue, forward and paced time: the network's
+    /// share, ns.
     pub network_ns: u64,
     /// The verifier's queue wait, ns.
     pub queue_ns: u64,
     /// The verifier's forward pass, ns.
     pub forward_ns: u64,
+    /// Time the verifier held that pass after its forward to meet its cloud pace, ns
+    /// (0 without one): the pass took `forward_ns + paced_ns`.
+    pub paced_ns: u64,
     /// Sessions in that forward pass.
     pub batch_size: u32,
     /// Tokens in that forward pass.
@@ -104,9 +108,10 @@ impl RoundRecord {
             kind,
             committed,
             wait_ns,
-            network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns),
+            network_ns: wait_ns.saturating_sub(t.queue_ns + t.forward_ns + t.paced_ns),
             queue_ns: t.queue_ns,
             forward_ns: t.forward_ns,
+            paced_ns: t.paced_ns,
             batch_size: t.batch_size,
             batch_tokens: t.batch_tokens,
             bytes_up,

@@ -229,7 +229,7 @@ fn unloaded_times(rounds: &[RoundRow], c: &Curve, clients: u32) -> Option<(f64, 
     for r in cell {
         draft_ns += r.record.draft_ns;
         drafted += u64::from(r.record.drafted);
-        forward_ns += r.record.forward_ns;
+        forward_ns += r.record.forward_ns + r.record.paced_ns;
         passes += 1;
     }
     (drafted > 0 && forward_ns > 0).then(|| {

@@ -591,3 +591,75 @@ async fn a_device_out_of_memory_sends_requests_to_the_cloud() {
     let report = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
     assert!(report.contains("| to the cloud |"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_pace_holds_every_pass_and_changes_no_token() {
+    let out = tempfile::tempdir().unwrap();
+    let plain = run_small(out.path(), false).await;
+    let paced_text = SMALL.replace(
+        "[workload]",
+        "[cloud]\nname = \"slow\"\npass_ms = 4\nper_session_ms = 1\n\n[workload]",
+    );
+    let paced = run_file(out.path(), "paced", &paced_text).await;
+    let outputs = |o: &Outcome| -> Vec<(u32, u32, String)> {
+        o.requests
+            .iter()
+            .map(|r| (r.cell, r.request, r.output_ids.clone()))
+            .collect()
+    };
+    assert_eq!(
+        outputs(&paced),
+        outputs(&plain),
+        "a pace changes times, not tokens"
+    );
+    // Every pass lasted at least the profile's time, and the time held is reported
+    // apart from the forward (which the unpaced run never holds).
+    let mut held = 0;
+    for r in paced.rounds.iter().filter(|r| r.record.batch_size > 0) {
+        let floor = 4_000_000 + 1_000_000 * u64::from(r.record.batch_size);
+        assert!(
+            r.record.forward_ns + r.record.paced_ns >= floor,
+            "{:?}",
+            r.record
+        );
+        held += u64::from(r.record.paced_ns > 0);
+    }
+    assert!(held > 0, "the tiny target is faster than 5 ms a pass");
+    assert!(plain.rounds.iter().all(|r| r.record.paced_ns == 0));
+    // The results folder records the pace and the report says so.
+    let config = std::fs::read_to_string(paced.dir.join("config.toml")).unwrap();
+    assert!(
+        config.contains("[cloud]") && config.contains("pass_ms = 4.0"),
+        "{config}"
+    );
+    let md = std::fs::read_to_string(paced.dir.join("report.md")).unwrap();
+    assert!(md.contains("Cloud paced to `slow`"), "{md}");
+}
+
+#[test]
+fn a_cloud_pace_is_refused_where_it_cannot_apply() {
+    let sim = "name = \"x\"\n[simulation]\nacceptance = 0.8\ndraft_ms_per_token = 1\npass_ms = 1\n[cloud]\nname = \"a\"\npass_ms = 5\n[workload]\nprompts = \"builtin:mixed\"\nrequests = 1\nmax_new_tokens = 8\n[[network]]\nname = \"lan\"\n[[strategy]]\nkind = \"cloud_only\"\n";
+    let e = Config::parse(sim, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cloud: a simulation has its own pass times"),
+        "{e}"
+    );
+    let both = SMALL.replace(
+        "[workload]",
+        "[cloud]\nname = \"a\"\npass_ms = 5\nprofile_trace = \"r.parquet\"\n\n[workload]",
+    );
+    let e = Config::parse(&both, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cloud.pass_ms: give the pass times or profile_trace"),
+        "{e}"
+    );
+    let none = SMALL.replace("[workload]", "[cloud]\nname = \"a\"\n\n[workload]");
+    let e = Config::parse(&none, Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cloud.pass_ms: missing"), "{e}");
+}

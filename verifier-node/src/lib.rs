@@ -24,5 +24,7 @@ pub mod server;
 pub mod service;
 pub mod testing;
 
-pub use engine::{BatchPolicy, DEFAULT_IDLE_TIMEOUT, EngineConfig, EngineHandle, KvBudget};
+pub use engine::{
+    BatchPolicy, DEFAULT_IDLE_TIMEOUT, EngineConfig, EngineHandle, KvBudget, PassPace,
+};
 pub use server::{ListenConfig, Running, ServeError, serve};

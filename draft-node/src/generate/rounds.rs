@@ -167,7 +167,7 @@ impl Run<'_, '_> {
                     *at,
                     p.layer,
                     agrees(p, v),
-                    t.forward_ns.saturating_sub(p.elapsed_ns),
+                    (t.forward_ns + t.paced_ns).saturating_sub(p.elapsed_ns),
                 ),
                 None => (0, 0, false, 0),
             };

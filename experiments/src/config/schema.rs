@@ -57,12 +57,48 @@ pub struct Config {
     /// [`crate::claims`]).
     #[serde(default, rename = "claim", skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<Claim>,
+    /// A cloud pace for a real run: the in-process verifier holds each pass to at least
+    /// the time this profile gives, so real tokens meet a target at another machine's
+    /// speed (absent: passes take what this machine's forward takes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudPace>,
     /// What the report adds beyond the run itself.
     #[serde(default, skip_serializing_if = "ReportOptions::is_default")]
     pub report: ReportOptions,
     /// The grid resolved from the above by [`Config::parse`] (not part of the file).
     #[serde(skip)]
     pub(super) grid: super::Grid,
+}
+
+/// The `[cloud]` table: the machine a real run's verifier passes are paced to, by the
+/// simulator's pass-time formula (`pass_ms + per_session_ms·sessions +
+/// per_token_ms·tokens + verify_extra_ms` when verifying; see
+/// `tandem_verifier::engine::pace`), given or fitted from a run on that machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudPace {
+    /// What the profile stands for (`a100-llama2-7b`), for the report.
+    pub name: String,
+    /// Fixed time of any pass, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_ms: Option<f64>,
+    /// Time per session in a pass, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_session_ms: Option<f64>,
+    /// Time per token in a pass, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_token_ms: Option<f64>,
+    /// Extra time of a pass that verifies a draft block, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_extra_ms: Option<f64>,
+    /// A run's `rounds.parquet` on that machine (relative to the config) to fit the four
+    /// times from, by least squares over its passes (as `[simulation] profile_trace`).
+    /// Exclusive with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_trace: Option<String>,
+    /// Where the numbers come from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
 }
 
 /// The `[report]` table.

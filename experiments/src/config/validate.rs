@@ -241,6 +241,37 @@ impl Config {
                 })?;
             }
         }
+        if let Some(c) = &self.cloud {
+            check(self.simulation.is_none(), "cloud", || {
+                "a simulation has its own pass times ([simulation]); [cloud] paces a real run's verifier".into()
+            })?;
+            check(verifier.is_empty(), "cloud", || {
+                "[cloud] paces the verifier this run starts; a running verifier (verifier = ...) takes --pace itself".into()
+            })?;
+            let given = [
+                ("pass_ms", c.pass_ms),
+                ("per_session_ms", c.per_session_ms),
+                ("per_token_ms", c.per_token_ms),
+                ("verify_extra_ms", c.verify_extra_ms),
+            ];
+            for (k, v) in given {
+                if let Some(v) = v {
+                    check(c.profile_trace.is_none(), &format!("cloud.{k}"), || {
+                        "give the pass times or profile_trace (which fits them), not both".into()
+                    })?;
+                    check(v.is_finite() && v >= 0.0, &format!("cloud.{k}"), || {
+                        format!("must be a number ≥ 0, got {v}")
+                    })?;
+                }
+            }
+            check(
+                c.profile_trace.is_some() || given.iter().any(|(_, v)| v.is_some()),
+                "cloud.pass_ms",
+                || {
+                    "missing: give the pass times (pass_ms, per_session_ms, per_token_ms, verify_extra_ms) or profile_trace".into()
+                },
+            )?;
+        }
         check(
             self.report.slo_ttft_ms.is_none() || self.report.slo_tpot_ms.is_some(),
             "report.slo_ttft_ms",

@@ -163,8 +163,9 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
 
 /// (cloud, edge) dollars of one request.
 ///
-/// Cloud: the request's share of every forward pass it was in (pass time ÷ sessions
-/// in the pass, ÷ the GPU's utilisation) at the GPU-hour price, plus prompt tokens sent and tokens the verifier
+/// Cloud: the request's share of every forward pass it was in (pass time, paced time
+/// included, ÷ sessions in the pass, ÷ the GPU's utilisation) at the GPU-hour price,
+/// plus prompt tokens sent and tokens the verifier
 /// produced at the per-token prices. Edge: drafted tokens × the device's joules per
 /// token, at the kWh price.
 fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
@@ -173,7 +174,7 @@ fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
         .rounds
         .iter()
         .filter(|r| r.batch_size > 0)
-        .map(|r| r.forward_ns as f64 / 1e9 / r.batch_size as f64)
+        .map(|r| (r.forward_ns + r.paced_ns) as f64 / 1e9 / r.batch_size as f64)
         .sum();
     let verified = report.output_ids.len() - report.unverified.len();
     let cloud = if uses_cloud {

@@ -265,7 +265,7 @@ fn breakdown(
         s[0] += r.record.draft_ns as f64;
         s[1] += r.record.network_ns as f64;
         s[2] += r.record.queue_ns as f64;
-        s[3] += r.record.forward_ns as f64;
+        s[3] += (r.record.forward_ns + r.record.paced_ns) as f64;
     }
     let rows = groups
         .iter()

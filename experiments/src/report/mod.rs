@@ -102,6 +102,38 @@ pub fn read_dir(dir: &Path) -> Result<Folder, ReportError> {
     })
 }
 
+/// With a `[cloud]` pace: the profile, and how much of each pass was the target's own
+/// forward and how much was held to meet it.
+fn cloud_md(config: &Config, rounds: &[RoundRow]) -> String {
+    let Some(c) = &config.cloud else {
+        return String::new();
+    };
+    let ms = |v: Option<f64>| v.unwrap_or(0.0);
+    let mut s = format!(
+        "\nCloud paced to `{}`: each pass held to at least {} ms + {} ms × sessions + {} ms × tokens (+ {} ms when verifying)",
+        c.name,
+        ms(c.pass_ms),
+        ms(c.per_session_ms),
+        ms(c.per_token_ms),
+        ms(c.verify_extra_ms)
+    );
+    if !c.source.is_empty() {
+        s += &format!(" ({})", c.source.trim());
+    }
+    let timed: Vec<&RoundRow> = rounds.iter().filter(|r| r.record.forward_ns > 0).collect();
+    if !timed.is_empty() {
+        let n = timed.len() as f64;
+        let mean =
+            |f: fn(&RoundRow) -> u64| timed.iter().map(|r| f(r) as f64).sum::<f64>() / n / 1e6;
+        s += &format!(
+            ". Per round, the target's own forward took {:.3} ms and the pace held {:.3} ms more",
+            mean(|r| r.record.forward_ns),
+            mean(|r| r.record.paced_ns)
+        );
+    }
+    s + ".\n"
+}
+
 /// Draws the figures and writes `report.md` (and `summary.csv`) into `dir`.
 pub fn write(
     dir: &Path,
@@ -123,6 +155,7 @@ pub fn write(
     };
     let mut md = crate::summary::report_md(config, &summary, complete);
     md += "\nEnd-to-end includes the first token; TPOT is time per output token after the first. Speedup is cloud-only's median TPOT over the strategy's, on the same link and device. Edge-only tokens are never verified: it is the quality floor, not a competitor.\n";
+    md += &cloud_md(config, rounds);
     md += &crate::summary::reliability_md(&summary);
     md += &crate::summary::routing_md(requests);
     md += &crate::crossover::volume_md(&summary, &config.cost);

@@ -99,6 +99,7 @@ async fn real_backend(
     models: &crate::config::Models,
     prompts: &[Prompt],
     base: &Path,
+    pace: Option<tandem_verifier::PassPace>,
 ) -> Result<Setup, RunError> {
     let layers = models
         .draft_layers
@@ -132,7 +133,17 @@ async fn real_backend(
         target.model.info().num_layers,
     )
     .map_err(|e| RunError::Setup(format!("models.early_exit_layers: {e}")))?;
-    let cloud = start_cloud(config, base, &models.target, target.model, exits).await?;
+    let cloud = start_cloud(
+        config,
+        base,
+        target.model,
+        EngineConfig {
+            early_exit_layers: exits,
+            pace,
+            ..EngineConfig::new(&models.target)
+        },
+    )
+    .await?;
     Ok(Setup::Real {
         draft: Arc::new(draft.model),
         prompt_ids,
@@ -169,7 +180,17 @@ pub async fn run(
             recorded.simulation = Some(spec.clone());
             Setup::Simulated(Box::new(spec), curve)
         }
-        (None, Some(models)) => real_backend(config, models, &prompts, base).await?,
+        (None, Some(models)) => {
+            let pace = match &config.cloud {
+                Some(c) => {
+                    let (pace, resolved) = c.resolve(base).map_err(RunError::Setup)?;
+                    recorded.cloud = Some(resolved);
+                    Some(pace)
+                }
+                None => None,
+            };
+            real_backend(config, models, &prompts, base, pace).await?
+        }
         (None, None) => return Err(RunError::Setup("the config names no models".into())),
     };
     let dir = results_dir(&opts.out, &config.name, started)?;
@@ -311,9 +332,8 @@ fn remote_target(
 async fn start_cloud(
     config: &Config,
     base: &Path,
-    name: &str,
     target: Llama,
-    early_exit_layers: Vec<usize>,
+    engine: EngineConfig,
 ) -> Result<Cloud, RunError> {
     if let Some((endpoint, replicas)) = config.grid().verifier.split_first() {
         return Ok(Cloud {
@@ -323,13 +343,7 @@ async fn start_cloud(
         });
     }
     let certs = tempfile::tempdir()?;
-    let engine = EngineHandle::start(
-        target,
-        EngineConfig {
-            early_exit_layers,
-            ..EngineConfig::new(name)
-        },
-    );
+    let engine = EngineHandle::start(target, engine);
     let running = tandem_verifier::serve(engine, ListenConfig::loopback(certs.path()))
         .await
         .map_err(|e| RunError::Setup(format!("starting the verifier: {e}")))?;

@@ -198,3 +198,36 @@ fn traced_transport(path: &std::path::Path, rounds: &[crate::results::RoundRow])
         .collect();
     super::transport(rounds, &links).0
 }
+
+impl crate::config::CloudPace {
+    /// The pace this profile gives the verifier, its pass times fitted from
+    /// `profile_trace` (read from `base`) if it names one, and this profile with the
+    /// fitted numbers written in.
+    pub fn resolve(
+        &self,
+        base: &std::path::Path,
+    ) -> Result<(tandem_verifier::PassPace, crate::config::CloudPace), String> {
+        let mut given = self.clone();
+        if let Some(file) = &self.profile_trace {
+            let (path, rounds) = read_rounds(base, "cloud.profile_trace", file)?;
+            let f =
+                fit(&rounds).map_err(|e| format!("cloud.profile_trace {}: {e}", path.display()))?;
+            given = crate::config::CloudPace {
+                pass_ms: Some(f.pass_ms),
+                per_session_ms: Some(f.per_session_ms),
+                per_token_ms: Some(f.per_token_ms),
+                verify_extra_ms: Some(f.verify_extra_ms),
+                profile_trace: None,
+                source: format!("fitted from {file}: {f}"),
+                ..self.clone()
+            };
+        }
+        let pace = tandem_verifier::PassPace {
+            pass_ms: given.pass_ms.unwrap_or(0.0),
+            per_session_ms: given.per_session_ms.unwrap_or(0.0),
+            per_token_ms: given.per_token_ms.unwrap_or(0.0),
+            verify_extra_ms: given.verify_extra_ms.unwrap_or(0.0),
+        };
+        Ok((pace, given))
+    }
+}

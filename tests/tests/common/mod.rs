@@ -142,6 +142,7 @@ pub async fn serve_in(opts: VerifierOptions, cert_dir: &std::path::Path) -> Runn
             kv: opts.kv,
             max_queued: opts.max_queued,
             early_exit_layers: opts.early_exit_layers,
+            pace: None,
         },
     );
     tandem_verifier::serve(

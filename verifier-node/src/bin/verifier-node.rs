@@ -72,6 +72,13 @@ struct ServeArgs {
     /// several exits. Only the final verdict commits: output is unchanged.
     #[arg(long = "early-exit-layer", value_name = "L")]
     early_exit_layers: Vec<usize>,
+    /// Cloud pace: hold every pass to at least the time a profile of another machine
+    /// gives it, `pass_ms + per_session_ms·sessions + per_token_ms·tokens (+
+    /// verify_extra_ms when verifying)`, e.g. `pass_ms=25,per_token_ms=0.05`, so a small
+    /// target meets drafts at a large one's speed. Verdicts report the real forward and
+    /// the time held apart.
+    #[arg(long, value_name = "PROFILE")]
+    pace: Option<tandem_verifier::PassPace>,
 }
 
 fn addr(flag: &str, value: &str) -> Result<Option<SocketAddr>> {
@@ -160,6 +167,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             kv: args.admission.kv(),
             max_queued: args.admission.max_queue.max(1),
             early_exit_layers,
+            pace: args.pace,
         },
     );
     let running = tandem_verifier::serve(

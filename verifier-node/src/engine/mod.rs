@@ -4,7 +4,8 @@
 //! each with a oneshot reply (TGI's queue pattern). The thread (`worker`) queues work in
 //! arrival order, gathers for up to [`BatchPolicy::max_wait`], picks a pass under a
 //! token budget ([`scheduler`], clock-free, which the simulator drives too), runs it as
-//! one ragged batched forward pass, and answers (`outcome`); each pass's counts
+//! one ragged batched forward pass (held to a cloud profile's time if it has one:
+//! [`pace`]), and answers (`outcome`); each pass's counts
 //! ([`PassStats`]) reach the metrics once. One
 //! session appears at most once per pass, so its blocks are verified in the order they
 //! came; long prompts are prefilled in chunks between everyone else's blocks.
@@ -19,6 +20,7 @@ pub mod budget;
 pub mod early_exit;
 mod job;
 mod outcome;
+pub mod pace;
 pub mod scheduler;
 mod session;
 mod stats;
@@ -28,6 +30,7 @@ mod worker;
 
 pub use batch::BatchPolicy;
 pub use budget::KvBudget;
+pub use pace::PassPace;
 pub use stats::PassStats;
 
 use std::sync::Arc;
@@ -61,6 +64,9 @@ pub struct EngineConfig {
     /// [`early_exit::check_layers`]) after which a pass sends provisional verdicts to
     /// the sessions that asked. Empty: none.
     pub early_exit_layers: Vec<usize>,
+    /// Hold each pass to at least the time this profile gives ([`pace`]). None: passes
+    /// take what the forward takes.
+    pub pace: Option<PassPace>,
 }
 
 impl EngineConfig {
@@ -74,6 +80,7 @@ impl EngineConfig {
             kv: KvBudget::default(),
             max_queued: DEFAULT_MAX_QUEUED,
             early_exit_layers: Vec::new(),
+            pace: None,
         }
     }
 }

@@ -15,6 +15,8 @@ use super::stats::PassStats;
 pub(super) struct PassInfo<'a> {
     pub start: Instant,
     pub forward_ns: u64,
+    /// Time the pass was held after its forward to meet the cloud pace, ns.
+    pub paced_ns: u64,
     pub size: usize,
     pub tokens: usize,
     /// The target's end-of-sequence tokens.
@@ -28,6 +30,7 @@ impl PassInfo<'_> {
                 self.start.saturating_duration_since(a).as_nanos() as u64
             }),
             forward_ns: self.forward_ns,
+            paced_ns: self.paced_ns,
             batch_size: self.size as u32,
             batch_tokens: self.tokens as u32,
         }

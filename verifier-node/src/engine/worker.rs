@@ -353,11 +353,13 @@ impl<M: LanguageModel> Worker<M> {
         };
         stats.forward_ns = start.elapsed().as_nanos() as u64;
         tracing::debug!(parent: &span, forward_ns = stats.forward_ns, "forward");
+        let paced_ns = self.hold(start, &stats, &jobs);
         match result {
             Ok(logits) => {
                 let pass = PassInfo {
                     start,
                     forward_ns: stats.forward_ns,
+                    paced_ns,
                     size: stats.size,
                     tokens: stats.tokens,
                     eos: &self.eos,
@@ -380,6 +382,23 @@ impl<M: LanguageModel> Worker<M> {
         }
         self.metrics.record_pass(&stats);
         self.gauges();
+    }
+
+    /// Holds the pass that started at `start` until the cloud profile's time for it
+    /// has passed; the time held, ns (0 without a profile, or when the forward took
+    /// longer).
+    fn hold(&self, start: Instant, stats: &PassStats, jobs: &[Job<M::Cache>]) -> u64 {
+        let Some(pace) = &self.config.pace else {
+            return 0;
+        };
+        let verifies = jobs.iter().any(|j| matches!(j, Job::Verify(..)));
+        let until = start + pace.pass(stats.size, stats.tokens, verifies);
+        let now = Instant::now();
+        if until <= now {
+            return 0;
+        }
+        std::thread::sleep(until - now);
+        Instant::now().saturating_duration_since(now).as_nanos() as u64
     }
 
     /// Sets the gauges of what the engine holds.

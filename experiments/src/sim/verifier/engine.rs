@@ -273,6 +273,7 @@ impl Engine {
         let timing = |arrived: Instant| pb::Timing {
             queue_ns: (started - arrived).as_nanos() as u64,
             forward_ns,
+            paced_ns: 0,
             batch_size: size as u32,
             batch_tokens: tokens as u32,
         };
