@@ -56,6 +56,17 @@ pub struct Line {
 }
 
 impl Line {
+    /// Whether `other` is the same setting: strategy, network, device and clients.
+    pub fn same_setting(&self, other: &Line) -> bool {
+        (&self.strategy, &self.network, &self.device, self.clients)
+            == (
+                &other.strategy,
+                &other.network,
+                &other.device,
+                other.clients,
+            )
+    }
+
     /// The first four cells of a table row: strategy, network, device (– for this
     /// machine), clients (`open` for Poisson arrivals).
     fn setting(&self) -> String {

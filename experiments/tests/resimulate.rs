@@ -50,8 +50,8 @@ fn the_quickstart_resimulates_within_the_bound() {
             "{} @ {}: TPOT p50 {:.3} ms measured, {:.3} ms simulated ({:+.1} %)",
             c.strategy,
             c.network,
-            c.measured[1],
-            c.simulated[1],
+            c.tpot().0,
+            c.tpot().1,
             e * 100.0
         );
     }

@@ -137,17 +137,19 @@ impl SimSpec {
         }
     }
 
+    /// The pass times as the verifier's pace profile (absent ones 0).
+    pub fn pace(&self) -> tandem_verifier::PassPace {
+        tandem_verifier::PassPace {
+            pass_ms: self.pass_ms.unwrap_or(0.0),
+            per_session_ms: self.per_session_ms.unwrap_or(0.0),
+            per_token_ms: self.per_token_ms.unwrap_or(0.0),
+            verify_extra_ms: self.verify_extra_ms.unwrap_or(0.0),
+        }
+    }
+
     /// Forward time of a pass of `sessions` sessions and `tokens` tokens, ns.
     pub fn pass_ns(&self, sessions: usize, tokens: usize, verifies: bool) -> u64 {
-        let ms = self.pass_ms.unwrap_or(0.0)
-            + if verifies {
-                self.verify_extra_ms.unwrap_or(0.0)
-            } else {
-                0.0
-            }
-            + self.per_session_ms.unwrap_or(0.0) * sessions as f64
-            + self.per_token_ms.unwrap_or(0.0) * tokens as f64;
-        (ms * 1e6).round() as u64
+        (self.pace().ms(sessions, tokens, verifies) * 1e6).round() as u64
     }
 
     /// Checks the numbers; an error names the key (within `[simulation]`).

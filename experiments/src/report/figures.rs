@@ -137,12 +137,16 @@ impl Palette {
             .unwrap_or(self.strategies.len())
     }
 
+    /// The link's marker.
+    pub fn marker(&self, network: &str) -> Marker {
+        Marker::nth(self.networks.iter().position(|n| n == network).unwrap_or(0))
+    }
+
     /// The strategy's colour with the link's marker.
     pub fn look(&self, strategy: &str, network: &str) -> Look {
-        let link = self.networks.iter().position(|n| n == network).unwrap_or(0);
         Look {
             color: Some(self.color(strategy)),
-            marker: Marker::nth(link),
+            marker: self.marker(network),
         }
     }
 }
@@ -415,7 +419,7 @@ fn cost_latency(groups: &[(String, usize, Vec<&RequestRow>)], palette: &Palette)
             let look = Look {
                 marker: rs
                     .first()
-                    .map_or(Marker::Circle, |r| palette.look("", &r.network).marker),
+                    .map_or(Marker::Circle, |r| palette.marker(&r.network)),
                 color: Some(*c),
             };
             (l.clone(), e2e, usd, unverified * 2.0 < tokens, look)

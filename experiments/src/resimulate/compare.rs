@@ -85,6 +85,11 @@ impl Compared {
         }
     }
 
+    /// TPOT p50, ms: (measured, simulated).
+    pub fn tpot(&self) -> (f64, f64) {
+        (self.measured[TPOT_P50], self.simulated[TPOT_P50])
+    }
+
     /// Relative error of TPOT p50.
     pub fn tpot_error(&self) -> f64 {
         self.error(TPOT_P50)
@@ -113,10 +118,7 @@ pub fn compare(measured: &[Line], simulated: &[Line]) -> Vec<Compared> {
     measured
         .iter()
         .filter_map(|m| {
-            let s = simulated.iter().find(|s| {
-                (&s.strategy, &s.network, &s.device, s.clients)
-                    == (&m.strategy, &m.network, &m.device, m.clients)
-            })?;
+            let s = simulated.iter().find(|s| s.same_setting(m))?;
             Some(Compared {
                 strategy: m.strategy.clone(),
                 network: m.network.clone(),
@@ -269,7 +271,7 @@ pub fn section_md(cells: &[Compared], fitted: &[String]) -> String {
 pub fn figure(cells: &[Compared], palette: &Palette) -> Lines {
     let mut series: Vec<Series> = Vec::new();
     for c in cells {
-        let p = (c.measured[TPOT_P50], c.simulated[TPOT_P50]);
+        let p = c.tpot();
         let label = format!("{} @ {}", c.strategy, c.network);
         match series.iter_mut().find(|s| s.label == label) {
             Some(s) => s.points.push(p),

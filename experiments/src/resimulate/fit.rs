@@ -13,10 +13,6 @@
 //! Rounds of cells with a `[[device]]` are left out of the draft steps: their draft
 //! time includes the device's pace, which the simulation adds itself.
 
-use std::collections::BTreeMap;
-
-use tandem_protocol::LinkProfile;
-
 use crate::config::{Config, SimSpec};
 use crate::results::{RequestRow, RoundRow};
 use crate::sim::{Fit, draft_step, fit, transport};
@@ -51,11 +47,7 @@ pub fn fit_link(
             "no cell without a [[device]] drafted: nothing to time the draft step from".into(),
         );
     };
-    let links: BTreeMap<String, LinkProfile> = crate::plan::cells(config)
-        .into_iter()
-        .map(|c| (c.network, c.link))
-        .collect();
-    let (transport_ms, transport_rounds) = transport(rounds, &links);
+    let (transport_ms, transport_rounds) = transport(rounds, config);
     let ok: Vec<&RequestRow> = requests.iter().filter(|r| r.error.is_empty()).collect();
     let prompt_tokens = (ok.iter().map(|r| f64::from(r.prompt_tokens)).sum::<f64>()
         / ok.len().max(1) as f64)

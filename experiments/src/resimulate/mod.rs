@@ -206,10 +206,7 @@ fn pooled(replays: &[Vec<RequestRow>]) -> Vec<crate::summary::Line> {
             .iter()
             .filter_map(|ls| {
                 ls.iter()
-                    .find(|x| {
-                        (&x.strategy, &x.network, &x.device, x.clients)
-                            == (&l.strategy, &l.network, &l.device, l.clients)
-                    })
+                    .find(|x| x.same_setting(l))
                     .map(|x| x.tokens_per_s)
             })
             .collect();

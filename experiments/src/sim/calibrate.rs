@@ -192,11 +192,7 @@ fn traced_transport(path: &std::path::Path, rounds: &[crate::results::RoundRow])
     let Ok(config) = crate::config::Config::parse(&text, &beside) else {
         return 0.0;
     };
-    let links = crate::plan::cells(&config)
-        .into_iter()
-        .map(|c| (c.network, c.link))
-        .collect();
-    super::transport(rounds, &links).0
+    super::transport(rounds, &config).0
 }
 
 impl crate::config::CloudPace {

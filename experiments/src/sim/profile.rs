@@ -266,7 +266,11 @@ fn expected_link_ms(link: &LinkProfile, r: &RoundRow) -> f64 {
 /// median of what verified rounds spent "on the network" beyond the link model. Only
 /// rounds with one message each way count (no block drafted ahead, no provisional
 /// verdict).
-pub fn transport(rounds: &[RoundRow], links: &BTreeMap<String, LinkProfile>) -> (f64, usize) {
+pub fn transport(rounds: &[RoundRow], config: &crate::config::Config) -> (f64, usize) {
+    let links: BTreeMap<String, LinkProfile> = crate::plan::cells(config)
+        .into_iter()
+        .map(|c| (c.network, c.link))
+        .collect();
     let mut extra: Vec<f64> = rounds
         .iter()
         .filter(|r| {

@@ -30,11 +30,15 @@ impl PassPace {
     /// How long a pass of `sessions` sessions and `tokens` tokens takes on the profiled
     /// machine.
     pub fn pass(&self, sessions: usize, tokens: usize, verifies: bool) -> Duration {
-        let ms = self.pass_ms
+        Duration::from_secs_f64(self.ms(sessions, tokens, verifies).max(0.0) / 1e3)
+    }
+
+    /// The same, ms (the simulator times its passes with this).
+    pub fn ms(&self, sessions: usize, tokens: usize, verifies: bool) -> f64 {
+        self.pass_ms
+            + if verifies { self.verify_extra_ms } else { 0.0 }
             + self.per_session_ms * sessions as f64
             + self.per_token_ms * tokens as f64
-            + if verifies { self.verify_extra_ms } else { 0.0 };
-        Duration::from_secs_f64(ms.max(0.0) / 1e3)
     }
 
     /// Checks the numbers: each finite and ≥ 0.

@@ -95,13 +95,14 @@ fn main() -> Result<()> {
                 eprintln!("fitted, {line}");
             }
             for c in &r.cells {
+                let (measured, simulated) = c.tpot();
                 eprintln!(
                     "{:<24} {:<8} {:>3} clients: TPOT p50 {:.3} ms measured, {:.3} ms simulated ({:+.1} %)",
                     c.strategy,
                     c.network,
                     c.clients,
-                    c.measured[1],
-                    c.simulated[1],
+                    measured,
+                    simulated,
                     c.tpot_error() * 100.0
                 );
             }
