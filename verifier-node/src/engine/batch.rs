@@ -6,6 +6,7 @@
 //! at the first job that does not fit, so nothing is overtaken for ever: the job at the
 //! front always goes into the next pass.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// Limits of one batched pass, and how long to gather work for it.
@@ -47,16 +48,18 @@ pub struct Candidate {
 
 /// Picks the jobs of the next pass: indices into `queue` with the tokens each runs.
 /// `reserved` tokens and sessions are already taken (steps of cloud-only generation).
+/// Reads the queue only as far as the pass reaches, so a pass costs what it takes,
+/// however long the queue behind it.
 pub fn select(
-    queue: &[Candidate],
+    queue: impl IntoIterator<Item = Candidate>,
     policy: &BatchPolicy,
     reserved_tokens: usize,
     reserved_sessions: &[u64],
 ) -> Vec<(usize, usize)> {
     let mut picked: Vec<(usize, usize)> = Vec::new();
-    let mut sessions: Vec<u64> = reserved_sessions.to_vec();
+    let mut sessions: HashSet<u64> = reserved_sessions.iter().copied().collect();
     let mut tokens = reserved_tokens;
-    for (i, c) in queue.iter().enumerate() {
+    for (i, c) in queue.into_iter().enumerate() {
         if sessions.len() >= policy.max_sessions.max(1) && !picked.is_empty() {
             break;
         }
@@ -74,7 +77,7 @@ pub fn select(
             break;
         };
         picked.push((i, take));
-        sessions.push(c.session);
+        sessions.insert(c.session);
         tokens += take;
     }
     picked
@@ -112,29 +115,29 @@ mod tests {
     fn takes_in_order_within_the_budget_and_stops_at_the_first_misfit() {
         let q = [block(1, 5), block(2, 5), block(3, 9), block(4, 1)];
         // 5 + 5 fit in 12; block 3 does not, and block 4 may not overtake it.
-        assert_eq!(select(&q, &policy(8, 12), 0, &[]), vec![(0, 5), (1, 5)]);
+        assert_eq!(select(q, &policy(8, 12), 0, &[]), vec![(0, 5), (1, 5)]);
     }
 
     #[test]
     fn a_session_is_in_a_pass_once() {
         let q = [block(1, 5), block(1, 5), block(2, 5)];
-        assert_eq!(select(&q, &policy(8, 100), 0, &[]), vec![(0, 5), (2, 5)]);
+        assert_eq!(select(q, &policy(8, 100), 0, &[]), vec![(0, 5), (2, 5)]);
         // Reserved sessions (generation steps) count too.
-        assert_eq!(select(&q, &policy(8, 100), 1, &[2]), vec![(0, 5)]);
+        assert_eq!(select(q, &policy(8, 100), 1, &[2]), vec![(0, 5)]);
     }
 
     #[test]
     fn batching_off_runs_one_job() {
         let q = [block(1, 5), block(2, 5)];
-        assert_eq!(select(&q, &policy(1, 100), 0, &[]), vec![(0, 5)]);
+        assert_eq!(select(q, &policy(1, 100), 0, &[]), vec![(0, 5)]);
     }
 
     #[test]
     fn a_prefill_is_cut_to_the_room_left_and_an_oversized_job_runs_alone() {
         let q = [block(1, 5), prefill(2, 100), block(3, 5)];
-        assert_eq!(select(&q, &policy(8, 20), 0, &[]), vec![(0, 5), (1, 15)]);
+        assert_eq!(select(q, &policy(8, 20), 0, &[]), vec![(0, 5), (1, 15)]);
         let q = [block(1, 50), block(2, 5)];
-        assert_eq!(select(&q, &policy(8, 20), 0, &[]), vec![(0, 50)]);
+        assert_eq!(select(q, &policy(8, 20), 0, &[]), vec![(0, 50)]);
     }
 
     #[test]
@@ -142,10 +145,10 @@ mod tests {
         // Whatever the budget, the head of the queue is picked.
         for max_tokens in [1, 3, 10, 1000] {
             let q = [block(9, 7), block(1, 1)];
-            let got = select(&q, &policy(4, max_tokens), 0, &[]);
+            let got = select(q, &policy(4, max_tokens), 0, &[]);
             assert_eq!(got[0].0, 0, "budget {max_tokens}");
             // Even when generation steps already fill the pass.
-            let got = select(&q, &policy(2, max_tokens), max_tokens, &[5, 6]);
+            let got = select(q, &policy(2, max_tokens), max_tokens, &[5, 6]);
             assert_eq!(got[0], (0, 7), "budget {max_tokens}");
         }
     }

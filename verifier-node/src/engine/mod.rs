@@ -3,7 +3,8 @@
 //! Transports talk to it through an [`EngineHandle`]: commands over an mpsc channel,
 //! each with a oneshot reply (TGI's queue pattern). The thread (`worker`) queues work in
 //! arrival order, gathers for up to [`BatchPolicy::max_wait`], picks a pass under a
-//! token budget ([`scheduler`], clock-free, which the simulator drives too), runs it as
+//! token budget ([`scheduler`], clock-free, which the simulator drives too, over a
+//! `queue` whose every step costs O(log n) in the sessions waiting), runs it as
 //! one ragged batched forward pass (held to a cloud profile's time if it has one:
 //! [`pace`]), and answers (`outcome`); each pass's counts
 //! ([`PassStats`]) reach the metrics once. One
@@ -21,6 +22,7 @@ pub mod early_exit;
 mod job;
 mod outcome;
 pub mod pace;
+mod queue;
 pub mod scheduler;
 mod session;
 mod stats;

@@ -13,12 +13,13 @@
 //! - a **pass** takes one job per session ([`batch::select`]), plus the steps of
 //!   sessions generating alone, which are reserved before anything is picked.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tandem_protocol::WireError;
 
 use super::batch::{self, BatchPolicy, Candidate};
+use super::queue::Queue;
 
 /// Where a draft block starts: the committed length it extends and the token it ends in
 /// (`Draft.base_len`, `Draft.anchor`).
@@ -88,7 +89,7 @@ pub enum Gather {
 #[derive(Debug)]
 pub struct Scheduler<J> {
     policy: BatchPolicy,
-    queue: VecDeque<Waiting<J>>,
+    queue: Queue<J>,
 }
 
 impl<J> Scheduler<J> {
@@ -96,7 +97,7 @@ impl<J> Scheduler<J> {
     pub fn new(policy: BatchPolicy) -> Self {
         Self {
             policy,
-            queue: VecDeque::new(),
+            queue: Queue::default(),
         }
     }
 
@@ -112,7 +113,7 @@ impl<J> Scheduler<J> {
 
     /// Whether `session` has a job waiting.
     pub fn has_work(&self, session: u64) -> bool {
-        self.queue.iter().any(|w| w.session == session)
+        self.queue.has_work(session)
     }
 
     /// Files a job behind everything waiting.
@@ -126,36 +127,46 @@ impl<J> Scheduler<J> {
     }
 
     /// Keeps only the jobs `keep` says to keep.
-    pub fn retain(&mut self, keep: impl FnMut(&Waiting<J>) -> bool) {
-        self.queue.retain(keep);
+    pub fn retain(&mut self, mut keep: impl FnMut(&Waiting<J>) -> bool) {
+        for w in self.queue.take_all() {
+            if keep(&w) {
+                self.queue.push_back(w);
+            }
+        }
+    }
+
+    /// Takes out every job of `session`.
+    pub fn forget(&mut self, session: u64) {
+        self.queue.forget(session);
     }
 
     /// Empties the queue.
     pub fn clear(&mut self) {
-        self.queue.clear();
+        self.queue.take_all();
     }
 
     /// The waiting jobs fill a pass, by tokens or by sessions.
     pub fn full(&self) -> bool {
-        let tokens: usize = self.queue.iter().map(|w| w.size.tokens()).sum();
-        tokens >= self.policy.max_tokens || self.queue.len() >= self.policy.max_sessions
+        self.queue.tokens() >= self.policy.max_tokens
+            || self.queue.len() >= self.policy.max_sessions
     }
 
     /// Whether every session in `could_send` (open sessions that take drafts) has work
     /// waiting: nobody else will add to this pass.
     pub fn everyone_waiting(&self, could_send: impl IntoIterator<Item = u64>) -> bool {
-        let waiting: HashSet<u64> = self.queue.iter().map(|w| w.session).collect();
-        could_send.into_iter().all(|s| waiting.contains(&s))
+        could_send.into_iter().all(|s| self.has_work(s))
     }
 
-    /// Whether a pass is worth running at `now`, or how long more work may be awaited.
-    /// An empty queue runs at once (the pass then holds only generation steps).
-    pub fn gather(&self, now: Instant, could_send: impl IntoIterator<Item = u64>) -> Gather {
+    /// Whether a pass is worth running at `now`, or how long more work may be awaited;
+    /// `everyone_waiting`: every session that could send has work waiting (see
+    /// [`Self::everyone_waiting`]). An empty queue runs at once (the pass then holds
+    /// only generation steps).
+    pub fn gather(&self, now: Instant, everyone_waiting: bool) -> Gather {
         let waited = self
             .queue
             .front()
             .map_or(Duration::MAX, |w| now.saturating_duration_since(w.arrived));
-        if waited >= self.policy.max_wait || self.full() || self.everyone_waiting(could_send) {
+        if waited >= self.policy.max_wait || self.full() || everyone_waiting {
             Gather::Run
         } else {
             Gather::Wait(self.policy.max_wait - waited)
@@ -171,8 +182,7 @@ impl<J> Scheduler<J> {
     ) -> Vec<(Waiting<J>, E)> {
         let mut refused = Vec::new();
         let mut heads: HashSet<u64> = HashSet::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for w in self.queue.drain(..) {
+        for w in self.queue.take_all() {
             if !heads.contains(&w.session)
                 && let Err(e) = check(&w)
             {
@@ -180,48 +190,37 @@ impl<J> Scheduler<J> {
                 continue;
             }
             heads.insert(w.session);
-            kept.push_back(w);
+            self.queue.push_back(w);
         }
-        self.queue = kept;
         refused
     }
 
     /// Takes the jobs of the next pass out of the queue, in arrival order, each with the
     /// tokens it runs now (a prefill may run a chunk). `reserved` sessions (steps of
-    /// generation, one token each) are already in the pass.
+    /// generation, one token each) are already in the pass. Costs what the pass
+    /// reaches into the queue, not the queue's length.
     pub fn next_pass(&mut self, reserved: &[u64]) -> Vec<(Waiting<J>, usize)> {
         let chunk = self.policy.prefill_chunk.max(1);
-        let candidates: Vec<Candidate> = self
-            .queue
-            .iter()
-            .map(|w| match w.size {
-                Size::Block(n) => Candidate {
-                    session: w.session,
-                    tokens: n,
-                    min_tokens: n,
-                },
-                Size::Prefill(n) => Candidate {
-                    session: w.session,
-                    tokens: n.min(chunk),
-                    min_tokens: 1,
-                },
-            })
-            .collect();
-        let picked = batch::select(&candidates, &self.policy, reserved.len(), reserved);
-        let mut runs: Vec<Option<usize>> = vec![None; self.queue.len()];
-        for (i, tokens) in picked {
-            runs[i] = Some(tokens);
-        }
-        let mut pass = Vec::with_capacity(runs.len());
-        let mut rest = VecDeque::with_capacity(self.queue.len());
-        for (w, run) in self.queue.drain(..).zip(runs) {
-            match run {
-                Some(tokens) => pass.push((w, tokens)),
-                None => rest.push_back(w),
-            }
-        }
-        self.queue = rest;
-        pass
+        let candidates = self.queue.iter().map(|w| match w.size {
+            Size::Block(n) => Candidate {
+                session: w.session,
+                tokens: n,
+                min_tokens: n,
+            },
+            Size::Prefill(n) => Candidate {
+                session: w.session,
+                tokens: n.min(chunk),
+                min_tokens: 1,
+            },
+        });
+        let picked = batch::select(candidates, &self.policy, reserved.len(), reserved);
+        let at: Vec<usize> = picked.iter().map(|&(i, _)| i).collect();
+        self.queue
+            .take_at(&at)
+            .into_iter()
+            .zip(picked)
+            .map(|(w, (_, tokens))| (w, tokens))
+            .collect()
     }
 }
 
@@ -254,16 +253,16 @@ mod tests {
         s.push(job(1, t0, Size::Block(3)));
         let later = |ms| t0 + Duration::from_millis(ms);
         assert_eq!(
-            s.gather(later(4), [1, 2]),
+            s.gather(later(4), s.everyone_waiting([1, 2])),
             Gather::Wait(Duration::from_millis(6))
         );
-        assert_eq!(s.gather(later(10), [1, 2]), Gather::Run);
+        assert_eq!(s.gather(later(10), s.everyone_waiting([1, 2])), Gather::Run);
         // When session 1 is the only one that could send, nobody else will join.
-        assert_eq!(s.gather(later(4), [1]), Gather::Run);
+        assert_eq!(s.gather(later(4), s.everyone_waiting([1])), Gather::Run);
         s.push(job(2, later(3), Size::Block(3)));
-        assert_eq!(s.gather(later(4), [1, 2]), Gather::Run);
+        assert_eq!(s.gather(later(4), s.everyone_waiting([1, 2])), Gather::Run);
         assert_eq!(
-            s.gather(later(4), [1, 2, 3]),
+            s.gather(later(4), s.everyone_waiting([1, 2, 3])),
             Gather::Wait(Duration::from_millis(6))
         );
     }
@@ -279,7 +278,7 @@ mod tests {
         let mut s = Scheduler::new(policy(8, 10, 10));
         s.push(job(1, t0, Size::Prefill(10)));
         assert_eq!(
-            s.gather(t0, [9]),
+            s.gather(t0, s.everyone_waiting([9])),
             Gather::Run,
             "ten tokens fill a pass of ten"
         );

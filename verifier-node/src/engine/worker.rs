@@ -186,7 +186,8 @@ impl<M: LanguageModel> Worker<M> {
                 .values()
                 .filter(|s| s.generation.is_none())
                 .map(|s| s.id);
-            let rest = match self.scheduler.gather(Instant::now(), could_send) {
+            let everyone = self.scheduler.everyone_waiting(could_send);
+            let rest = match self.scheduler.gather(Instant::now(), everyone) {
                 Gather::Run => return true,
                 Gather::Wait(rest) => rest,
             };

@@ -61,6 +61,12 @@ enum Command {
     },
 }
 
+/// The simulator allocates and frees a few small objects per event (tasks, timers,
+/// messages): mimalloc makes a 100 000-client cell take half the time glibc's
+/// allocator does, and hands freed memory back.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[allow(unsafe_code)]
 fn main() -> Result<()> {
     // SAFETY: first statement of main; no other thread exists yet.

@@ -3,7 +3,7 @@
 //! on the virtual clock; only the forward pass is replaced by the latency profile's
 //! time, and the verdicts by the request's true continuation.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use tandem_draft::clock::{Clock, timeout};
@@ -40,6 +40,39 @@ struct Session {
     pending: VecDeque<pb::Draft>,
 }
 
+impl Session {
+    /// It takes drafts and has none in the engine: a pass may wait for its block.
+    fn idle(&self) -> bool {
+        self.opened && self.generating == 0 && !self.busy
+    }
+}
+
+/// What every gather and pass asks of all sessions, kept as they change, so that a
+/// pass costs what it holds, not how many sessions are open.
+#[derive(Default)]
+struct Tally {
+    /// Sessions [`Session::idle`].
+    idle: usize,
+    /// Sessions generating alone, by id (each steps in every pass).
+    generating: BTreeSet<u64>,
+}
+
+impl Tally {
+    /// `s` as it is now no longer counts (call before changing it)...
+    fn take(&mut self, id: u64, s: &Session) {
+        self.idle -= usize::from(s.idle());
+        self.generating.remove(&id);
+    }
+
+    /// ...and counts again as it is now (after).
+    fn put(&mut self, id: u64, s: &Session) {
+        self.idle += usize::from(s.idle());
+        if s.generating > 0 {
+            self.generating.insert(id);
+        }
+    }
+}
+
 enum Job {
     /// A new session's prompt, `done` tokens of it already run.
     Prefill {
@@ -72,6 +105,7 @@ pub(super) struct Engine {
     clock: VirtualClock,
     spec: SimSpec,
     sessions: BTreeMap<u64, Session>,
+    tally: Tally,
     scheduler: Scheduler<Job>,
 }
 
@@ -88,6 +122,7 @@ impl Engine {
                 prefill_chunk: usize::MAX,
             }),
             sessions: BTreeMap::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -106,7 +141,7 @@ impl Engine {
     }
 
     fn generating(&self) -> bool {
-        self.sessions.values().any(|s| s.generating > 0)
+        !self.tally.generating.is_empty()
     }
 
     /// Takes messages until the scheduler says the pass is worth running.
@@ -115,12 +150,9 @@ impl Engine {
             while let Ok(m) = rx.try_recv() {
                 self.accept(m);
             }
-            let could_send = self
-                .sessions
-                .iter()
-                .filter(|(_, s)| s.opened && s.generating == 0)
-                .map(|(&id, _)| id);
-            let rest = match self.scheduler.gather(self.clock.now(), could_send) {
+            // Busy sessions have their block in the queue (a pass is not running).
+            let everyone = self.tally.idle == 0;
+            let rest = match self.scheduler.gather(self.clock.now(), everyone) {
                 Gather::Run => return,
                 Gather::Wait(rest) => rest,
             };
@@ -152,7 +184,9 @@ impl Engine {
             Msg::Edge(stream, m, arrived) => match m.kind {
                 Some(pb::edge_message::Kind::Open(o)) => {
                     if let Some(s) = self.sessions.get_mut(&stream) {
+                        self.tally.take(stream, s);
                         s.busy = true;
+                        self.tally.put(stream, s);
                         s.seed = o.seed;
                         s.early_exit = o.early_exit && self.spec.early_exit_at.is_some();
                         self.scheduler.push(Waiting {
@@ -173,14 +207,17 @@ impl Engine {
                 for (_, s) in std::mem::take(&mut self.sessions) {
                     let _ = s.down.tx.try_send(Err(super::unreachable()));
                 }
+                self.tally = Tally::default();
                 self.scheduler.clear();
             }
         }
     }
 
     fn forget(&mut self, stream: u64) {
-        self.sessions.remove(&stream);
-        self.scheduler.retain(|w| w.session != stream);
+        if let Some(s) = self.sessions.remove(&stream) {
+            self.tally.take(stream, &s);
+        }
+        self.scheduler.forget(stream);
     }
 
     /// A block from the edge: queued, held behind the session's block in the engine,
@@ -222,7 +259,9 @@ impl Engine {
                 pb::cloud_message::Kind::Error(e.to_pb(d.seq)),
             ),
             None => {
+                self.tally.take(stream, s);
                 s.busy = true;
+                self.tally.put(stream, s);
                 self.scheduler.push(Waiting {
                     session: stream,
                     arrived,
@@ -235,12 +274,7 @@ impl Engine {
 
     /// Runs one pass: picks it, spends its time, answers everyone in it.
     async fn pass(&mut self) {
-        let steps: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.generating > 0)
-            .map(|(&id, _)| id)
-            .collect();
+        let steps: Vec<u64> = self.tally.generating.iter().copied().collect();
         let jobs = self.scheduler.next_pass(&steps);
         let tokens = steps.len() + jobs.iter().map(|(_, n)| n).sum::<usize>();
         let size = jobs.len() + steps.len();
@@ -307,6 +341,7 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&stream) else {
             return;
         };
+        self.tally.take(stream, s);
         s.busy = false;
         let kind = match job {
             Job::Prefill { open: o, .. } => {
@@ -339,6 +374,7 @@ impl Engine {
                 })
             }
         };
+        self.tally.put(stream, s);
         send(&clock, &mut s.down, kind);
         self.drain_pending(stream);
     }
@@ -389,9 +425,11 @@ impl Engine {
             return;
         };
         let token = truth(s.seed, s.len);
+        self.tally.take(stream, s);
         s.len += 1;
         s.last = token;
         s.generating -= 1;
+        self.tally.put(stream, s);
         send(
             &clock,
             &mut s.down,
