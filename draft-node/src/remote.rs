@@ -253,7 +253,7 @@ impl Remote {
     pub async fn send(&mut self, kind: pb::edge_message::Kind) -> Result<(), Lost> {
         let chan = self.chan.as_ref().ok_or_else(no_session)?;
         chan.tx
-            .send(pb::EdgeMessage { kind: Some(kind) })
+            .send(Box::new(pb::EdgeMessage { kind: Some(kind) }))
             .await
             .map_err(|_| {
                 Lost::Link(ProtocolError::Disconnected(
@@ -265,7 +265,9 @@ impl Remote {
     /// The next message of the session, or why none came within `deadline`.
     pub async fn recv(&mut self, deadline: Duration) -> Result<pb::cloud_message::Kind, Lost> {
         let chan = self.chan.as_mut().ok_or_else(no_session)?;
-        let got = timeout(&*self.clock, deadline, chan.rx.recv()).await;
+        let got = timeout(&*self.clock, deadline, chan.rx.recv())
+            .await
+            .map(|m| m.map(|m| m.map(|m| *m)));
         let result = match got {
             Err(_) => Err(Lost::Timeout(deadline)),
             Ok(None) => Err(Lost::Link(ProtocolError::Disconnected(
@@ -309,9 +311,9 @@ impl Remote {
     /// Ends the session stream (the verifier frees the session).
     pub fn close(&mut self) {
         if let Some(c) = self.chan.take() {
-            let _ = c.tx.try_send(pb::EdgeMessage {
+            let _ = c.tx.try_send(Box::new(pb::EdgeMessage {
                 kind: Some(pb::edge_message::Kind::Close(pb::Close {})),
-            });
+            }));
             self.closed_up += c.bytes.up.load(Ordering::Relaxed);
             self.closed_down += c.bytes.down.load(Ordering::Relaxed);
         }

@@ -413,12 +413,12 @@ mod tests {
         rows.push(req("speculative(k=4)", 4, 1, 1.0, 500.0));
         rows.push(req("speculative(k=4)", 4, 4, 2.0, 500.0));
         let verified = RoundRow {
-            key: crate::results::CellKey {
+            key: std::sync::Arc::new(crate::results::CellKey {
                 strategy: "speculative(k=4)".into(),
                 network: "lan".into(),
                 clients: 1,
                 ..Default::default()
-            },
+            }),
             record: tandem_draft::RoundRecord {
                 kind: RoundKind::Verified,
                 drafted: 4,

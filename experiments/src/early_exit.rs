@@ -157,7 +157,7 @@ mod tests {
 
     fn round(provisional_ns: u64, agreed: bool, ahead: bool) -> RoundRow {
         let mut r = RoundRow::default();
-        r.key.strategy = "early_exit(k=4,exit=2)".into();
+        std::sync::Arc::make_mut(&mut r.key).strategy = "early_exit(k=4,exit=2)".into();
         r.record = RoundRecord {
             kind: RoundKind::Verified,
             drafted: 4,

@@ -6,6 +6,7 @@ pub mod read;
 mod table;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use polars::prelude::{CsvWriter, DataFrame, ParquetWriter, SerWriter};
 use serde::{Deserialize, Serialize};
@@ -33,9 +34,9 @@ pub struct CellKey {
 /// a round's fields are defined once, in [`RoundRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundRow {
-    /// The cell.
+    /// The cell (shared by its rounds).
     #[serde(flatten)]
-    pub key: CellKey,
+    pub key: Arc<CellKey>,
     /// Request index within the cell (the same prompt and seed in every cell).
     pub request: u32,
     /// The round.
@@ -154,6 +155,26 @@ pub fn requests_frame(rows: &[RequestRow]) -> polars::prelude::PolarsResult<Data
             mean_accepted_length, ttft_ms, tpot_ms, e2e_ms, bytes_up, bytes_down, fallbacks,
             to_cloud, to_cloud_reason, to_cloud_at_ms, stop, output_ids, cost_cloud_usd, cost_edge_usd, cost_usd, error),
     )
+}
+
+/// Rows per row group of `rounds.parquet`: the table of one group is all of it that
+/// is ever built in memory.
+const ROW_GROUP: usize = 1 << 18;
+
+/// Writes the rounds to `path` as Parquet, a row group at a time, through a temporary
+/// file.
+pub fn write_rounds(path: &Path, rows: &[RoundRow]) -> std::io::Result<()> {
+    let io = std::io::Error::other;
+    write_atomically(path, |f| {
+        let schema = rounds_frame(&[]).map_err(io)?.schema().as_ref().clone();
+        let mut writer = ParquetWriter::new(f).batched(&schema).map_err(io)?;
+        for group in rows.chunks(ROW_GROUP) {
+            writer
+                .write_batch(&rounds_frame(group).map_err(io)?)
+                .map_err(io)?;
+        }
+        writer.finish().map(|_| ()).map_err(io)
+    })
 }
 
 /// Writes `df` to `path` as Parquet, through a temporary file.

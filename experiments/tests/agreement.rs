@@ -131,7 +131,7 @@ fn simulated() -> Passes {
                 ignore_eos: true,
                 ..Default::default()
             };
-            let msg = |kind| pb::EdgeMessage { kind: Some(kind) };
+            let msg = |kind| Box::new(pb::EdgeMessage { kind: Some(kind) });
             ch.tx
                 .send(msg(pb::edge_message::Kind::Open(open)))
                 .await
@@ -154,7 +154,7 @@ fn simulated() -> Passes {
             };
             let kind = pb::edge_message::Kind::Draft(draft);
             ch.tx
-                .send(pb::EdgeMessage { kind: Some(kind) })
+                .send(Box::new(pb::EdgeMessage { kind: Some(kind) }))
                 .await
                 .unwrap();
             if i == 0 {

@@ -478,10 +478,10 @@ async fn pass_times_fitted_from_a_real_runs_rounds_time_the_simulation() {
             10.0 + 2.0 * f64::from(*s) + 0.5 * f64::from(t) + if verifies { 100.0 } else { 0.0 };
         for _ in 0..*s {
             rows.push(RoundRow {
-                key: tandem_experiments::results::CellKey {
+                key: std::sync::Arc::new(tandem_experiments::results::CellKey {
                     cell: i as u32,
                     ..Default::default()
-                },
+                }),
                 request: 0,
                 record: tandem_draft::RoundRecord {
                     kind: if verifies {

@@ -100,9 +100,9 @@ async fn verify_rounds(t: &VerifierTarget, s: &Setup, iters: u64) -> Duration {
             ..Default::default()
         };
         chan.tx
-            .send(pb::EdgeMessage {
+            .send(Box::new(pb::EdgeMessage {
                 kind: Some(Up::Open(open)),
-            })
+            }))
             .await
             .unwrap();
         let Some(Down::Opened(o)) = chan.rx.recv().await.unwrap().unwrap().kind else {
@@ -120,9 +120,9 @@ async fn verify_rounds(t: &VerifierTarget, s: &Setup, iters: u64) -> Duration {
             };
             let t0 = Instant::now();
             chan.tx
-                .send(pb::EdgeMessage {
+                .send(Box::new(pb::EdgeMessage {
                     kind: Some(Up::Draft(draft)),
-                })
+                }))
                 .await
                 .unwrap();
             let Some(Down::Verdict(v)) = chan.rx.recv().await.unwrap().unwrap().kind else {

@@ -86,7 +86,7 @@ pub fn rows_of(
 }
 
 fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRow>) {
-    let key = ask.cell.key();
+    let key = std::sync::Arc::new(ask.cell.key());
     let rounds = report
         .rounds
         .iter()

@@ -57,10 +57,20 @@ fn unsupported<T>(what: &str) -> Result<T, Unsupported> {
 
 /// A row's cells, named, in order.
 fn cells<T: Serialize>(row: &T) -> PolarsResult<Vec<(String, Cell)>> {
-    let mut out = Vec::new();
-    row.serialize(RowSer { out: &mut out })
-        .map_err(|e| PolarsError::ComputeError(e.0.into()))?;
-    Ok(out)
+    let (mut names, mut out) = (Vec::new(), Vec::new());
+    fill(row, &mut out, Some(&mut names))?;
+    Ok(names.into_iter().zip(out).collect())
+}
+
+/// Appends a row's cells to `out`, and their names to `names` if given (a table's
+/// rows need their names once, not once a row).
+fn fill<T: Serialize>(
+    row: &T,
+    out: &mut Vec<Cell>,
+    names: Option<&mut Vec<String>>,
+) -> PolarsResult<()> {
+    row.serialize(RowSer { out, names })
+        .map_err(|e| PolarsError::ComputeError(e.0.into()))
 }
 
 /// The table of `rows`: one column per field of `T` (its default gives the names and
@@ -68,8 +78,11 @@ fn cells<T: Serialize>(row: &T) -> PolarsResult<Vec<(String, Cell)>> {
 pub fn to_frame<T: Serialize + Default>(rows: &[T]) -> PolarsResult<DataFrame> {
     let schema = cells(&T::default())?;
     let mut columns: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); schema.len()];
+    let mut row_cells = Vec::with_capacity(schema.len());
     for row in rows {
-        for (i, (_, cell)) in cells(row)?.into_iter().enumerate() {
+        row_cells.clear();
+        fill(row, &mut row_cells, None)?;
+        for (i, cell) in row_cells.drain(..).enumerate() {
             columns[i].push(cell);
         }
     }
@@ -155,7 +168,8 @@ fn json(v: AnyValue<'_>) -> serde_json::Value {
 
 /// Serialises a row: a struct (or, with flattened fields, a map) of cells.
 struct RowSer<'a> {
-    out: &'a mut Vec<(String, Cell)>,
+    out: &'a mut Vec<Cell>,
+    names: Option<&'a mut Vec<String>>,
 }
 
 /// Serialises one cell.
@@ -275,7 +289,7 @@ impl<'a> ser::Serializer for RowSer<'a> {
     fn serialize_map(self, _: Option<usize>) -> Result<MapSer<'a>, Unsupported> {
         Ok(MapSer {
             out: self.out,
-            key: None,
+            names: self.names,
         })
     }
     refuse! {
@@ -322,7 +336,10 @@ impl ser::SerializeStruct for RowSer<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), Unsupported> {
-        self.out.push((key.into(), value.serialize(CellSer)?));
+        if let Some(names) = self.names.as_deref_mut() {
+            names.push(key.into());
+        }
+        self.out.push(value.serialize(CellSer)?);
         Ok(())
     }
 
@@ -333,8 +350,8 @@ impl ser::SerializeStruct for RowSer<'_> {
 
 /// A row with flattened fields, which serde writes as a map of its fields.
 struct MapSer<'a> {
-    out: &'a mut Vec<(String, Cell)>,
-    key: Option<String>,
+    out: &'a mut Vec<Cell>,
+    names: Option<&'a mut Vec<String>>,
 }
 
 impl ser::SerializeMap for MapSer<'_> {
@@ -342,9 +359,12 @@ impl ser::SerializeMap for MapSer<'_> {
     type Error = Unsupported;
 
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Unsupported> {
+        let Some(names) = self.names.as_deref_mut() else {
+            return Ok(());
+        };
         match key.serialize(CellSer)? {
             Cell::Str(k) => {
-                self.key = Some(k);
+                names.push(k);
                 Ok(())
             }
             _ => unsupported("a field named by a non-string"),
@@ -352,8 +372,7 @@ impl ser::SerializeMap for MapSer<'_> {
     }
 
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Unsupported> {
-        let key = self.key.take().expect("serde gives a key before its value");
-        self.out.push((key, value.serialize(CellSer)?));
+        self.out.push(value.serialize(CellSer)?);
         Ok(())
     }
 

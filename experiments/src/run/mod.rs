@@ -253,7 +253,11 @@ pub async fn run(
             break;
         }
         requests.append(&mut req);
-        rounds.append(&mut rnd);
+        if rounds.is_empty() {
+            rounds = rnd; // not copied: one cell may hold millions of rounds
+        } else {
+            rounds.append(&mut rnd);
+        }
     }
     if let Setup::Real { cloud, .. } = &mut backend
         && let Some(r) = cloud.running.take()
@@ -266,10 +270,7 @@ pub async fn run(
         &dir.join("requests.parquet"),
         &mut crate::results::requests_frame(&requests)?,
     )?;
-    crate::results::write_parquet(
-        &dir.join("rounds.parquet"),
-        &mut crate::results::rounds_frame(&rounds)?,
-    )?;
+    crate::results::write_rounds(&dir.join("rounds.parquet"), &rounds)?;
     let mut written = crate::report::write(&dir, config, &requests, &rounds, complete)?;
     if config.report.resimulate && config.simulation.is_none() && !requests.is_empty() {
         crate::resimulate::resimulate(&dir)?;

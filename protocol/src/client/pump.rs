@@ -15,7 +15,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ByteCounters, Downlink};
+use super::{ByteCounters, FromCloud};
 use crate::frame::Framing;
 use crate::link::Shaper;
 use crate::{ProtocolError, pb};
@@ -25,13 +25,13 @@ type Down = Result<pb::CloudMessage, ProtocolError>;
 /// A session's two directions and what happens on the way.
 pub(super) struct Pump {
     /// From the draft loop.
-    pub edge: mpsc::Receiver<pb::EdgeMessage>,
+    pub edge: mpsc::Receiver<Box<pb::EdgeMessage>>,
     /// To the transport.
     pub to_wire: mpsc::Sender<pb::EdgeMessage>,
     /// From the transport.
     pub from_wire: mpsc::Receiver<Down>,
     /// To the draft loop.
-    pub cloud: Downlink,
+    pub cloud: mpsc::Sender<FromCloud>,
     pub bytes: Arc<ByteCounters>,
     pub framing: Framing,
     /// The emulated link (up, down); none: messages pass at once.
@@ -91,7 +91,7 @@ impl Pump {
                     Some(m) => {
                         count(&self.bytes, self.framing, &m);
                         let tx = to_wire.as_ref().expect("open");
-                        if tx.send(m).await.is_err() {
+                        if tx.send(*m).await.is_err() {
                             // The transport is gone: the draft loop's next send fails.
                             to_wire = None;
                             self.edge.close();
@@ -103,7 +103,7 @@ impl Pump {
                 m = self.from_wire.recv(), if wire_open => match m {
                     Some(m) => {
                         count_down(&self.bytes, self.framing, &m);
-                        if self.cloud.send(m).await.is_err() {
+                        if self.cloud.send(m.map(Box::new)).await.is_err() {
                             return;
                         }
                     }
@@ -130,10 +130,10 @@ fn count_down(bytes: &ByteCounters, framing: Framing, m: &Down) {
 /// Over an emulated link: each message waits in its direction's queue until its
 /// arrival time.
 struct Shaped {
-    edge: mpsc::Receiver<pb::EdgeMessage>,
+    edge: mpsc::Receiver<Box<pb::EdgeMessage>>,
     to_wire: Option<mpsc::Sender<pb::EdgeMessage>>,
     from_wire: mpsc::Receiver<Down>,
-    cloud: Downlink,
+    cloud: mpsc::Sender<FromCloud>,
     bytes: Arc<ByteCounters>,
     framing: Framing,
     up: Shaper,
@@ -168,7 +168,7 @@ impl Shaped {
                     Some(m) => {
                         count(&self.bytes, self.framing, &m);
                         let at = self.up.arrival(Instant::now(), edge_len(&m));
-                        going_up.push_back((at, m));
+                        going_up.push_back((at, *m));
                     }
                     None => edge_open = false,
                 },
@@ -196,7 +196,7 @@ impl Shaped {
                 () = until(down_at), if down_at.is_some() => {
                     let (_, m) = going_down.pop_front().expect("due");
                     count_down(&self.bytes, self.framing, &m);
-                    if self.cloud.send(m).await.is_err() {
+                    if self.cloud.send(m.map(Box::new)).await.is_err() {
                         return;
                     }
                 },

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use tandem_draft::clock::{BoxFuture, Clock};
 use tandem_draft::{Conn, Dial};
-use tandem_protocol::client::{ByteCounters, SessionChannel};
+use tandem_protocol::client::{ByteCounters, FromCloud, SessionChannel};
 use tandem_protocol::frame::Framing;
 use tandem_protocol::link::{Direction, Shaper};
 use tandem_protocol::{LinkProfile, ProtocolError, pb};
@@ -52,7 +52,7 @@ enum Msg {
 /// The cloud → edge half of a session stream.
 struct Down {
     shaper: Shaper,
-    tx: mpsc::Sender<Result<pb::CloudMessage, ProtocolError>>,
+    tx: mpsc::Sender<FromCloud>,
     bytes: Arc<ByteCounters>,
     outages: Outages,
     /// [`SimSpec::transport_ms`].
@@ -246,7 +246,7 @@ impl Conn for SimConn {
 async fn uplink(
     hub: Arc<Hub>,
     stream: u64,
-    mut rx: mpsc::Receiver<pb::EdgeMessage>,
+    mut rx: mpsc::Receiver<Box<pb::EdgeMessage>>,
     mut shaper: Shaper,
     bytes: Arc<ByteCounters>,
 ) {
@@ -262,7 +262,7 @@ async fn uplink(
             arrival.await;
             // A message on the way when the verifier went down is lost with it.
             if !outages.cut_between(sent, c.elapsed()) {
-                let _ = tx.send(Msg::Edge(stream, m, when));
+                let _ = tx.send(Msg::Edge(stream, *m, when));
             }
         });
     }
@@ -290,6 +290,6 @@ fn send(clock: &VirtualClock, down: &mut Down, kind: pb::cloud_message::Kind) {
             return;
         }
         bytes.down.fetch_add(wire_len(n), Ordering::Relaxed);
-        let _ = tx.send(Ok(msg)).await;
+        let _ = tx.send(Ok(Box::new(msg))).await;
     });
 }
