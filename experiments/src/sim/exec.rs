@@ -25,11 +25,19 @@ struct Timer {
     waker: Mutex<Option<Waker>>,
 }
 
+/// What a due timer does.
+enum Fire {
+    /// Wakes the task of a [`Sleep`].
+    Wake(Arc<Timer>),
+    /// Runs a callback ([`VirtualClock::call_at`]).
+    Call(Box<dyn FnOnce() + Send>),
+}
+
 /// A timer in the queue, earliest first, then first set.
 struct Due {
     at: u64,
     seq: u64,
-    timer: Arc<Timer>,
+    fire: Fire,
 }
 
 impl PartialEq for Due {
@@ -75,6 +83,26 @@ impl std::fmt::Debug for VirtualClock {
 }
 
 impl VirtualClock {
+    /// Runs `f` when the clock reaches `at`, as a timer of its own: no task, no
+    /// poll. For what only hands something on at a time (a message leaving the link),
+    /// the cost of an event rather than of a task. A time already passed runs `f` from
+    /// a task, in turn with the tasks ready now.
+    pub fn call_at(&self, at: Instant, f: impl FnOnce() + Send + 'static) {
+        let at = at.saturating_duration_since(self.0.origin).as_nanos() as u64;
+        if at <= self.0.now_ns.load(Ordering::Relaxed) {
+            self.spawn(async move { f() });
+            return;
+        }
+        let mut timers = self.0.timers.lock().expect("timer lock");
+        timers.seq += 1;
+        let seq = timers.seq;
+        timers.queue.push(Reverse(Due {
+            at,
+            seq,
+            fire: Fire::Call(Box::new(f)),
+        }));
+    }
+
     /// Time since the simulation began.
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.0.now_ns.load(Ordering::Relaxed))
@@ -136,7 +164,7 @@ impl Future for Sleep {
                 let due = Due {
                     at: self.at,
                     seq: timers.seq,
-                    timer: t.clone(),
+                    fire: Fire::Wake(t.clone()),
                 };
                 timers.queue.push(Reverse(due));
                 drop(timers);
@@ -268,17 +296,25 @@ impl Executor {
         }
     }
 
-    /// Moves the clock to the earliest live timer and wakes its task; false if none.
+    /// Moves the clock to the earliest live timer and wakes its task (or runs its
+    /// callback); false if none.
     fn fire_next_timer(&self) -> bool {
         let mut timers = self.shared.timers.lock().expect("timer lock");
         while let Some(Reverse(due)) = timers.queue.pop() {
-            if due.timer.cancelled.load(Ordering::Relaxed) {
+            if let Fire::Wake(t) = &due.fire
+                && t.cancelled.load(Ordering::Relaxed)
+            {
                 continue;
             }
             drop(timers);
             self.shared.now_ns.fetch_max(due.at, Ordering::Relaxed);
-            if let Some(w) = due.timer.waker.lock().expect("waker lock").take() {
-                w.wake();
+            match due.fire {
+                Fire::Wake(t) => {
+                    if let Some(w) = t.waker.lock().expect("waker lock").take() {
+                        w.wake();
+                    }
+                }
+                Fire::Call(f) => f(),
             }
             return true;
         }
@@ -311,6 +347,35 @@ mod tests {
                 ("a2", us(100)),
                 ("b", us(200)),
                 ("c", us(300))
+            ]
+        );
+    }
+
+    #[test]
+    fn callbacks_run_at_their_time_in_turn_with_sleeps() {
+        let mut ex = Executor::new();
+        let clock = ex.clock();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (c, l) = (clock.clone(), log.clone());
+        clock.spawn(async move {
+            let t0 = c.now();
+            for (name, us) in [("call 200", 200u64), ("call 100", 100)] {
+                let (c2, l2) = (c.clone(), l.clone());
+                c.call_at(t0 + Duration::from_micros(us), move || {
+                    l2.lock().unwrap().push((name, c2.elapsed()));
+                });
+            }
+            c.sleep(Duration::from_micros(150)).await;
+            l.lock().unwrap().push(("sleep 150", c.elapsed()));
+        });
+        assert_eq!(ex.run(), 0);
+        let us = Duration::from_micros;
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                ("call 100", us(100)),
+                ("sleep 150", us(150)),
+                ("call 200", us(200))
             ]
         );
     }

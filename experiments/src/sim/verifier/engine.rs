@@ -6,7 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use tandem_draft::clock::{Clock, timeout};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tandem_draft::clock::Clock;
 use tandem_protocol::{WireError, pb};
 use tandem_verifier::BatchPolicy;
 use tandem_verifier::engine::scheduler::{Base, Gather, Scheduler, Size, Waiting, check_extends};
@@ -16,7 +20,7 @@ use super::{Down, MAX_DRAFT, Msg, Outages, send};
 use crate::config::SimSpec;
 use crate::sim::draft::VOCAB;
 use crate::sim::draft::truth;
-use crate::sim::exec::VirtualClock;
+use crate::sim::exec::{Sleep, VirtualClock};
 use tandem_decoding::SessionRng;
 
 /// One session as the engine keeps it.
@@ -144,8 +148,10 @@ impl Engine {
         !self.tally.generating.is_empty()
     }
 
-    /// Takes messages until the scheduler says the pass is worth running.
+    /// Takes messages until the scheduler says the pass is worth running. The
+    /// deadline's timer is set once, not once a message.
     async fn gather(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        let mut deadline: Option<(Instant, Sleep)> = None;
         loop {
             while let Ok(m) = rx.try_recv() {
                 self.accept(m);
@@ -156,9 +162,19 @@ impl Engine {
                 Gather::Run => return,
                 Gather::Wait(rest) => rest,
             };
-            match timeout(&self.clock, rest, rx.recv()).await {
-                Ok(Some(m)) => self.accept(m),
-                Ok(None) | Err(_) => return,
+            let until = self.clock.now() + rest;
+            if deadline.as_ref().is_none_or(|(at, _)| *at != until) {
+                deadline = Some((until, self.clock.sleep_until(until)));
+            }
+            let (_, sleep) = deadline.as_mut().expect("set");
+            // The message first: one that arrives at the deadline still counts.
+            let next = std::future::poll_fn(|cx| match rx.poll_recv(cx) {
+                Poll::Ready(m) => Poll::Ready(m),
+                Poll::Pending => Pin::new(&mut *sleep).poll(cx).map(|()| None),
+            });
+            match next.await {
+                Some(m) => self.accept(m),
+                None => return,
             }
         }
     }
