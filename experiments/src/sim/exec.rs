@@ -22,6 +22,8 @@ use tandem_draft::clock::{BoxFuture, Clock};
 #[derive(Debug, Default)]
 struct Timer {
     cancelled: AtomicBool,
+    /// In the queue (until it fires or is swept out).
+    queued: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -57,10 +59,34 @@ impl Ord for Due {
     }
 }
 
+/// Fewest timers in the queue before cancelled ones are swept out.
+const SWEEP_FROM: usize = 4096;
+
 #[derive(Default)]
 struct Timers {
     queue: BinaryHeap<Reverse<Due>>,
     seq: u64,
+    /// Cancelled timers still in the queue. Every round trip sets a timeout that is
+    /// cancelled long before it is due; once they are half the queue they are swept
+    /// out, so the queue holds what may still fire (with 100 000 sessions it would
+    /// otherwise hold millions).
+    cancelled: usize,
+}
+
+impl Timers {
+    fn cancel(&mut self) {
+        self.cancelled += 1;
+        if self.queue.len() >= SWEEP_FROM && self.cancelled * 2 > self.queue.len() {
+            self.queue.retain(|Reverse(d)| match &d.fire {
+                Fire::Wake(t) if t.cancelled.load(Ordering::Relaxed) => {
+                    t.queued.store(false, Ordering::Relaxed);
+                    false
+                }
+                _ => true,
+            });
+            self.cancelled = 0;
+        }
+    }
 }
 
 /// What the executor, its tasks and their clocks share.
@@ -161,6 +187,7 @@ impl Future for Sleep {
                 let t = Arc::new(Timer::default());
                 let mut timers = self.shared.timers.lock().expect("timer lock");
                 timers.seq += 1;
+                t.queued.store(true, Ordering::Relaxed);
                 let due = Due {
                     at: self.at,
                     seq: timers.seq,
@@ -182,6 +209,9 @@ impl Drop for Sleep {
         // A dropped timer must not move the clock when its time comes.
         if let Some(t) = &self.timer {
             t.cancelled.store(true, Ordering::Relaxed);
+            if t.queued.load(Ordering::Relaxed) {
+                self.shared.timers.lock().expect("timer lock").cancel();
+            }
         }
     }
 }
@@ -301,10 +331,12 @@ impl Executor {
     fn fire_next_timer(&self) -> bool {
         let mut timers = self.shared.timers.lock().expect("timer lock");
         while let Some(Reverse(due)) = timers.queue.pop() {
-            if let Fire::Wake(t) = &due.fire
-                && t.cancelled.load(Ordering::Relaxed)
-            {
-                continue;
+            if let Fire::Wake(t) = &due.fire {
+                t.queued.store(false, Ordering::Relaxed);
+                if t.cancelled.load(Ordering::Relaxed) {
+                    timers.cancelled = timers.cancelled.saturating_sub(1);
+                    continue;
+                }
             }
             drop(timers);
             self.shared.now_ns.fetch_max(due.at, Ordering::Relaxed);
@@ -394,6 +426,30 @@ mod tests {
         });
         assert_eq!(ex.run(), 0);
         assert_eq!(clock.elapsed(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn cancelled_timers_are_swept_out_and_live_ones_still_fire() {
+        let mut ex = Executor::new();
+        let clock = ex.clock();
+        let c = clock.clone();
+        let queued = Arc::new(Mutex::new(0));
+        let (q, shared) = (queued.clone(), ex.shared.clone());
+        clock.spawn(async move {
+            let live = c.sleep(Duration::from_secs(100));
+            for _ in 0..10 * SWEEP_FROM {
+                // A timeout set, and cancelled when the answer comes: a round trip.
+                let answer = c.sleep(Duration::from_micros(1));
+                let r = tandem_draft::clock::timeout(&c, Duration::from_secs(60), answer).await;
+                assert!(r.is_ok());
+            }
+            *q.lock().unwrap() = shared.timers.lock().unwrap().queue.len();
+            live.await;
+            assert_eq!(c.elapsed(), Duration::from_secs(100));
+        });
+        assert_eq!(ex.run(), 0);
+        let n = *queued.lock().unwrap();
+        assert!(n < 2 * SWEEP_FROM, "{n} timers queued");
     }
 
     #[tokio::test]
