@@ -3,6 +3,8 @@
 //! draft loop on the virtual clock (simulated requests per second of wall time is the
 //! figure to watch). Run with `cargo bench -p tandem-experiments --bench sim`.
 
+mod common;
+
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -12,27 +14,7 @@ use tandem_experiments::sim::{SimCell, run_cell};
 use tandem_experiments::workload::load_prompts;
 
 fn config(clients: usize, strategy: &str) -> Config {
-    let text = format!(
-        r#"
-name = "bench"
-[simulation]
-acceptance = 0.8
-draft_ms_per_token = 72
-pass_ms = 25
-verify_extra_ms = 595
-per_session_ms = 0.5
-[workload]
-prompts = "builtin:mixed"
-requests = {clients}
-clients = {clients}
-max_new_tokens = 256
-[[network]]
-name = "lte"
-[[strategy]]
-{strategy}
-"#
-    );
-    Config::parse(&text, Path::new("bench.toml")).unwrap()
+    common::config(clients, "per_session_ms = 0.5", strategy)
 }
 
 fn bench(c: &mut Criterion) {

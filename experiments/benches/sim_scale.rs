@@ -8,7 +8,8 @@
 //! session + 595 ms to verify: a fleet taken as one verifier), so what is timed is the
 //! clients' rounds, not a queue that never drains.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -20,32 +21,13 @@ use tandem_experiments::run::{Progress, RunOptions, run};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Every waiting session in one pass: 5 µs a session on top of the pass.
 fn config(clients: usize) -> Config {
-    let text = format!(
-        r#"
-name = "sim-scale"
-[simulation]
-acceptance = 0.8
-draft_ms_per_token = 72
-pass_ms = 25
-verify_extra_ms = 595
-per_session_ms = 0.005
-max_batch_sessions = {clients}
-max_batch_tokens = {tokens}
-[workload]
-prompts = "builtin:mixed"
-requests = {clients}
-clients = {clients}
-max_new_tokens = 256
-[[network]]
-name = "lte"
-[[strategy]]
-kind = "speculative"
-k = 4
-"#,
-        tokens = clients * 8
+    let pass = format!(
+        "per_session_ms = 0.005\nmax_batch_sessions = {clients}\nmax_batch_tokens = {}",
+        clients * 8
     );
-    Config::parse(&text, Path::new("sim-scale.toml")).expect("a valid config")
+    common::config(clients, &pass, "kind = \"speculative\"\nk = 4")
 }
 
 /// Counts nothing: the run is timed as a whole.
