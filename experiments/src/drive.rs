@@ -206,8 +206,8 @@ impl<B: Backend> CellDriver<B> {
             out.requests.push(row);
             out.rounds.extend(rounds);
         }
+        // Rounds follow their requests, each request's in round order: sorted as built.
         out.missing = (0..seen.len()).filter(|&i| !seen[i]).collect();
-        out.rounds.sort_by_key(|r| (r.request, r.record.round));
         out
     }
 }

@@ -4,11 +4,10 @@
 //! time, and the verdicts by the request's true continuation.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
-
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tandem_draft::clock::Clock;
 use tandem_protocol::{WireError, pb};
