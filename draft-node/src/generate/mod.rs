@@ -254,8 +254,22 @@ impl Run<'_, '_> {
     }
 
     fn record(&mut self, mut r: RoundRecord) {
-        r.round = self.report.rounds.len() as u32;
-        self.report.rounds.push(r);
+        let (output, rounds) = (self.output_len(), &mut self.report.rounds);
+        r.round = rounds.len() as u32;
+        if rounds.len() == rounds.capacity() {
+            // Grown to the rounds still expected rather than doubled: a simulated cell
+            // holds every live request's records at once (100 000 × ~80 rounds), and
+            // doubling would leave up to half of each unused.
+            let more = if rounds.is_empty() {
+                8
+            } else {
+                let left = self.cfg.max_new_tokens.saturating_sub(output);
+                let per_round = (output / rounds.len()).max(1);
+                left.div_ceil(per_round) + 4
+            };
+            rounds.reserve_exact(more);
+        }
+        rounds.push(r);
     }
 
     /// Appends tokens to the output, stopping at EOS or the length limit; returns how

@@ -7,8 +7,7 @@
 //! The draft loop runs on it unchanged through [`tandem_draft::Clock`]; channels are
 //! tokio's, which need no runtime.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +16,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tandem_draft::clock::{BoxFuture, Clock};
+
+use super::radix_heap::RadixHeap;
 
 /// A timer set by a [`Sleep`].
 #[derive(Debug, Default)]
@@ -35,36 +36,13 @@ enum Fire {
     Call(Box<dyn FnOnce() + Send>),
 }
 
-/// A timer in the queue, earliest first, then first set.
-struct Due {
-    at: u64,
-    seq: u64,
-    fire: Fire,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// Fewest timers in the queue before cancelled ones are swept out.
 const SWEEP_FROM: usize = 4096;
 
 #[derive(Default)]
 struct Timers {
-    queue: BinaryHeap<Reverse<Due>>,
+    /// Earliest first, then first set: keyed by time (ns) and the order set.
+    queue: RadixHeap<Fire>,
     seq: u64,
     /// Cancelled timers still in the queue. Every round trip sets a timeout that is
     /// cancelled long before it is due; once they are half the queue they are swept
@@ -74,10 +52,16 @@ struct Timers {
 }
 
 impl Timers {
+    fn push(&mut self, at: u64, fire: Fire) {
+        self.seq += 1;
+        self.queue
+            .push(u128::from(at) << 64 | u128::from(self.seq), fire);
+    }
+
     fn cancel(&mut self) {
         self.cancelled += 1;
         if self.queue.len() >= SWEEP_FROM && self.cancelled * 2 > self.queue.len() {
-            self.queue.retain(|Reverse(d)| match &d.fire {
+            self.queue.retain(|fire| match fire {
                 Fire::Wake(t) if t.cancelled.load(Ordering::Relaxed) => {
                     t.queued.store(false, Ordering::Relaxed);
                     false
@@ -120,13 +104,7 @@ impl VirtualClock {
             return;
         }
         let mut timers = self.0.timers.lock().expect("timer lock");
-        timers.seq += 1;
-        let seq = timers.seq;
-        timers.queue.push(Reverse(Due {
-            at,
-            seq,
-            fire: Fire::Call(Box::new(f)),
-        }));
+        timers.push(at, Fire::Call(Box::new(f)));
     }
 
     /// Time since the simulation began.
@@ -185,15 +163,9 @@ impl Future for Sleep {
             Some(t) => t.clone(),
             None => {
                 let t = Arc::new(Timer::default());
-                let mut timers = self.shared.timers.lock().expect("timer lock");
-                timers.seq += 1;
                 t.queued.store(true, Ordering::Relaxed);
-                let due = Due {
-                    at: self.at,
-                    seq: timers.seq,
-                    fire: Fire::Wake(t.clone()),
-                };
-                timers.queue.push(Reverse(due));
+                let mut timers = self.shared.timers.lock().expect("timer lock");
+                timers.push(self.at, Fire::Wake(t.clone()));
                 drop(timers);
                 self.timer = Some(t.clone());
                 t
@@ -330,8 +302,10 @@ impl Executor {
     /// callback); false if none.
     fn fire_next_timer(&self) -> bool {
         let mut timers = self.shared.timers.lock().expect("timer lock");
-        while let Some(Reverse(due)) = timers.queue.pop() {
-            if let Fire::Wake(t) = &due.fire {
+        // A cancelled timer popped leaves the clock where it is; the next live one is
+        // no earlier, so the queue's keys still never go below the clock.
+        while let Some((key, fire)) = timers.queue.pop() {
+            if let Fire::Wake(t) = &fire {
                 t.queued.store(false, Ordering::Relaxed);
                 if t.cancelled.load(Ordering::Relaxed) {
                     timers.cancelled = timers.cancelled.saturating_sub(1);
@@ -339,8 +313,10 @@ impl Executor {
                 }
             }
             drop(timers);
-            self.shared.now_ns.fetch_max(due.at, Ordering::Relaxed);
-            match due.fire {
+            self.shared
+                .now_ns
+                .fetch_max((key >> 64) as u64, Ordering::Relaxed);
+            match fire {
                 Fire::Wake(t) => {
                     if let Some(w) = t.waker.lock().expect("waker lock").take() {
                         w.wake();

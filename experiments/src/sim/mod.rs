@@ -20,6 +20,7 @@ mod calibrate;
 pub mod draft;
 pub mod exec;
 mod profile;
+mod radix_heap;
 pub mod verifier;
 
 pub use crate::config::{Outage, SimSpec};
