@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// A boxed future that can move between threads.
@@ -46,31 +46,18 @@ pub async fn timeout<F: Future>(
     d: Duration,
     fut: F,
 ) -> Result<F::Output, Elapsed> {
-    Timeout {
-        fut: Box::pin(fut),
-        sleep: clock.sleep(d),
-    }
-    .await
-}
-
-struct Timeout<F: Future> {
-    fut: Pin<Box<F>>,
-    sleep: BoxFuture<'static, ()>,
-}
-
-impl<F: Future> Future for Timeout<F> {
-    type Output = Result<F::Output, Elapsed>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    // Pinned in place, not boxed: the draft loop races every verdict against a
+    // deadline, and a simulation runs millions of rounds.
+    let mut fut = std::pin::pin!(fut);
+    let mut sleep = clock.sleep(d);
+    std::future::poll_fn(|cx| {
         // The work first: an answer that is ready at the deadline still counts.
-        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
+        sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -6,29 +6,52 @@
 //! → UInt64, `f64` → Float64, `bool` → Boolean, strings and unit enum variants (their
 //! serde names) → String.
 
-use polars::prelude::{AnyValue, Column, DataFrame, DataType, PolarsError, PolarsResult};
+use polars::prelude::{
+    AnyValue, Column, DataFrame, DataType, IntoColumn, PolarsError, PolarsResult,
+    StringChunkedBuilder,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde::ser::{self, Impossible};
 
-/// One cell of a row.
-#[derive(Debug, Clone, PartialEq)]
-enum Cell {
+/// One cell of a row as it is serialised (a string borrowed from the row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scalar<'v> {
     U32(u32),
     U64(u64),
     F64(f64),
     Bool(bool),
-    Str(String),
+    Str(&'v str),
 }
 
-impl Cell {
-    fn dtype(&self) -> DataType {
+/// A column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    U32,
+    U64,
+    F64,
+    Bool,
+    Str,
+}
+
+impl Kind {
+    fn of(v: Scalar<'_>) -> Self {
+        match v {
+            Scalar::U32(_) => Kind::U32,
+            Scalar::U64(_) => Kind::U64,
+            Scalar::F64(_) => Kind::F64,
+            Scalar::Bool(_) => Kind::Bool,
+            Scalar::Str(_) => Kind::Str,
+        }
+    }
+
+    fn dtype(self) -> DataType {
         match self {
-            Cell::U32(_) => DataType::UInt32,
-            Cell::U64(_) => DataType::UInt64,
-            Cell::F64(_) => DataType::Float64,
-            Cell::Bool(_) => DataType::Boolean,
-            Cell::Str(_) => DataType::String,
+            Kind::U32 => DataType::UInt32,
+            Kind::U64 => DataType::UInt64,
+            Kind::F64 => DataType::Float64,
+            Kind::Bool => DataType::Boolean,
+            Kind::Str => DataType::String,
         }
     }
 }
@@ -55,67 +78,128 @@ fn unsupported<T>(what: &str) -> Result<T, Unsupported> {
     Err(Unsupported(format!("a table cell cannot be {what}")))
 }
 
-/// A row's cells, named, in order.
-fn cells<T: Serialize>(row: &T) -> PolarsResult<Vec<(String, Cell)>> {
-    let (mut names, mut out) = (Vec::new(), Vec::new());
-    fill(row, &mut out, Some(&mut names))?;
-    Ok(names.into_iter().zip(out).collect())
+fn polars_error(e: Unsupported) -> PolarsError {
+    PolarsError::ComputeError(e.0.into())
 }
 
-/// Appends a row's cells to `out`, and their names to `names` if given (a table's
-/// rows need their names once, not once a row).
-fn fill<T: Serialize>(
-    row: &T,
-    out: &mut Vec<Cell>,
-    names: Option<&mut Vec<String>>,
-) -> PolarsResult<()> {
-    row.serialize(RowSer { out, names })
-        .map_err(|e| PolarsError::ComputeError(e.0.into()))
+/// Where a serialised row's fields go, in order.
+trait Sink {
+    /// The next field's name.
+    fn name(&mut self, name: &str);
+    /// The next field's value.
+    fn value(&mut self, v: Scalar<'_>) -> Result<(), Unsupported>;
+}
+
+/// A row type's columns: each field's name and type.
+#[derive(Default)]
+struct Schema(Vec<(String, Kind)>);
+
+impl Sink for Schema {
+    fn name(&mut self, name: &str) {
+        self.0.push((name.into(), Kind::Str));
+    }
+
+    fn value(&mut self, v: Scalar<'_>) -> Result<(), Unsupported> {
+        let Some(last) = self.0.last_mut() else {
+            return unsupported("a value without a field name");
+        };
+        last.1 = Kind::of(v);
+        Ok(())
+    }
+}
+
+/// The schema of `T`, from its default row.
+fn schema<T: Serialize + Default>() -> PolarsResult<Vec<(String, Kind)>> {
+    let mut schema = Schema::default();
+    T::default()
+        .serialize(RowSer(&mut schema))
+        .map_err(polars_error)?;
+    Ok(schema.0)
+}
+
+/// A column being filled: values go straight into their typed column (strings into
+/// polars' own buffer), so a row costs no allocation.
+enum Values {
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    Str(StringChunkedBuilder),
+}
+
+impl Values {
+    fn new(name: &str, kind: Kind, capacity: usize) -> Self {
+        match kind {
+            Kind::U32 => Values::U32(Vec::with_capacity(capacity)),
+            Kind::U64 => Values::U64(Vec::with_capacity(capacity)),
+            Kind::F64 => Values::F64(Vec::with_capacity(capacity)),
+            Kind::Bool => Values::Bool(Vec::with_capacity(capacity)),
+            Kind::Str => Values::Str(StringChunkedBuilder::new(name.into(), capacity)),
+        }
+    }
+
+    fn push(&mut self, v: Scalar<'_>) -> Result<(), Unsupported> {
+        match (self, v) {
+            (Values::U32(c), Scalar::U32(x)) => c.push(x),
+            (Values::U64(c), Scalar::U64(x)) => c.push(x),
+            (Values::F64(c), Scalar::F64(x)) => c.push(x),
+            (Values::Bool(c), Scalar::Bool(x)) => c.push(x),
+            (Values::Str(c), Scalar::Str(x)) => c.append_value(x),
+            (_, v) => return unsupported(&format!("{v:?} in a column of another type")),
+        }
+        Ok(())
+    }
+
+    fn into_column(self, name: &str) -> Column {
+        match self {
+            Values::U32(c) => Column::new(name.into(), c),
+            Values::U64(c) => Column::new(name.into(), c),
+            Values::F64(c) => Column::new(name.into(), c),
+            Values::Bool(c) => Column::new(name.into(), c),
+            Values::Str(c) => c.finish().into_column(),
+        }
+    }
+}
+
+/// The next row of a table's columns.
+struct Fill<'a> {
+    columns: &'a mut [Values],
+    next: usize,
+}
+
+impl Sink for Fill<'_> {
+    fn name(&mut self, _: &str) {}
+
+    fn value(&mut self, v: Scalar<'_>) -> Result<(), Unsupported> {
+        let Some(column) = self.columns.get_mut(self.next) else {
+            return unsupported("a field past the table's columns");
+        };
+        self.next += 1;
+        column.push(v)
+    }
 }
 
 /// The table of `rows`: one column per field of `T` (its default gives the names and
 /// types, so an empty table still has them).
 pub fn to_frame<T: Serialize + Default>(rows: &[T]) -> PolarsResult<DataFrame> {
-    let schema = cells(&T::default())?;
-    let mut columns: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); schema.len()];
-    let mut row_cells = Vec::with_capacity(schema.len());
+    let schema = schema::<T>()?;
+    let mut columns: Vec<Values> = schema
+        .iter()
+        .map(|(name, kind)| Values::new(name, *kind, rows.len()))
+        .collect();
     for row in rows {
-        row_cells.clear();
-        fill(row, &mut row_cells, None)?;
-        for (i, cell) in row_cells.drain(..).enumerate() {
-            columns[i].push(cell);
-        }
+        row.serialize(RowSer(&mut Fill {
+            columns: &mut columns,
+            next: 0,
+        }))
+        .map_err(polars_error)?;
     }
     let columns = schema
         .iter()
         .zip(columns)
-        .map(|((name, kind), values)| column(name, kind, values))
+        .map(|((name, _), values)| values.into_column(name))
         .collect();
     DataFrame::new(rows.len(), columns)
-}
-
-fn column(name: &str, kind: &Cell, values: Vec<Cell>) -> Column {
-    macro_rules! col {
-        ($variant:ident) => {
-            Column::new(
-                name.into(),
-                values
-                    .into_iter()
-                    .map(|c| match c {
-                        Cell::$variant(v) => v,
-                        other => unreachable!("{name}: a {other:?} among {:?}", kind),
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        };
-    }
-    match kind {
-        Cell::U32(_) => col!(U32),
-        Cell::U64(_) => col!(U64),
-        Cell::F64(_) => col!(F64),
-        Cell::Bool(_) => col!(Bool),
-        Cell::Str(_) => col!(Str),
-    }
 }
 
 /// The rows of a table written by [`to_frame`] (or with the same columns): each column is
@@ -124,7 +208,7 @@ fn column(name: &str, kind: &Cell, values: Vec<Cell>) -> Column {
 pub fn from_frame<T: Serialize + DeserializeOwned + Default>(
     df: &DataFrame,
 ) -> PolarsResult<Vec<T>> {
-    let schema = cells(&T::default())?;
+    let schema = schema::<T>()?;
     let defaults = serde_json::to_value(T::default())
         .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?;
     let mut columns = Vec::with_capacity(schema.len());
@@ -167,13 +251,27 @@ fn json(v: AnyValue<'_>) -> serde_json::Value {
 }
 
 /// Serialises a row: a struct (or, with flattened fields, a map) of cells.
-struct RowSer<'a> {
-    out: &'a mut Vec<Cell>,
-    names: Option<&'a mut Vec<String>>,
-}
+struct RowSer<'a>(&'a mut dyn Sink);
 
-/// Serialises one cell.
-struct CellSer;
+/// Serialises one cell into the sink.
+struct CellSer<'a>(&'a mut dyn Sink);
+
+/// A flattened field's name, serialised as a string cell.
+struct AsName<'a>(&'a mut dyn Sink);
+
+impl Sink for AsName<'_> {
+    fn name(&mut self, _: &str) {}
+
+    fn value(&mut self, v: Scalar<'_>) -> Result<(), Unsupported> {
+        match v {
+            Scalar::Str(name) => {
+                self.0.name(name);
+                Ok(())
+            }
+            _ => unsupported("a field named by a non-string"),
+        }
+    }
+}
 
 macro_rules! refuse {
     ($($method:ident($($arg:ty),*) -> $ret:ty: $what:literal;)*) => {
@@ -201,66 +299,66 @@ macro_rules! refuse_generic {
     };
 }
 
-impl ser::Serializer for CellSer {
-    type Ok = Cell;
+impl ser::Serializer for CellSer<'_> {
+    type Ok = ();
     type Error = Unsupported;
-    type SerializeSeq = Impossible<Cell, Unsupported>;
-    type SerializeTuple = Impossible<Cell, Unsupported>;
-    type SerializeTupleStruct = Impossible<Cell, Unsupported>;
-    type SerializeTupleVariant = Impossible<Cell, Unsupported>;
-    type SerializeMap = Impossible<Cell, Unsupported>;
-    type SerializeStruct = Impossible<Cell, Unsupported>;
-    type SerializeStructVariant = Impossible<Cell, Unsupported>;
+    type SerializeSeq = Impossible<(), Unsupported>;
+    type SerializeTuple = Impossible<(), Unsupported>;
+    type SerializeTupleStruct = Impossible<(), Unsupported>;
+    type SerializeTupleVariant = Impossible<(), Unsupported>;
+    type SerializeMap = Impossible<(), Unsupported>;
+    type SerializeStruct = Impossible<(), Unsupported>;
+    type SerializeStructVariant = Impossible<(), Unsupported>;
 
-    fn serialize_bool(self, v: bool) -> Result<Cell, Unsupported> {
-        Ok(Cell::Bool(v))
+    fn serialize_bool(self, v: bool) -> Result<(), Unsupported> {
+        self.0.value(Scalar::Bool(v))
     }
-    fn serialize_u8(self, v: u8) -> Result<Cell, Unsupported> {
-        Ok(Cell::U32(v.into()))
+    fn serialize_u8(self, v: u8) -> Result<(), Unsupported> {
+        self.0.value(Scalar::U32(v.into()))
     }
-    fn serialize_u16(self, v: u16) -> Result<Cell, Unsupported> {
-        Ok(Cell::U32(v.into()))
+    fn serialize_u16(self, v: u16) -> Result<(), Unsupported> {
+        self.0.value(Scalar::U32(v.into()))
     }
-    fn serialize_u32(self, v: u32) -> Result<Cell, Unsupported> {
-        Ok(Cell::U32(v))
+    fn serialize_u32(self, v: u32) -> Result<(), Unsupported> {
+        self.0.value(Scalar::U32(v))
     }
-    fn serialize_u64(self, v: u64) -> Result<Cell, Unsupported> {
-        Ok(Cell::U64(v))
+    fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
+        self.0.value(Scalar::U64(v))
     }
-    fn serialize_f32(self, v: f32) -> Result<Cell, Unsupported> {
-        Ok(Cell::F64(v.into()))
+    fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
+        self.0.value(Scalar::F64(v.into()))
     }
-    fn serialize_f64(self, v: f64) -> Result<Cell, Unsupported> {
-        Ok(Cell::F64(v))
+    fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
+        self.0.value(Scalar::F64(v))
     }
-    fn serialize_str(self, v: &str) -> Result<Cell, Unsupported> {
-        Ok(Cell::Str(v.into()))
+    fn serialize_str(self, v: &str) -> Result<(), Unsupported> {
+        self.0.value(Scalar::Str(v))
     }
     fn serialize_unit_variant(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<Cell, Unsupported> {
-        Ok(Cell::Str(variant.into()))
+    ) -> Result<(), Unsupported> {
+        self.0.value(Scalar::Str(variant))
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
         _: &'static str,
         value: &T,
-    ) -> Result<Cell, Unsupported> {
+    ) -> Result<(), Unsupported> {
         value.serialize(self)
     }
     refuse! {
-        serialize_i8(i8) -> Cell: "a signed integer";
-        serialize_i16(i16) -> Cell: "a signed integer";
-        serialize_i32(i32) -> Cell: "a signed integer";
-        serialize_i64(i64) -> Cell: "a signed integer";
-        serialize_char(char) -> Cell: "a char";
-        serialize_bytes(&[u8]) -> Cell: "bytes";
-        serialize_none() -> Cell: "an option";
-        serialize_unit() -> Cell: "a unit";
-        serialize_unit_struct(&'static str) -> Cell: "a unit struct";
+        serialize_i8(i8) -> (): "a signed integer";
+        serialize_i16(i16) -> (): "a signed integer";
+        serialize_i32(i32) -> (): "a signed integer";
+        serialize_i64(i64) -> (): "a signed integer";
+        serialize_char(char) -> (): "a char";
+        serialize_bytes(&[u8]) -> (): "bytes";
+        serialize_none() -> (): "an option";
+        serialize_unit() -> (): "a unit";
+        serialize_unit_struct(&'static str) -> (): "a unit struct";
         serialize_seq(Option<usize>) -> Self::SerializeSeq: "a sequence";
         serialize_tuple(usize) -> Self::SerializeTuple: "a tuple";
         serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct: "a tuple";
@@ -269,7 +367,7 @@ impl ser::Serializer for CellSer {
         serialize_struct(&'static str, usize) -> Self::SerializeStruct: "a struct";
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant: "a struct";
     }
-    refuse_generic!(Cell, "an option or an enum with data");
+    refuse_generic!((), "an option or an enum with data");
 }
 
 impl<'a> ser::Serializer for RowSer<'a> {
@@ -279,18 +377,15 @@ impl<'a> ser::Serializer for RowSer<'a> {
     type SerializeTuple = Impossible<(), Unsupported>;
     type SerializeTupleStruct = Impossible<(), Unsupported>;
     type SerializeTupleVariant = Impossible<(), Unsupported>;
-    type SerializeMap = MapSer<'a>;
+    type SerializeMap = Self;
     type SerializeStruct = Self;
     type SerializeStructVariant = Impossible<(), Unsupported>;
 
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Unsupported> {
         Ok(self)
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<MapSer<'a>, Unsupported> {
-        Ok(MapSer {
-            out: self.out,
-            names: self.names,
-        })
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, Unsupported> {
+        Ok(self)
     }
     refuse! {
         serialize_bool(bool) -> (): "a row";
@@ -336,11 +431,8 @@ impl ser::SerializeStruct for RowSer<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), Unsupported> {
-        if let Some(names) = self.names.as_deref_mut() {
-            names.push(key.into());
-        }
-        self.out.push(value.serialize(CellSer)?);
-        Ok(())
+        self.0.name(key);
+        value.serialize(CellSer(&mut *self.0))
     }
 
     fn end(self) -> Result<(), Unsupported> {
@@ -349,31 +441,16 @@ impl ser::SerializeStruct for RowSer<'_> {
 }
 
 /// A row with flattened fields, which serde writes as a map of its fields.
-struct MapSer<'a> {
-    out: &'a mut Vec<Cell>,
-    names: Option<&'a mut Vec<String>>,
-}
-
-impl ser::SerializeMap for MapSer<'_> {
+impl ser::SerializeMap for RowSer<'_> {
     type Ok = ();
     type Error = Unsupported;
 
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Unsupported> {
-        let Some(names) = self.names.as_deref_mut() else {
-            return Ok(());
-        };
-        match key.serialize(CellSer)? {
-            Cell::Str(k) => {
-                names.push(k);
-                Ok(())
-            }
-            _ => unsupported("a field named by a non-string"),
-        }
+        key.serialize(CellSer(&mut AsName(&mut *self.0)))
     }
 
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.out.push(value.serialize(CellSer)?);
-        Ok(())
+        value.serialize(CellSer(&mut *self.0))
     }
 
     fn end(self) -> Result<(), Unsupported> {
