@@ -41,9 +41,8 @@ const SWEEP_FROM: usize = 4096;
 
 #[derive(Default)]
 struct Timers {
-    /// Earliest first, then first set: keyed by time (ns) and the order set.
+    /// Earliest first, then first set: keyed by time (ns).
     queue: RadixHeap<Fire>,
-    seq: u64,
     /// Cancelled timers still in the queue. Every round trip sets a timeout that is
     /// cancelled long before it is due; once they are half the queue they are swept
     /// out, so the queue holds what may still fire (with 100 000 sessions it would
@@ -52,12 +51,6 @@ struct Timers {
 }
 
 impl Timers {
-    fn push(&mut self, at: u64, fire: Fire) {
-        self.seq += 1;
-        self.queue
-            .push(u128::from(at) << 64 | u128::from(self.seq), fire);
-    }
-
     fn cancel(&mut self) {
         self.cancelled += 1;
         if self.queue.len() >= SWEEP_FROM && self.cancelled * 2 > self.queue.len() {
@@ -104,7 +97,7 @@ impl VirtualClock {
             return;
         }
         let mut timers = self.0.timers.lock().expect("timer lock");
-        timers.push(at, Fire::Call(Box::new(f)));
+        timers.queue.push(at, Fire::Call(Box::new(f)));
     }
 
     /// Time since the simulation began.
@@ -165,7 +158,7 @@ impl Future for Sleep {
                 let t = Arc::new(Timer::default());
                 t.queued.store(true, Ordering::Relaxed);
                 let mut timers = self.shared.timers.lock().expect("timer lock");
-                timers.push(self.at, Fire::Wake(t.clone()));
+                timers.queue.push(self.at, Fire::Wake(t.clone()));
                 drop(timers);
                 self.timer = Some(t.clone());
                 t
@@ -304,7 +297,7 @@ impl Executor {
         let mut timers = self.shared.timers.lock().expect("timer lock");
         // A cancelled timer popped leaves the clock where it is; the next live one is
         // no earlier, so the queue's keys still never go below the clock.
-        while let Some((key, fire)) = timers.queue.pop() {
+        while let Some((at, fire)) = timers.queue.pop() {
             if let Fire::Wake(t) = &fire {
                 t.queued.store(false, Ordering::Relaxed);
                 if t.cancelled.load(Ordering::Relaxed) {
@@ -313,9 +306,7 @@ impl Executor {
                 }
             }
             drop(timers);
-            self.shared
-                .now_ns
-                .fetch_max((key >> 64) as u64, Ordering::Relaxed);
+            self.shared.now_ns.fetch_max(at, Ordering::Relaxed);
             match fire {
                 Fire::Wake(t) => {
                     if let Some(w) = t.waker.lock().expect("waker lock").take() {

@@ -5,14 +5,28 @@
 //! (a cache miss a level at ~10⁶ timers).
 //!
 //! Bucket `b` holds the keys whose highest bit differing from the last popped key is
-//! bit `b - 1` (bucket 0: equal to it). A pop from an empty bucket 0 finds the first
-//! non-empty bucket, takes its least key as the new last, and redistributes the bucket
-//! into lower ones, which its keys all fall into.
+//! bit `b - 1`; the keys equal to it are due, first in first out. A pop with nothing
+//! due finds the first non-empty bucket, takes its least key as the new last, and
+//! redistributes the bucket into lower ones, which its keys all fall into.
+//!
+//! Items of equal keys come out in the order they were pushed: they always share a
+//! bucket (a key's bucket depends only on it and the last key), buckets are appended
+//! to and redistributed in order, and the due queue is taken from the front.
 
-/// Keys are `u128`: a time and a tie-break (both increasing), so every key is unique.
+use std::collections::VecDeque;
+
+/// Buckets 1–64 (bucket 0 is the due queue).
+const BUCKETS: usize = u64::BITS as usize;
+
+/// A monotone priority queue of `u64` keys (a clock's nanoseconds).
 pub struct RadixHeap<T> {
-    last: u128,
-    buckets: Vec<Vec<(u128, T)>>,
+    last: u64,
+    /// Items whose key is `last`, in the order pushed.
+    due: VecDeque<T>,
+    /// `buckets[b - 1]` is bucket `b`.
+    buckets: Vec<Vec<(u64, T)>>,
+    /// Bit `b - 1` set: bucket `b` holds keys.
+    occupied: u64,
     len: usize,
 }
 
@@ -20,14 +34,12 @@ impl<T> Default for RadixHeap<T> {
     fn default() -> Self {
         Self {
             last: 0,
-            buckets: (0..=u128::BITS).map(|_| Vec::new()).collect(),
+            due: VecDeque::new(),
+            buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
+            occupied: 0,
             len: 0,
         }
     }
-}
-
-fn bucket(x: u128) -> usize {
-    (u128::BITS - x.leading_zeros()) as usize
 }
 
 impl<T> RadixHeap<T> {
@@ -37,39 +49,59 @@ impl<T> RadixHeap<T> {
     }
 
     /// Queues `item` at `key`, which must not be below the last key popped.
-    pub fn push(&mut self, key: u128, item: T) {
+    pub fn push(&mut self, key: u64, item: T) {
         assert!(key >= self.last, "a radix heap's keys never go back");
-        self.buckets[bucket(key ^ self.last)].push((key, item));
+        self.file(key, item);
         self.len += 1;
     }
 
-    /// Takes the item with the least key.
-    pub fn pop(&mut self) -> Option<(u128, T)> {
-        if self.buckets[0].is_empty() {
-            let i = self.buckets.iter().position(|b| !b.is_empty())?;
-            let mut moved = std::mem::take(&mut self.buckets[i]);
+    fn file(&mut self, key: u64, item: T) {
+        match key ^ self.last {
+            0 => self.due.push_back(item),
+            x => {
+                let b = x.ilog2() as usize;
+                self.buckets[b].push((key, item));
+                self.occupied |= 1 << b;
+            }
+        }
+    }
+
+    /// Takes the item with the least key (of equal keys, the first pushed).
+    pub fn pop(&mut self) -> Option<(u64, T)> {
+        if self.due.is_empty() {
+            if self.occupied == 0 {
+                return None;
+            }
+            let b = self.occupied.trailing_zeros() as usize;
+            self.occupied &= !(1 << b);
+            let mut moved = std::mem::take(&mut self.buckets[b]);
             self.last = moved
                 .iter()
                 .map(|(k, _)| *k)
                 .min()
                 .expect("a non-empty bucket");
             for (k, item) in moved.drain(..) {
-                self.buckets[bucket(k ^ self.last)].push((k, item));
+                self.file(k, item);
             }
             // Its keys all went lower; it keeps its allocation for the next ones.
-            self.buckets[i] = moved;
+            self.buckets[b] = moved;
         }
-        let top = self.buckets[0].pop();
-        self.len -= usize::from(top.is_some());
-        top
+        let item = self.due.pop_front()?;
+        self.len -= 1;
+        Some((self.last, item))
     }
 
     /// Keeps the items `keep` says to.
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        for b in &mut self.buckets {
-            b.retain(|(_, item)| keep(item));
+        self.due.retain(&mut keep);
+        self.occupied = 0;
+        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+            bucket.retain(|(_, item)| keep(item));
+            if !bucket.is_empty() {
+                self.occupied |= 1 << b;
+            }
         }
-        self.len = self.buckets.iter().map(Vec::len).sum();
+        self.len = self.due.len() + self.buckets.iter().map(Vec::len).sum::<usize>();
     }
 }
 
@@ -89,26 +121,26 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let (mut seq, mut now) = (0u128, 0u128);
+        // Keys with ties (times drawn from a small range), each item its push order.
+        let (mut seq, mut now) = (0u64, 0u64);
         for _ in 0..1000 {
             seq += 1;
-            let key = ((next() % 1_000_000) as u128) << 64 | seq;
-            heap.push(key, key);
-            reference.insert(key);
+            let key = next() % 5_000;
+            heap.push(key, seq);
+            reference.insert((key, seq));
         }
         let mut popped = 0;
         while let Some((key, item)) = heap.pop() {
-            assert_eq!(key, item);
-            assert_eq!(Some(key), reference.pop_first());
+            assert_eq!(Some((key, item)), reference.pop_first());
             assert!(key >= now);
             now = key;
             popped += 1;
             for _ in 0..(next() % 3) {
                 seq += 1;
-                let later = ((now >> 64) + 1 + (next() % 1_000_000) as u128) << 64 | seq;
+                let later = now + next() % 5_000;
                 if popped < 5000 {
-                    heap.push(later, later);
-                    reference.insert(later);
+                    heap.push(later, seq);
+                    reference.insert((later, seq));
                 }
             }
             assert_eq!(heap.len(), reference.len());
@@ -120,17 +152,22 @@ mod tests {
     #[test]
     fn equal_times_pop_in_the_order_pushed() {
         let mut heap = RadixHeap::default();
-        for seq in 1..=5u128 {
-            heap.push(7u128 << 64 | seq, seq);
+        // Some pushed before the clock reached 7, some once it had (due at once).
+        for seq in 1..=3 {
+            heap.push(7, seq);
         }
-        let order: Vec<u128> = std::iter::from_fn(|| heap.pop().map(|(_, s)| s)).collect();
-        assert_eq!(order, [1, 2, 3, 4, 5]);
+        heap.push(9, 0);
+        assert_eq!(heap.pop(), Some((7, 1)));
+        heap.push(7, 4);
+        heap.push(7, 5);
+        let order: Vec<(u64, u32)> = std::iter::from_fn(|| heap.pop()).collect();
+        assert_eq!(order, [(7, 2), (7, 3), (7, 4), (7, 5), (9, 0)]);
     }
 
     #[test]
     fn retain_drops_items_and_counts_the_rest() {
         let mut heap = RadixHeap::default();
-        for k in 1..=100u128 {
+        for k in 1..=100u64 {
             heap.push(k, k);
         }
         heap.retain(|k| k % 2 == 0);

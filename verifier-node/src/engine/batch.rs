@@ -6,8 +6,9 @@
 //! at the first job that does not fit, so nothing is overtaken for ever: the job at the
 //! front always goes into the next pass.
 
-use std::collections::HashSet;
 use std::time::Duration;
+
+use rustc_hash::FxHashSet;
 
 /// Limits of one batched pass, and how long to gather work for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub fn select(
     reserved_sessions: &[u64],
 ) -> Vec<(usize, usize)> {
     let mut picked: Vec<(usize, usize)> = Vec::new();
-    let mut sessions: HashSet<u64> = reserved_sessions.iter().copied().collect();
+    let mut sessions: FxHashSet<u64> = reserved_sessions.iter().copied().collect();
     let mut tokens = reserved_tokens;
     for (i, c) in queue.into_iter().enumerate() {
         if sessions.len() >= policy.max_sessions.max(1) && !picked.is_empty() {

@@ -4,7 +4,9 @@
 //! thousand sessions queued (a saturated verifier in the simulator), a pass costs what
 //! it takes, not the length of the queue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use super::scheduler::Waiting;
 
@@ -16,7 +18,7 @@ pub struct Queue<J> {
     /// Tokens of every waiting job.
     tokens: usize,
     /// The places of each session's jobs (sessions with none are absent).
-    lines: HashMap<u64, Vec<i64>>,
+    lines: FxHashMap<u64, Vec<i64>>,
 }
 
 impl<J> Default for Queue<J> {
@@ -24,7 +26,7 @@ impl<J> Default for Queue<J> {
         Self {
             jobs: BTreeMap::new(),
             tokens: 0,
-            lines: HashMap::new(),
+            lines: FxHashMap::default(),
         }
     }
 }

@@ -13,9 +13,9 @@
 //! - a **pass** takes one job per session ([`batch::select`]), plus the steps of
 //!   sessions generating alone, which are reserved before anything is picked.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashSet;
 use tandem_protocol::WireError;
 
 use super::batch::{self, BatchPolicy, Candidate};
@@ -181,7 +181,7 @@ impl<J> Scheduler<J> {
         mut check: impl FnMut(&Waiting<J>) -> Result<(), E>,
     ) -> Vec<(Waiting<J>, E)> {
         let mut refused = Vec::new();
-        let mut heads: HashSet<u64> = HashSet::new();
+        let mut heads: FxHashSet<u64> = FxHashSet::default();
         for w in self.queue.take_all() {
             if !heads.contains(&w.session)
                 && let Err(e) = check(&w)
