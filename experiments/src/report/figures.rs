@@ -88,7 +88,25 @@ const CAPTIONS: &[(&str, &str)] = &[
 /// A figure's caption: what it shows, then what ran.
 pub fn caption(name: &str, config: &Config) -> String {
     let what = CAPTIONS.iter().find(|c| c.0 == name).map_or("", |c| c.1);
-    format!("{what} {}", crate::summary::what_ran(config))
+    let reps = config.workload.repetitions;
+    let band = if reps > 1 && BANDED.contains(&name) {
+        format!(" Shaded: 10th to 90th percentile of the {reps} repetitions' values.")
+    } else {
+        String::new()
+    };
+    format!("{what}{band} {}", crate::summary::what_ran(config))
+}
+
+/// The figures whose lines carry a band over the repetitions.
+const BANDED: &[&str] = &["latency_vs_rtt", "throughput_vs_clients"];
+
+/// The 10th and 90th percentile of `values`; none for fewer than two (one run).
+fn spread(mut values: Vec<f64>) -> Option<(f64, f64)> {
+    if values.len() < 2 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some((quantile(&values, 0.1), quantile(&values, 0.9)))
 }
 
 /// "strategy @ network" (and "@ device" when there is one, "× N" clients when the
@@ -507,41 +525,60 @@ fn latency_rtt(config: &Config, requests: &[RequestRow], palette: &Palette) -> L
         })
         .collect();
     let several = several_clients(requests);
-    let mut by: Vec<(String, usize, BTreeMap<String, Vec<f64>>)> = Vec::new();
+    // One marker per client count, the same in every strategy.
+    let mut counts: Vec<u32> = requests.iter().map(|r| r.clients).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    // Per line, per network, per repetition: the requests' latencies.
+    type ByRep = BTreeMap<String, BTreeMap<u32, Vec<f64>>>;
+    let mut by: Vec<(String, Look, ByRep)> = Vec::new();
     for r in requests.iter().filter(|r| r.error.is_empty()) {
         let mut key = r.strategy.clone();
         if !r.device.is_empty() {
-            key += &format!(" @ {}", r.device);
+            key += &format!(" on {}", r.device);
         }
-        // One line per client count: latency under load is another curve.
+        // One line per client count: latency under load is another curve (its part
+        // after " @ " names the marker in a compact legend).
         if several {
-            key += &format!(" × {}", r.clients);
+            key += &format!(" @ {} clients", r.clients);
         }
         let i = match by.iter().position(|(k, ..)| *k == key) {
             Some(i) => i,
             None => {
-                by.push((key, palette.color(&r.strategy), BTreeMap::new()));
+                let look = Look {
+                    color: Some(palette.color(&r.strategy)),
+                    marker: Marker::nth(counts.binary_search(&r.clients).unwrap_or(0)),
+                };
+                by.push((key, look, BTreeMap::new()));
                 by.len() - 1
             }
         };
-        by[i].2.entry(r.network.clone()).or_default().push(r.e2e_ms);
+        by[i]
+            .2
+            .entry(r.network.clone())
+            .or_default()
+            .entry(r.repetition)
+            .or_default()
+            .push(r.e2e_ms);
     }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let series = by
         .into_iter()
-        .enumerate()
-        .map(|(i, (s, color, nets))| {
-            let points = nets
-                .iter()
-                .filter_map(|(n, v)| {
-                    let x = *rtt.get(n.as_str())?;
-                    Some((x, v.iter().sum::<f64>() / v.len() as f64))
-                })
-                .collect();
-            // Client counts of one strategy: its colour, a marker each.
-            Series::new(s, points, Style::Line).with(Look {
-                color: Some(color),
-                marker: Marker::nth(i),
-            })
+        .map(|(s, look, nets)| {
+            let (mut points, mut band) = (Vec::new(), Vec::new());
+            for (n, reps) in &nets {
+                let Some(&x) = rtt.get(n.as_str()) else {
+                    continue;
+                };
+                let all: Vec<f64> = reps.values().flatten().copied().collect();
+                points.push((x, mean(&all)));
+                if let Some((lo, hi)) = spread(reps.values().map(|v| mean(v)).collect()) {
+                    band.push((x, lo, hi));
+                }
+            }
+            Series::new(s, points, Style::Line)
+                .with(look)
+                .with_band(band)
         })
         .collect();
     Lines {
@@ -555,21 +592,65 @@ fn latency_rtt(config: &Config, requests: &[RequestRow], palette: &Palette) -> L
     }
 }
 
+/// A summary line's strategy, network, device and clients.
+type LineKey = (String, String, String, u32);
+
+fn line_key(l: &crate::summary::Line) -> LineKey {
+    (
+        l.strategy.clone(),
+        l.network.clone(),
+        l.device.clone(),
+        l.clients,
+    )
+}
+
+/// Each line's tokens per second in each repetition, by setting and strategy (nothing
+/// with one repetition).
+fn repetitions_tokens_per_s(requests: &[RequestRow]) -> BTreeMap<LineKey, Vec<f64>> {
+    let mut out: BTreeMap<_, Vec<f64>> = BTreeMap::new();
+    let reps: std::collections::BTreeSet<u32> = requests.iter().map(|r| r.repetition).collect();
+    if reps.len() < 2 {
+        return out;
+    }
+    for rep in reps {
+        let rows: Vec<RequestRow> = requests
+            .iter()
+            .filter(|r| r.repetition == rep)
+            .cloned()
+            .collect();
+        for l in crate::summary::summarise(&rows) {
+            out.entry(line_key(&l)).or_default().push(l.tokens_per_s);
+        }
+    }
+    out
+}
+
 /// Per strategy and network, generated tokens per second of the cell's wall time (all
 /// clients together) against the number of closed-loop clients.
 fn throughput_clients(requests: &[RequestRow], palette: &Palette) -> Lines {
     let lines = crate::summary::summarise(requests);
+    let by_repetition = repetitions_tokens_per_s(requests);
     let mut series: Vec<plots::Series> = Vec::new();
     for l in lines.iter().filter(|l| l.clients > 0) {
         let name = label(&l.strategy, &l.network, &l.device, None);
-        let point = (l.clients as f64, l.tokens_per_s);
-        match series.iter_mut().find(|s| s.label == name) {
-            Some(s) => s.points.push(point),
-            None => series.push(
-                Series::new(name, vec![point], Style::Line)
-                    .with(palette.look(&l.strategy, &l.network)),
-            ),
-        }
+        let x = l.clients as f64;
+        let point = (x, l.tokens_per_s);
+        let spread = by_repetition
+            .get(&line_key(l))
+            .and_then(|v| spread(v.clone()))
+            .map(|(lo, hi)| (x, lo, hi));
+        let s = match series.iter().position(|s| s.label == name) {
+            Some(i) => &mut series[i],
+            None => {
+                series.push(
+                    Series::new(name, Vec::new(), Style::Line)
+                        .with(palette.look(&l.strategy, &l.network)),
+                );
+                series.last_mut().expect("just pushed")
+            }
+        };
+        s.points.push(point);
+        s.band.extend(spread);
     }
     let spans = |f: fn(&(f64, f64)) -> f64| {
         let v: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(f)).collect();
@@ -587,5 +668,43 @@ fn throughput_clients(requests: &[RequestRow], palette: &Palette) -> Lines {
         series,
         highlight: None,
         log,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(clients: u32, repetition: u32, tokens: u32) -> RequestRow {
+        RequestRow {
+            strategy: "cloud_only".into(),
+            network: "lte".into(),
+            clients,
+            repetition,
+            tokens,
+            e2e_ms: 1000.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn repeated_cells_get_a_band_over_their_repetitions() {
+        // At 1 and 2 clients, two repetitions each: 40 and 60 tokens/s.
+        let rows = [row(1, 0, 40), row(1, 1, 60), row(2, 0, 40), row(2, 1, 60)];
+        let fig = throughput_clients(&rows, &Palette::of(&rows));
+        let s = &fig.series[0];
+        assert_eq!(s.points, [(1.0, 50.0), (2.0, 50.0)]);
+        assert_eq!(s.band.len(), 2);
+        for (b, x) in s.band.iter().zip([1.0, 2.0]) {
+            assert_eq!(b.0, x);
+            // The 10th and 90th percentile of {40, 60}.
+            assert!(
+                (b.1 - 42.0).abs() < 1e-9 && (b.2 - 58.0).abs() < 1e-9,
+                "{b:?}"
+            );
+        }
+        let one = [row(1, 0, 40), row(2, 0, 40)];
+        let fig = throughput_clients(&one, &Palette::of(&one));
+        assert!(fig.series[0].band.is_empty(), "one run: no band");
     }
 }

@@ -347,6 +347,9 @@ pub struct Series {
     pub style: Style,
     /// Colour and marker.
     pub look: Look,
+    /// Where the repetitions spread, `(x, low, high)` (the 10th and 90th percentile of
+    /// the repetitions' values): shaded in the series' colour. Empty for one run.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 impl Series {
@@ -357,7 +360,14 @@ impl Series {
             points,
             style,
             look: Look::default(),
+            band: Vec::new(),
         }
+    }
+
+    /// The same series with the repetitions' `band`.
+    pub fn with_band(mut self, band: Vec<(f64, f64, f64)>) -> Self {
+        self.band = band;
+        self
     }
 
     /// The same series with `look`.
@@ -542,7 +552,24 @@ impl Figure for Lines {
                 .collect()
         };
         let series: Vec<Vec<(f64, f64)>> = self.series.iter().map(|s| scale(&s.points)).collect();
-        let all = series.iter().flatten();
+        // A band as its two edges, low then high, each in the figure's scale.
+        type Edge = Vec<(f64, f64)>;
+        let bands: Vec<(Edge, Edge)> = self
+            .series
+            .iter()
+            .map(|s| {
+                let edge = |pick: fn(&(f64, f64, f64)) -> f64| {
+                    let mut pts = scale(&s.band.iter().map(|b| (b.0, pick(b))).collect::<Vec<_>>());
+                    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    pts
+                };
+                (edge(|b| b.1), edge(|b| b.2))
+            })
+            .collect();
+        let all = series
+            .iter()
+            .flatten()
+            .chain(bands.iter().flat_map(|(lo, hi)| lo.iter().chain(hi)));
         let (xmax, ymax) = all
             .clone()
             .fold((f64::MIN, f64::MIN), |(x, y), p| (x.max(p.0), y.max(p.1)));
@@ -586,6 +613,28 @@ impl Figure for Lines {
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e)?;
+        for (i, (s, (lo, hi))) in self.series.iter().zip(&bands).enumerate() {
+            let col = color(s.look.color.unwrap_or(i)).mix(0.18);
+            match (lo.as_slice(), hi.as_slice()) {
+                // One x: an error bar.
+                ([l], [h]) => chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![*l, *h],
+                        col.stroke_width(6),
+                    )))
+                    .map_err(e)?,
+                _ if lo.len() >= 2 && lo.len() == hi.len() => chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        lo.iter()
+                            .chain(hi.iter().rev())
+                            .copied()
+                            .collect::<Vec<_>>(),
+                        col.filled(),
+                    )))
+                    .map_err(e)?,
+                _ => continue,
+            };
+        }
         for (i, (s, points)) in self.series.iter().zip(&series).enumerate() {
             let col = color(s.look.color.unwrap_or(i));
             let mut pts = points.clone();
