@@ -200,10 +200,7 @@ fn point(clients: u32, rs: &[&RequestRow], slo: Slo) -> Point {
         .map(|r| r.tpot_ms)
         .collect();
     tpot.sort_by(f64::total_cmp);
-    let wall = rs
-        .iter()
-        .map(|r| r.start_s + r.e2e_ms / 1e3)
-        .fold(0.0, f64::max);
+    let wall = crate::summary::wall_s(rs.iter().copied());
     let met: Vec<&&RequestRow> = rs.iter().filter(|r| slo.met(r)).collect();
     let tokens = met.iter().fold(0.0, |t, r| t + f64::from(r.tokens));
     Point {

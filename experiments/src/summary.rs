@@ -119,6 +119,18 @@ pub fn summarise(rows: &[RequestRow]) -> Vec<Line> {
     lines
 }
 
+/// The wall time of a cell's requests, s: from its start to its last request's end,
+/// each repetition's (each starts at 0) added up, so that tokens pooled over the
+/// repetitions are divided by the time they took.
+pub fn wall_s<'a>(requests: impl IntoIterator<Item = &'a RequestRow>) -> f64 {
+    let mut walls: BTreeMap<u32, f64> = BTreeMap::new();
+    for r in requests {
+        let end = walls.entry(r.repetition).or_insert(0.0);
+        *end = end.max(r.start_s + r.e2e_ms / 1e3);
+    }
+    walls.values().sum()
+}
+
 fn line(
     (strategy, network, device, clients): (String, String, String, u32),
     rs: &[&RequestRow],
@@ -132,14 +144,7 @@ fn line(
     let drafts = sum(|r| r.drafts as f64);
     let mut tpot: Vec<f64> = ok.iter().map(|r| r.tpot_ms).collect();
     tpot.sort_by(f64::total_cmp);
-    // Each repetition's wall time (its last request's end; each starts at 0), added up:
-    // the repetitions' tokens are pooled, so is their time.
-    let mut walls: BTreeMap<u32, f64> = BTreeMap::new();
-    for r in &ok {
-        let end = walls.entry(r.repetition).or_insert(0.0);
-        *end = end.max(r.start_s + r.e2e_ms / 1e3);
-    }
-    let wall: f64 = walls.values().sum();
+    let wall = wall_s(ok.iter().map(|r| **r));
     Line {
         strategy,
         network,
