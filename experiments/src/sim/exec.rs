@@ -296,7 +296,7 @@ impl Executor {
     fn fire_next_timer(&self) -> bool {
         let mut timers = self.shared.timers.lock().expect("timer lock");
         // A cancelled timer popped leaves the clock where it is; the next live one is
-        // no earlier, so the queue's keys still never go below the clock.
+        // no earlier, so the clock catches up with the queue's last key.
         while let Some((at, fire)) = timers.queue.pop() {
             if let Fire::Wake(t) = &fire {
                 t.queued.store(false, Ordering::Relaxed);
@@ -317,6 +317,11 @@ impl Executor {
             }
             return true;
         }
+        // Only cancelled timers were left, maybe later than the clock: timers set from
+        // here on (a later run) may be earlier than they were.
+        timers
+            .queue
+            .rebase(self.shared.now_ns.load(Ordering::Relaxed));
         false
     }
 }
@@ -393,6 +398,12 @@ mod tests {
         });
         assert_eq!(ex.run(), 0);
         assert_eq!(clock.elapsed(), Duration::from_millis(5));
+        // The cancelled 30 s timer was popped and thrown away: a timer set afterwards,
+        // earlier than it, still runs.
+        let c = clock.clone();
+        clock.spawn(async move { c.sleep(Duration::from_secs(1)).await });
+        assert_eq!(ex.run(), 0);
+        assert_eq!(clock.elapsed(), Duration::from_millis(1005));
     }
 
     #[test]

@@ -48,7 +48,8 @@ impl<T> RadixHeap<T> {
         self.len
     }
 
-    /// Queues `item` at `key`, which must not be below the last key popped.
+    /// Queues `item` at `key`, which must not be below the last key popped (or the
+    /// floor given to [`RadixHeap::rebase`]).
     pub fn push(&mut self, key: u64, item: T) {
         assert!(key >= self.last, "a radix heap's keys never go back");
         self.file(key, item);
@@ -89,6 +90,13 @@ impl<T> RadixHeap<T> {
         let item = self.due.pop_front()?;
         self.len -= 1;
         Some((self.last, item))
+    }
+
+    /// Lets keys from `floor` on in again, once it is empty: a clock that popped a
+    /// cancelled timer and threw it away has not moved to its time.
+    pub fn rebase(&mut self, floor: u64) {
+        assert_eq!(self.len, 0, "only an empty radix heap is rebased");
+        self.last = floor;
     }
 
     /// Keeps the items `keep` says to.
@@ -180,7 +188,20 @@ mod tests {
     fn a_key_below_the_last_popped_is_refused() {
         let mut heap = RadixHeap::default();
         heap.push(10, ());
+        heap.push(20, ());
         heap.pop();
         heap.push(9, ());
+    }
+
+    #[test]
+    fn an_emptied_heap_rebased_takes_keys_from_its_floor() {
+        let mut heap = RadixHeap::default();
+        heap.push(10, 'a');
+        assert_eq!(heap.pop(), Some((10, 'a')));
+        heap.rebase(5);
+        heap.push(12, 'c');
+        heap.push(9, 'b');
+        assert_eq!(heap.pop(), Some((9, 'b')));
+        assert_eq!(heap.pop(), Some((12, 'c')));
     }
 }
