@@ -6,112 +6,15 @@ use std::path::Path;
 
 use tandem_decoding::analytic::expected_tokens_per_round;
 use tandem_draft::RoundKind;
-use tandem_protocol::LinkProfile;
 
 use super::plots::{self, Lines, Look, Marker, Ranges, Series, Stacked, Style};
 use crate::config::Config;
 use crate::results::{RequestRow, RoundRow};
 use crate::summary::quantile;
 
-/// The figures, in report order.
-const FIGURES: &[(&str, &str)] = &[
-    ("tpot", "Time per output token by strategy"),
-    ("time_breakdown", "Where the time per output token goes"),
-    ("accepted_length_vs_k", "Mean accepted length against k"),
-    ("acceptance_by_position", "Acceptance by draft position"),
-    ("cost_vs_latency", "Cost against latency"),
-    (
-        "latency_vs_rtt",
-        "End-to-end latency against round-trip time",
-    ),
-    (
-        "throughput_vs_clients",
-        "Throughput against the number of clients",
-    ),
-    ("cost_vs_volume", "Cost per day against tokens per day"),
-    ("capacity", "p90 time per output token against clients"),
-    (
-        "resimulation",
-        "Simulated against measured time per output token",
-    ),
-];
-
-/// A figure's title.
-pub fn title(name: &str) -> &'static str {
-    FIGURES.iter().find(|f| f.0 == name).map_or("", |f| f.1)
-}
-
-/// What each figure shows and how it is computed, for its caption.
-const CAPTIONS: &[(&str, &str)] = &[
-    (
-        "tpot",
-        "Bars: 10th to 90th percentile of the requests' time per output token (after the first); dots: the median. Colour: strategy.",
-    ),
-    (
-        "time_breakdown",
-        "Per output token, over all requests of a row: drafting, network (a round's wait less the verifier's queue and forward time), verifier queue, verifier forward; other: the rest of the end-to-end time.",
-    ),
-    (
-        "accepted_length_vs_k",
-        "Tokens committed per verified round of the fixed-k speculative cells (full-length blocks), with the i.i.d. expectation for the acceptance α measured on the same rounds (dashed).",
-    ),
-    (
-        "acceptance_by_position",
-        "Of the blocks that drafted position i, the share accepted there, per k.",
-    ),
-    (
-        "cost_vs_latency",
-        "Mean end-to-end latency and dollars per million output tokens. Colour: strategy; marker: link; circled: the Pareto front among strategies whose output the target verified.",
-    ),
-    (
-        "latency_vs_rtt",
-        "Mean end-to-end latency against each link's round-trip time. Colour: strategy; marker: client count.",
-    ),
-    (
-        "throughput_vs_clients",
-        "Generated tokens per second of a cell's wall time, all clients together. Colour: strategy; marker: link.",
-    ),
-    (
-        "cost_vs_volume",
-        "Dollars a day at each daily volume with the edge hardware priced; circled: the volumes where a drafting strategy breaks even with cloud-only. Colour: strategy; marker: link.",
-    ),
-    (
-        "capacity",
-        "p90 time per output token at each client count. Colour: strategy; marker: link; dashed: the SLO. Capacity is where a curve crosses it (docs/PROTOCOL.md).",
-    ),
-    (
-        "resimulation",
-        "Each cell's TPOT p50 as measured (x) and as the simulator fitted to this run gave it (y, 8 replays pooled). Colour: strategy; marker: link; dashed: equality and the ±10 % band.",
-    ),
-];
-
-/// A figure's caption: what it shows, then what ran.
-pub fn caption(name: &str, config: &Config) -> String {
-    let what = CAPTIONS.iter().find(|c| c.0 == name).map_or("", |c| c.1);
-    let reps = config.workload.repetitions;
-    let band = if reps > 1 && BANDED.contains(&name) {
-        format!(" Shaded: 10th to 90th percentile of the {reps} repetitions' values.")
-    } else {
-        String::new()
-    };
-    format!("{what}{band} {}", crate::summary::what_ran(config))
-}
-
-/// The figures whose lines carry a band over the repetitions.
-const BANDED: &[&str] = &["latency_vs_rtt", "throughput_vs_clients"];
-
-/// The 10th and 90th percentile of `values`; none for fewer than two (one run).
-fn spread(mut values: Vec<f64>) -> Option<(f64, f64)> {
-    if values.len() < 2 {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some((quantile(&values, 0.1), quantile(&values, 0.9)))
-}
-
 /// "strategy @ network" (and "@ device" when there is one, "× N" clients when the
 /// grid varies the clients).
-fn label(strategy: &str, network: &str, device: &str, clients: Option<u32>) -> String {
+pub(super) fn label(strategy: &str, network: &str, device: &str, clients: Option<u32>) -> String {
     let mut l = format!("{strategy} @ {network}");
     if !device.is_empty() {
         l += &format!(" @ {device}");
@@ -170,7 +73,7 @@ impl Palette {
 }
 
 /// Whether the requests come from more than one client count.
-fn several_clients(requests: &[RequestRow]) -> bool {
+pub(super) fn several_clients(requests: &[RequestRow]) -> bool {
     requests.windows(2).any(|w| w[0].clients != w[1].clients)
 }
 
@@ -255,11 +158,11 @@ pub fn draw_all(
     plots::save(&cost_latency(&groups, &palette), dir)?;
     drawn.push("cost_vs_latency");
     if config.networks.len() > 1 {
-        plots::save(&latency_rtt(config, requests, &palette), dir)?;
+        plots::save(&super::load::latency_rtt(config, requests, &palette), dir)?;
         drawn.push("latency_vs_rtt");
     }
     if several_clients(requests) {
-        plots::save(&throughput_clients(requests, &palette), dir)?;
+        plots::save(&super::load::throughput_clients(requests, &palette), dir)?;
         drawn.push("throughput_vs_clients");
     }
     if config.cost.prices_hardware() {
@@ -510,201 +413,5 @@ fn cost_volume(config: &Config, requests: &[RequestRow], palette: &Palette) -> L
         series,
         highlight: Some(("break-even vs cloud-only".into(), even)),
         log: true,
-    }
-}
-
-/// Per strategy, mean end-to-end latency on each network, against the link's RTT.
-fn latency_rtt(config: &Config, requests: &[RequestRow], palette: &Palette) -> Lines {
-    let rtt: BTreeMap<&str, f64> = config
-        .networks
-        .iter()
-        .filter_map(|n| {
-            let spec = n.link.as_deref().unwrap_or(&n.name);
-            let link: LinkProfile = spec.parse().ok()?;
-            Some((n.name.as_str(), link.rtt().as_secs_f64() * 1e3))
-        })
-        .collect();
-    let several = several_clients(requests);
-    // One marker per client count, the same in every strategy.
-    let mut counts: Vec<u32> = requests.iter().map(|r| r.clients).collect();
-    counts.sort_unstable();
-    counts.dedup();
-    // Per line, per network, per repetition: the requests' latencies.
-    type ByRep = BTreeMap<String, BTreeMap<u32, Vec<f64>>>;
-    let mut by: Vec<(String, Look, ByRep)> = Vec::new();
-    for r in requests.iter().filter(|r| r.error.is_empty()) {
-        let mut key = r.strategy.clone();
-        if !r.device.is_empty() {
-            key += &format!(" on {}", r.device);
-        }
-        // One line per client count: latency under load is another curve (its part
-        // after " @ " names the marker in a compact legend).
-        if several {
-            key += &format!(" @ {} clients", r.clients);
-        }
-        let i = match by.iter().position(|(k, ..)| *k == key) {
-            Some(i) => i,
-            None => {
-                let look = Look {
-                    color: Some(palette.color(&r.strategy)),
-                    marker: Marker::nth(counts.binary_search(&r.clients).unwrap_or(0)),
-                };
-                by.push((key, look, BTreeMap::new()));
-                by.len() - 1
-            }
-        };
-        by[i]
-            .2
-            .entry(r.network.clone())
-            .or_default()
-            .entry(r.repetition)
-            .or_default()
-            .push(r.e2e_ms);
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let series = by
-        .into_iter()
-        .map(|(s, look, nets)| {
-            let (mut points, mut band) = (Vec::new(), Vec::new());
-            for (n, reps) in &nets {
-                let Some(&x) = rtt.get(n.as_str()) else {
-                    continue;
-                };
-                let all: Vec<f64> = reps.values().flatten().copied().collect();
-                points.push((x, mean(&all)));
-                if let Some((lo, hi)) = spread(reps.values().map(|v| mean(v)).collect()) {
-                    band.push((x, lo, hi));
-                }
-            }
-            Series::new(s, points, Style::Line)
-                .with(look)
-                .with_band(band)
-        })
-        .collect();
-    Lines {
-        name: "latency_vs_rtt",
-        title: "End-to-end latency against the link's round-trip time".into(),
-        x_desc: "round-trip time (ms)".into(),
-        y_desc: "mean end-to-end latency (ms)".into(),
-        series,
-        highlight: None,
-        log: false,
-    }
-}
-
-/// A summary line's strategy, network, device and clients.
-type LineKey = (String, String, String, u32);
-
-fn line_key(l: &crate::summary::Line) -> LineKey {
-    (
-        l.strategy.clone(),
-        l.network.clone(),
-        l.device.clone(),
-        l.clients,
-    )
-}
-
-/// Each line's tokens per second in each repetition, by setting and strategy (nothing
-/// with one repetition).
-fn repetitions_tokens_per_s(requests: &[RequestRow]) -> BTreeMap<LineKey, Vec<f64>> {
-    let mut out: BTreeMap<_, Vec<f64>> = BTreeMap::new();
-    let reps: std::collections::BTreeSet<u32> = requests.iter().map(|r| r.repetition).collect();
-    if reps.len() < 2 {
-        return out;
-    }
-    for rep in reps {
-        let rows: Vec<RequestRow> = requests
-            .iter()
-            .filter(|r| r.repetition == rep)
-            .cloned()
-            .collect();
-        for l in crate::summary::summarise(&rows) {
-            out.entry(line_key(&l)).or_default().push(l.tokens_per_s);
-        }
-    }
-    out
-}
-
-/// Per strategy and network, generated tokens per second of the cell's wall time (all
-/// clients together) against the number of closed-loop clients.
-fn throughput_clients(requests: &[RequestRow], palette: &Palette) -> Lines {
-    let lines = crate::summary::summarise(requests);
-    let by_repetition = repetitions_tokens_per_s(requests);
-    let mut series: Vec<plots::Series> = Vec::new();
-    for l in lines.iter().filter(|l| l.clients > 0) {
-        let name = label(&l.strategy, &l.network, &l.device, None);
-        let x = l.clients as f64;
-        let point = (x, l.tokens_per_s);
-        let spread = by_repetition
-            .get(&line_key(l))
-            .and_then(|v| spread(v.clone()))
-            .map(|(lo, hi)| (x, lo, hi));
-        let s = match series.iter().position(|s| s.label == name) {
-            Some(i) => &mut series[i],
-            None => {
-                series.push(
-                    Series::new(name, Vec::new(), Style::Line)
-                        .with(palette.look(&l.strategy, &l.network)),
-                );
-                series.last_mut().expect("just pushed")
-            }
-        };
-        s.points.push(point);
-        s.band.extend(spread);
-    }
-    let spans = |f: fn(&(f64, f64)) -> f64| {
-        let v: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(f)).collect();
-        let (lo, hi) = v
-            .iter()
-            .fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
-        lo > 0.0 && hi / lo >= 100.0
-    };
-    let log = spans(|p| p.0) && spans(|p| p.1);
-    Lines {
-        name: "throughput_vs_clients",
-        title: "Throughput against the number of concurrent clients".into(),
-        x_desc: "closed-loop clients".into(),
-        y_desc: "generated tokens per second (all clients)".into(),
-        series,
-        highlight: None,
-        log,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(clients: u32, repetition: u32, tokens: u32) -> RequestRow {
-        RequestRow {
-            strategy: "cloud_only".into(),
-            network: "lte".into(),
-            clients,
-            repetition,
-            tokens,
-            e2e_ms: 1000.0,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn repeated_cells_get_a_band_over_their_repetitions() {
-        // At 1 and 2 clients, two repetitions each: 40 and 60 tokens/s.
-        let rows = [row(1, 0, 40), row(1, 1, 60), row(2, 0, 40), row(2, 1, 60)];
-        let fig = throughput_clients(&rows, &Palette::of(&rows));
-        let s = &fig.series[0];
-        assert_eq!(s.points, [(1.0, 50.0), (2.0, 50.0)]);
-        assert_eq!(s.band.len(), 2);
-        for (b, x) in s.band.iter().zip([1.0, 2.0]) {
-            assert_eq!(b.0, x);
-            // The 10th and 90th percentile of {40, 60}.
-            assert!(
-                (b.1 - 42.0).abs() < 1e-9 && (b.2 - 58.0).abs() < 1e-9,
-                "{b:?}"
-            );
-        }
-        let one = [row(1, 0, 40), row(2, 0, 40)];
-        let fig = throughput_clients(&one, &Palette::of(&one));
-        assert!(fig.series[0].band.is_empty(), "one run: no band");
     }
 }

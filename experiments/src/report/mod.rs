@@ -9,7 +9,9 @@
 //! link one marker ([`Palette`]), puts an axis on a log scale where its values span two
 //! decades, and has a caption in `report.md` saying what it shows and what ran.
 
+mod captions;
 mod figures;
+mod load;
 pub mod plots;
 
 pub use figures::Palette;
@@ -181,8 +183,8 @@ pub fn write(
     }
     if !figures.is_empty() {
         md += "\n## Figures\n\n";
-        for (name, title) in figures.iter().map(|n| (n, figures::title(n))) {
-            let caption = figures::caption(name, config);
+        for (name, title) in figures.iter().map(|n| (n, captions::title(n))) {
+            let caption = captions::caption(name, config);
             md += &format!("### {title}\n\n![{title}](plots/{name}.png)\n\n*{caption}*\n\n");
         }
     }
