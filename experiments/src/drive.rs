@@ -13,7 +13,7 @@ use tandem_draft::clock::BoxFuture;
 use tandem_draft::{Clock, DevicePace, DraftError, Report};
 
 use crate::config::{Cost, Workload};
-use crate::plan::{Ask, Cell, generate_config, request_seed, rows_of};
+use crate::plan::{Ask, Cell, generate_config, repetition_seed, request_seed, rows_of};
 use crate::results::{RequestRow, RoundRow};
 use crate::workload::{Prompt, poisson_arrivals};
 
@@ -95,7 +95,7 @@ impl<B: Backend> CellDriver<B> {
         let n = w.requests;
         match w.arrival_rate {
             Some(rate) => {
-                let seed = self.plan.seed ^ self.plan.cell.repetition as u64;
+                let seed = repetition_seed(self.plan.seed, self.plan.cell.repetition);
                 poisson_arrivals(n, rate, seed)
                     .into_iter()
                     .enumerate()

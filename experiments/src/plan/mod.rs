@@ -7,4 +7,4 @@ pub mod cells;
 pub mod request;
 
 pub use cells::{Cell, cells};
-pub use request::{Ask, generate_config, request_seed, rows_of};
+pub use request::{Ask, generate_config, repetition_seed, request_seed, rows_of};

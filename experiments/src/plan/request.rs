@@ -12,10 +12,23 @@ use crate::config::{Cost, Workload};
 use crate::results::{RequestRow, RoundRow};
 use crate::workload::Prompt;
 
+/// Streams the repetitions' seeds are drawn from (clear of the request indices).
+const REPETITION_STREAM: u64 = 0x7e9e_0000_0000;
+
+/// The seed of `repetition` of a config seeded `seed`: the config's own for the first,
+/// a stream of it for the others, so no repetition of one seed is a repetition of
+/// another (with `seed ^ repetition`, seed 1's second repetition was seed 0's first).
+pub fn repetition_seed(seed: u64, repetition: usize) -> u64 {
+    match repetition {
+        0 => seed,
+        r => SessionRng::for_stream(seed, REPETITION_STREAM + r as u64).next_u64(),
+    }
+}
+
 /// The seed of request `i` in `repetition`: the same in every cell, so cells compare
 /// pairwise.
 pub fn request_seed(seed: u64, repetition: usize, i: usize) -> u64 {
-    SessionRng::for_stream(seed ^ repetition as u64, i as u64).next_u64()
+    SessionRng::for_stream(repetition_seed(seed, repetition), i as u64).next_u64()
 }
 
 /// The draft loop's settings for one request.
@@ -198,4 +211,28 @@ fn request_cost(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (f64, f64) {
     let joules = ask.cell.pace.as_ref().map_or(0.0, |p| p.joules_per_token()) * drafted as f64;
     let edge = cost.dollars_per_kwh * joules / 3.6e6;
     (cloud, edge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_repetition_of_one_seed_is_a_repetition_of_another() {
+        // With `seed ^ repetition`, seeds 0..8 × repetitions 0..8 gave 8 distinct seeds.
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..8u64 {
+            for r in 0..8 {
+                assert!(
+                    seen.insert(request_seed(seed, r, 0)),
+                    "seed {seed}, repetition {r}"
+                );
+            }
+        }
+        // The first repetition keeps the config's own seeds (committed runs unchanged).
+        assert_eq!(
+            request_seed(7, 0, 3),
+            SessionRng::for_stream(7, 3).next_u64()
+        );
+    }
 }
