@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
                         seed: cfg.seed,
                         acceptance: &acceptance,
                         by_prompt: &[],
+                        matches: &[],
                     })
                 })
             });

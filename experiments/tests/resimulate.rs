@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tandem_experiments::resimulate::compare::TPOT_BOUND;
+use tandem_experiments::resimulate::compare::{METRICS, TPOT_BOUND};
 use tandem_experiments::resimulate::{CSV, TOML, resimulate};
 
 /// The committed quickstart run, copied to a scratch folder (the test writes into it).
@@ -38,21 +38,32 @@ fn the_quickstart_resimulates_within_the_bound() {
     let r = resimulate(&dir).unwrap();
     assert_eq!(r.cells.len(), 10, "every cell of the quickstart grid");
     assert_eq!(r.links.len(), 2, "one fit per link");
-    // Cells the simulator is known to miss, each with why (see docs/PROTOCOL.md):
-    // pipelined decoding, whose simulated rounds keep more blocks drafted ahead than
-    // the real draft's; the bound for them is the figure measured when this was written.
-    let known = |s: &str| s.starts_with("pipelined");
     for c in &r.cells {
         let e = c.tpot_error();
-        let bound = if known(&c.strategy) { 0.15 } else { TPOT_BOUND };
         assert!(
-            e.abs() <= bound,
+            e.abs() <= TPOT_BOUND,
             "{} @ {}: TPOT p50 {:.3} ms measured, {:.3} ms simulated ({:+.1} %)",
             c.strategy,
             c.network,
             c.tpot().0,
             c.tpot().1,
             e * 100.0
+        );
+    }
+    // A greedy run's draft outcomes are replayed where its blocks tested them: every
+    // drafting cell's simulated acceptance is the measured one.
+    let replayed = r.replayed.expect("the quickstart is greedy");
+    assert!(replayed > 0.9, "{replayed}");
+    let acceptance = METRICS.iter().position(|m| m.stem == "acceptance").unwrap();
+    for c in r
+        .cells
+        .iter()
+        .filter(|c| c.measured[acceptance].is_finite())
+    {
+        assert_eq!(
+            c.measured[acceptance], c.simulated[acceptance],
+            "{} @ {}",
+            c.strategy, c.network
         );
     }
     // The same simulation twice gives the same figures, to the byte.

@@ -34,10 +34,14 @@ pub struct Resimulation {
     pub links: Vec<(String, Fitted)>,
     /// Each cell, measured and simulated.
     pub cells: Vec<Compared>,
+    /// A greedy run's share of positions whose draft outcome was replayed
+    /// ([`crate::sim::matches_by_prompt`]); `None` for a sampled run.
+    pub replayed: Option<f64>,
 }
 
-/// One line on what was fitted for a link.
-fn describe(f: &Fitted) -> String {
+/// One line on what was fitted for a link (and, for a greedy run, the share of
+/// positions whose draft outcome is replayed).
+fn describe(f: &Fitted, replayed: Option<f64>) -> String {
     let mut s = format!(
         "passes {}; transport {:.3} ms each way (from {} verified rounds); prompt {} tokens; gathering {:.2} ms",
         f.fit, f.spec.transport_ms, f.transport_rounds, f.spec.prompt_tokens, f.spec.gather_ms
@@ -46,6 +50,12 @@ fn describe(f: &Fitted) -> String {
         s += &format!(
             "; drafting {:.4} ms a token",
             f.spec.draft_ms_per_token.unwrap_or(0.0)
+        );
+    }
+    if let Some(share) = replayed {
+        s += &format!(
+            "; greedy: the run's draft outcomes replayed at {:.0} % of positions",
+            share * 100.0
         );
     }
     s
@@ -85,6 +95,12 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
     }
     let acceptance = crate::sim::acceptance_by_position(&folder.rounds);
     let by_prompt = crate::sim::acceptance_by_prompt(&folder.rounds, &folder.requests);
+    // Greedy: each prompt's draft outcomes are facts of the run, replayed.
+    let matches = if folder.config.workload.temperature == 0.0 {
+        crate::sim::matches_by_prompt(&folder.rounds, &folder.requests)
+    } else {
+        Vec::new()
+    };
     let prompts = prompts(&folder.config, dir, &folder.requests);
     let mut networks: Vec<String> = Vec::new();
     for r in &folder.requests {
@@ -117,6 +133,7 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
             spec: &fitted.spec,
             acceptance: &acceptance,
             by_prompt: &by_prompt,
+            matches: &matches,
             prompts: &prompts,
         };
         for (i, rows) in simulated.iter_mut().enumerate() {
@@ -128,7 +145,12 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
         &crate::summary::summarise(&folder.requests),
         &pooled(&simulated),
     );
-    let r = Resimulation { links, cells };
+    let replayed = (!matches.is_empty()).then(|| crate::sim::known_share(&matches));
+    let r = Resimulation {
+        links,
+        cells,
+        replayed,
+    };
     let mut table = compare::frame(&r.cells).map_err(std::io::Error::other)?;
     crate::results::write_csv(&dir.join(CSV), &mut table)?;
     let file = FitFile {
@@ -137,7 +159,7 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
             .iter()
             .map(|(network, f)| LinkFit {
                 network: network.clone(),
-                fitted: describe(f),
+                fitted: describe(f, r.replayed),
                 simulation: f.spec.clone(),
             })
             .collect(),
@@ -155,7 +177,7 @@ impl Resimulation {
     pub fn describe(&self) -> Vec<String> {
         self.links
             .iter()
-            .map(|(n, f)| format!("{n}: {}", describe(f)))
+            .map(|(n, f)| format!("{n}: {}", describe(f, self.replayed)))
             .collect()
     }
 }
@@ -221,6 +243,7 @@ struct Replay<'a> {
     spec: &'a crate::config::SimSpec,
     acceptance: &'a [f64],
     by_prompt: &'a [Vec<f64>],
+    matches: &'a [crate::sim::Matches],
     prompts: &'a [Prompt],
 }
 
@@ -248,6 +271,7 @@ impl Replay<'_> {
                     seed,
                     acceptance: self.acceptance,
                     by_prompt: self.by_prompt,
+                    matches: self.matches,
                 })
                 .0
             })

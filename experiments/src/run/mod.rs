@@ -223,6 +223,7 @@ pub async fn run(
                     seed: config.seed,
                     acceptance,
                     by_prompt: &[],
+                    matches: &[],
                 });
                 for _ in 0..req.len() {
                     progress.request_done();

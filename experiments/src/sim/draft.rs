@@ -10,6 +10,9 @@
 //! uniforms, say 0.3, 0.6, 0.9, 0.1; the first two are below 0.8, so positions 0 and 1
 //! are true and position 2 is wrong. The verifier accepts 2 and sends the true token
 //! of position 2: the round commits 3 tokens, as a real round with that outcome would.
+//!
+//! Re-simulating a greedy run, the draft replays the run's own outcome at each position
+//! where a verified block tested it ([`super::matches_by_prompt`]) and draws the rest.
 
 use std::time::Duration;
 
@@ -42,6 +45,11 @@ pub struct SimDraft {
     pub seed: u64,
     /// Acceptance probability by block position (the last repeats).
     pub acceptance: Vec<f64>,
+    /// Outcomes by position of the continuation, replayed where known instead of
+    /// drawn (a greedy run's, [`super::matches_by_prompt`]).
+    pub matches: Option<super::Matches>,
+    /// Tokens of the prompt (positions of the continuation count from its end).
+    pub prompt_len: usize,
     /// One draft step on this machine's reference device, ms.
     pub ms_per_token: f64,
     /// The edge device, when one is emulated.
@@ -60,6 +68,12 @@ impl SimDraft {
     fn accept_at(&self, i: usize) -> f64 {
         let a = &self.acceptance;
         a.get(i).or(a.last()).copied().unwrap_or(0.0)
+    }
+
+    /// The replayed outcome at sequence position `position`, if known.
+    fn known(&self, position: usize) -> Option<bool> {
+        let t = position.checked_sub(self.prompt_len)?;
+        self.matches.as_ref()?.get(t).copied().flatten()
     }
 }
 
@@ -97,7 +111,10 @@ impl Propose for SimDraft {
                 break;
             }
             let position = seq.len() + i;
-            let hit = self.rng.uniform() < p;
+            let hit = match self.known(position) {
+                Some(hit) => hit,
+                None => self.rng.uniform() < p,
+            };
             block.tokens.push(if hit {
                 truth(self.seed, position)
             } else {
@@ -126,6 +143,8 @@ mod tests {
         let mut d = SimDraft {
             seed: 9,
             acceptance: vec![0.9, 0.5, 0.1],
+            matches: None,
+            prompt_len: 1,
             ms_per_token: 2.0,
             pace: Some(DevicePace::new(3.0)),
             context: usize::MAX,
@@ -151,5 +170,37 @@ mod tests {
                 "position {i}: {got} vs {want}"
             );
         }
+    }
+
+    #[test]
+    fn known_outcomes_are_replayed_and_the_rest_drawn() {
+        let matches: super::super::Matches = vec![Some(true), Some(false), None].into();
+        let mut d = SimDraft {
+            seed: 9,
+            acceptance: vec![0.5],
+            matches: Some(matches),
+            prompt_len: 10,
+            ms_per_token: 1.0,
+            pace: None,
+            context: usize::MAX,
+            kv_bytes_per_token: 1,
+            last_block: None,
+            rng: SessionRng::new(1),
+        };
+        let seq = [0u32; 10];
+        let mut third = 0;
+        let n = 2_000;
+        for _ in 0..n {
+            let got = d.propose(&seq, 3, &mut |_, _| true).unwrap().block.tokens;
+            assert_eq!(
+                got[0],
+                truth(9, 10),
+                "position 0 of the continuation: a hit"
+            );
+            assert_ne!(got[1], truth(9, 11), "position 1: a miss");
+            third += u32::from(got[2] == truth(9, 12));
+        }
+        // Position 2 is unknown: drawn at 0.5 (4 standard deviations).
+        assert!((f64::from(third) / f64::from(n) - 0.5).abs() < 4.0 * (0.25 / f64::from(n)).sqrt());
     }
 }

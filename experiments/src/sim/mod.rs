@@ -19,12 +19,14 @@
 mod calibrate;
 pub mod draft;
 pub mod exec;
+mod matches;
 mod profile;
 mod radix_heap;
 pub mod verifier;
 
 pub use crate::config::{Outage, SimSpec};
 pub use calibrate::{acceptance_by_position, acceptance_by_prompt};
+pub use matches::{Matches, known_share, matches_by_prompt};
 pub use profile::{Fit, draft_step, fit, transport};
 
 use std::sync::Arc;
@@ -62,6 +64,9 @@ pub struct SimCell<'a> {
     /// A curve per prompt of the set, for requests of that prompt (empty: every
     /// request draws from `acceptance`); see [`acceptance_by_prompt`].
     pub by_prompt: &'a [Vec<f64>],
+    /// A greedy run's draft outcomes per prompt, replayed where known (empty: every
+    /// position drawn); see [`matches_by_prompt`].
+    pub matches: &'a [Matches],
 }
 
 /// The simulated draft and verifier, on the virtual clock.
@@ -69,6 +74,7 @@ struct SimBackend {
     spec: SimSpec,
     acceptance: Vec<f64>,
     by_prompt: Vec<Vec<f64>>,
+    matches: Vec<Matches>,
     clock: VirtualClock,
     hub: Arc<Hub>,
 }
@@ -81,6 +87,7 @@ pub fn run_cell(c: &SimCell<'_>) -> (Vec<RequestRow>, Vec<RoundRow>) {
         spec: c.spec.clone(),
         acceptance: c.acceptance.to_vec(),
         by_prompt: c.by_prompt.to_vec(),
+        matches: c.matches.to_vec(),
         hub: verifier::start(&clock, c.spec),
         clock: clock.clone(),
     };
@@ -139,6 +146,8 @@ impl Backend for SimBackend {
                         .get(ask.prompt_index)
                         .unwrap_or(&self.acceptance)
                         .clone(),
+                    matches: self.matches.get(ask.prompt_index).cloned(),
+                    prompt_len: self.spec.prompt_tokens.max(1),
                     ms_per_token: self.spec.step_ms(&strategy),
                     pace: device,
                     context: self.spec.draft_context.unwrap_or(usize::MAX),

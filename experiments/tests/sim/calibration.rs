@@ -76,6 +76,7 @@ k = 4
         seed: c.seed,
         acceptance: &curve,
         by_prompt: &[],
+        matches: &[],
     });
     let simulated = tandem_experiments::sim::acceptance_by_position(&rounds);
     for i in 0..4 {

@@ -76,6 +76,7 @@ fn run_sim(
         seed: c.seed,
         acceptance: &spec.acceptance_curve(Path::new(".")).unwrap(),
         by_prompt: &[],
+        matches: &[],
     })
 }
 
