@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use compare::Compared;
-pub use fit::{Fitted, fit_link};
+pub use fit::{Fitted, fit_link, per_cell};
 
 use crate::config::Config;
 use crate::report::ReportError;
@@ -131,6 +131,7 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
         let replay = Replay {
             config: &folder.config,
             spec: &fitted.spec,
+            cells: per_cell(&fitted.spec, &rounds),
             acceptance: &acceptance,
             by_prompt: &by_prompt,
             matches: &matches,
@@ -240,7 +241,10 @@ fn pooled(replays: &[Vec<RequestRow>]) -> Vec<crate::summary::Line> {
 /// What a link's cells replay with.
 struct Replay<'a> {
     config: &'a Config,
+    /// The link's fit.
     spec: &'a crate::config::SimSpec,
+    /// Each cell's, where it measured its own draft step ([`per_cell`]).
+    cells: std::collections::BTreeMap<u32, crate::config::SimSpec>,
     acceptance: &'a [f64],
     by_prompt: &'a [Vec<f64>],
     matches: &'a [crate::sim::Matches],
@@ -263,7 +267,7 @@ impl Replay<'_> {
             .filter(|c| ran.contains(&(c.index as u32)))
             .flat_map(|cell| {
                 crate::sim::run_cell(&crate::sim::SimCell {
-                    spec: self.spec,
+                    spec: self.cells.get(&(cell.index as u32)).unwrap_or(self.spec),
                     cell,
                     workload: &self.config.workload,
                     prompts: self.prompts,
