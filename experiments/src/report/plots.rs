@@ -294,10 +294,19 @@ impl Figure for Stacked {
 pub enum Style {
     /// Markers joined by a line.
     Line,
-    /// A dashed line, no markers (a model's prediction).
+    /// A dashed line, no markers (a model's prediction, a band's edge).
     Dashed,
+    /// A solid line, no markers (a reference: equality).
+    Plain,
     /// Markers only.
     Points,
+}
+
+impl Style {
+    /// Drawn without markers, and left out of a compact legend's colours and markers.
+    fn bare(self) -> bool {
+        matches!(self, Style::Dashed | Style::Plain)
+    }
 }
 
 /// A series' colour and marker: a report gives each strategy one colour in every
@@ -390,13 +399,13 @@ fn legend_entries(series: &[Series]) -> Vec<(String, Option<usize>, Option<Marke
         p.split(" × ").next().unwrap_or(p).to_string()
     };
     let mut out: Vec<(String, Option<usize>, Option<Marker>)> = Vec::new();
-    for s in series.iter().filter(|s| s.style != Style::Dashed) {
+    for s in series.iter().filter(|s| !s.style.bare()) {
         let c = s.look.color;
         if c.is_some() && !out.iter().any(|e| e.1 == c && e.2.is_none()) {
             out.push((part(&s.label, 0), c, None));
         }
     }
-    for s in series.iter().filter(|s| s.style != Style::Dashed) {
+    for s in series.iter().filter(|s| !s.style.bare()) {
         let m = Some(s.look.marker);
         if !out.iter().any(|e| e.2 == m && e.1.is_none()) {
             out.push((part(&s.label, 1), None, m));
@@ -504,23 +513,27 @@ pub struct Lines {
     pub log: bool,
 }
 
-/// A tick of a log10 axis: the value it stands for, compactly (`200k`, `10M`, `0.05`).
+/// A tick of a log10 axis: the value it stands for to two significant digits,
+/// compactly (`200k`, `10M`, `0.05`, `2.5`). Ticks are evenly spaced in log10, so a
+/// decade reads 1, 1.3, 1.6, 2, 2.5, 3.2, 4, 5, 6.3, 7.9 (and 10^0.999… reads 10).
 fn log_tick(v: f64) -> String {
     let x = 10f64.powf(v);
+    let step = 10f64.powi(x.log10().floor() as i32 - 1);
+    let x = (x / step).round() * step;
     let (scaled, unit) = match x {
         x if x >= 1e9 => (x / 1e9, "G"),
         x if x >= 1e6 => (x / 1e6, "M"),
         x if x >= 1e3 => (x / 1e3, "k"),
         x => (x, ""),
     };
-    let digits = if scaled >= 10.0 || scaled == scaled.round() {
-        0
-    } else if scaled >= 1.0 {
-        1
+    let digits = (1 - scaled.log10().floor() as i32).max(0) as usize;
+    let text = format!("{scaled:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
     } else {
-        3
+        &text
     };
-    format!("{scaled:.digits$}{unit}")
+    format!("{text}{unit}")
 }
 
 /// An axis label with as many decimals as the axis' range needs (none from 100 up).
@@ -639,14 +652,23 @@ impl Figure for Lines {
             let col = color(s.look.color.unwrap_or(i));
             let mut pts = points.clone();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if s.style == Style::Dashed {
-                let anno = chart
-                    .draw_series(DashedLineSeries::new(pts, 8, 5, col.stroke_width(2)))
-                    .map_err(e)?;
+            if s.style.bare() {
+                let style = col.stroke_width(2);
+                let anno = if s.style == Style::Dashed {
+                    chart.draw_series(DashedLineSeries::new(pts, 8, 5, style))
+                } else {
+                    chart.draw_series(LineSeries::new(pts, style))
+                }
+                .map_err(e)?;
                 // A second line of the same meaning (a band's other edge) goes unlabelled.
                 if !s.label.is_empty() {
-                    anno.label(s.label.as_str())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col));
+                    // The legend's sample drawn as the line is: two dashes, or one stroke.
+                    let gap = if s.style == Style::Dashed { 5 } else { 0 };
+                    anno.label(s.label.as_str()).legend(move |(x, y)| {
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (9 - gap / 2, 0)], style)
+                            + PathElement::new(vec![(9 + gap / 2, 0), (18, 0)], style)
+                    });
                 }
             } else {
                 if s.style == Style::Line {
@@ -690,5 +712,25 @@ impl Figure for Lines {
             .label_font(("sans-serif", 14))
             .draw()
             .map_err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_read_to_two_significant_digits() {
+        let read = |x: f64| log_tick(x.log10());
+        assert_eq!(read(1.0), "1");
+        assert_eq!(read(0.999_999_9), "1");
+        assert_eq!(read(9.999_999), "10");
+        assert_eq!(read(10f64.powf(0.1)), "1.3");
+        assert_eq!(read(10f64.powf(-0.4)), "0.4");
+        assert_eq!(read(0.0501), "0.05");
+        assert_eq!(read(2.5), "2.5");
+        assert_eq!(read(316.2), "320");
+        assert_eq!(read(200_000.0), "200k");
+        assert_eq!(read(1.26e7), "13M");
     }
 }

@@ -297,7 +297,7 @@ pub fn figure(cells: &[Compared], palette: &Palette) -> Lines {
         series.push(reference(Series::new(
             "simulated = measured",
             line(1.0),
-            Style::Dashed,
+            Style::Plain,
         )));
         let band = format!("±{:.0} %", TPOT_BOUND * 100.0);
         series.push(reference(Series::new(
