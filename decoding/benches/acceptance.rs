@@ -9,7 +9,8 @@ use std::hint::black_box;
 use tandem_decoding::acceptance::FromLogits;
 use tandem_decoding::sampling::argmax;
 use tandem_decoding::{
-    Distribution, LogitRows, SamplingParams, SessionRng, TokenId, verify_greedy, verify_stochastic,
+    Candidates, Distribution, DraftTree, LogitRows, SamplingParams, SessionRng, TokenId,
+    verify_greedy, verify_stochastic, verify_tree_stochastic,
 };
 
 const K: usize = 8;
@@ -90,6 +91,34 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        // A tree's worst row: three candidates at the root (top-50 q), all rejected: the
+        // residual computed over the vocabulary twice, then the target's token drawn.
+        let misses: Vec<TokenId> = (1..4)
+            .map(|i| (argmaxes[0] + i) % vocab as TokenId)
+            .collect();
+        let root_rows = LogitRows::new(&logits[..4 * vocab], vocab).unwrap();
+        let q_tree: Vec<Distribution> = (0..3)
+            .map(|_| {
+                let mut w: Vec<(TokenId, f32)> = misses.iter().map(|&t| (t, 1.0)).collect();
+                w.push((argmaxes[0], 1e-3));
+                Distribution::sparse(w, vocab).unwrap()
+            })
+            .collect();
+        let parents = [0u32; 3];
+        let tree = DraftTree::new(&misses, &parents).unwrap();
+        group.bench_function(BenchmarkId::new("tree_3_candidates_rejected", vocab), |b| {
+            b.iter(|| {
+                let mut target = FromLogits::new(root_rows, params);
+                verify_tree_stochastic(
+                    black_box(tree),
+                    &q_tree,
+                    &mut target,
+                    &mut rng,
+                    Candidates::WithoutReplacement,
+                )
+                .unwrap()
+            })
+        });
     }
     group.finish();
 }

@@ -45,6 +45,36 @@ pub enum DecodingError {
         /// Target rows supplied.
         rows: usize,
     },
+    /// A tree node whose parent is not an earlier row: rows are 0 for the committed
+    /// context and `j` for node `j − 1`, so node `i`'s parent must be at most `i` (an
+    /// index past that is out of order, out of range, or part of a cycle).
+    #[error(
+        "tree node {node} names parent row {parent}; it must be an earlier row (0: the context, j: node j-1, so at most {node})"
+    )]
+    TreeParent {
+        /// The node (0-based, in the order sent).
+        node: usize,
+        /// The parent row it named.
+        parent: usize,
+    },
+    /// The number of parents does not match the number of tree nodes.
+    #[error("{tokens} tree nodes but {parents} parent indices")]
+    TreeShapeMismatch {
+        /// Tokens (nodes) sent.
+        tokens: usize,
+        /// Parent indices sent.
+        parents: usize,
+    },
+    /// Siblings said to be drawn without replacement repeat a token.
+    #[error(
+        "tree node {node} repeats token {token} of an earlier sibling, drawn without replacement"
+    )]
+    RepeatedCandidate {
+        /// The node (0-based).
+        node: usize,
+        /// The repeated token.
+        token: TokenId,
+    },
     /// A logit buffer whose length is not a whole number of rows, or an empty vocabulary.
     #[error(
         "logit buffer of {len} values is not a whole number of rows of vocabulary size {vocab}"

@@ -8,7 +8,8 @@
 //! - [`sampling`]: temperature, top-k, top-p and min-p turn logits into a
 //!   [`Distribution`] (dense, or sparse when truncated); greedy is argmax.
 //! - [`acceptance`]: the lossless acceptance rules, greedy and stochastic
-//!   (Leviathan et al. 2023, Chen et al. 2023), returning a [`Verdict`].
+//!   (Leviathan et al. 2023, Chen et al. 2023), returning a [`Verdict`]; for token
+//!   trees, a [`TreeVerdict`].
 //! - [`stats`]: vLLM's and llama.cpp's acceptance metrics accumulated from verdicts.
 //! - [`policy`]: how many tokens to draft next (fixed, +2/−1, confidence stop, goodput).
 //! - [`analytic`]: expected tokens per round, speedup, network-aware round time, and
@@ -23,7 +24,10 @@ pub mod rng;
 pub mod sampling;
 pub mod stats;
 
-pub use acceptance::{TargetProbs, Verdict, verify_greedy, verify_stochastic};
+pub use acceptance::{
+    Candidates, DraftTree, TargetProbs, TreeVerdict, Verdict, verify_greedy, verify_stochastic,
+    verify_tree_greedy, verify_tree_stochastic,
+};
 pub use distribution::{Distribution, LogitRows};
 pub use error::DecodingError;
 pub use rng::SessionRng;

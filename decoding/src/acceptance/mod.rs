@@ -7,12 +7,17 @@
 //!
 //! - [`verify_greedy`]: keep the longest prefix equal to the target's argmax.
 //! - [`verify_stochastic`]: Leviathan et al. 2023 / Chen et al. 2023 rejection sampling.
+//! - [`verify_tree_greedy`], [`verify_tree_stochastic`]: the same for a tree of
+//!   candidates (SpecInfer's multi-step speculative sampling; recursive rejection
+//!   sampling for candidates drawn without replacement).
 
 mod greedy;
 mod stochastic;
+mod tree;
 
 pub use greedy::verify_greedy;
 pub use stochastic::{FromLogits, TargetProbs, verify_stochastic};
+pub use tree::{Candidates, DraftTree, TreeVerdict, verify_tree_greedy, verify_tree_stochastic};
 
 use crate::{DecodingError, TokenId};
 
