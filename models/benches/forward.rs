@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
                         cache,
                         tokens,
                         positions: Positions::All,
+                        tree: None,
                     })
                     .collect();
                 let out = model.forward_batch(&mut entries).unwrap();

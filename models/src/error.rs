@@ -106,6 +106,21 @@ pub enum ModelError {
         /// The requested length.
         requested: usize,
     },
+    /// A token tree's shape is wrong (see [`tandem_decoding::DraftTree`]).
+    #[error("token tree: {0}")]
+    BadTree(tandem_decoding::DecodingError),
+    /// Rows to keep of a block that are not increasing, or not in the block.
+    #[error("cannot keep rows {keep:?} of a {len}-token block at {start} (cache length {cached})")]
+    BadKeep {
+        /// Where the block starts.
+        start: usize,
+        /// The rows asked for (block offsets).
+        keep: Vec<usize>,
+        /// Tokens from `start` to the cache's end.
+        len: usize,
+        /// The cache's length.
+        cached: usize,
+    },
     /// An empty block was passed where at least one token is needed.
     #[error("empty token block")]
     EmptyBlock,

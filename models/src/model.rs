@@ -78,6 +78,12 @@ pub trait SessionCache: Send {
 
     /// Bytes of memory the cache holds now (its capacity, not its length).
     fn bytes(&self) -> usize;
+
+    /// Keeps, of the block run last from position `start` (a token tree), only its rows
+    /// `keep` (block offsets, increasing: the accepted path), moved to `start ..
+    /// start + keep.len()`; the cache then holds them as if decoded one by one. Errors
+    /// leave the cache as it was.
+    fn keep_rows(&mut self, start: usize, keep: &[usize]) -> Result<()>;
 }
 
 /// One session's block in a batched forward pass.
@@ -88,6 +94,11 @@ pub struct BatchEntry<'a, C> {
     pub tokens: &'a [u32],
     /// Which positions to return logits for.
     pub positions: Positions,
+    /// The block is a token tree: each token's parent row (0: the cached context, `j`:
+    /// the block's token `j − 1`), as [`tandem_decoding::DraftTree`] takes them. Each
+    /// token then attends to the context and its ancestors only, at the position of its
+    /// depth. `None`: a chain (parents `0, 1, 2, …`).
+    pub tree: Option<&'a [u32]>,
 }
 
 /// What a node needs to know about a loaded model.
@@ -199,6 +210,7 @@ pub trait LanguageModel: Send + Sync {
             cache,
             tokens,
             positions,
+            tree: None,
         }];
         Ok(self
             .forward_batch(&mut entries)?

@@ -249,11 +249,13 @@ fn block_and_batch_logits_equal_decode_logits_bit_for_bit() {
                 cache: &mut other,
                 tokens: &other_block,
                 positions: Positions::All,
+                tree: None,
             },
             BatchEntry {
                 cache: &mut mine,
                 tokens: &block,
                 positions: Positions::All,
+                tree: None,
             },
         ])
         .unwrap();

@@ -179,6 +179,7 @@ fn batched_verification_gives_every_session_its_own_greedy_output() {
                 cache: &mut s.target,
                 tokens,
                 positions: Positions::All,
+                tree: None,
             })
             .collect();
         let rows = t.model.forward_batch(&mut entries).unwrap();

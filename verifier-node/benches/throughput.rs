@@ -220,6 +220,7 @@ fn raw_forward(t: &Loaded, sessions: usize, work: &[(Vec<u32>, Vec<u32>)]) -> Du
                 cache,
                 tokens: &block,
                 positions: Positions::All,
+                tree: None,
             })
             .collect();
         t.model.forward_batch(&mut entries).unwrap();

@@ -158,4 +158,32 @@ impl SessionCache for LlamaCache {
         let (kv_heads, head_dim) = self.shape;
         2 * self.layers.len() * kv_heads * head_dim * self.capacity * self.dtype.size_in_bytes()
     }
+
+    fn keep_rows(&mut self, start: usize, keep: &[usize]) -> Result<()> {
+        let len = self.len.saturating_sub(start);
+        let increasing = keep.windows(2).all(|w| w[0] < w[1]);
+        if start > self.len || !increasing || keep.last().is_some_and(|&r| r >= len) {
+            return Err(ModelError::BadKeep {
+                start,
+                keep: keep.to_vec(),
+                len,
+                cached: self.len,
+            });
+        }
+        // Rows already in place (a prefix kept, a chain) need no copy.
+        let moved = keep.iter().enumerate().position(|(i, &r)| r != i);
+        if let Some(from) = moved {
+            let rows: Vec<u32> = keep[from..].iter().map(|&r| (start + r) as u32).collect();
+            let n = rows.len();
+            let index = Tensor::from_vec(rows, n, &self.device)?;
+            for (k, v) in self.layers.iter().flatten() {
+                // Gathered first (a copy), then written over the rows they move to.
+                let (kr, vr) = (k.index_select(&index, 0)?, v.index_select(&index, 0)?);
+                k.slice_set(&kr, 0, start + from)?;
+                v.slice_set(&vr, 0, start + from)?;
+            }
+        }
+        self.len = start + keep.len();
+        Ok(())
+    }
 }

@@ -20,6 +20,8 @@ mod rowwise;
 #[cfg(test)]
 mod tests;
 pub(crate) mod train;
+#[cfg(test)]
+mod tree_tests;
 pub(crate) mod weights;
 
 use candle_core::{DType, Device, Tensor};
@@ -208,6 +210,9 @@ impl Llama {
                     vocab: self.cfg.vocab_size,
                 });
             }
+            if let Some(parents) = e.tree {
+                tandem_decoding::DraftTree::new(e.tokens, parents).map_err(ModelError::BadTree)?;
+            }
             let needed = e.cache.len() + e.tokens.len();
             if needed > e.cache.max_len() {
                 return Err(ModelError::ContextOverflow {
@@ -273,6 +278,8 @@ fn gate_up(layer: &Layer, h: &Tensor) -> Result<[Tensor; 2]> {
 /// token, the attention groups, and the permutation from group order to batch order.
 struct Layout {
     spans: Vec<Span>,
+    /// What each token tree's rows see ([`Span::tree`] indexes it).
+    trees: Vec<packing::TreeRows>,
     total: usize,
     cos: Tensor,
     sin: Tensor,
@@ -321,16 +328,27 @@ impl Llama {
 
     fn layout(&self, entries: &[BatchEntry<'_, LlamaCache>]) -> Result<Layout> {
         let mut spans = Vec::with_capacity(entries.len());
+        let mut trees = Vec::new();
         let mut positions = Vec::new();
         for e in entries {
             let past = e.cache.len();
             let len = e.tokens.len();
+            let tree = e.tree.map(|parents| {
+                trees.push(packing::tree_rows(parents));
+                trees.len() - 1
+            });
             spans.push(Span {
                 start: positions.len(),
                 len,
                 past,
+                tree,
             });
-            positions.extend(past..past + len);
+            match tree {
+                // A tree's token sits at the position of its depth: its ancestors are
+                // the tokens before it.
+                Some(t) => positions.extend(trees[t].iter().map(|seen| past + seen.len() - 1)),
+                None => positions.extend(past..past + len),
+            }
         }
         let (cos, sin) = self.rope.cos_sin(&positions, self.dtype, &self.device)?;
         let rowwise = self.device.is_cpu() && self.dtype == DType::F32;
@@ -340,13 +358,14 @@ impl Llama {
         } else {
             let groups = packing::plan(&spans)
                 .into_iter()
-                .map(|members| Group::new(&spans, members, &self.embed))
+                .map(|members| Group::new(&spans, &trees, members, &self.embed))
                 .collect::<Result<Vec<_>>>()?;
             let restore = packing::restore(&spans, &groups, &self.device)?;
             (groups, restore)
         };
         Ok(Layout {
             spans,
+            trees,
             total: positions.len(),
             cos: cos.unsqueeze(1)?,
             sin: sin.unsqueeze(1)?,
@@ -372,7 +391,11 @@ impl Llama {
         }
         let attn = if layout.rowwise {
             let caches: Vec<&LlamaCache> = entries.iter().map(|e| &*e.cache).collect();
-            rowwise::attend(&self.cfg, ctx.queries(), &layout.spans, &caches, l)?
+            let shape = rowwise::Shape {
+                spans: &layout.spans,
+                trees: &layout.trees,
+            };
+            rowwise::attend(&self.cfg, ctx.queries(), shape, &caches, l)?
         } else {
             self.attend_groups(&ctx, l, layout, entries)?
         };

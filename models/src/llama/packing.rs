@@ -27,6 +27,8 @@ pub(super) struct Span {
     pub(super) len: usize,
     /// Tokens already in the session's cache.
     pub(super) past: usize,
+    /// A token tree: its index in the pass's [`TreeRows`] list; `None`: a chain.
+    pub(super) tree: Option<usize>,
 }
 
 impl Span {
@@ -34,6 +36,36 @@ impl Span {
     pub(super) fn total(&self) -> usize {
         self.past + self.len
     }
+
+    /// Whether block row `i` attends to key position `j` (a cached one, or block row
+    /// `j − past`): in a chain every earlier row and itself, in a tree its ancestors
+    /// and itself.
+    pub(super) fn sees(&self, trees: &[TreeRows], i: usize, j: usize) -> bool {
+        match (j.checked_sub(self.past), self.tree) {
+            (None, _) => true,
+            (Some(a), None) => a <= i,
+            (Some(a), Some(t)) => trees[t][i].binary_search(&(a as u32)).is_ok(),
+        }
+    }
+}
+
+/// A token tree's attention: for each row of its block, the block rows it sees (its
+/// ancestors and itself), increasing.
+pub(super) type TreeRows = Vec<Vec<u32>>;
+
+/// The rows each node of a tree sees, from its parent rows (0: the context, `j`: node
+/// `j − 1`; checked earlier to be earlier rows).
+pub(super) fn tree_rows(parents: &[u32]) -> TreeRows {
+    let mut rows: TreeRows = Vec::with_capacity(parents.len());
+    for (i, &p) in parents.iter().enumerate() {
+        let mut r = match p {
+            0 => Vec::new(),
+            p => rows[p as usize - 1].clone(),
+        };
+        r.push(i as u32);
+        rows.push(r);
+    }
+    rows
 }
 
 /// Padded cells a group may spend beyond twice its real ones; below this, one more
@@ -95,7 +127,12 @@ pub(super) enum Gather {
 impl Group {
     /// Builds the tensors for the members of one planned group. `like` gives the
     /// mask's dtype and device.
-    pub(super) fn new(spans: &[Span], members: Vec<usize>, like: &Tensor) -> Result<Self> {
+    pub(super) fn new(
+        spans: &[Span],
+        trees: &[TreeRows],
+        members: Vec<usize>,
+        like: &Tensor,
+    ) -> Result<Self> {
         let device = like.device();
         let m: Vec<Span> = members.iter().map(|&i| spans[i]).collect();
         let max_len = m.iter().map(|s| s.len).max().unwrap_or(0);
@@ -121,7 +158,7 @@ impl Group {
         };
         let needs_mask = max_len > 1 || m.iter().any(|s| s.total() != max_total);
         let mask = if needs_mask {
-            Some(mask(&m, max_len, max_total, like)?)
+            Some(mask(&m, trees, max_len, max_total, like)?)
         } else {
             None
         };
@@ -136,15 +173,28 @@ impl Group {
     }
 }
 
-/// Query row `i` of a member sees key positions `0..=past + i`; padding rows see what
-/// the member's last row sees (their output is discarded, but must stay finite).
-fn mask(members: &[Span], max_len: usize, max_total: usize, like: &Tensor) -> Result<Tensor> {
+/// Query row `i` of a member sees key positions `0..=past + i` (a tree's row: the
+/// context and its ancestors, [`Span::sees`]); padding rows see what the member's last
+/// row sees (their output is discarded, but must stay finite).
+fn mask(
+    members: &[Span],
+    trees: &[TreeRows],
+    max_len: usize,
+    max_total: usize,
+    like: &Tensor,
+) -> Result<Tensor> {
     let values: Vec<f32> = members
         .iter()
         .flat_map(|s| {
             (0..max_len).flat_map(move |i| {
-                let last = s.past + i.min(s.len - 1);
-                (0..max_total).map(move |j| if j <= last { 0.0 } else { f32::NEG_INFINITY })
+                let row = i.min(s.len - 1);
+                (0..max_total).map(move |j| {
+                    if j < s.total() && s.sees(trees, row, j) {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
             })
         })
         .collect();
@@ -186,7 +236,12 @@ mod tests {
         shapes
             .iter()
             .map(|&(len, past)| {
-                let s = Span { start, len, past };
+                let s = Span {
+                    start,
+                    len,
+                    past,
+                    tree: None,
+                };
                 start += len;
                 s
             })
@@ -240,7 +295,7 @@ mod tests {
         let like = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap();
         let groups: Vec<Group> = plan(&s)
             .into_iter()
-            .map(|m| Group::new(&s, m, &like).unwrap())
+            .map(|m| Group::new(&s, &[], m, &like).unwrap())
             .collect();
         assert_eq!(groups.len(), 1);
         let g = &groups[0];
@@ -276,7 +331,7 @@ mod tests {
     fn uniform_consecutive_blocks_need_no_index() {
         let s = spans(&[(4, 10), (4, 10)]);
         let like = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap();
-        let g = Group::new(&s, plan(&s).remove(0), &like).unwrap();
+        let g = Group::new(&s, &[], plan(&s).remove(0), &like).unwrap();
         assert!(matches!(g.gather, Gather::Rows(0)));
         assert!(g.scatter.is_none());
         assert!(restore(&s, &[g], &Device::Cpu).unwrap().is_none());

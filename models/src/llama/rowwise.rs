@@ -21,7 +21,7 @@ use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
 
 use super::cache::LlamaCache;
-use super::packing::Span;
+use super::packing::{Span, TreeRows};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 
@@ -44,16 +44,26 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
 }
 
+/// Where each session's block sits in the pass, and what its trees' rows see.
+#[derive(Clone, Copy)]
+pub(super) struct Shape<'a> {
+    pub(super) spans: &'a [Span],
+    pub(super) trees: &'a [TreeRows],
+}
+
 /// Attention for every row of the pass. `q` is `tokens × heads × head_dim` (RoPE
 /// applied), f32 and contiguous; every session's block is already in its cache. Returns
-/// `tokens × heads·head_dim`.
+/// `tokens × heads·head_dim`. A token tree's row attends to the cached context and its
+/// ancestors, in position order: the same keys, in the same order, as the same token at
+/// the end of its path decoded as a chain, so its logits are the chain's bit for bit.
 pub(super) fn attend(
     cfg: &LlamaConfig,
     q: &Tensor,
-    spans: &[Span],
+    shape: Shape<'_>,
     caches: &[&LlamaCache],
     layer: usize,
 ) -> Result<Tensor> {
+    let spans = shape.spans;
     let (heads, kv_heads, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     let g = heads / kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
@@ -92,13 +102,29 @@ pub(super) fn attend(
         let (row, h) = (unit / heads, unit % heads);
         let s = owner[row];
         let span = spans[s];
-        let seen = span.past + (row - span.start) + 1;
+        let i = row - span.start;
+        // The key positions this row sees, in order: the context, then its own rows.
+        let own: &[u32] = match span.tree {
+            Some(t) => &shape.trees[t][i],
+            None => &[],
+        };
+        let seen = span.past
+            + if span.tree.is_some() {
+                own.len()
+            } else {
+                i + 1
+            };
+        let key = |n: usize| match n.checked_sub(span.past) {
+            Some(a) if span.tree.is_some() => span.past + own[a] as usize,
+            _ => n,
+        };
         let (k, v) = kv[s];
         let at = (h / g) * d;
         let qh = &qs[(row * heads + h) * d..(row * heads + h + 1) * d];
         let mut scores = vec![0f32; seen];
         let mut max = f32::NEG_INFINITY;
-        for (j, sj) in scores.iter_mut().enumerate() {
+        for (n, sj) in scores.iter_mut().enumerate() {
+            let j = key(n);
             *sj = dot(qh, &k[j * row_width + at..j * row_width + at + d]) * scale;
             max = max.max(*sj);
         }
@@ -108,7 +134,8 @@ pub(super) fn attend(
             sum += *sj;
         }
         oh.fill(0.0);
-        for (j, sj) in scores.iter().enumerate() {
+        for (n, sj) in scores.iter().enumerate() {
+            let j = key(n);
             let a = sj / sum;
             let vj = &v[j * row_width + at..j * row_width + at + d];
             for (x, y) in oh.iter_mut().zip(vj) {

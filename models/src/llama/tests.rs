@@ -36,6 +36,12 @@ fn config(tied: bool, kv_heads: usize, arch: Arch) -> LlamaConfig {
 
 /// A random model; biases (Qwen2) random too, norms perturbed so they matter.
 pub(crate) fn random_model(cfg: &LlamaConfig, seed: u64) -> Llama {
+    random_model_in(cfg, seed, DType::F32)
+}
+
+/// [`random_model`] holding its weights and caches in `dtype` (f32 on the CPU attends
+/// row by row; any other dtype through the padded groups).
+pub(super) fn random_model_in(cfg: &LlamaConfig, seed: u64, dtype: DType) -> Llama {
     let mut rng = SessionRng::new(seed);
     let mut tensors: std::collections::HashMap<String, Tensor> =
         crate::train::fit::init(cfg, &mut rng)
@@ -76,7 +82,7 @@ pub(crate) fn random_model(cfg: &LlamaConfig, seed: u64) -> Llama {
             tensors,
             description: "test".into(),
         },
-        DType::F32,
+        dtype,
         &Device::Cpu,
         Identity {
             name: "random".into(),
@@ -86,14 +92,14 @@ pub(crate) fn random_model(cfg: &LlamaConfig, seed: u64) -> Llama {
     .unwrap()
 }
 
-fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
+pub(super) fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
     let mut rng = SessionRng::new(seed);
     (0..n)
         .map(|_| (rng.next_u64() % vocab as u64) as u32)
         .collect()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
@@ -115,11 +121,12 @@ fn entries<'a, C>(
             cache,
             tokens,
             positions,
+            tree: None,
         })
         .collect()
 }
 
-fn shapes() -> Vec<LlamaConfig> {
+pub(super) fn shapes() -> Vec<LlamaConfig> {
     vec![
         config(false, 2, Arch::Llama),
         config(true, 4, Arch::Llama),
@@ -250,11 +257,13 @@ fn bad_input_leaves_every_cache_untouched() {
             cache: &mut a,
             tokens: &[6, 7],
             positions: Positions::All,
+            tree: None,
         },
         BatchEntry {
             cache: &mut b,
             tokens: &bad,
             positions: Positions::All,
+            tree: None,
         },
     ];
     let err = m.forward_batch(&mut entries).unwrap_err();
@@ -319,6 +328,7 @@ fn small_caches_batch_with_long_ones_and_keep_their_limit() {
             cache,
             tokens,
             positions: Positions::All,
+            tree: None,
         })
         .collect();
     let got = m.forward_batch(&mut entries).unwrap();
@@ -396,6 +406,7 @@ fn an_early_exit_reads_what_the_first_layers_alone_would_give() {
                 cache: &mut cache,
                 tokens: &blocks[0],
                 positions: Positions::All,
+                tree: None,
             }],
             Exits {
                 after: &[2],

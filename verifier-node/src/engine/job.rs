@@ -100,6 +100,7 @@ impl<C: SessionCache> Job<C> {
             cache,
             tokens,
             positions,
+            tree: None,
         }
     }
 

@@ -187,6 +187,10 @@ mod tests {
         fn bytes(&self) -> usize {
             0
         }
+        fn keep_rows(&mut self, start: usize, keep: &[usize]) -> tandem_models::Result<()> {
+            self.0 = start + keep.len();
+            Ok(())
+        }
     }
 
     const VOCAB: usize = 8;
