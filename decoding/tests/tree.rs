@@ -315,3 +315,51 @@ fn greedy_tree_equals_its_best_chain() {
         }
     }
 }
+
+/// The analytical expected accepted length of a tree
+/// ([`tandem_decoding::analytic::tree`]) is what the rule gives: a context-independent
+/// target and draft, candidates drawn independently, the Monte-Carlo mean of accepted
+/// nodes within four standard errors of the formula.
+#[test]
+fn expected_accepted_length_matches_the_analytical_model() {
+    use tandem_decoding::analytic::tree::{acceptance_by_rank, expected_tree_accepted};
+    let mut rng = SessionRng::new(8);
+    let p = random_dense(&mut rng, VOCAB, 1);
+    let q = random_dense(&mut rng, VOCAB, 0);
+    let by_rank = acceptance_by_rank(&p, &q, 4);
+    for parents in [
+        vec![0u32, 1, 2, 3],
+        vec![0, 0, 0, 1, 1, 2, 4],
+        vec![0, 0, 0, 0, 1, 1, 2, 5, 5, 8],
+    ] {
+        let n = parents.len();
+        let qs = vec![q.clone(); n];
+        let mut rows = vec![p.clone(); n + 1];
+        let mut draft_rng = SessionRng::for_stream(80 + n as u64, 1);
+        let mut verify_rng = SessionRng::for_stream(80 + n as u64, 2);
+        let trials = TRIALS / 2;
+        let (mut sum, mut sum_sq) = (0.0, 0.0);
+        for _ in 0..trials {
+            let tokens: Vec<TokenId> = (0..n).map(|_| q.sample(&mut draft_rng)).collect();
+            let tree = DraftTree::new(&tokens, &parents).unwrap();
+            let v = verify_tree_stochastic(
+                tree,
+                &qs,
+                rows.as_mut_slice(),
+                &mut verify_rng,
+                Candidates::Independent,
+            )
+            .unwrap();
+            let a = v.accepted() as f64;
+            sum += a;
+            sum_sq += a * a;
+        }
+        let mean = sum / trials as f64;
+        let se = ((sum_sq / trials as f64 - mean * mean) / trials as f64).sqrt();
+        let formula = expected_tree_accepted(&parents, std::slice::from_ref(&by_rank));
+        assert!(
+            (mean - formula).abs() < 4.0 * se,
+            "{parents:?}: Monte-Carlo {mean:.4} ± {se:.4}, formula {formula:.4}"
+        );
+    }
+}

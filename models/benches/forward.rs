@@ -1,6 +1,7 @@
 //! Forward throughput of the shipped tiny target: verification blocks of 5 tokens for
-//! 1–64 sessions in one ragged batch (each session with its own 64-token context), and
-//! a 128-token prefill. Reported as tokens per second.
+//! 1–64 sessions in one ragged batch (each session with its own 64-token context), one
+//! session's token tree of 4–32 nodes beside a chain of as many tokens, and a 128-token
+//! prefill. Reported as tokens per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use tandem_models::{BatchEntry, LanguageModel, LoadOptions, ModelSpec, Positions, SessionCache};
@@ -57,6 +58,36 @@ fn bench(c: &mut Criterion) {
                 out
             })
         });
+    }
+    group.finish();
+
+    // A verification pass against tree nodes: a binary tree (each row two candidates,
+    // breadth first) and a chain of the same number of tokens, one session.
+    let mut group = c.benchmark_group("verify_tree");
+    let mut cache = model.new_cache();
+    model
+        .forward(&mut cache, &ids(3, CONTEXT, vocab), Positions::Last)
+        .unwrap();
+    for nodes in [4usize, 8, 16, 32] {
+        let tokens = ids(2000 + nodes as u32, nodes, vocab);
+        let binary: Vec<u32> = (0..nodes as u32).map(|i| i / 2).collect();
+        let chain: Vec<u32> = (0..nodes as u32).collect();
+        group.throughput(Throughput::Elements(nodes as u64));
+        for (shape, parents) in [("binary", &binary), ("chain", &chain)] {
+            group.bench_with_input(BenchmarkId::new(shape, nodes), &nodes, |b, _| {
+                b.iter(|| {
+                    let mut entries = [BatchEntry {
+                        cache: &mut cache,
+                        tokens: &tokens,
+                        positions: Positions::All,
+                        tree: Some(parents),
+                    }];
+                    let out = model.forward_batch(&mut entries).unwrap();
+                    cache.truncate(CONTEXT).unwrap();
+                    out
+                })
+            });
+        }
     }
     group.finish();
 

@@ -12,7 +12,9 @@
 //! - cloud-only decoding: TTFT ≈ RTT + prefill, time per output token ≈ `t_target`.
 //!
 //! Reports overlay these predictions on measurements; the goodput policy maximises
-//! `E[N] / T` with them.
+//! `E[N] / T` with them. Token trees: [`tree`].
+
+pub mod tree;
 
 /// Expected tokens committed per round (accepted + the target's own) for per-token
 /// acceptance probability `alpha` and draft length `k`. `α = 1` gives `k + 1`.
