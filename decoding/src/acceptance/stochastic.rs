@@ -79,6 +79,39 @@ impl TargetProbs for FromLogits<'_> {
     }
 }
 
+/// Checks sampled drafts against the target before any randomness is drawn: one `q` per
+/// token, `tokens.len() + 1` target rows, every token and `q` within the target's
+/// vocabulary, every token drawable from its own `q` (`what` names a token in errors:
+/// "position", "tree node"). Returns the vocabulary size.
+pub(super) fn check_sampled<T: TargetProbs + ?Sized>(
+    tokens: &[TokenId],
+    q: &[Distribution],
+    target: &mut T,
+    what: &str,
+) -> Result<usize, DecodingError> {
+    if q.len() != tokens.len() {
+        return Err(DecodingError::DraftLengthMismatch {
+            tokens: tokens.len(),
+            dists: q.len(),
+        });
+    }
+    check_rows(tokens.len(), target.rows())?;
+    let vocab = target.row(0).vocab_size();
+    check_tokens(tokens, vocab)?;
+    for (position, (&token, qi)) in tokens.iter().zip(q).enumerate() {
+        if qi.vocab_size() != vocab {
+            return Err(DecodingError::InvalidDistribution(format!(
+                "draft distribution of {what} {position} covers {} tokens, the target {vocab}",
+                qi.vocab_size()
+            )));
+        }
+        if qi.prob(token) <= 0.0 {
+            return Err(DecodingError::ZeroDraftProbability { position, token });
+        }
+    }
+    Ok(vocab)
+}
+
 /// Verifies a block drafted by sampling: `draft[i]` was drawn from `q[i]`.
 ///
 /// Errors (all checked before any randomness is drawn): `q` and `draft` differ in length;
@@ -90,26 +123,7 @@ pub fn verify_stochastic<T: TargetProbs + ?Sized>(
     target: &mut T,
     rng: &mut SessionRng,
 ) -> Result<Verdict, DecodingError> {
-    if q.len() != draft.len() {
-        return Err(DecodingError::DraftLengthMismatch {
-            tokens: draft.len(),
-            dists: q.len(),
-        });
-    }
-    check_rows(draft.len(), target.rows())?;
-    let vocab = target.row(0).vocab_size();
-    check_tokens(draft, vocab)?;
-    for (position, (&token, qi)) in draft.iter().zip(q).enumerate() {
-        if qi.vocab_size() != vocab {
-            return Err(DecodingError::InvalidDistribution(format!(
-                "draft distribution at position {position} covers {} tokens, the target {vocab}",
-                qi.vocab_size()
-            )));
-        }
-        if qi.prob(token) <= 0.0 {
-            return Err(DecodingError::ZeroDraftProbability { position, token });
-        }
-    }
+    check_sampled(draft, q, target, "position")?;
 
     for (i, (&token, qi)) in draft.iter().zip(q).enumerate() {
         let p = target.row(i);

@@ -32,7 +32,7 @@
 //! Random numbers are drawn in a fixed order (one uniform per tested candidate, one for
 //! the token the target adds), so a session's seed fixes its tokens.
 
-use super::stochastic::{TargetProbs, sample_residual};
+use super::stochastic::{TargetProbs, check_sampled, sample_residual};
 use super::{check_rows, check_tokens};
 use crate::sampling::argmax;
 use crate::{DecodingError, Distribution, LogitRows, SessionRng, TokenId};
@@ -167,17 +167,11 @@ pub fn verify_tree_stochastic<T: TargetProbs + ?Sized>(
     rng: &mut SessionRng,
     candidates: Candidates,
 ) -> Result<TreeVerdict, DecodingError> {
-    if q.len() != tree.len() {
-        return Err(DecodingError::DraftLengthMismatch {
-            tokens: tree.len(),
-            dists: q.len(),
-        });
-    }
-    check_rows(tree.len(), target.rows())?;
-    let vocab = target.row(0).vocab_size();
-    check_tokens(tree.tokens, vocab)?;
+    let vocab = check_sampled(tree.tokens, q, target, "tree node")?;
     let children = tree.children();
-    check_draws(tree, q, &children, vocab, candidates)?;
+    if candidates == Candidates::WithoutReplacement {
+        check_distinct(tree, &children)?;
+    }
 
     let (mut row, mut path) = (0usize, Vec::new());
     loop {
@@ -218,37 +212,15 @@ pub fn verify_tree_stochastic<T: TargetProbs + ?Sized>(
     }
 }
 
-/// Every node drawable from its `q`, and siblings drawn without replacement distinct.
-fn check_draws(
-    tree: DraftTree<'_>,
-    q: &[Distribution],
-    children: &[Vec<usize>],
-    vocab: usize,
-    candidates: Candidates,
-) -> Result<(), DecodingError> {
-    for (node, (&token, qi)) in tree.tokens.iter().zip(q).enumerate() {
-        if qi.vocab_size() != vocab {
-            return Err(DecodingError::InvalidDistribution(format!(
-                "draft distribution of tree node {node} covers {} tokens, the target {vocab}",
-                qi.vocab_size()
-            )));
-        }
-        if qi.prob(token) <= 0.0 {
-            return Err(DecodingError::ZeroDraftProbability {
-                position: node,
-                token,
-            });
-        }
-    }
-    if candidates == Candidates::WithoutReplacement {
-        for kids in children {
-            for (j, &c) in kids.iter().enumerate() {
-                if kids[..j].iter().any(|&e| tree.tokens[e] == tree.tokens[c]) {
-                    return Err(DecodingError::RepeatedCandidate {
-                        node: c,
-                        token: tree.tokens[c],
-                    });
-                }
+/// Siblings drawn without replacement are distinct.
+fn check_distinct(tree: DraftTree<'_>, children: &[Vec<usize>]) -> Result<(), DecodingError> {
+    for kids in children {
+        for (j, &c) in kids.iter().enumerate() {
+            if kids[..j].iter().any(|&e| tree.tokens[e] == tree.tokens[c]) {
+                return Err(DecodingError::RepeatedCandidate {
+                    node: c,
+                    token: tree.tokens[c],
+                });
             }
         }
     }
