@@ -83,6 +83,7 @@ fn real() -> Passes {
                 anchor: o.first_token,
                 tokens: vec![3; k],
                 q: vec![],
+                parents: vec![],
                 seq: 1,
             };
             let (e, id) = (engine.clone(), o.session_id);

@@ -22,6 +22,7 @@ fn block(q: Vec<pb::DraftDistribution>) -> pb::EdgeMessage {
             tokens: vec![101, 2202, 303, 40_404, 55, 606, 7077, 8],
             q,
             seq: 99,
+            parents: vec![],
         })),
     }
 }

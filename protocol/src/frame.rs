@@ -219,6 +219,7 @@ mod tests {
                 tokens: vec![1, 2, 3, 400],
                 q: vec![],
                 seq: 9,
+                parents: vec![],
             })),
         }
     }

@@ -20,11 +20,15 @@ pub struct Limits {
     pub max_message_bytes: u32,
     /// Most new tokens one session may ask for.
     pub max_new_tokens: u32,
+    /// Most nodes in one token tree.
+    pub max_tree_nodes: u32,
+    /// Deepest path in one token tree.
+    pub max_tree_depth: u32,
 }
 
 impl Default for Limits {
-    /// 32-token blocks, 4096-token prompts and outputs, 256 sessions, 8 MiB messages
-    /// (a dense `q` of a 152k vocabulary is 0.6 MB per token).
+    /// 32-token blocks, trees of 64 nodes 16 deep, 4096-token prompts and outputs, 256
+    /// sessions, 8 MiB messages (a dense `q` of a 152k vocabulary is 0.6 MB per token).
     fn default() -> Self {
         Self {
             max_draft_tokens: 32,
@@ -32,6 +36,8 @@ impl Default for Limits {
             max_sessions: 256,
             max_message_bytes: 8 << 20,
             max_new_tokens: 4096,
+            max_tree_nodes: 64,
+            max_tree_depth: 16,
         }
     }
 }
@@ -44,6 +50,8 @@ impl From<Limits> for pb::Limits {
             max_sessions: l.max_sessions,
             max_message_bytes: l.max_message_bytes,
             max_new_tokens: l.max_new_tokens,
+            max_tree_nodes: l.max_tree_nodes,
+            max_tree_depth: l.max_tree_depth,
         }
     }
 }
@@ -56,6 +64,8 @@ impl From<pb::Limits> for Limits {
             max_sessions: l.max_sessions,
             max_message_bytes: l.max_message_bytes,
             max_new_tokens: l.max_new_tokens,
+            max_tree_nodes: l.max_tree_nodes,
+            max_tree_depth: l.max_tree_depth,
         }
     }
 }
@@ -92,6 +102,8 @@ pub struct DraftBlock {
     pub tokens: Vec<u32>,
     /// Their draft distributions (stochastic mode), else empty.
     pub q: Vec<Distribution>,
+    /// A token tree's parent rows (checked: see `pb::Draft.parents`); empty: a chain.
+    pub parents: Vec<u32>,
     /// The edge's sequence number.
     pub seq: u64,
 }
@@ -187,7 +199,9 @@ impl Limits {
         if k == 0 {
             return Err(WireError::invalid("draft block has no tokens"));
         }
-        if k > self.max_draft_tokens as usize {
+        if !draft.parents.is_empty() {
+            self.check_tree(&draft.tokens, &draft.parents)?;
+        } else if k > self.max_draft_tokens as usize {
             return Err(WireError::invalid(format!(
                 "draft block of {k} tokens is longer than the limit of {} (Limits.max_draft_tokens)",
                 self.max_draft_tokens
@@ -232,8 +246,31 @@ impl Limits {
             anchor: draft.anchor,
             tokens: draft.tokens,
             q,
+            parents: draft.parents,
             seq: draft.seq,
         })
+    }
+
+    /// A token tree's shape: its parents in order and in range, its nodes and depth
+    /// within the limits.
+    fn check_tree(&self, tokens: &[u32], parents: &[u32]) -> Result<(), WireError> {
+        let tree = tandem_decoding::DraftTree::new(tokens, parents)
+            .map_err(|e| WireError::invalid(e.to_string()))?;
+        if tree.len() > self.max_tree_nodes as usize {
+            return Err(WireError::invalid(format!(
+                "token tree of {} nodes is larger than the limit of {} (Limits.max_tree_nodes)",
+                tree.len(),
+                self.max_tree_nodes
+            )));
+        }
+        let depth = tree.depths().into_iter().max().unwrap_or(0);
+        if depth > self.max_tree_depth as usize {
+            return Err(WireError::invalid(format!(
+                "token tree {depth} deep is deeper than the limit of {} (Limits.max_tree_depth)",
+                self.max_tree_depth
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -270,6 +307,7 @@ mod tests {
             tokens,
             q: vec![],
             seq: 1,
+            parents: vec![],
         }
     }
 

@@ -117,6 +117,7 @@ async fn verify_rounds(t: &VerifierTarget, s: &Setup, iters: u64) -> Duration {
                 tokens: vec![5, 6, 7, 8],
                 q: vec![],
                 seq,
+                parents: vec![],
             };
             let t0 = Instant::now();
             chan.tx

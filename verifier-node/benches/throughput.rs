@@ -116,6 +116,7 @@ async fn client(
             tokens: tokens.clone(),
             q: vec![],
             seq: seen.rounds as u64,
+            parents: vec![],
         };
         let v = engine.verify(opened.session_id, block).await.unwrap();
         out.extend_from_slice(&tokens[..v.accepted as usize]);

@@ -26,6 +26,12 @@ pub struct LimitArgs {
     /// Most new tokens one session may ask for.
     #[arg(long, default_value_t = Limits::default().max_new_tokens, value_name = "N")]
     pub max_new_tokens: u32,
+    /// Most nodes in one token tree (a Draft with parents).
+    #[arg(long, default_value_t = Limits::default().max_tree_nodes, value_name = "N")]
+    pub max_tree_nodes: u32,
+    /// Deepest path in one token tree.
+    #[arg(long, default_value_t = Limits::default().max_tree_depth, value_name = "N")]
+    pub max_tree_depth: u32,
 }
 
 /// How the verifier forms its batched passes.
@@ -102,6 +108,8 @@ impl LimitArgs {
             max_sessions: self.max_sessions,
             max_message_bytes: self.max_message_bytes,
             max_new_tokens: self.max_new_tokens,
+            max_tree_nodes: self.max_tree_nodes,
+            max_tree_depth: self.max_tree_depth,
         }
     }
 }

@@ -85,6 +85,8 @@ impl Run<'_, '_> {
             tokens: block.tokens.clone(),
             q: block.q.iter().map(distribution_to_pb).collect(),
             seq: self.seq,
+            // The draft loop sends chains.
+            parents: Vec::new(),
         };
         let sent = self.clock.now();
         remote.send(pb::edge_message::Kind::Draft(draft)).await?;

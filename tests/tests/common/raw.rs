@@ -50,6 +50,7 @@ pub fn draft_msg(
             tokens,
             q: vec![],
             seq,
+            parents: vec![],
         })),
     }
 }

@@ -31,11 +31,12 @@ pub(super) fn admit(
             holding.sessions
         )));
     }
-    // A drafting session may hold one block past its new tokens until the verdict.
+    // A drafting session may hold one block (a chain or a tree's nodes) past its new
+    // tokens until the verdict.
     let block_room = if req.generate {
         0
     } else {
-        limits.max_draft_tokens as usize + 1
+        limits.max_draft_tokens.max(limits.max_tree_nodes) as usize + 1
     };
     let max_len =
         (req.prompt.len() + req.max_new_tokens as usize + block_room).min(model.max_context);

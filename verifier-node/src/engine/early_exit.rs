@@ -82,10 +82,11 @@ impl Predictor {
         Some(pb::ProvisionalVerdict {
             seq: self.block.seq,
             layer: layer as u32,
-            accepted: v.accepted as u32,
+            accepted: v.accepted() as u32,
             next_token: v.next_token,
-            committed_len: self.block.base_len + v.accepted as u32 + 1,
+            committed_len: self.block.base_len + v.accepted() as u32 + 1,
             elapsed_ns,
+            path: v.wire_path(&self.block),
         })
     }
 }

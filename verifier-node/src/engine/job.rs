@@ -27,6 +27,8 @@ pub(super) struct Prefill<C> {
 /// A draft block of an open session.
 pub(super) struct Verify {
     pub block: DraftBlock,
+    /// A tree block's parent rows in the pass ([`super::session::pass_tree`]).
+    pub tree: Option<Vec<u32>>,
     pub reply: oneshot::Sender<Result<pb::Verdict, WireError>>,
     /// Where its provisional verdicts go, if its edge asked for them.
     pub provisional: Option<super::early_exit::ProvisionalTx>,
@@ -91,16 +93,16 @@ impl<C: SessionCache> Job<C> {
 
     /// Its entry in the batched forward over `tokens` (its [`Job::input`]).
     pub fn entry<'a>(&'a mut self, tokens: &'a [u32]) -> BatchEntry<'a, C> {
-        let (cache, positions) = match self {
-            Job::Prefill(p, ..) => (&mut p.session.cache, Positions::Last),
-            Job::Verify(s, ..) => (&mut s.cache, Positions::All),
-            Job::Generate(s) => (&mut s.cache, Positions::Last),
+        let (cache, positions, tree) = match self {
+            Job::Prefill(p, ..) => (&mut p.session.cache, Positions::Last, None),
+            Job::Verify(s, v, _) => (&mut s.cache, Positions::All, v.tree.as_deref()),
+            Job::Generate(s) => (&mut s.cache, Positions::Last, None),
         };
         BatchEntry {
             cache,
             tokens,
             positions,
-            tree: None,
+            tree,
         }
     }
 

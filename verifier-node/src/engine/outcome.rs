@@ -69,14 +69,15 @@ impl<C: SessionCache> Job<C> {
                     block, reply, span, ..
                 } = v;
                 let answer = s.accept(&block, &rows).map(|verdict| {
-                    stats.verified.push((verdict.drafted, verdict.accepted));
-                    tracing::debug!(parent: &span, accepted = verdict.accepted, next = verdict.next_token, "verdict");
+                    stats.verified.push((verdict.drafted, verdict.accepted()));
+                    tracing::debug!(parent: &span, accepted = verdict.accepted(), next = verdict.next_token, "verdict");
                     pb::Verdict {
                         seq: block.seq,
-                        accepted: verdict.accepted as u32,
+                        accepted: verdict.accepted() as u32,
                         next_token: verdict.next_token,
                         committed_len: s.committed.len() as u32,
                         timing: Some(pass.timing(Some(arrived))),
+                        path: verdict.wire_path(&block),
                     }
                 });
                 if let Err(e) = &answer {

@@ -14,7 +14,10 @@
 
 use tandem_decoding::acceptance::FromLogits;
 use tandem_decoding::rng::stream;
-use tandem_decoding::{SamplingParams, SessionRng, Verdict, verify_greedy, verify_stochastic};
+use tandem_decoding::{
+    Candidates, DraftTree, SamplingParams, SessionRng, verify_greedy, verify_stochastic,
+    verify_tree_greedy, verify_tree_stochastic,
+};
 use tandem_models::{Logits, SessionCache};
 use tandem_protocol::WireError;
 use tandem_protocol::limits::{DraftBlock, OpenRequest};
@@ -129,43 +132,111 @@ impl<C: SessionCache> Session<C> {
     }
 
     /// Applies the acceptance rule to the block's `k + 1` rows, commits, and rolls the
-    /// cache back to the committed length.
-    pub fn accept(&mut self, block: &DraftBlock, rows: &Logits) -> Result<Verdict, WireError> {
+    /// cache back to the committed length (a tree: keeps the accepted path's rows).
+    pub fn accept(&mut self, block: &DraftBlock, rows: &Logits) -> Result<Judged, WireError> {
+        let start = self.committed.len() - 1;
         let verdict = match judge(self.stochastic, self.sampling, block, rows, &mut self.rng) {
             Ok(v) => v,
             Err(e) => {
                 // Undo the pass: the cache goes back to the committed tokens.
                 self.cache
-                    .truncate(self.committed.len() - 1)
+                    .truncate(start)
                     .map_err(|e| WireError::internal(e.to_string()))?;
                 return Err(WireError::invalid(e.to_string()));
             }
         };
+        let kept = if block.parents.is_empty() {
+            self.cache.truncate(start + 1 + verdict.path.len())
+        } else {
+            // The pass ran the newest committed token, then the nodes: keep it and the
+            // path's rows.
+            let rows: Vec<usize> = std::iter::once(0)
+                .chain(verdict.path.iter().map(|&n| n + 1))
+                .collect();
+            self.cache.keep_rows(start, &rows)
+        };
+        kept.map_err(|e| WireError::internal(e.to_string()))?;
         self.committed
-            .extend_from_slice(&block.tokens[..verdict.accepted]);
+            .extend(verdict.path.iter().map(|&n| block.tokens[n]));
         self.push(verdict.next_token);
-        self.cache
-            .truncate(self.committed.len() - 1)
-            .map_err(|e| WireError::internal(e.to_string()))?;
         Ok(verdict)
     }
 }
 
+/// The pass's parent rows for a tree block: the newest committed token first (row 0
+/// of the pass), then the block's nodes, each parent one row further on. `None`: a
+/// chain.
+pub fn pass_tree(block: &DraftBlock) -> Option<Vec<u32>> {
+    (!block.parents.is_empty()).then(|| {
+        std::iter::once(0)
+            .chain(block.parents.iter().map(|&p| p + 1))
+            .collect()
+    })
+}
+
+/// A block's verdict, chain or tree: the accepted nodes (a chain's first `accepted`
+/// tokens) and the target's token after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// Tokens (nodes) in the block.
+    pub drafted: usize,
+    /// The accepted nodes, from the committed sequence down.
+    pub path: Vec<usize>,
+    /// The target's token after them.
+    pub next_token: u32,
+}
+
+impl Judged {
+    /// Accepted tokens.
+    pub fn accepted(&self) -> usize {
+        self.path.len()
+    }
+
+    /// The path as the wire names it: a tree's nodes, empty for a chain.
+    pub fn wire_path(&self, block: &DraftBlock) -> Vec<u32> {
+        if block.parents.is_empty() {
+            Vec::new()
+        } else {
+            self.path.iter().map(|&n| n as u32).collect()
+        }
+    }
+}
+
 /// The acceptance rule on a block's `k + 1` rows: stochastic (drawing from `rng`) or
-/// greedy. Commits nothing.
+/// greedy, for a chain or a tree (its candidates drawn independently). Commits nothing.
 pub fn judge(
     stochastic: bool,
     sampling: SamplingParams,
     block: &DraftBlock,
     rows: &Logits,
     rng: &mut SessionRng,
-) -> Result<Verdict, tandem_decoding::DecodingError> {
-    if stochastic {
-        let mut target = FromLogits::new(rows.rows(), sampling);
-        verify_stochastic(&block.tokens, &block.q, &mut target, rng)
-    } else {
-        verify_greedy(&block.tokens, rows.rows())
+) -> Result<Judged, tandem_decoding::DecodingError> {
+    let drafted = block.tokens.len();
+    if !block.parents.is_empty() {
+        let tree = DraftTree::new(&block.tokens, &block.parents)?;
+        let v = if stochastic {
+            let mut target = FromLogits::new(rows.rows(), sampling);
+            verify_tree_stochastic(tree, &block.q, &mut target, rng, Candidates::Independent)?
+        } else {
+            verify_tree_greedy(tree, rows.rows())?
+        };
+        return Ok(Judged {
+            drafted,
+            path: v.path,
+            next_token: v.next_token,
+        });
     }
+    let v = if stochastic {
+        let mut target = FromLogits::new(rows.rows(), sampling);
+        verify_stochastic(&block.tokens, &block.q, &mut target, rng)?
+    } else {
+        verify_greedy(&block.tokens, rows.rows())?
+    };
+    Ok(Judged {
+        drafted,
+        path: (0..v.accepted).collect(),
+        next_token: v.next_token,
+    })
 }
 
 #[cfg(test)]
@@ -218,6 +289,7 @@ mod tests {
             anchor,
             tokens,
             q: vec![],
+            parents: vec![],
             seq: 1,
         }
     }
@@ -257,7 +329,7 @@ mod tests {
         s.cache.0 += 4; // the pass appended its input
         // The target agrees on 4, then wants 7 where the draft said 5.
         let v = s.accept(&b, &rows(&[4, 7, 0, 0])).unwrap();
-        assert_eq!((v.accepted, v.next_token), (1, 7));
+        assert_eq!((v.accepted(), v.next_token), (1, 7));
         assert_eq!(s.committed, vec![1, 2, 3, 4, 7]);
         assert_eq!(s.cache.len(), 4, "every committed token but the newest");
     }
@@ -268,7 +340,7 @@ mod tests {
         let b = block(3, 3, vec![4, 5]);
         s.cache.0 += 3;
         let v = s.accept(&b, &rows(&[4, 5, 6])).unwrap();
-        assert_eq!((v.accepted, v.next_token), (2, 6));
+        assert_eq!((v.accepted(), v.next_token), (2, 6));
         assert_eq!(s.committed, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(s.cache.len(), 5);
     }

@@ -263,6 +263,7 @@ impl<M: LanguageModel> Worker<M> {
                 };
                 tracing::debug!(parent: &span, "queued");
                 let verify = Verify {
+                    tree: super::session::pass_tree(&block),
                     block,
                     reply,
                     provisional,

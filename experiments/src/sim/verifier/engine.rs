@@ -259,6 +259,10 @@ impl Engine {
             },
         ) {
             Some(e)
+        } else if !d.parents.is_empty() {
+            Some(WireError::invalid(
+                "the simulated verifier models chains, not token trees (Draft.parents)",
+            ))
         } else if d.tokens.len() > MAX_DRAFT as usize {
             Some(WireError::invalid(format!(
                 "{} draft tokens, more than the limit of {MAX_DRAFT}",
@@ -386,6 +390,7 @@ impl Engine {
                     next_token: next,
                     committed_len: s.len as u32,
                     timing: Some(timing),
+                    path: Vec::new(),
                 })
             }
         };
@@ -417,6 +422,7 @@ impl Engine {
             next_token,
             committed_len: d.base_len + accepted as u32 + 1,
             elapsed_ns: exit_ns,
+            path: Vec::new(),
         });
         send(&clock, &mut s.down, kind);
     }
