@@ -42,6 +42,14 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Tokens a drafting session may hold past its new tokens until a verdict: the
+    /// largest block (a chain, or a tree's nodes) and the target's token.
+    pub fn block_room(&self) -> usize {
+        self.max_draft_tokens.max(self.max_tree_nodes) as usize + 1
+    }
+}
+
 impl From<Limits> for pb::Limits {
     fn from(l: Limits) -> Self {
         pb::Limits {

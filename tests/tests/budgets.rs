@@ -25,8 +25,7 @@ fn per_token() -> u64 {
 
 /// Tokens a session reserves: its prompt, its new tokens, and one largest block.
 fn reservation(prompt_len: usize, max_new: usize) -> u64 {
-    let block = tandem_protocol::Limits::default().max_draft_tokens as usize + 1;
-    (prompt_len + max_new + block) as u64
+    (prompt_len + max_new + tandem_protocol::Limits::default().block_room()) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

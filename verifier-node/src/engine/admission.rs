@@ -33,11 +33,7 @@ pub(super) fn admit(
     }
     // A drafting session may hold one block (a chain or a tree's nodes) past its new
     // tokens until the verdict.
-    let block_room = if req.generate {
-        0
-    } else {
-        limits.max_draft_tokens.max(limits.max_tree_nodes) as usize + 1
-    };
+    let block_room = if req.generate { 0 } else { limits.block_room() };
     let max_len =
         (req.prompt.len() + req.max_new_tokens as usize + block_room).min(model.max_context);
     kv.admit(max_len, model.kv_bytes_per_token, holding.kv_reserved)?;

@@ -86,11 +86,9 @@ async fn a_full_queue_refuses_at_once_and_loses_nothing_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_budgets_refuse_what_does_not_fit_and_free_on_close() {
     let per_token = tiny().info().kv_bytes_per_token as u64;
-    let limits = EngineConfig::new("").limits;
-    let max_draft = limits.max_draft_tokens.max(limits.max_tree_nodes) as u64;
     // A session asking for 10 prompt + 20 new tokens reserves 30 + one block (a chain
-    // or a tree's nodes).
-    let session_tokens = 30 + max_draft + 1;
+    // or a tree's nodes) and the target's token.
+    let session_tokens = 30 + EngineConfig::new("").limits.block_room() as u64;
     let config = EngineConfig {
         kv: KvBudget {
             total_bytes: 2 * session_tokens * per_token,
