@@ -287,10 +287,7 @@ impl<'a> Row<'a> {
             let mut r = vec![0.0; self.vocab];
             self.p.for_each(|t, v| r[t as usize] = f64::from(v));
             // Nothing was taken before the first rejection: the proposal was q.
-            let taken = std::mem::take(&mut self.taken);
-            let mass = std::mem::replace(&mut self.taken_mass, 0.0);
-            self.left = Left::Residual(self.subtract(r));
-            (self.taken, self.taken_mass) = (taken, mass);
+            self.left = Left::Residual(self.subtract(r, &[], 0.0));
         }
         match &self.left {
             Left::Residual(r) => r,
@@ -300,11 +297,12 @@ impl<'a> Row<'a> {
 
     /// `norm(max(0, r − proposal))`; `r` itself if nothing is left (the proposal equalled
     /// it: a rejection of probability 0, reached only by rounding).
-    fn subtract(&self, r: Vec<f64>) -> Vec<f64> {
+    /// The proposal is `q` less the tokens `taken` (their mass `taken_mass`).
+    fn subtract(&self, r: Vec<f64>, taken: &[TokenId], taken_mass: f64) -> Vec<f64> {
         let mut out = r.clone();
-        let scale = 1.0 / (1.0 - self.taken_mass);
+        let scale = 1.0 / (1.0 - taken_mass);
         self.q.for_each(|t, v| {
-            if !self.taken.contains(&t) {
+            if !taken.contains(&t) {
                 let x = &mut out[t as usize];
                 *x = (*x - f64::from(v) * scale).max(0.0);
             }
@@ -325,7 +323,7 @@ impl<'a> Row<'a> {
             self.left = Left::FirstResidual;
         } else {
             let r = self.residual().to_vec();
-            self.left = Left::Residual(self.subtract(r));
+            self.left = Left::Residual(self.subtract(r, &self.taken, self.taken_mass));
         }
         if candidates == Candidates::WithoutReplacement {
             self.taken.push(token);
