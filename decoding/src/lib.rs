@@ -11,7 +11,9 @@
 //!   (Leviathan et al. 2023, Chen et al. 2023), returning a [`Verdict`]; for token
 //!   trees, a [`TreeVerdict`].
 //! - [`stats`]: vLLM's and llama.cpp's acceptance metrics accumulated from verdicts.
-//! - [`policy`]: how many tokens to draft next (fixed, +2/−1, confidence stop, goodput).
+//! - [`policy`]: how many tokens to draft next (fixed, +2/−1, confidence stop, goodput),
+//!   and a token tree's shape by the link ([`policy::TreeSizer`]).
+//! - [`tree_shape`]: the trees an edge drafts (`3,2,1`, `dynamic:N`, `auto`).
 //! - [`analytic`]: expected tokens per round, speedup, network-aware round time, and
 //!   the cloud-only baseline.
 
@@ -23,6 +25,7 @@ pub mod policy;
 pub mod rng;
 pub mod sampling;
 pub mod stats;
+pub mod tree_shape;
 
 pub use acceptance::{
     Candidates, DraftTree, TargetProbs, TreeVerdict, Verdict, verify_greedy, verify_stochastic,
@@ -32,6 +35,7 @@ pub use distribution::{Distribution, LogitRows};
 pub use error::DecodingError;
 pub use rng::SessionRng;
 pub use sampling::SamplingParams;
+pub use tree_shape::{Branching, TreeShape};
 
 /// A token id. Vocabularies up to 2³² entries.
 pub type TokenId = u32;

@@ -4,8 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tandem_decoding::SamplingParams;
 use tandem_decoding::policy::PolicySpec;
+use tandem_decoding::{SamplingParams, TreeShape};
 use tandem_models::{
     LayerSelection, LoadOptions, Loaded, Message, ModelSpec, StreamDecoder, Tokenizer,
 };
@@ -33,8 +33,9 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "SPEC", requires = "draft")]
     pub draft_layers: Option<LayerSelection>,
     /// cloud_only, edge_only, speculative, adaptive, pipelined, early_exit (pre-draft on
-    /// the verifier's provisional verdicts: verifier-node --early-exit-layer), or routed
-    /// (a tier per prompt, chosen here on the edge by --route's rules).
+    /// the verifier's provisional verdicts: verifier-node --early-exit-layer), tree (a
+    /// token tree a round, --tree), or routed (a tier per prompt, chosen here on the
+    /// edge by --route's rules).
     #[arg(long, default_value = "speculative", value_name = "STRATEGY")]
     pub strategy: String,
     /// routed: the rules, a TOML file with the keys of an experiment's
@@ -57,6 +58,12 @@ pub struct GenerateArgs {
     /// layer (one of its --early-exit-layer); default: the first to come.
     #[arg(long, value_name = "L")]
     pub exit_layer: Option<u32>,
+    /// tree: the tree each round: a branching per depth (3,2,2,1: the draft's 3 best
+    /// candidates, 2 after each, ...), dynamic:N[:DEPTH] (EAGLE-2: the N likeliest
+    /// nodes; greedy only) or auto[:N] (a shape of at most N nodes sized by the link's
+    /// round trip, the verifier's pass time and the acceptance so far).
+    #[arg(long, value_name = "SHAPE")]
+    pub tree: Option<TreeShape>,
     /// Draft-length policy for adaptive: fixed:K, +2/-1[:MAX], p_min:P[:MAX], goodput[:MAX].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PolicySpec>,
@@ -150,6 +157,12 @@ impl GenerateArgs {
             Ok(_) if self.exit_layer.is_some() => Err(DraftError::Usage(
                 "--exit-layer is for --strategy early_exit".into(),
             )),
+            Ok(Strategy::Tree { shape }) => Ok(Choice::One(Strategy::Tree {
+                shape: self.tree.unwrap_or(shape),
+            })),
+            Ok(_) if self.tree.is_some() => {
+                Err(DraftError::Usage("--tree is for --strategy tree".into()))
+            }
             Ok(s) => Ok(Choice::One(s)),
             Err(e) => Err(DraftError::Usage(e)),
         }

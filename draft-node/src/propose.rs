@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tandem_decoding::Branching;
+
 use crate::DraftError;
 use crate::drafter::Block;
 
@@ -27,6 +29,39 @@ pub struct Vocabulary {
     pub eos_token_ids: Vec<u32>,
 }
 
+/// The token tree to draft in one round (`auto` is resolved to a static shape by the
+/// loop before it asks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreePlan {
+    /// This branching per depth.
+    Static(Branching),
+    /// EAGLE-2's dynamic tree: `nodes` nodes at most `depth` deep (greedy).
+    Dynamic {
+        /// Nodes sent.
+        nodes: usize,
+        /// Deepest path.
+        depth: usize,
+    },
+}
+
+impl TreePlan {
+    /// Nodes it drafts (at most).
+    pub fn nodes(&self) -> usize {
+        match *self {
+            Self::Static(b) => b.nodes(),
+            Self::Dynamic { nodes, .. } => nodes,
+        }
+    }
+
+    /// Its deepest path.
+    pub fn depth(&self) -> usize {
+        match *self {
+            Self::Static(b) => b.depth(),
+            Self::Dynamic { depth, nodes } => depth.min(nodes),
+        }
+    }
+}
+
 /// A draft model as the draft loop uses it.
 pub trait Propose: Send {
     /// The tokenizer it drafts in.
@@ -40,4 +75,8 @@ pub trait Propose: Send {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError>;
+
+    /// Drafts a token tree after `seq`: the block's `parents` name each token's parent
+    /// row, and `q` (sampling) each node's distribution.
+    fn propose_tree(&mut self, seq: &[u32], plan: TreePlan) -> Result<Drafted, DraftError>;
 }

@@ -51,10 +51,12 @@ pub struct RoundRecord {
     pub k: u32,
     /// Pipelined: the block was drafted ahead, while the previous one was in flight.
     pub ahead: bool,
-    /// Tokens drafted.
+    /// Tokens drafted (a token tree's nodes).
     pub drafted: u32,
-    /// Drafted tokens the verifier accepted.
+    /// Drafted tokens the verifier accepted (a token tree's accepted path).
     pub accepted: u32,
+    /// A token tree's deepest path; 0: a chain.
+    pub tree_depth: u32,
     /// Tokens this round added to the output.
     pub committed: u32,
     /// Time spent drafting, ns.

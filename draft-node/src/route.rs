@@ -100,7 +100,8 @@ fn verify_ms() -> f64 {
 }
 
 /// Parses a tier: `cloud_only`, `edge_only`, `speculative:K`, `pipelined:K`,
-/// `early_exit:K`, `adaptive:POLICY`.
+/// `early_exit:K`, `adaptive:POLICY`, `tree:SHAPE` (`tree:3,2,1`, `tree:dynamic:16`,
+/// `tree:auto`).
 pub fn parse_tier(s: &str) -> Result<Strategy, String> {
     let (name, arg) = match s.split_once(':') {
         Some((n, a)) => (n, Some(a)),
@@ -120,8 +121,11 @@ pub fn parse_tier(s: &str) -> Result<Strategy, String> {
             let policy: PolicySpec = arg.unwrap_or("+2/-1:8").parse()?;
             Strategy::from_parts(name, 0, Some(policy))
         }
+        "tree" => Ok(Strategy::Tree {
+            shape: arg.unwrap_or("auto").parse()?,
+        }),
         _ => Err(format!(
-            "unknown tier {s:?}: expected cloud_only, edge_only, speculative:K, pipelined:K, early_exit:K or adaptive:POLICY"
+            "unknown tier {s:?}: expected cloud_only, edge_only, speculative:K, pipelined:K, early_exit:K, adaptive:POLICY or tree:SHAPE"
         )),
     }
 }
@@ -368,6 +372,8 @@ impl Router {
             // The analytical model knows no early exits: at worst it is speculative.
             Strategy::EarlyExit { k, .. } => model.speculative_tpot_s(k),
             Strategy::Adaptive { .. } => model.best_k(8).1,
+            // The analytical model prices chains: a tree as the chain of its depth.
+            Strategy::Tree { shape } => model.speculative_tpot_s(shape.max_depth()),
         };
         tpot_s * 1e3
     }

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
+use tandem_decoding::TreeShape;
 use tandem_decoding::policy::PolicySpec;
+use tandem_decoding::tree_shape::DEFAULT_AUTO_NODES;
 
 /// A generation strategy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +40,13 @@ pub enum Strategy {
         /// sends one per exit); `None`: on the first to come.
         exit: Option<u32>,
     },
+    /// Draft a token tree, wait for the verdict on its best path, repeat: more tokens
+    /// committed per round trip where the draft is unsure.
+    Tree {
+        /// The tree each round: a static shape, EAGLE-2's dynamic tree, or sized by the
+        /// link.
+        shape: TreeShape,
+    },
 }
 
 /// The kinds of strategy, as `--strategy` and an experiment's `kind` name them.
@@ -55,24 +64,27 @@ pub enum StrategyKind {
     Pipelined,
     /// [`Strategy::EarlyExit`].
     EarlyExit,
+    /// [`Strategy::Tree`].
+    Tree,
     /// A strategy per request, picked by rules ([`crate::route`]).
     Routed,
 }
 
 impl StrategyKind {
     /// Every kind.
-    pub const ALL: [StrategyKind; 7] = [
+    pub const ALL: [StrategyKind; 8] = [
         StrategyKind::CloudOnly,
         StrategyKind::EdgeOnly,
         StrategyKind::Speculative,
         StrategyKind::Adaptive,
         StrategyKind::Pipelined,
         StrategyKind::EarlyExit,
+        StrategyKind::Tree,
         StrategyKind::Routed,
     ];
 
     /// Its name: `cloud_only`, `edge_only`, `speculative`, `adaptive`, `pipelined`,
-    /// `early_exit`, `routed`.
+    /// `early_exit`, `tree`, `routed`.
     pub fn as_str(self) -> &'static str {
         match self {
             StrategyKind::CloudOnly => "cloud_only",
@@ -81,6 +93,7 @@ impl StrategyKind {
             StrategyKind::Adaptive => "adaptive",
             StrategyKind::Pipelined => "pipelined",
             StrategyKind::EarlyExit => "early_exit",
+            StrategyKind::Tree => "tree",
             StrategyKind::Routed => "routed",
         }
     }
@@ -104,7 +117,8 @@ impl fmt::Display for StrategyKind {
 }
 
 impl Strategy {
-    /// Builds a strategy from its name, `k` and (for `adaptive`) a policy.
+    /// Builds a strategy from its name, `k` and (for `adaptive`) a policy; `tree` is
+    /// sized by the link (`auto`) until its shape is set.
     pub fn from_parts(name: &str, k: usize, policy: Option<PolicySpec>) -> Result<Self, String> {
         let need_k = |k: usize| {
             if k == 0 {
@@ -124,6 +138,11 @@ impl Strategy {
             },
             Some(StrategyKind::Adaptive) => Self::Adaptive {
                 policy: policy.unwrap_or(PolicySpec::PlusTwoMinusOne { max_k: 8 }),
+            },
+            Some(StrategyKind::Tree) => Self::Tree {
+                shape: TreeShape::Auto {
+                    max_nodes: DEFAULT_AUTO_NODES,
+                },
             },
             Some(StrategyKind::Routed) => {
                 return Err(format!(
@@ -156,6 +175,9 @@ impl Strategy {
                 PolicySpec::Fixed { k }
             }
             Self::Adaptive { policy } => policy,
+            Self::Tree { shape } => PolicySpec::Fixed {
+                k: shape.max_depth(),
+            },
             Self::CloudOnly | Self::EdgeOnly => PolicySpec::Fixed { k: 1 },
         }
     }
@@ -171,6 +193,7 @@ impl fmt::Display for Strategy {
             Self::Pipelined { k } => write!(f, "pipelined(k={k})"),
             Self::EarlyExit { k, exit: None } => write!(f, "early_exit(k={k})"),
             Self::EarlyExit { k, exit: Some(l) } => write!(f, "early_exit(k={k},exit={l})"),
+            Self::Tree { shape } => write!(f, "tree({shape})"),
         }
     }
 }

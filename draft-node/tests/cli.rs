@@ -77,6 +77,16 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
     let summary = stderr(&streamed);
     assert!(summary.contains("[pipelined(k=4)] 30 tokens"), "{summary}");
     assert!(summary.contains("acceptance"), "{summary}");
+    // Token trees: the same greedy text, a tree a round.
+    for shape in ["3,2,1", "dynamic:8", "auto"] {
+        let trees = run(&["--verifier", &grpc, "--strategy", "tree", "--tree", shape]);
+        assert_eq!(
+            String::from_utf8_lossy(&trees.stdout),
+            format!("{text}\n"),
+            "{shape}"
+        );
+        assert!(stderr(&trees).contains("[tree("), "{}", stderr(&trees));
+    }
     // Edge-only needs no verifier; its tokens are all unverified.
     let alone: serde_json::Value =
         serde_json::from_slice(&run(&["--strategy", "edge_only", "--json"]).stdout).unwrap();
@@ -142,7 +152,33 @@ fn generate_streams_text_or_prints_json_over_both_transports() {
 
 #[test]
 fn generate_explains_what_is_missing_or_wrong() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &[
+                "generate",
+                "--draft",
+                "builtin:tiny-draft",
+                "--verifier",
+                "grpc://127.0.0.1:1",
+                "--prompt",
+                "x",
+                "--tree",
+                "3,2",
+            ],
+            "--tree is for --strategy tree",
+        ),
+        (
+            &[
+                "generate",
+                "--strategy",
+                "tree",
+                "--tree",
+                "eagle",
+                "--prompt",
+                "x",
+            ],
+            "unknown tree 'eagle'",
+        ),
         (
             &[
                 "generate",

@@ -75,3 +75,93 @@ fn a_stopping_policy_ends_the_block_but_not_before_one_token() {
         assert!(q.prob(*t) > 0.0);
     }
 }
+
+/// The `w` most likely tokens after `seq` under the draft, run as a plain chain.
+fn top_after(d: &Loaded, seq: &[u32], w: usize) -> Vec<u32> {
+    use tandem_models::LanguageModel;
+    let mut cache = d.model.new_cache();
+    let logits = d.model.prefill(&mut cache, seq).unwrap();
+    let row = logits.last();
+    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
+    ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+    ids.truncate(w);
+    ids
+}
+
+/// The sequence from the context down to node `n` of a tree.
+fn path_to(seq: &[u32], tokens: &[u32], parents: &[u32], n: usize) -> Vec<u32> {
+    let mut path = vec![tokens[n]];
+    let mut row = parents[n] as usize;
+    while row > 0 {
+        path.push(tokens[row - 1]);
+        row = parents[row - 1] as usize;
+    }
+    path.reverse();
+    [seq, &path[..]].concat()
+}
+
+#[test]
+fn a_greedy_tree_holds_each_rows_most_likely_tokens() {
+    use tandem_decoding::{Branching, DraftTree};
+    use tandem_draft::propose::{Propose, TreePlan};
+    let d = draft_model();
+    let seq: Vec<u32> = [vec![0], d.tokenizer.encode("Once upon a time").unwrap()].concat();
+    let mut drafter = Drafter::new(&d.model, SamplingParams::greedy(), SessionRng::new(0));
+    let shape = Branching::new(&[3, 2, 2]).unwrap();
+    let block = drafter
+        .propose_tree(&seq, TreePlan::Static(shape))
+        .unwrap()
+        .block;
+    assert_eq!(block.parents, shape.parents());
+    assert!(block.q.is_empty());
+    // Each row's children are its top tokens, in order, as a chain forward finds them.
+    let tree = DraftTree::new(&block.tokens, &block.parents).unwrap();
+    for (row, kids) in tree.children().iter().enumerate() {
+        if kids.is_empty() {
+            continue;
+        }
+        let context = match row {
+            0 => seq.clone(),
+            r => path_to(&seq, &block.tokens, &block.parents, r - 1),
+        };
+        let got: Vec<u32> = kids.iter().map(|&c| block.tokens[c]).collect();
+        assert_eq!(got, top_after(&d, &context, kids.len()), "row {row}");
+    }
+    // The first path is the greedy chain, and the cache is back at the sequence.
+    let chain = fresh_chain(&d, &seq, 3);
+    assert_eq!(block.clone().first_path().tokens, chain);
+    assert_eq!(drafter.draft(&seq, 3, |_, _| true).unwrap().tokens, chain);
+
+    // A dynamic tree: within its budget, a tree, every node among its row's top 4.
+    let block = drafter
+        .propose_tree(
+            &seq,
+            TreePlan::Dynamic {
+                nodes: 10,
+                depth: 4,
+            },
+        )
+        .unwrap()
+        .block;
+    assert_eq!(block.tokens.len(), 10);
+    let tree = DraftTree::new(&block.tokens, &block.parents).unwrap();
+    assert!(tree.depths().into_iter().max().unwrap() <= 4);
+    for (n, &parent) in block.parents.iter().enumerate() {
+        let context = match parent {
+            0 => seq.clone(),
+            r => path_to(&seq, &block.tokens, &block.parents, r as usize - 1),
+        };
+        assert!(
+            top_after(&d, &context, 4).contains(&block.tokens[n]),
+            "node {n}"
+        );
+    }
+    assert_eq!(block.first_path().tokens[0], chain[0]);
+}
+
+fn fresh_chain(d: &Loaded, seq: &[u32], k: usize) -> Vec<u32> {
+    Drafter::new(&d.model, SamplingParams::greedy(), SessionRng::new(0))
+        .draft(seq, k, |_, _| true)
+        .unwrap()
+        .tokens
+}

@@ -9,16 +9,19 @@
 //! - [`PlusTwoMinusOne`]: transformers' heuristic schedule.
 //! - [`Confidence`]: llama.cpp's `p_min` stop.
 //! - [`Goodput`]: the `k` that maximises expected committed tokens per second.
+//! - [`TreeSizer`]: a token tree's shape by the same logic, sized by the link.
 //!
 //! [`PolicySpec`] parses the names used on command lines and in configs.
 
 mod goodput;
 mod simple;
 mod spec;
+mod tree;
 
 pub use goodput::Goodput;
 pub use simple::{Confidence, Fixed, PlusTwoMinusOne};
 pub use spec::PolicySpec;
+pub use tree::{TreeObservation, TreeSizer};
 
 /// What the draft node learned from one verified round.
 #[derive(Debug, Clone, Copy, PartialEq)]

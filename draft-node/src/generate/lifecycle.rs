@@ -55,6 +55,7 @@ impl Run<'_, '_> {
         self.eos = info.eos_token_ids.clone();
         if let Some(l) = &info.limits {
             self.max_draft = l.max_draft_tokens.max(1) as usize;
+            self.max_tree = (l.max_tree_nodes as usize, l.max_tree_depth as usize);
         }
         Ok(())
     }

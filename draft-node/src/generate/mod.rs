@@ -2,7 +2,7 @@
 //!
 //! The loop keeps the committed sequence (prompt + output). Each round either sends a
 //! draft block and commits what the verdict confirms (`speculative`, `adaptive`,
-//! `pipelined`, `early_exit`), takes one streamed token (`cloud_only`), or lets the draft model go
+//! `pipelined`, `early_exit`; a token tree for `tree`), takes one streamed token (`cloud_only`), or lets the draft model go
 //! on alone (`edge_only`, and fallback while the verifier is lost). A verifier that
 //! does not answer within the deadline, or whose connection breaks, puts the loop in
 //! fallback: tokens are drafted alone and marked unverified, and the loop reconnects
@@ -15,6 +15,7 @@ mod backoff;
 mod early_exit;
 mod lifecycle;
 mod rounds;
+mod tree;
 
 pub use backoff::FIRST_RETRY;
 
@@ -22,8 +23,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_decoding::policy::DraftLengthPolicy;
+use tandem_decoding::policy::{DraftLengthPolicy, TreeSizer};
 use tandem_decoding::rng::stream;
+use tandem_decoding::tree_shape::MAX_TREE_DEPTH;
 use tandem_decoding::{SamplingParams, SessionRng};
 use tandem_models::LanguageModel;
 
@@ -94,6 +96,10 @@ struct Run<'a, 'p> {
     fingerprint: String,
     eos: Vec<u32>,
     max_draft: usize,
+    /// The verifier's limits on a token tree: nodes and depth.
+    max_tree: (usize, usize),
+    /// `tree` with an `auto` shape: what sizes each round's tree.
+    sizer: Option<TreeSizer>,
     policy: Box<dyn DraftLengthPolicy>,
     committed: Vec<u32>,
     report: Report,
@@ -178,6 +184,8 @@ pub async fn generate_with(
         fingerprint: vocab.fingerprint,
         eos: vocab.eos_token_ids,
         max_draft: usize::MAX,
+        max_tree: (usize::MAX, MAX_TREE_DEPTH),
+        sizer: None,
         policy: strategy.policy().build(),
         committed: cfg.prompt.clone(),
         report: Report {
@@ -217,6 +225,7 @@ pub async fn generate_with(
                         .early_exit_step(inflight.take())
                         .await
                         .map(|next| inflight = next),
+                    Strategy::Tree { shape } => run.tree_step(shape).await,
                     _ => run.sync_step().await,
                 }
             };

@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use tandem_decoding::policy::RoundObservation;
+use tandem_decoding::policy::{RoundObservation, TreeObservation};
+use tandem_decoding::tree_shape::tree_depth;
 use tandem_protocol::convert::distribution_to_pb;
 use tandem_protocol::{WireError, pb};
 
@@ -85,8 +86,7 @@ impl Run<'_, '_> {
             tokens: block.tokens.clone(),
             q: block.q.iter().map(distribution_to_pb).collect(),
             seq: self.seq,
-            // The draft loop sends chains.
-            parents: Vec::new(),
+            parents: block.parents.clone(),
         };
         let sent = self.clock.now();
         remote.send(pb::edge_message::Kind::Draft(draft)).await?;
@@ -147,18 +147,13 @@ impl Run<'_, '_> {
 
     /// Commits what a verdict confirmed, records the round, feeds the policy.
     pub(super) fn apply(&mut self, f: &InFlight, v: &pb::Verdict) -> Result<(), DraftError> {
-        let accepted = v.accepted as usize;
-        if accepted > f.block.tokens.len() {
-            return Err(DraftError::Violation(format!(
-                "verdict accepts {accepted} of {} drafted tokens",
-                f.block.tokens.len()
-            )));
-        }
+        let path = accepted_path(&f.block, v).map_err(DraftError::Violation)?;
+        let accepted = path.len();
         let received = self.clock.now();
         let (up, down) = self.remote.as_ref().expect("has a verifier").bytes();
         let t = v.timing.unwrap_or_default();
         let wait_ns = (received - f.sent).as_nanos() as u64;
-        let mut tokens = f.block.tokens[..accepted].to_vec();
+        let mut tokens: Vec<u32> = path.iter().map(|&n| f.block.tokens[n]).collect();
         tokens.push(v.next_token);
         let bytes = (up - f.bytes.0, down - f.bytes.1);
         // What the output kept: the end of the request may cut the verdict short.
@@ -183,8 +178,18 @@ impl Run<'_, '_> {
             provisional_layer,
             provisional_agreed,
             provisional_lead_ns,
+            tree_depth: tree_depth(&f.block.parents) as u32,
             ..RoundRecord::answered(RoundKind::Verified, committed as u32, wait_ns, t, bytes)
         });
+        if let Some(sizer) = &mut self.sizer {
+            sizer.observe(&TreeObservation {
+                parents: &f.block.parents,
+                path: &v.path,
+                draft_s: f.draft_ns as f64 / 1e9,
+                remote_s: wait_ns as f64 / 1e9,
+                pass_s: (t.forward_ns + t.paced_ns) as f64 / 1e9,
+            });
+        }
         self.policy.observe(&RoundObservation {
             drafted: f.block.tokens.len(),
             accepted,
@@ -200,7 +205,19 @@ impl Run<'_, '_> {
         let adaptive = matches!(self.cfg.strategy, Strategy::Adaptive { .. });
         let base = self.committed.clone();
         let (block, draft_ns) = self.draft_after(&base, k, adaptive).await?;
-        let f = match self.send(&base, block.clone(), k, draft_ns).await {
+        self.verify(&base, block, k, draft_ns).await
+    }
+
+    /// Sends `block` (drafted after `base`), waits for its verdict and commits it; if
+    /// the verifier is lost meanwhile, goes on with the block unverified.
+    pub(super) async fn verify(
+        &mut self,
+        base: &[u32],
+        block: Block,
+        k: usize,
+        draft_ns: u64,
+    ) -> Result<(), DraftError> {
+        let f = match self.send(base, block.clone(), k, draft_ns).await {
             Ok(f) => f,
             Err(lost) => return self.unverified_block(block, k, draft_ns, lost).await,
         };
@@ -212,7 +229,7 @@ impl Run<'_, '_> {
 
     /// The verifier was lost with `block` drafted. If it only forgot the session
     /// (evicted), re-open it with everything committed and drop the block; otherwise
-    /// keep the block, unverified, and go on alone.
+    /// keep the block (a tree: its first path), unverified, and go on alone.
     pub(super) async fn unverified_block(
         &mut self,
         block: Block,
@@ -230,6 +247,7 @@ impl Run<'_, '_> {
             return self.open().await;
         }
         self.lose(lost)?;
+        let block = block.first_path();
         let committed = self.commit(&block.tokens, false);
         self.record(RoundRecord {
             kind: RoundKind::Edge,
@@ -273,6 +291,7 @@ impl Run<'_, '_> {
                 let rest = Block {
                     tokens: ahead.tokens[1..].to_vec(),
                     q: ahead.q.get(1..).map(<[_]>::to_vec).unwrap_or_default(),
+                    parents: Vec::new(),
                 };
                 ahead_seq.push(guess);
                 if let Ok(mut f2) = self.send(&ahead_seq, rest, k, draft_ns).await {
@@ -331,6 +350,35 @@ impl Run<'_, '_> {
             ..Default::default()
         });
     }
+}
+
+/// The drafted tokens a verdict accepted, as block offsets: a chain's first `accepted`,
+/// a tree's path (each node a child of the one before, the first of the context).
+fn accepted_path(block: &Block, v: &pb::Verdict) -> Result<Vec<usize>, String> {
+    let (n, accepted) = (block.tokens.len(), v.accepted as usize);
+    if block.parents.is_empty() {
+        return match accepted <= n {
+            true => Ok((0..accepted).collect()),
+            false => Err(format!("verdict accepts {accepted} of {n} drafted tokens")),
+        };
+    }
+    if v.path.len() != accepted {
+        return Err(format!(
+            "tree verdict accepts {accepted} nodes but its path names {}",
+            v.path.len()
+        ));
+    }
+    let mut row = 0u32;
+    for &node in &v.path {
+        if block.parents.get(node as usize) != Some(&row) {
+            return Err(format!(
+                "tree verdict's path {:?} is not a path of the {n}-node tree sent",
+                v.path
+            ));
+        }
+        row = node + 1;
+    }
+    Ok(v.path.iter().map(|&n| n as usize).collect())
 }
 
 /// Whether a final verdict says what a provisional one did.

@@ -336,8 +336,8 @@ impl Cost {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyGrid {
-    /// `cloud_only`, `edge_only`, `speculative`, `pipelined`, `early_exit`, `adaptive`
-    /// or `routed`.
+    /// `cloud_only`, `edge_only`, `speculative`, `pipelined`, `early_exit`, `adaptive`,
+    /// `tree` or `routed`.
     pub kind: String,
     /// Draft length(s), for `speculative`, `pipelined` and `early_exit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,6 +350,10 @@ pub struct StrategyGrid {
     /// `goodput[:MAX]`); default `+2/-1:8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<OneOrMany<String>>,
+    /// Tree shape(s) for `tree`: a branching per depth (`"3,2,1"`), `"dynamic:N[:DEPTH]"`
+    /// or `"auto[:N]"`; default `"auto"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<OneOrMany<String>>,
     /// The rules of a `routed` strategy (`[strategy.route]`; see
     /// [`tandem_draft::route`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use std::sync::Arc;
 
+use tandem_decoding::TreeShape;
 use tandem_decoding::policy::PolicySpec;
 use tandem_draft::Strategy;
 use tandem_draft::route::Router;
@@ -482,6 +483,12 @@ impl StrategyGrid {
                 format!("{kind} takes no route (only routed does)"),
             );
         }
+        if self.tree.is_some() && kind != StrategyKind::Tree {
+            return bad(
+                key("tree"),
+                format!("{kind} takes no tree (only tree does)"),
+            );
+        }
         match kind {
             StrategyKind::Routed => {
                 if ks.is_some() || policies.is_some() {
@@ -530,6 +537,30 @@ impl StrategyGrid {
                         PolicySpec::from_str(p)
                             .map(|policy| Strategy::Adaptive { policy })
                             .or_else(|e| bad(key("policy"), e))
+                    })
+                    .collect()
+            }
+            StrategyKind::Tree => {
+                if ks.is_some() || policies.is_some() {
+                    let which = if ks.is_some() { "k" } else { "policy" };
+                    return bad(
+                        key(which),
+                        "tree takes a shape, not k or a policy (e.g. tree = \"3,2,1\")",
+                    );
+                }
+                let shapes = self
+                    .tree
+                    .as_ref()
+                    .map_or(vec!["auto".into()], |t| t.values());
+                check(!shapes.is_empty(), &key("tree"), || {
+                    "the list is empty".into()
+                })?;
+                shapes
+                    .iter()
+                    .map(|t| {
+                        TreeShape::from_str(t)
+                            .map(|shape| Strategy::Tree { shape })
+                            .or_else(|e| bad(key("tree"), e))
                     })
                     .collect()
             }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tandem_decoding::SessionRng;
 use tandem_draft::drafter::Block;
+use tandem_draft::propose::TreePlan;
 use tandem_draft::{DevicePace, DraftError, Drafted, Propose, Vocabulary};
 
 /// Vocabulary of the simulated models.
@@ -131,6 +132,12 @@ impl Propose for SimDraft {
                 .as_ref()
                 .map_or(Duration::ZERO, |p| p.charge(took));
         Ok(Drafted { block, extra })
+    }
+
+    fn propose_tree(&mut self, _seq: &[u32], _plan: TreePlan) -> Result<Drafted, DraftError> {
+        Err(DraftError::Usage(
+            "the simulated draft models chains: run tree strategies against a real pair".into(),
+        ))
     }
 }
 

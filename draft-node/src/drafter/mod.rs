@@ -3,24 +3,49 @@
 //! The drafter remembers which tokens its cache holds. Before drafting after a sequence
 //! it keeps the longest common prefix of the two and runs only the rest, so a rollback
 //! after a verdict, a pipelined guess that did not come true, or a resync after fallback
-//! all come down to one rule: cache = longest common prefix, then catch up.
+//! all come down to one rule: cache = longest common prefix, then catch up. A token
+//! tree ([`tree`]) is drafted with a tree forward per depth behind the cached sequence,
+//! and the cache is cut back to the sequence after each.
 
 use std::time::Duration;
 
-use tandem_decoding::{Distribution, SamplingParams, SessionRng, sampling::argmax};
-use tandem_models::{LanguageModel, Positions, SessionCache};
+mod tree;
+
+use tandem_decoding::{Branching, Distribution, SamplingParams, SessionRng, sampling::argmax};
+use tandem_models::{LanguageModel, Logits, Positions, SessionCache};
 
 use crate::DraftError;
 use crate::pace::DevicePace;
-use crate::propose::{Drafted, Propose, Vocabulary};
+use crate::propose::{Drafted, Propose, TreePlan, Vocabulary};
 
 /// Tokens the draft proposed, with the distributions they were drawn from.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Block {
     /// Drafted tokens.
     pub tokens: Vec<u32>,
-    /// The draft's distribution at each token (stochastic sampling), else empty.
+    /// The draft's distribution at each token (stochastic sampling), else empty. A
+    /// tree node's is its parent row's, the distribution it was drawn from.
     pub q: Vec<Distribution>,
+    /// A token tree's parent rows (0: the context, `j`: token `j − 1`); empty: a chain.
+    pub parents: Vec<u32>,
+}
+
+impl Block {
+    /// A token tree's first path (from the context, each node's first child: the
+    /// draft's own choice at every depth), as a chain; a chain as it is.
+    pub fn first_path(self) -> Block {
+        if self.parents.is_empty() {
+            return self;
+        }
+        let mut path = Block::default();
+        let mut row = 0;
+        while let Some(node) = self.parents.iter().position(|&p| p == row) {
+            path.tokens.push(self.tokens[node]);
+            path.q.extend(self.q.get(node).cloned());
+            row = node as u32 + 1;
+        }
+        path
+    }
 }
 
 /// Draft model, its cache and its random stream.
@@ -91,22 +116,16 @@ impl<'m, M: LanguageModel> Drafter<'m, M> {
         if n == 0 {
             return Ok(block);
         }
-        let common = self
-            .cached
-            .iter()
-            .zip(seq)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(seq.len() - 1);
-        self.cache.truncate(common)?;
-        self.cached.truncate(common);
-        let mut pending: Vec<u32> = seq[common..].to_vec();
+        let mut logits = self.catch_up(seq)?;
         for i in 0..n {
-            let logits = compute(|| {
-                self.model
-                    .forward(&mut self.cache, &pending, Positions::Last)
-            })?;
-            self.cached.extend_from_slice(&pending);
+            if i > 0 {
+                let last = block.tokens[i - 1];
+                logits = compute(|| {
+                    self.model
+                        .forward(&mut self.cache, &[last], Positions::Last)
+                })?;
+                self.cached.push(last);
+            }
             let row = logits.last();
             if i > 0 && !keep(i, top1_prob(row)) {
                 break;
@@ -120,9 +139,56 @@ impl<'m, M: LanguageModel> Drafter<'m, M> {
                 t
             };
             block.tokens.push(token);
-            pending = vec![token];
         }
         Ok(block)
+    }
+
+    /// Brings the cache to `seq` (keeping the longest common prefix, running the rest)
+    /// and returns the logits after its last token.
+    fn catch_up(&mut self, seq: &[u32]) -> Result<Logits, DraftError> {
+        let common = self
+            .cached
+            .iter()
+            .zip(seq)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(seq.len() - 1);
+        self.cache.truncate(common)?;
+        self.cached.truncate(common);
+        let pending = &seq[common..];
+        let logits = compute(|| {
+            self.model
+                .forward(&mut self.cache, pending, Positions::Last)
+        })?;
+        self.cached.extend_from_slice(pending);
+        Ok(logits)
+    }
+
+    /// Room left for drafting after `seq`: the model's context, or the emulated
+    /// device's memory.
+    fn room(&self, seq: &[u32]) -> Result<usize, DraftError> {
+        let info = self.model.info();
+        crate::pace::room(
+            self.pace.as_ref(),
+            seq.len(),
+            info.max_context,
+            info.kv_bytes_per_token as u64,
+        )
+        .map_err(DraftError::DraftStopped)
+    }
+
+    /// Runs `f` and reports the extra time the emulated device would have taken.
+    fn paced(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<Block, DraftError>,
+    ) -> Result<Drafted, DraftError> {
+        let t0 = std::time::Instant::now();
+        let block = f(self)?;
+        let extra = self
+            .pace
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.charge(t0.elapsed()));
+        Ok(Drafted { block, extra })
     }
 }
 
@@ -141,21 +207,18 @@ impl<M: LanguageModel> Propose for Drafter<'_, M> {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError> {
-        let info = self.model.info();
-        let room = crate::pace::room(
-            self.pace.as_ref(),
-            seq.len(),
-            info.max_context,
-            info.kv_bytes_per_token as u64,
-        )
-        .map_err(DraftError::DraftStopped)?;
-        let t0 = std::time::Instant::now();
-        let block = self.draft_here(seq, n.min(room), keep)?;
-        let extra = self
-            .pace
-            .as_ref()
-            .map_or(Duration::ZERO, |p| p.charge(t0.elapsed()));
-        Ok(Drafted { block, extra })
+        let room = self.room(seq)?;
+        self.paced(|d| d.draft_here(seq, n.min(room), keep))
+    }
+
+    fn propose_tree(&mut self, seq: &[u32], plan: TreePlan) -> Result<Drafted, DraftError> {
+        let room = self.room(seq)?;
+        // Near the end of the room a tree would not fit: draft the chain that does.
+        let plan = match plan.nodes() <= room {
+            true => plan,
+            false => TreePlan::Static(Branching::chain(room.min(plan.depth()))),
+        };
+        self.paced(|d| d.draft_tree(seq, plan))
     }
 }
 
