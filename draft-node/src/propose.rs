@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tandem_decoding::Branching;
+use tandem_decoding::tree_shape::tree_depth;
 
 use crate::DraftError;
 use crate::drafter::Block;
@@ -29,12 +29,13 @@ pub struct Vocabulary {
     pub eos_token_ids: Vec<u32>,
 }
 
-/// The token tree to draft in one round (`auto` is resolved to a static shape by the
-/// loop before it asks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The token tree to draft in one round (`auto` is resolved to a shape by the loop
+/// before it asks).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TreePlan {
-    /// This branching per depth.
-    Static(Branching),
+    /// This shape: its parent rows (0: the context, `j`: node `j − 1`), as a static
+    /// [`tandem_decoding::Branching::parents`] or a grown tree gives them.
+    Shape(Vec<u32>),
     /// EAGLE-2's dynamic tree: `nodes` nodes at most `depth` deep (greedy).
     Dynamic {
         /// Nodes sent.
@@ -45,19 +46,24 @@ pub enum TreePlan {
 }
 
 impl TreePlan {
+    /// The chain of `k` tokens.
+    pub fn chain(k: usize) -> Self {
+        Self::Shape((0..k as u32).collect())
+    }
+
     /// Nodes it drafts (at most).
     pub fn nodes(&self) -> usize {
-        match *self {
-            Self::Static(b) => b.nodes(),
-            Self::Dynamic { nodes, .. } => nodes,
+        match self {
+            Self::Shape(parents) => parents.len(),
+            Self::Dynamic { nodes, .. } => *nodes,
         }
     }
 
     /// Its deepest path.
     pub fn depth(&self) -> usize {
-        match *self {
-            Self::Static(b) => b.depth(),
-            Self::Dynamic { depth, nodes } => depth.min(nodes),
+        match self {
+            Self::Shape(parents) => tree_depth(parents),
+            Self::Dynamic { depth, nodes } => (*depth).min(*nodes),
         }
     }
 }

@@ -109,7 +109,7 @@ fn a_greedy_tree_holds_each_rows_most_likely_tokens() {
     let mut drafter = Drafter::new(&d.model, SamplingParams::greedy(), SessionRng::new(0));
     let shape = Branching::new(&[3, 2, 2]).unwrap();
     let block = drafter
-        .propose_tree(&seq, TreePlan::Static(shape))
+        .propose_tree(&seq, TreePlan::Shape(shape.parents()))
         .unwrap()
         .block;
     assert_eq!(block.parents, shape.parents());

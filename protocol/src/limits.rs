@@ -261,7 +261,7 @@ impl Limits {
 
     /// A token tree's shape: its parents in order and in range, its nodes and depth
     /// within the limits.
-    fn check_tree(&self, tokens: &[u32], parents: &[u32]) -> Result<(), WireError> {
+    pub fn check_tree(&self, tokens: &[u32], parents: &[u32]) -> Result<(), WireError> {
         let tree = tandem_decoding::DraftTree::new(tokens, parents)
             .map_err(|e| WireError::invalid(e.to_string()))?;
         if tree.len() > self.max_tree_nodes as usize {

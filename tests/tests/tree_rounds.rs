@@ -117,7 +117,7 @@ fn replay(
     while out(&committed) < NEW && !ended(&committed) {
         let depth = branching.depth().min(NEW - out(&committed));
         let widths: Vec<usize> = branching.widths().take(depth).collect();
-        let plan = TreePlan::Static(tandem_decoding::Branching::new(&widths).unwrap());
+        let plan = TreePlan::Shape(tandem_decoding::Branching::new(&widths).unwrap().parents());
         let block = drafter.propose_tree(&committed, plan).unwrap().block;
         let mut input = vec![*committed.last().unwrap()];
         input.extend_from_slice(&block.tokens);

@@ -14,6 +14,7 @@
 //! Reports overlay these predictions on measurements; the goodput policy maximises
 //! `E[N] / T` with them. Token trees: [`tree`].
 
+pub mod best_tree;
 pub mod tree;
 
 /// Expected tokens committed per round (accepted + the target's own) for per-token

@@ -1,7 +1,9 @@
 //! Sizing a token tree by the link it crosses (`--tree auto`).
 //!
-//! Each round the [`TreeSizer`] picks, from a family of static shapes, the one that
-//! maximises expected committed tokens per second of round time:
+//! Each round the [`TreeSizer`] grows the best tree for the acceptance seen so far
+//! ([`crate::analytic::best_tree`]: every prefix of the growth is the best tree of its
+//! size) and keeps the prefix that maximises expected committed tokens per second of
+//! round time:
 //!
 //! ```text
 //! goodput(shape) = (E[accepted](shape, a) + 1) / (t_draft(shape) + t_remote(shape))
@@ -24,8 +26,8 @@
 //! sends near-chains; over a satellite link the fixed round trip wins and it sends the
 //! widest tree the budget allows.
 
-use crate::analytic::tree::expected_tree_accepted;
-use crate::tree_shape::{Branching, MAX_TREE_DEPTH, tree_depth};
+use crate::analytic::best_tree::{grow_tree, level_order};
+use crate::tree_shape::{MAX_TREE_DEPTH, tree_depth};
 
 /// Weight of the past in every estimate (per round).
 const DECAY: f64 = 0.9;
@@ -87,18 +89,13 @@ impl Line {
     }
 }
 
-/// A candidate shape and what the sizer needs of it.
-#[derive(Debug, Clone)]
-struct Candidate {
-    branching: Branching,
-    parents: Vec<u32>,
-}
-
-/// Picks each round's static tree shape from the link and the acceptance seen so far.
+/// Picks each round's tree from the link and the acceptance seen so far.
 #[derive(Debug, Clone)]
 pub struct TreeSizer {
-    candidates: Vec<Candidate>,
-    choice: usize,
+    max_nodes: usize,
+    max_depth: usize,
+    /// The tree to draft next, as parent rows in level order.
+    choice: Vec<u32>,
     accepted: [f64; RANKS],
     tested: [f64; RANKS],
     remote: Line,
@@ -108,44 +105,15 @@ pub struct TreeSizer {
 }
 
 impl TreeSizer {
-    /// A sizer over shapes of at most `max_nodes` nodes and `max_depth` depths: a few
-    /// candidates of width up to 4 at the first three depths, a chain below. It starts
-    /// with the chain of 4 (or the deepest chain allowed).
+    /// A sizer of trees of at most `max_nodes` nodes and `max_depth` depths. It starts
+    /// with the chain of 4 (or the longest allowed).
     pub fn new(max_nodes: usize, max_depth: usize) -> Self {
+        let max_nodes = max_nodes.max(1);
         let max_depth = max_depth.clamp(1, MAX_TREE_DEPTH);
-        let mut candidates = Vec::new();
-        for w1 in 1..=4 {
-            for w2 in 1..=w1 {
-                for w3 in 1..=w2.min(2) {
-                    for depth in 1..=max_depth {
-                        let widths: Vec<usize> = [w1, w2, w3]
-                            .into_iter()
-                            .chain(std::iter::repeat(1))
-                            .take(depth)
-                            .collect();
-                        // Each shape once: a shallow tree ignores the widths past it.
-                        if depth < 3 && (w3 > 1 || (depth < 2 && w2 > 1)) {
-                            continue;
-                        }
-                        let branching = Branching::new(&widths).expect("widths 1..=4");
-                        if branching.nodes() <= max_nodes.max(1) {
-                            candidates.push(Candidate {
-                                parents: branching.parents(),
-                                branching,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        let start = Branching::chain(4.min(max_depth).min(max_nodes.max(1)));
-        let choice = candidates
-            .iter()
-            .position(|c| c.branching == start)
-            .expect("the family holds every chain within the budget");
         Self {
-            candidates,
-            choice,
+            max_nodes,
+            max_depth,
+            choice: (0..4.min(max_nodes).min(max_depth) as u32).collect(),
             accepted: [1.0; RANKS],
             tested: [2.0; RANKS],
             remote: Line::default(),
@@ -155,9 +123,10 @@ impl TreeSizer {
         }
     }
 
-    /// The shape to draft next.
-    pub fn next(&self) -> Branching {
-        self.candidates[self.choice].branching
+    /// The tree to draft next: its parent rows (0: the context, `j`: node `j − 1`) in
+    /// level order.
+    pub fn next(&self) -> &[u32] {
+        &self.choice
     }
 
     /// The estimated acceptance of a row's rank-`r` candidate (`r ≥ RANKS` shares the
@@ -208,28 +177,30 @@ impl TreeSizer {
         }
     }
 
-    /// The candidate with the highest predicted goodput.
-    fn best(&self) -> usize {
+    /// The prefix of the best growth with the highest predicted goodput, in level
+    /// order; the current choice until every estimate has a value.
+    fn best(&self) -> Vec<u32> {
         let (Some(pass), Some(level)) = (self.pass_per_token, self.draft_per_level) else {
-            return self.choice;
+            return self.choice.clone();
         };
         let Some((fixed, per_node)) = self.remote.fit(pass) else {
-            return self.choice;
+            return self.choice.clone();
         };
-        let a = vec![(0..RANKS).map(|r| self.acceptance(r)).collect::<Vec<_>>()];
-        let goodput = |c: &Candidate| {
-            let time =
-                c.branching.depth() as f64 * level + fixed + per_node * c.branching.nodes() as f64;
-            (expected_tree_accepted(&c.parents, &a) + 1.0) / time.max(1e-9)
-        };
-        let mut best = (0, f64::NEG_INFINITY);
-        for (i, c) in self.candidates.iter().enumerate() {
-            let g = goodput(c);
-            if g > best.1 {
-                best = (i, g);
+        let a: Vec<f64> = (0..RANKS).map(|r| self.acceptance(r)).collect();
+        let grown = grow_tree(&a, self.max_nodes, self.max_depth);
+        let (mut expected, mut depth) = (0.0, 0usize);
+        let mut best = (1, f64::NEG_INFINITY);
+        for (n, g) in grown.iter().enumerate() {
+            expected += g.on_path;
+            depth = depth.max(g.depth);
+            let time = depth as f64 * level + fixed + per_node * (n + 1) as f64;
+            let goodput = (expected + 1.0) / time.max(1e-9);
+            if goodput > best.1 {
+                best = (n + 1, goodput);
             }
         }
-        best.0
+        let parents: Vec<u32> = grown[..best.0].iter().map(|g| g.parent).collect();
+        level_order(&parents)
     }
 }
 
@@ -247,8 +218,7 @@ mod tests {
     fn run(sizer: &mut TreeSizer, a: [f64; 3], rtt_s: f64, pass_s: f64, rounds: usize) {
         let mut rng = SessionRng::for_stream(5, sizer.rounds);
         for _ in 0..rounds {
-            let shape = sizer.next();
-            let parents = shape.parents();
+            let parents = sizer.next().to_vec();
             let tokens = vec![0u32; parents.len()];
             let tree = crate::DraftTree::new(&tokens, &parents).unwrap();
             let children = tree.children();
@@ -267,7 +237,7 @@ mod tests {
             sizer.observe(&TreeObservation {
                 parents: &parents,
                 path: &path,
-                draft_s: 0.002 * shape.depth() as f64,
+                draft_s: 0.002 * tree_depth(&parents) as f64,
                 remote_s: rtt_s + pass,
                 pass_s: pass,
             });
@@ -297,19 +267,17 @@ mod tests {
         let mut sat = TreeSizer::new(64, 8);
         run(&mut sat, a, 0.6, 0.002, 200);
         let (l, s) = (lan.next(), sat.next());
-        assert!(l.nodes() <= 6, "LAN: {l}");
-        assert!(s.nodes() >= 3 * l.nodes(), "satellite {s} vs LAN {l}");
-        assert!(s.widths().next().unwrap() >= 2, "satellite: {s}");
+        assert!(l.len() <= 6, "LAN: {l:?}");
+        assert!(s.len() >= 3 * l.len(), "satellite {s:?} vs LAN {l:?}");
+        let roots = s.iter().filter(|&&p| p == 0).count();
+        assert!(roots >= 2, "satellite: {s:?}");
     }
 
     #[test]
     fn stays_within_its_budget() {
         let mut s = TreeSizer::new(10, 3);
         run(&mut s, [0.9, 0.5, 0.5], 1.0, 0.0001, 50);
-        assert!(
-            s.next().nodes() <= 10 && s.next().depth() <= 3,
-            "{}",
-            s.next()
-        );
+        let t = s.next();
+        assert!(t.len() <= 10 && tree_depth(t) <= 3, "{t:?}");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod tree;
 
-use tandem_decoding::{Branching, Distribution, SamplingParams, SessionRng, sampling::argmax};
+use tandem_decoding::{Distribution, SamplingParams, SessionRng, sampling::argmax};
 use tandem_models::{LanguageModel, Logits, Positions, SessionCache};
 
 use crate::DraftError;
@@ -216,7 +216,7 @@ impl<M: LanguageModel> Propose for Drafter<'_, M> {
         // Near the end of the room a tree would not fit: draft the chain that does.
         let plan = match plan.nodes() <= room {
             true => plan,
-            false => TreePlan::Static(Branching::chain(room.min(plan.depth()))),
+            false => TreePlan::chain(room.min(plan.depth())),
         };
         self.paced(|d| d.draft_tree(seq, plan))
     }

@@ -7,15 +7,17 @@
 //! sequence. The first depth reads the catch-up forward's logits, so a tree `D` deep
 //! costs `D − 1` tree forwards, however wide.
 //!
-//! - Static shape: every node of the newest level is expanded into `w` children, the
-//!   `w` most likely tokens (greedy) or `w` independent draws from the draft's `q`
-//!   (sampling, as the verifier's rule for independent candidates expects).
+//! - A shape (static, or grown by the sizer): each node of the newest level that has
+//!   `w` children in the shape is expanded into the `w` most likely tokens (greedy) or
+//!   `w` independent draws from the draft's `q` (sampling, as the verifier's rule for
+//!   independent candidates expects). Nodes are made in level order.
 //! - Dynamic (EAGLE-2): the [`EXPAND_WIDTH`] nodes of the newest level with the highest
 //!   cumulative probability are expanded, each into its [`EXPAND_WIDTH`] most likely
 //!   tokens; the `nodes` nodes with the highest cumulative probability are sent (a
 //!   child is never likelier than its parent, so they form a tree).
 
 use tandem_decoding::Distribution;
+use tandem_decoding::analytic::best_tree::level_order;
 use tandem_decoding::tree_shape::EXPAND_WIDTH;
 use tandem_models::{BatchEntry, LanguageModel, Logits, Positions, SessionCache};
 
@@ -46,20 +48,35 @@ impl<M: LanguageModel> Drafter<'_, M> {
                     .into(),
             ));
         }
+        // A shape in level order is the order nodes are made in; its children per row.
+        let shape = match &plan {
+            TreePlan::Shape(parents) => level_order(parents),
+            TreePlan::Dynamic { .. } => Vec::new(),
+        };
+        let mut kids = vec![0usize; shape.len() + 1];
+        for &p in &shape {
+            kids[p as usize] += 1;
+        }
         let root = self.catch_up(seq)?;
         let mut nodes: Vec<Node> = Vec::new();
         let mut frontier: Vec<u32> = vec![0];
         for depth in 0..plan.depth() {
-            let width = match plan {
-                TreePlan::Static(b) => b.widths().nth(depth).unwrap_or(1),
-                TreePlan::Dynamic { .. } => EXPAND_WIDTH,
-            };
+            if let TreePlan::Shape(_) = plan {
+                frontier.retain(|&r| kids[r as usize] > 0);
+            }
+            if frontier.is_empty() {
+                break;
+            }
             let rows = match depth {
                 0 => root.clone(),
                 _ => self.tree_logits(&nodes, &frontier)?,
             };
             let level = nodes.len();
             for (i, &row) in frontier.iter().enumerate() {
+                let width = match plan {
+                    TreePlan::Shape(_) => kids[row as usize],
+                    TreePlan::Dynamic { .. } => EXPAND_WIDTH,
+                };
                 let base = row.checked_sub(1).map_or(0.0, |n| nodes[n as usize].logp);
                 self.children(rows.row(i), width, row, base, &mut nodes);
             }

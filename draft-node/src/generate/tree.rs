@@ -6,8 +6,9 @@
 //! dynamic tree's budget cut to the limits, or (`auto`) the [`TreeSizer`]'s pick, fed
 //! by every verdict ([`super::Run::apply`]).
 
+use tandem_decoding::TreeShape;
+use tandem_decoding::analytic::best_tree::level_order;
 use tandem_decoding::policy::TreeSizer;
-use tandem_decoding::{Branching, TreeShape};
 
 use super::Run;
 use crate::DraftError;
@@ -20,13 +21,13 @@ impl Run<'_, '_> {
         let base = self.committed.clone();
         let t0 = self.clock.now();
         let drafter = self.drafter.as_mut().expect("trees need a draft model");
-        let drafted = drafter.propose_tree(&base, plan)?;
+        let drafted = drafter.propose_tree(&base, plan.clone())?;
         if !drafted.extra.is_zero() {
             self.clock.sleep(drafted.extra).await;
         }
         let draft_ns = (self.clock.now() - t0).as_nanos() as u64;
-        self.verify(&base, drafted.block, plan.depth(), draft_ns)
-            .await
+        let depth = plan.depth();
+        self.verify(&base, drafted.block, depth, draft_ns).await
     }
 
     /// This round's tree.
@@ -43,10 +44,6 @@ impl Run<'_, '_> {
         let depth = max_depth
             .min(self.cfg.max_new_tokens - self.output_len())
             .max(1);
-        let cut = |b: Branching| {
-            let widths: Vec<usize> = b.widths().take(depth).collect();
-            Branching::new(&widths).expect("a prefix of a shape is a shape")
-        };
         Ok(match shape {
             TreeShape::Static(b) if b.nodes() > max_nodes || b.depth() > max_depth => {
                 return Err(DraftError::Usage(format!(
@@ -56,7 +53,7 @@ impl Run<'_, '_> {
                     b.depth()
                 )));
             }
-            TreeShape::Static(b) => TreePlan::Static(cut(b)),
+            TreeShape::Static(b) => TreePlan::Shape(cut(&b.parents(), depth)),
             TreeShape::Dynamic { nodes, depth: d } => TreePlan::Dynamic {
                 nodes: nodes.min(max_nodes),
                 depth: d.min(depth),
@@ -65,8 +62,22 @@ impl Run<'_, '_> {
                 let sizer = self
                     .sizer
                     .get_or_insert_with(|| TreeSizer::new(n.min(max_nodes), max_depth));
-                TreePlan::Static(cut(sizer.next()))
+                TreePlan::Shape(cut(&level_order(sizer.next()), depth))
             }
         })
     }
+}
+
+/// The nodes of a level-ordered tree at most `depth` deep (a prefix of it).
+fn cut(parents: &[u32], depth: usize) -> Vec<u32> {
+    let mut depths = vec![0usize; parents.len() + 1];
+    let mut keep = 0;
+    for (node, &p) in parents.iter().enumerate() {
+        depths[node + 1] = depths[p as usize] + 1;
+        if depths[node + 1] > depth {
+            break;
+        }
+        keep = node + 1;
+    }
+    parents[..keep].to_vec()
 }

@@ -18,6 +18,13 @@ pub struct SimSpec {
     /// position i, the share accepted there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acceptance_trace: Option<String>,
+    /// Token trees: the probability that a row's candidate of sibling rank 1, 2, …
+    /// (the last repeats) is accepted given that its earlier siblings were rejected;
+    /// rank 0 takes the acceptance of its depth. Needed by `tree` strategies. For
+    /// candidates drawn independently from q against p, [`tandem_decoding::analytic::tree::acceptance_by_rank`]
+    /// gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sibling_acceptance: Vec<f64>,
     /// Edge: time of one draft step, ms. Without it, `profile_trace` gives it too (the
     /// traced run's drafting time per drafted token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +178,16 @@ impl SimSpec {
                 ));
             }
             _ => {}
+        }
+        if let Some(a) = self
+            .sibling_acceptance
+            .iter()
+            .find(|a| !(0.0..=1.0).contains(*a))
+        {
+            return Err((
+                "sibling_acceptance".into(),
+                format!("each must be in [0, 1], got {a}"),
+            ));
         }
         let profile = [
             ("pass_ms", self.pass_ms),

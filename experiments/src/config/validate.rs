@@ -231,6 +231,7 @@ impl Config {
             .map(|(i, s)| s.resolve(i))
             .collect::<Result<_, _>>()?;
         self.validate_exits(&entries, verifier.is_empty())?;
+        self.validate_sim_trees(&entries)?;
         self.validate_claims(&entries)?;
         for (key, v) in [
             ("report.slo_tpot_ms", self.report.slo_tpot_ms),
@@ -310,6 +311,39 @@ impl Config {
                         || format!("the verifier has no exit after layer {l} (it has {offered:?})"),
                     )?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A simulated `tree` cell needs the acceptance of later siblings, and a shape the
+    /// simulator models (static or auto: a dynamic tree picks its nodes by the draft's
+    /// probabilities, which the simulated draft does not have).
+    fn validate_sim_trees(&self, entries: &[GridEntry]) -> Result<(), Invalid> {
+        let Some(sim) = &self.simulation else {
+            return Ok(());
+        };
+        for (i, e) in entries.iter().enumerate() {
+            for s in &e.strategies {
+                let Strategy::Tree { shape } = s else {
+                    continue;
+                };
+                check(
+                    !matches!(shape, TreeShape::Dynamic { .. }),
+                    &format!("strategy[{i}].tree"),
+                    || {
+                        format!(
+                            "the simulator models static and auto trees, not {shape}: a dynamic tree picks nodes by draft probabilities it does not have"
+                        )
+                    },
+                )?;
+                check(
+                    !sim.sibling_acceptance.is_empty(),
+                    "simulation.sibling_acceptance",
+                    || {
+                        "missing: a simulated tree needs the acceptance of a row's later candidates (rank 1, 2, …), e.g. [0.3, 0.15]".into()
+                    },
+                )?;
             }
         }
         Ok(())

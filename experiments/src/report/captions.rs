@@ -17,6 +17,14 @@ const FIGURES: &[(&str, &str)] = &[
         "throughput_vs_clients",
         "Throughput against the number of clients",
     ),
+    (
+        "tokens_per_round_trip",
+        "Committed tokens per round trip against round-trip time",
+    ),
+    (
+        "tokens_vs_tree_nodes",
+        "Tokens per round against tree nodes",
+    ),
     ("cost_vs_volume", "Cost per day against tokens per day"),
     ("capacity", "p90 time per output token against clients"),
     (
@@ -59,6 +67,14 @@ const CAPTIONS: &[(&str, &str)] = &[
     (
         "throughput_vs_clients",
         "Generated tokens per second of a cell's wall time, all clients together. Colour: strategy; marker: link.",
+    ),
+    (
+        "tokens_per_round_trip",
+        "Mean tokens committed per verified round (the accepted path and the target's token) on each link, against its round-trip time, for every strategy that drafts: chains and token trees. Colour: strategy.",
+    ),
+    (
+        "tokens_vs_tree_nodes",
+        "Mean tokens committed per verified round against the mean tokens drafted per round (a tree's nodes), per strategy and link. Colour: strategy; marker: link.",
     ),
     (
         "cost_vs_volume",

@@ -165,6 +165,18 @@ pub fn draw_all(
         plots::save(&super::load::throughput_clients(requests, &palette), dir)?;
         drawn.push("throughput_vs_clients");
     }
+    if super::trees::has_trees(requests) {
+        if config.networks.len() > 1 {
+            let fig = super::trees::tokens_per_round_trip(config, requests, rounds, &palette);
+            plots::save(&fig, dir)?;
+            drawn.push("tokens_per_round_trip");
+        }
+        plots::save(
+            &super::trees::tokens_per_nodes(requests, rounds, &palette),
+            dir,
+        )?;
+        drawn.push("tokens_vs_tree_nodes");
+    }
     if config.cost.prices_hardware() {
         plots::save(&cost_volume(config, requests, &palette), dir)?;
         drawn.push("cost_vs_volume");

@@ -5,14 +5,17 @@
 //! queue, forward); mean accepted length against k with the analytical curve of
 //! `tandem_decoding::analytic` for the measured acceptance; acceptance by position;
 //! cost per million tokens against latency with the Pareto front; end-to-end latency
-//! against the link's round-trip time. Every figure gives a strategy one colour and a
-//! link one marker ([`Palette`]), puts an axis on a log scale where its values span two
-//! decades, and has a caption in `report.md` saying what it shows and what ran.
+//! against the link's round-trip time; where the grid drafts token trees, committed
+//! tokens per round trip against the RTT and per round against the nodes sent. Every
+//! figure gives a strategy one colour and a link one marker ([`Palette`]), puts an axis
+//! on a log scale where its values span two decades, and has a caption in `report.md`
+//! saying what it shows and what ran.
 
 mod captions;
 mod figures;
 mod load;
 pub mod plots;
+mod trees;
 
 pub use figures::Palette;
 

@@ -64,6 +64,7 @@ pub fn fit_link(
     let spec = SimSpec {
         acceptance: None,
         acceptance_trace: Some("rounds.parquet".into()),
+        sibling_acceptance: Vec::new(),
         draft_ms_per_token: Some(draft_ms),
         edge_ms_per_token: edge,
         transport_ms,

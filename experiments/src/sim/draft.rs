@@ -11,6 +11,13 @@
 //! are true and position 2 is wrong. The verifier accepts 2 and sends the true token
 //! of position 2: the round commits 3 tokens, as a real round with that outcome would.
 //!
+//! A token tree ([`SimDraft::propose_tree`], static shapes): at each row the candidates
+//! are tried in rank order; rank 0 is the true token with its depth's acceptance, rank
+//! `r ≥ 1` with `siblings[r − 1]` given the earlier ones missed; once one is true the
+//! rest are wrong (distinct) tokens, and below a wrong node every token is wrong. The
+//! verifier follows the true child at each row, so a tree's accepted length has
+//! exactly the law [`tandem_decoding::analytic::tree::expected_tree_accepted`] takes.
+//!
 //! Re-simulating a greedy run, the draft replays the run's own outcome at each position
 //! where a verified block tested it ([`super::matches_by_prompt`]) and draws the rest.
 
@@ -37,7 +44,12 @@ pub fn truth(seed: u64, position: usize) -> u32 {
 
 /// A draft token that is not the true one.
 fn wrong(seed: u64, position: usize) -> u32 {
-    (truth(seed, position) + 1) % VOCAB
+    wrong_nth(seed, position, 0)
+}
+
+/// The `n`-th of distinct draft tokens that are not the true one.
+fn wrong_nth(seed: u64, position: usize, n: usize) -> u32 {
+    ((u64::from(truth(seed, position)) + 1 + n as u64) % u64::from(VOCAB)) as u32
 }
 
 /// The simulated draft of one request.
@@ -46,6 +58,9 @@ pub struct SimDraft {
     pub seed: u64,
     /// Acceptance probability by block position (the last repeats).
     pub acceptance: Vec<f64>,
+    /// Token trees: acceptance of a row's rank-1, 2, … candidate given its earlier
+    /// siblings missed (the last repeats; empty: 0).
+    pub siblings: Vec<f64>,
     /// Outcomes by position of the continuation, replayed where known instead of
     /// drawn (a greedy run's, [`super::matches_by_prompt`]).
     pub matches: Option<super::Matches>,
@@ -69,6 +84,11 @@ impl SimDraft {
     fn accept_at(&self, i: usize) -> f64 {
         let a = &self.acceptance;
         a.get(i).or(a.last()).copied().unwrap_or(0.0)
+    }
+
+    fn sibling_at(&self, rank: usize) -> f64 {
+        let s = &self.siblings;
+        s.get(rank - 1).or(s.last()).copied().unwrap_or(0.0)
     }
 
     /// The replayed outcome at sequence position `position`, if known.
@@ -134,10 +154,70 @@ impl Propose for SimDraft {
         Ok(Drafted { block, extra })
     }
 
-    fn propose_tree(&mut self, _seq: &[u32], _plan: TreePlan) -> Result<Drafted, DraftError> {
-        Err(DraftError::Usage(
-            "the simulated draft models chains: run tree strategies against a real pair".into(),
-        ))
+    fn propose_tree(&mut self, seq: &[u32], plan: TreePlan) -> Result<Drafted, DraftError> {
+        let TreePlan::Shape(parents) = plan else {
+            return Err(DraftError::Usage(
+                "the simulated draft models static and auto trees, not dynamic ones".into(),
+            ));
+        };
+        let room = tandem_draft::pace::room(
+            self.pace.as_ref(),
+            seq.len(),
+            self.context,
+            self.kv_bytes_per_token,
+        )
+        .map_err(DraftError::DraftStopped)?;
+        let depth_asked = tandem_decoding::tree_shape::tree_depth(&parents);
+        let parents = match parents.len() <= room {
+            true => parents,
+            false => (0..room.min(depth_asked) as u32).collect(),
+        };
+        // Whether each row is on the true path (row 0, the sequence, is).
+        let mut on_truth = vec![false; parents.len() + 1];
+        on_truth[0] = true;
+        let mut block = Block {
+            parents,
+            ..Block::default()
+        };
+        // Each row's depth (the sequence's is 0; a child of it sits at position 0).
+        let mut depth = vec![0usize; block.parents.len() + 1];
+        let (mut row, mut rank, mut hit_in_row) = (0u32, 0usize, false);
+        for node in 0..block.parents.len() {
+            let parent = block.parents[node];
+            depth[node + 1] = depth[parent as usize] + 1;
+            if parent != row {
+                (row, rank, hit_in_row) = (parent, 0, false);
+            }
+            let depth = depth[parent as usize];
+            let position = seq.len() + depth;
+            let p = match rank {
+                0 => self.accept_at(depth),
+                r => self.sibling_at(r),
+            };
+            let hit = on_truth[row as usize]
+                && !hit_in_row
+                && match (rank, self.known(position)) {
+                    (0, Some(known)) => known,
+                    _ => self.rng.uniform() < p,
+                };
+            on_truth[node + 1] = hit;
+            hit_in_row |= hit;
+            block.tokens.push(match hit {
+                true => truth(self.seed, position),
+                false => wrong_nth(self.seed, position, rank),
+            });
+            rank += 1;
+        }
+        // A tree forward per depth, each a draft step.
+        let levels = tandem_decoding::tree_shape::tree_depth(&block.parents);
+        let took = Duration::from_secs_f64(self.ms_per_token * levels as f64 / 1e3);
+        let extra = took
+            + self
+                .pace
+                .as_ref()
+                .map_or(Duration::ZERO, |p| p.charge(took));
+        self.last_block = None;
+        Ok(Drafted { block, extra })
     }
 }
 
@@ -148,6 +228,7 @@ mod tests {
     #[test]
     fn drafts_hit_the_truth_at_the_configured_rate_per_position() {
         let mut d = SimDraft {
+            siblings: Vec::new(),
             seed: 9,
             acceptance: vec![0.9, 0.5, 0.1],
             matches: None,
@@ -183,6 +264,7 @@ mod tests {
     fn known_outcomes_are_replayed_and_the_rest_drawn() {
         let matches: super::super::Matches = vec![Some(true), Some(false), None].into();
         let mut d = SimDraft {
+            siblings: Vec::new(),
             seed: 9,
             acceptance: vec![0.5],
             matches: Some(matches),

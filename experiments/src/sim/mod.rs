@@ -146,6 +146,7 @@ impl Backend for SimBackend {
                         .get(ask.prompt_index)
                         .unwrap_or(&self.acceptance)
                         .clone(),
+                    siblings: self.spec.sibling_acceptance.clone(),
                     matches: self.matches.get(ask.prompt_index).cloned(),
                     prompt_len: self.spec.prompt_tokens.max(1),
                     ms_per_token: self.spec.step_ms(&strategy),

@@ -39,6 +39,51 @@ fn accepted_length_matches_the_analytical_expectation_within_five_percent() {
 }
 
 #[test]
+fn tree_accepted_length_matches_the_analytical_expectation_within_five_percent() {
+    use tandem_decoding::TreeShape;
+    use tandem_decoding::analytic::tree::expected_tree_accepted;
+    let c = config_with(
+        200,
+        16,
+        128,
+        "[[strategy]]\nkind = \"tree\"\ntree = [\"1,1,1,1\", \"2,2,1\", \"4,1,1\", \"3,2,2,1\"]",
+        "sibling_acceptance = [0.4, 0.2]",
+    );
+    // Rank 0 at the acceptance of its depth (0.8 everywhere), ranks 1 and 2 (and later)
+    // at the siblings'.
+    let a = vec![vec![0.8, 0.4, 0.2]];
+    for cell in cells::cells(&c) {
+        let tandem_draft::Strategy::Tree {
+            shape: TreeShape::Static(shape),
+        } = cell.strategy
+        else {
+            unreachable!()
+        };
+        let (_, rounds) = run_sim(&c, &cell);
+        // Whole trees only: a request's last tree may be cut to its length.
+        let full: Vec<_> = rounds
+            .iter()
+            .filter(|r| {
+                r.record.kind == RoundKind::Verified && r.record.drafted as usize == shape.nodes()
+            })
+            .collect();
+        assert!(full.len() > 1000, "{shape}: {} rounds", full.len());
+        assert!(
+            full.iter()
+                .all(|r| r.record.tree_depth as usize == shape.depth())
+        );
+        let measured =
+            full.iter().map(|r| r.record.accepted as f64).sum::<f64>() / full.len() as f64;
+        let expected = expected_tree_accepted(&shape.parents(), &a);
+        let err = (measured - expected).abs() / expected;
+        assert!(
+            err < 0.05,
+            "{shape}: measured {measured:.3}, expected {expected:.3}"
+        );
+    }
+}
+
+#[test]
 fn the_same_config_gives_the_same_rows() {
     // Every strategy, over a link with jitter and loss.
     let c = every_strategy("lte", "gather_ms = 2");

@@ -85,17 +85,40 @@ enum Job {
     Verify(pb::Draft),
 }
 
-/// The verdict on block `d` of the request with `seed`: its accepted length and the
-/// target's next token, from the true continuation.
-fn verdict(seed: u64, d: &pb::Draft) -> (usize, u32) {
+/// The verdict on block `d` of the request with `seed`, from the true continuation: a
+/// chain's longest true prefix, or a tree's path of true nodes (at each row the child
+/// holding the true token), and the target's token after it.
+struct SimVerdict {
+    accepted: usize,
+    next: u32,
+    /// A tree's accepted nodes (empty for a chain).
+    path: Vec<u32>,
+}
+
+fn verdict(seed: u64, d: &pb::Draft) -> SimVerdict {
     let base = d.base_len as usize;
-    let accepted = d
-        .tokens
-        .iter()
-        .enumerate()
-        .take_while(|&(i, &t)| t == truth(seed, base + i))
-        .count();
-    (accepted, truth(seed, base + accepted))
+    let mut path = Vec::new();
+    let accepted = if d.parents.is_empty() {
+        d.tokens
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &t)| t == truth(seed, base + i))
+            .count()
+    } else {
+        let mut row = 0u32;
+        while let Some(node) = (0..d.tokens.len())
+            .find(|&n| d.parents[n] == row && d.tokens[n] == truth(seed, base + path.len()))
+        {
+            path.push(node as u32);
+            row = node as u32 + 1;
+        }
+        path.len()
+    };
+    SimVerdict {
+        accepted,
+        next: truth(seed, base + accepted),
+        path,
+    }
 }
 
 /// The prompt tokens a prefill runs (an empty prompt still runs one).
@@ -260,9 +283,7 @@ impl Engine {
         ) {
             Some(e)
         } else if !d.parents.is_empty() {
-            Some(WireError::invalid(
-                "the simulated verifier models chains, not token trees (Draft.parents)",
-            ))
+            super::tree_limits().check_tree(&d.tokens, &d.parents).err()
         } else if d.tokens.len() > MAX_DRAFT as usize {
             Some(WireError::invalid(format!(
                 "{} draft tokens, more than the limit of {MAX_DRAFT}",
@@ -381,16 +402,16 @@ impl Engine {
             }
             Job::Verify(d) => {
                 let base = d.base_len as usize;
-                let (accepted, next) = verdict(s.seed, &d);
-                s.len = base + accepted + 1;
-                s.last = next;
+                let v = verdict(s.seed, &d);
+                s.len = base + v.accepted + 1;
+                s.last = v.next;
                 pb::cloud_message::Kind::Verdict(pb::Verdict {
                     seq: d.seq,
-                    accepted: accepted as u32,
-                    next_token: next,
+                    accepted: v.accepted as u32,
+                    next_token: v.next,
                     committed_len: s.len as u32,
                     timing: Some(timing),
-                    path: Vec::new(),
+                    path: v.path,
                 })
             }
         };
@@ -408,7 +429,11 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&stream).filter(|s| s.early_exit) else {
             return;
         };
-        let (accepted, next) = verdict(s.seed, d);
+        let SimVerdict {
+            accepted,
+            next,
+            path,
+        } = verdict(s.seed, d);
         let draw = SessionRng::new(s.seed ^ d.seq.wrapping_mul(0xA24B_AED4_963E_E407)).uniform();
         let next_token = if draw < agreement {
             next
@@ -422,7 +447,7 @@ impl Engine {
             next_token,
             committed_len: d.base_len + accepted as u32 + 1,
             elapsed_ns: exit_ns,
-            path: Vec::new(),
+            path,
         });
         send(&clock, &mut s.down, kind);
     }

@@ -160,6 +160,11 @@ struct SimConn {
     sessions: AtomicU64,
 }
 
+/// The token trees the simulated verifier takes: the real one's defaults.
+fn tree_limits() -> tandem_protocol::Limits {
+    tandem_protocol::Limits::default()
+}
+
 /// The facts the simulated verifier announces.
 fn info(exits: &[u32]) -> pb::InfoResponse {
     pb::InfoResponse {
@@ -170,6 +175,8 @@ fn info(exits: &[u32]) -> pb::InfoResponse {
         max_context: u32::MAX,
         limits: Some(pb::Limits {
             max_draft_tokens: MAX_DRAFT,
+            max_tree_nodes: tree_limits().max_tree_nodes,
+            max_tree_depth: tree_limits().max_tree_depth,
             ..Default::default()
         }),
         modes: vec![
