@@ -7,24 +7,34 @@
 //!
 //! ```text
 //! goodput(shape) = (E[accepted](shape, a) + 1) / (t_draft(shape) + t_remote(shape))
-//! t_draft  = depth · t_level                        (a tree forward per depth)
-//! t_remote = t_fixed + nodes · t_pass_node           (round trip, queue, pass, upload)
+//! t_draft  = depth · t_level + nodes · t_node        (a tree forward per depth)
+//! t_remote = t_net + (1 + queue/pass) · t_pass
+//! t_pass   = pass_0 + pass_token · sessions · (nodes + 1)
 //! ```
 //!
 //! - `a[r]`: acceptance of a row's rank-`r` candidate given the earlier ones were
 //!   rejected, counted off each verdict's path (every candidate tested before the
 //!   accepted one, and all children of the row where the path stops, were rejected);
 //!   `E[accepted]` is [`crate::analytic::tree::expected_tree_accepted`].
-//! - `t_remote` is a least-squares line through the rounds' (nodes, remote time); until
-//!   the rounds differ in size its slope is the verifier's pass time per token (from
-//!   the verdicts' timing), its intercept what the rest of the round took.
-//! - `t_level` is the rounds' drafting time per depth (a level's forward is taken to
-//!   cost the same whatever its width, as for a memory-bound draft).
+//! - `t_pass` is a least-squares line through the verdicts' (tokens in the pass, pass
+//!   time); until the passes differ in size, half a pass is taken as fixed and half as
+//!   per token. The
+//!   verifier is shared: every session in the pass (`sessions`, the verdicts' batch
+//!   size) is taken to size its tree as this one does, so a node more here is
+//!   `sessions` tokens more in the pass. A sizer that counted only its own nodes would
+//!   grow trees that are free to it and ruinous to a full verifier.
+//! - `t_net` is what the round took beyond the verifier's queue and pass (the link, the
+//!   upload); the queue wait is counted in passes (`queue/pass`), which a busier pass
+//!   lengthens in proportion.
+//! - `t_level` and `t_node` are a least-squares fit (no intercept) of the rounds'
+//!   drafting times: a memory-bound draft costs a forward per depth whatever its
+//!   width, a compute-bound one (a CPU) also pays per node. Until the rounds' shapes
+//!   tell the two apart (chains only), all of it is `t_level`.
 //!
-//! All sums decay by [`DECAY`] a round, so the sizer follows a changing link or text.
-//! On a LAN, where a round costs little beyond the pass, the slope wins and the sizer
-//! sends near-chains; over a satellite link the fixed round trip wins and it sends the
-//! widest tree the budget allows.
+//! All estimates decay by [`DECAY`] a round, so the sizer follows a changing link or
+//! text. On a LAN, where a round costs little beyond the pass and the draft, nodes
+//! cost more than they win and the sizer sends near-chains; over a satellite link the
+//! round trip wins and it sends the widest tree the budget allows.
 
 use crate::analytic::best_tree::{grow_tree, level_order};
 use crate::tree_shape::{MAX_TREE_DEPTH, tree_depth};
@@ -48,6 +58,12 @@ pub struct TreeObservation<'a> {
     pub remote_s: f64,
     /// The verifier's pass time for the round (forward and pacing), seconds.
     pub pass_s: f64,
+    /// The verifier's queue wait before that pass, seconds.
+    pub queue_s: f64,
+    /// Sessions in that pass.
+    pub batch_sessions: u32,
+    /// Tokens in that pass.
+    pub batch_tokens: u32,
 }
 
 /// A decayed least-squares fit of `y = intercept + slope · x`.
@@ -89,6 +105,45 @@ impl Line {
     }
 }
 
+/// A decayed least-squares fit of `y = a · u + b · v` (no intercept), `a, b ≥ 0`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Plane {
+    uu: f64,
+    uv: f64,
+    vv: f64,
+    uy: f64,
+    vy: f64,
+}
+
+impl Plane {
+    fn add(&mut self, u: f64, v: f64, y: f64) {
+        for (s, x) in [
+            (&mut self.uu, u * u),
+            (&mut self.uv, u * v),
+            (&mut self.vv, v * v),
+            (&mut self.uy, u * y),
+            (&mut self.vy, v * y),
+        ] {
+            *s = DECAY * *s + x;
+        }
+    }
+
+    /// `(a, b)`; `b = 0` while `u` and `v` move together (or `b` would be negative).
+    fn fit(&self) -> Option<(f64, f64)> {
+        if self.uu <= 0.0 {
+            return None;
+        }
+        let alone = ((self.uy / self.uu).max(0.0), 0.0);
+        let det = self.uu * self.vv - self.uv * self.uv;
+        if det <= 1e-6 * self.uu * self.vv {
+            return Some(alone);
+        }
+        let a = (self.uy * self.vv - self.vy * self.uv) / det;
+        let b = (self.vy * self.uu - self.uy * self.uv) / det;
+        Some(if a >= 0.0 && b >= 0.0 { (a, b) } else { alone })
+    }
+}
+
 /// Picks each round's tree from the link and the acceptance seen so far.
 #[derive(Debug, Clone)]
 pub struct TreeSizer {
@@ -98,9 +153,12 @@ pub struct TreeSizer {
     choice: Vec<u32>,
     accepted: [f64; RANKS],
     tested: [f64; RANKS],
-    remote: Line,
+    pass: Line,
     pass_per_token: Option<f64>,
-    draft_per_level: Option<f64>,
+    sessions: Option<f64>,
+    queue_per_pass: Option<f64>,
+    net_s: Option<f64>,
+    draft: Plane,
     rounds: u64,
 }
 
@@ -116,9 +174,12 @@ impl TreeSizer {
             choice: (0..4.min(max_nodes).min(max_depth) as u32).collect(),
             accepted: [1.0; RANKS],
             tested: [2.0; RANKS],
-            remote: Line::default(),
+            pass: Line::default(),
             pass_per_token: None,
-            draft_per_level: None,
+            sessions: None,
+            queue_per_pass: None,
+            net_s: None,
+            draft: Plane::default(),
             rounds: 0,
         }
     }
@@ -142,10 +203,16 @@ impl TreeSizer {
         self.count_acceptance(o.parents, o.path);
         let nodes = o.parents.len() as f64;
         let depth = tree_depth(o.parents).max(1) as f64;
-        self.remote.add(nodes, o.remote_s);
-        let per_token = o.pass_s / (nodes + 1.0);
-        self.pass_per_token = Some(ewma(self.pass_per_token, per_token));
-        self.draft_per_level = Some(ewma(self.draft_per_level, o.draft_s / depth));
+        let tokens = f64::from(o.batch_tokens.max(1));
+        self.pass.add(tokens, o.pass_s);
+        // Until the passes differ in size: half of a pass fixed, half per token.
+        self.pass_per_token = Some(ewma(self.pass_per_token, 0.5 * o.pass_s / tokens));
+        self.sessions = Some(ewma(self.sessions, f64::from(o.batch_sessions.max(1))));
+        let queue = o.queue_s / o.pass_s.max(1e-9);
+        self.queue_per_pass = Some(ewma(self.queue_per_pass, queue));
+        let net = (o.remote_s - o.pass_s - o.queue_s).max(0.0);
+        self.net_s = Some(ewma(self.net_s, net));
+        self.draft.add(depth, nodes, o.draft_s);
         self.choice = self.best();
     }
 
@@ -180,10 +247,18 @@ impl TreeSizer {
     /// The prefix of the best growth with the highest predicted goodput, in level
     /// order; the current choice until every estimate has a value.
     fn best(&self) -> Vec<u32> {
-        let (Some(pass), Some(level)) = (self.pass_per_token, self.draft_per_level) else {
+        let estimates = (
+            self.pass_per_token,
+            self.draft.fit(),
+            self.sessions,
+            self.queue_per_pass,
+            self.net_s,
+        );
+        let (Some(hint), Some((level, node)), Some(sessions), Some(queue), Some(net)) = estimates
+        else {
             return self.choice.clone();
         };
-        let Some((fixed, per_node)) = self.remote.fit(pass) else {
+        let Some((pass_0, per_token)) = self.pass.fit(hint) else {
             return self.choice.clone();
         };
         let a: Vec<f64> = (0..RANKS).map(|r| self.acceptance(r)).collect();
@@ -193,7 +268,9 @@ impl TreeSizer {
         for (n, g) in grown.iter().enumerate() {
             expected += g.on_path;
             depth = depth.max(g.depth);
-            let time = depth as f64 * level + fixed + per_node * (n + 1) as f64;
+            let nodes = (n + 1) as f64;
+            let pass = pass_0 + per_token * sessions * (nodes + 1.0);
+            let time = depth as f64 * level + node * nodes + net + (1.0 + queue) * pass;
             let goodput = (expected + 1.0) / time.max(1e-9);
             if goodput > best.1 {
                 best = (n + 1, goodput);
@@ -216,6 +293,19 @@ mod tests {
     /// Link and acceptance of a simulated edge: `rtt_s` of fixed round trip, `pass_s`
     /// per verified token, rank-`r` candidates accepted with `a[r]`.
     fn run(sizer: &mut TreeSizer, a: [f64; 3], rtt_s: f64, pass_s: f64, rounds: usize) {
+        run_drafting(sizer, a, rtt_s, pass_s, 0.0, 1, rounds);
+    }
+
+    /// [`run`] with a draft that also pays `node_s` a node (compute-bound).
+    fn run_drafting(
+        sizer: &mut TreeSizer,
+        a: [f64; 3],
+        rtt_s: f64,
+        pass_s: f64,
+        node_s: f64,
+        sessions: u32,
+        rounds: usize,
+    ) {
         let mut rng = SessionRng::for_stream(5, sizer.rounds);
         for _ in 0..rounds {
             let parents = sizer.next().to_vec();
@@ -233,13 +323,18 @@ mod tests {
                 }
                 break;
             }
-            let pass = pass_s * (parents.len() + 1) as f64;
+            // Every session in the pass sends a tree this size.
+            let tokens = sessions * (parents.len() as u32 + 1);
+            let pass = pass_s * f64::from(tokens);
             sizer.observe(&TreeObservation {
                 parents: &parents,
                 path: &path,
-                draft_s: 0.002 * tree_depth(&parents) as f64,
+                draft_s: 0.002 * tree_depth(&parents) as f64 + node_s * parents.len() as f64,
                 remote_s: rtt_s + pass,
                 pass_s: pass,
+                queue_s: 0.0,
+                batch_sessions: sessions,
+                batch_tokens: tokens,
             });
         }
     }
@@ -271,6 +366,30 @@ mod tests {
         assert!(s.len() >= 3 * l.len(), "satellite {s:?} vs LAN {l:?}");
         let roots = s.iter().filter(|&&p| p == 0).count();
         assert!(roots >= 2, "satellite: {s:?}");
+    }
+
+    #[test]
+    fn a_draft_that_pays_per_node_gets_smaller_trees() {
+        let a = [0.6, 0.3, 0.1];
+        let mut free = TreeSizer::new(64, 8);
+        run_drafting(&mut free, a, 0.6, 0.0001, 0.0, 1, 200);
+        let mut costly = TreeSizer::new(64, 8);
+        run_drafting(&mut costly, a, 0.6, 0.0001, 0.02, 1, 200);
+        let (f, c) = (free.next().len(), costly.next().len());
+        assert!(c < f, "per-node drafting: {c} nodes, free: {f}");
+    }
+
+    #[test]
+    fn a_shared_verifier_gets_smaller_trees_than_a_lone_one() {
+        // 0.1 ms a token in the pass: to a lone session a node costs 0.1 ms, to each of
+        // 200 sessions sizing alike 20 ms.
+        let a = [0.6, 0.3, 0.1];
+        let mut lone = TreeSizer::new(64, 8);
+        run_drafting(&mut lone, a, 0.1, 0.0001, 0.0, 1, 200);
+        let mut shared = TreeSizer::new(64, 8);
+        run_drafting(&mut shared, a, 0.1, 0.0001, 0.0, 200, 200);
+        let (l, s) = (lone.next().len(), shared.next().len());
+        assert!(s * 2 <= l, "shared: {s} nodes, lone: {l}");
     }
 
     #[test]

@@ -188,6 +188,9 @@ impl Run<'_, '_> {
                 draft_s: f.draft_ns as f64 / 1e9,
                 remote_s: wait_ns as f64 / 1e9,
                 pass_s: (t.forward_ns + t.paced_ns) as f64 / 1e9,
+                queue_s: t.queue_ns as f64 / 1e9,
+                batch_sessions: t.batch_size,
+                batch_tokens: t.batch_tokens,
             });
         }
         self.policy.observe(&RoundObservation {

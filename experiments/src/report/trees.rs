@@ -7,24 +7,51 @@ use std::collections::BTreeMap;
 use tandem_draft::RoundKind;
 use tandem_protocol::LinkProfile;
 
-use super::figures::Palette;
-use super::plots::{Lines, Series, Style};
+use super::figures::{Palette, label, several_clients};
+use super::plots::{Lines, Marker, Series, Style};
 use crate::config::Config;
 use crate::results::{RequestRow, RoundRow};
 
-/// Per (strategy, network): the verified rounds that carried a draft, as (nodes sent,
-/// tokens the round committed: the accepted path and the target's token).
-fn per_cell(rounds: &[RoundRow]) -> BTreeMap<(&str, &str), Vec<(f64, f64)>> {
-    let mut by: BTreeMap<(&str, &str), Vec<(f64, f64)>> = BTreeMap::new();
+/// A cell's rounds: its strategy, network and client count.
+type CellRounds<'a> = BTreeMap<(&'a str, &'a str, u32), Vec<(f64, f64)>>;
+
+/// Per (strategy, network, clients): the verified rounds that carried a draft, as
+/// (nodes sent, tokens the round committed: the accepted path and the target's token).
+fn per_cell(rounds: &[RoundRow]) -> CellRounds<'_> {
+    let mut by = CellRounds::new();
     for r in rounds
         .iter()
         .filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0)
     {
-        by.entry((r.key.strategy.as_str(), r.key.network.as_str()))
+        let key = (
+            r.key.strategy.as_str(),
+            r.key.network.as_str(),
+            r.key.clients,
+        );
+        by.entry(key)
             .or_default()
             .push((r.record.drafted as f64, r.record.accepted as f64 + 1.0));
     }
     by
+}
+
+/// The client counts of the grid, when it varies them.
+fn client_counts(requests: &[RequestRow]) -> Vec<Option<u32>> {
+    if !several_clients(requests) {
+        return vec![None];
+    }
+    let mut counts: Vec<u32> = requests.iter().map(|r| r.clients).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    counts.into_iter().map(Some).collect()
+}
+
+/// "strategy" or "strategy × N".
+fn named(strategy: &str, clients: Option<u32>) -> String {
+    match clients {
+        Some(c) => format!("{strategy} × {c}"),
+        None => strategy.to_string(),
+    }
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
@@ -50,8 +77,9 @@ fn strategies(requests: &[RequestRow]) -> Vec<&str> {
     out
 }
 
-/// Per drafting strategy, mean committed tokens per verified round on each link,
-/// against the link's RTT (log axes).
+/// Per drafting strategy (and client count, when the grid varies it: a marker each),
+/// mean committed tokens per verified round on each link, against the link's RTT (log
+/// axes).
 pub(super) fn tokens_per_round_trip(
     config: &Config,
     requests: &[RequestRow],
@@ -67,24 +95,26 @@ pub(super) fn tokens_per_round_trip(
         })
         .collect();
     let cells = per_cell(rounds);
-    let series = strategies(requests)
-        .into_iter()
-        .filter_map(|s| {
+    let mut series = Vec::new();
+    for clients in client_counts(requests) {
+        for s in strategies(requests) {
             let mut points: Vec<(f64, f64)> = cells
                 .iter()
-                .filter(|((strategy, _), _)| *strategy == s)
-                .filter_map(|((_, network), rs)| {
+                .filter(|((strategy, _, c), _)| *strategy == s && clients.is_none_or(|n| n == *c))
+                .filter_map(|((_, network, _), rs)| {
                     Some((*rtt.get(network)?, mean(rs.iter().map(|r| r.1))))
                 })
                 .collect();
+            if points.is_empty() {
+                continue;
+            }
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (!points.is_empty()).then(|| {
-                let mut line = Series::new(s, points, Style::Line);
-                line.look.color = Some(palette.color(s));
-                line
-            })
-        })
-        .collect();
+            let mut line = Series::new(named(s, clients), points, Style::Line);
+            line.look.color = Some(palette.color(s));
+            line.look.marker = Marker::nth(series.len() / strategies(requests).len().max(1));
+            series.push(line);
+        }
+    }
     Lines {
         name: "tokens_per_round_trip",
         title: "Committed tokens per round trip against the link's round-trip time".into(),
@@ -104,14 +134,16 @@ pub(super) fn tokens_per_nodes(
     palette: &Palette,
 ) -> Lines {
     let cells = per_cell(rounds);
+    let several = several_clients(requests);
     let mut series = Vec::new();
     for s in strategies(requests) {
-        for ((strategy, network), rs) in &cells {
+        for ((strategy, network, clients), rs) in &cells {
             if *strategy != s {
                 continue;
             }
             let point = (mean(rs.iter().map(|r| r.0)), mean(rs.iter().map(|r| r.1)));
-            let mut dot = Series::new(format!("{s} @ {network}"), vec![point], Style::Points);
+            let label = label(s, network, "", several.then_some(*clients));
+            let mut dot = Series::new(label, vec![point], Style::Points);
             dot.look = palette.look(s, network);
             series.push(dot);
         }

@@ -93,6 +93,11 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
             "this run is a simulation: there is nothing measured to re-simulate".into(),
         ));
     }
+    if folder.rounds.iter().any(|r| r.record.tree_depth > 0) {
+        return Err(refuse(
+            "this run drafted token trees: re-simulating them needs each round's acceptance by sibling rank, which rounds.parquet does not record (simulate trees with [simulation] sibling_acceptance)".into(),
+        ));
+    }
     let acceptance = crate::sim::acceptance_by_position(&folder.rounds);
     let by_prompt = crate::sim::acceptance_by_prompt(&folder.rounds, &folder.requests);
     // Greedy: each prompt's draft outcomes are facts of the run, replayed.
