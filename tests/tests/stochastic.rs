@@ -7,9 +7,7 @@ mod common;
 
 use common::*;
 use tandem_decoding::acceptance::FromLogits;
-use tandem_decoding::rng::stream;
-use tandem_decoding::{SamplingParams, SessionRng, verify_stochastic};
-use tandem_draft::drafter::Drafter;
+use tandem_decoding::{SamplingParams, verify_stochastic};
 use tandem_draft::{Report, RoundKind, Strategy};
 use tandem_models::{LanguageModel, Positions, SessionCache};
 use tandem_protocol::client::Transport;
@@ -35,41 +33,22 @@ fn settings() -> [SamplingParams; 2] {
 /// accepted count of every round and the output.
 fn replay(prompt: &[u32], sampling: SamplingParams, seed: u64) -> (Vec<usize>, Vec<u32>) {
     let t = &target().model;
-    let eos = t.info().eos_token_ids.clone();
-    let mut drafter = Drafter::new(
-        &draft().model,
-        sampling,
-        SessionRng::for_stream(seed, stream::DRAFT),
-    );
-    let mut rng = SessionRng::for_stream(seed, stream::VERIFY);
-    let mut cache = t.new_cache();
-    let first = sampling
-        .distribution(t.prefill(&mut cache, prompt).unwrap().last())
-        .sample(&mut rng);
-    let mut committed = prompt.to_vec();
-    committed.push(first);
+    let mut r = Replay::start(prompt, sampling, seed);
     let mut accepted = Vec::new();
-    let out = |c: &Vec<u32>| c.len() - prompt.len();
-    let ended = |c: &Vec<u32>| c[prompt.len()..].iter().any(|t| eos.contains(t));
-    while out(&committed) < NEW && !ended(&committed) {
-        let k = K.min(NEW - out(&committed));
-        let block = drafter.draft(&committed, k, |_, _| true).unwrap();
-        let mut input = vec![*committed.last().unwrap()];
+    while r.goes_on(NEW) {
+        let k = K.min(NEW - r.generated());
+        let block = r.drafter.draft(&r.committed, k, |_, _| true).unwrap();
+        let mut input = vec![*r.committed.last().unwrap()];
         input.extend_from_slice(&block.tokens);
-        let rows = t.forward(&mut cache, &input, Positions::All).unwrap();
+        let rows = t.forward(&mut r.cache, &input, Positions::All).unwrap();
         let mut p = FromLogits::new(rows.rows(), sampling);
-        let v = verify_stochastic(&block.tokens, &block.q, &mut p, &mut rng).unwrap();
+        let v = verify_stochastic(&block.tokens, &block.q, &mut p, &mut r.rng).unwrap();
         accepted.push(v.accepted);
-        committed.extend_from_slice(&block.tokens[..v.accepted]);
-        committed.push(v.next_token);
-        cache.truncate(committed.len() - 1).unwrap();
+        r.committed.extend_from_slice(&block.tokens[..v.accepted]);
+        r.committed.push(v.next_token);
+        r.cache.truncate(r.committed.len() - 1).unwrap();
     }
-    let mut output = committed[prompt.len()..].to_vec();
-    if let Some(at) = output.iter().position(|t| eos.contains(t)) {
-        output.truncate(at + 1);
-    }
-    output.truncate(NEW);
-    (accepted, output)
+    (accepted, r.output(NEW))
 }
 
 fn accepted_column(r: &Report) -> Vec<usize> {

@@ -14,11 +14,7 @@ mod common;
 
 use common::*;
 use tandem_decoding::acceptance::FromLogits;
-use tandem_decoding::rng::stream;
-use tandem_decoding::{
-    Candidates, DraftTree, SamplingParams, SessionRng, TreeShape, verify_tree_stochastic,
-};
-use tandem_draft::drafter::Drafter;
+use tandem_decoding::{Candidates, DraftTree, SamplingParams, TreeShape, verify_tree_stochastic};
 use tandem_draft::propose::{Propose, TreePlan};
 use tandem_draft::{DraftError, Report, RoundKind, Strategy};
 use tandem_models::{BatchEntry, LanguageModel, Positions, SessionCache};
@@ -98,36 +94,22 @@ fn replay(
         panic!("a static shape")
     };
     let t = &target().model;
-    let eos = t.info().eos_token_ids.clone();
-    let mut drafter = Drafter::new(
-        &draft().model,
-        sampling,
-        SessionRng::for_stream(seed, stream::DRAFT),
-    );
-    let mut rng = SessionRng::for_stream(seed, stream::VERIFY);
-    let mut cache = t.new_cache();
-    let first = sampling
-        .distribution(t.prefill(&mut cache, prompt).unwrap().last())
-        .sample(&mut rng);
-    let mut committed = prompt.to_vec();
-    committed.push(first);
+    let mut r = Replay::start(prompt, sampling, seed);
     let mut paths = Vec::new();
-    let out = |c: &Vec<u32>| c.len() - prompt.len();
-    let ended = |c: &Vec<u32>| c[prompt.len()..].iter().any(|t| eos.contains(t));
-    while out(&committed) < NEW && !ended(&committed) {
-        let depth = branching.depth().min(NEW - out(&committed));
+    while r.goes_on(NEW) {
+        let depth = branching.depth().min(NEW - r.generated());
         let widths: Vec<usize> = branching.widths().take(depth).collect();
         let plan = TreePlan::Shape(tandem_decoding::Branching::new(&widths).unwrap().parents());
-        let block = drafter.propose_tree(&committed, plan).unwrap().block;
-        let mut input = vec![*committed.last().unwrap()];
+        let block = r.drafter.propose_tree(&r.committed, plan).unwrap().block;
+        let mut input = vec![*r.committed.last().unwrap()];
         input.extend_from_slice(&block.tokens);
         let parents: Vec<u32> = std::iter::once(0)
             .chain(block.parents.iter().map(|&p| p + 1))
             .collect();
-        let start = committed.len() - 1;
+        let start = r.committed.len() - 1;
         let rows = t
             .forward_batch(&mut [BatchEntry {
-                cache: &mut cache,
+                cache: &mut r.cache,
                 tokens: &input,
                 positions: Positions::All,
                 tree: Some(&parents),
@@ -137,22 +119,17 @@ fn replay(
             .unwrap();
         let mut p = FromLogits::new(rows.rows(), sampling);
         let tree = DraftTree::new(&block.tokens, &block.parents).unwrap();
-        let v = verify_tree_stochastic(tree, &block.q, &mut p, &mut rng, Candidates::Independent)
+        let v = verify_tree_stochastic(tree, &block.q, &mut p, &mut r.rng, Candidates::Independent)
             .unwrap();
         paths.push(v.accepted() as u32);
         let keep: Vec<usize> = std::iter::once(0)
             .chain(v.path.iter().map(|&n| n + 1))
             .collect();
-        cache.keep_rows(start, &keep).unwrap();
-        committed.extend(v.path.iter().map(|&n| block.tokens[n]));
-        committed.push(v.next_token);
+        r.cache.keep_rows(start, &keep).unwrap();
+        r.committed.extend(v.path.iter().map(|&n| block.tokens[n]));
+        r.committed.push(v.next_token);
     }
-    let mut output = committed[prompt.len()..].to_vec();
-    if let Some(at) = output.iter().position(|t| eos.contains(t)) {
-        output.truncate(at + 1);
-    }
-    output.truncate(NEW);
-    (paths, output)
+    (paths, r.output(NEW))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,6 +86,17 @@ impl SimDraft {
         a.get(i).or(a.last()).copied().unwrap_or(0.0)
     }
 
+    /// Tokens it may still draft after `seq` (its context, its device's memory).
+    fn room(&self, seq: &[u32]) -> Result<usize, DraftError> {
+        tandem_draft::pace::room(
+            self.pace.as_ref(),
+            seq.len(),
+            self.context,
+            self.kv_bytes_per_token,
+        )
+        .map_err(DraftError::DraftStopped)
+    }
+
     fn sibling_at(&self, rank: usize) -> f64 {
         let s = &self.siblings;
         s.get(rank - 1).or(s.last()).copied().unwrap_or(0.0)
@@ -112,13 +123,7 @@ impl Propose for SimDraft {
         n: usize,
         keep: &mut dyn FnMut(usize, f32) -> bool,
     ) -> Result<Drafted, DraftError> {
-        let room = tandem_draft::pace::room(
-            self.pace.as_ref(),
-            seq.len(),
-            self.context,
-            self.kv_bytes_per_token,
-        )
-        .map_err(DraftError::DraftStopped)?;
+        let room = self.room(seq)?;
         // A call that goes on from the draft's own last block (pipelined drafting ahead
         // of the verdict) opens with a guess at the verifier's token; the block after
         // the guess starts afresh, as the block after a fully accepted one would (a
@@ -160,13 +165,7 @@ impl Propose for SimDraft {
                 "the simulated draft models static and auto trees, not dynamic ones".into(),
             ));
         };
-        let room = tandem_draft::pace::room(
-            self.pace.as_ref(),
-            seq.len(),
-            self.context,
-            self.kv_bytes_per_token,
-        )
-        .map_err(DraftError::DraftStopped)?;
+        let room = self.room(seq)?;
         let depth_asked = tandem_decoding::tree_shape::tree_depth(&parents);
         let parents = match parents.len() <= room {
             true => parents,

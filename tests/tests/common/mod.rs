@@ -253,3 +253,63 @@ pub fn assert_verified_exact(report: &Report) -> usize {
     }
     verified
 }
+
+/// A sampled session replayed in process, as the verifier runs it: the shipped draft
+/// on the request's draft stream, the target's cache after the prompt, the verifier's
+/// stream, and the committed sequence (the prompt and the target's first token).
+pub struct Replay {
+    pub drafter: tandem_draft::drafter::Drafter<'static, tandem_models::Llama>,
+    pub rng: tandem_decoding::SessionRng,
+    pub cache: <tandem_models::Llama as LanguageModel>::Cache,
+    pub committed: Vec<u32>,
+    prompt_len: usize,
+    eos: Vec<u32>,
+}
+
+impl Replay {
+    pub fn start(prompt: &[u32], sampling: SamplingParams, seed: u64) -> Self {
+        use tandem_decoding::{SessionRng, rng::stream};
+        let t = &target().model;
+        let drafter = tandem_draft::drafter::Drafter::new(
+            &draft().model,
+            sampling,
+            SessionRng::for_stream(seed, stream::DRAFT),
+        );
+        let mut rng = SessionRng::for_stream(seed, stream::VERIFY);
+        let mut cache = t.new_cache();
+        let first = sampling
+            .distribution(t.prefill(&mut cache, prompt).unwrap().last())
+            .sample(&mut rng);
+        Replay {
+            drafter,
+            rng,
+            cache,
+            committed: [prompt, &[first]].concat(),
+            prompt_len: prompt.len(),
+            eos: t.info().eos_token_ids.clone(),
+        }
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.committed.len() - self.prompt_len
+    }
+
+    /// Whether the session has more to generate, up to `max_new` tokens.
+    pub fn goes_on(&self, max_new: usize) -> bool {
+        let ended = self.committed[self.prompt_len..]
+            .iter()
+            .any(|t| self.eos.contains(t));
+        self.generated() < max_new && !ended
+    }
+
+    /// The output as the edge reports it: cut after the first EOS and at `max_new`.
+    pub fn output(&self, max_new: usize) -> Vec<u32> {
+        let mut output = self.committed[self.prompt_len..].to_vec();
+        if let Some(at) = output.iter().position(|t| self.eos.contains(t)) {
+            output.truncate(at + 1);
+        }
+        output.truncate(max_new);
+        output
+    }
+}
