@@ -157,8 +157,8 @@ fn the_readme_example_config_is_valid() {
     let end = start + readme[start..].find("```").unwrap();
     let c = parse(&readme[start..end]).unwrap();
     assert_eq!(c.devices[0].name, "jetson");
-    // Two networks × (three k + two exits + two policies + one routed).
-    assert_eq!(crate::plan::cells(&c).len(), 2 * (3 + 2 + 2 + 1));
+    // Two networks × (three k + two exits + two policies + three trees + one routed).
+    assert_eq!(crate::plan::cells(&c).len(), 2 * (3 + 2 + 2 + 3 + 1));
     assert_eq!(c.claims[0].strategy, "early_exit(k=4,exit=2)");
 }
 
