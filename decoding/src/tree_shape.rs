@@ -68,11 +68,6 @@ impl Branching {
         Ok(out)
     }
 
-    /// The chain of `k` tokens (`1,1,…`).
-    pub fn chain(k: usize) -> Self {
-        Self::new(&vec![1; k.clamp(1, MAX_TREE_DEPTH)]).expect("a chain is a valid shape")
-    }
-
     /// Children per node at each depth.
     pub fn widths(&self) -> impl Iterator<Item = usize> + '_ {
         self.widths[..self.depth as usize]
@@ -238,7 +233,7 @@ mod tests {
         let b = Branching::new(&[2, 2, 1]).unwrap();
         assert_eq!(b.nodes(), 2 + 4 + 4);
         assert_eq!(b.parents(), [0, 0, 1, 1, 2, 2, 3, 4, 5, 6]);
-        assert_eq!(Branching::chain(3).parents(), [0, 1, 2]);
+        assert_eq!(Branching::new(&[1, 1, 1]).unwrap().parents(), [0, 1, 2]);
         let parents = b.parents();
         let tree = crate::DraftTree::new(&[0; 10], &parents).unwrap();
         assert_eq!(tree.depths(), [1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);

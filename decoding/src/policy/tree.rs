@@ -159,7 +159,6 @@ pub struct TreeSizer {
     queue_per_pass: Option<f64>,
     net_s: Option<f64>,
     draft: Plane,
-    rounds: u64,
 }
 
 impl TreeSizer {
@@ -180,7 +179,6 @@ impl TreeSizer {
             queue_per_pass: None,
             net_s: None,
             draft: Plane::default(),
-            rounds: 0,
         }
     }
 
@@ -199,7 +197,6 @@ impl TreeSizer {
 
     /// Feeds back a verified round and re-picks the shape.
     pub fn observe(&mut self, o: &TreeObservation<'_>) {
-        self.rounds += 1;
         self.count_acceptance(o.parents, o.path);
         let nodes = o.parents.len() as f64;
         let depth = tree_depth(o.parents).max(1) as f64;
@@ -293,11 +290,29 @@ mod tests {
     /// Link and acceptance of a simulated edge: `rtt_s` of fixed round trip, `pass_s`
     /// per verified token, rank-`r` candidates accepted with `a[r]`.
     fn run(sizer: &mut TreeSizer, a: [f64; 3], rtt_s: f64, pass_s: f64, rounds: usize) {
-        run_drafting(sizer, a, rtt_s, pass_s, 0.0, 1, rounds);
+        run_with(&mut rng(), sizer, a, rtt_s, pass_s, rounds);
+    }
+
+    /// [`run`] drawing from `rng`.
+    fn run_with(
+        rng: &mut SessionRng,
+        sizer: &mut TreeSizer,
+        a: [f64; 3],
+        rtt_s: f64,
+        pass_s: f64,
+        rounds: usize,
+    ) {
+        run_drafting(rng, sizer, a, rtt_s, pass_s, 0.0, 1, rounds);
+    }
+
+    fn rng() -> SessionRng {
+        SessionRng::for_stream(5, 0)
     }
 
     /// [`run`] with a draft that also pays `node_s` a node (compute-bound).
+    #[allow(clippy::too_many_arguments)]
     fn run_drafting(
+        rng: &mut SessionRng,
         sizer: &mut TreeSizer,
         a: [f64; 3],
         rtt_s: f64,
@@ -306,7 +321,6 @@ mod tests {
         sessions: u32,
         rounds: usize,
     ) {
-        let mut rng = SessionRng::for_stream(5, sizer.rounds);
         for _ in 0..rounds {
             let parents = sizer.next().to_vec();
             let tokens = vec![0u32; parents.len()];
@@ -342,11 +356,11 @@ mod tests {
     #[test]
     fn learns_acceptance_by_rank() {
         // The estimates track ~10 rounds, so they are averaged over 200.
-        let mut s = TreeSizer::new(64, 8);
-        run(&mut s, [0.6, 0.3, 0.1], 0.3, 0.001, 50);
+        let (mut s, mut rng) = (TreeSizer::new(64, 8), rng());
+        run_with(&mut rng, &mut s, [0.6, 0.3, 0.1], 0.3, 0.001, 50);
         let mut mean = [0.0; 2];
         for _ in 0..200 {
-            run(&mut s, [0.6, 0.3, 0.1], 0.3, 0.001, 1);
+            run_with(&mut rng, &mut s, [0.6, 0.3, 0.1], 0.3, 0.001, 1);
             mean[0] += s.acceptance(0) / 200.0;
             mean[1] += s.acceptance(1) / 200.0;
         }
@@ -372,9 +386,9 @@ mod tests {
     fn a_draft_that_pays_per_node_gets_smaller_trees() {
         let a = [0.6, 0.3, 0.1];
         let mut free = TreeSizer::new(64, 8);
-        run_drafting(&mut free, a, 0.6, 0.0001, 0.0, 1, 200);
+        run_drafting(&mut rng(), &mut free, a, 0.6, 0.0001, 0.0, 1, 200);
         let mut costly = TreeSizer::new(64, 8);
-        run_drafting(&mut costly, a, 0.6, 0.0001, 0.02, 1, 200);
+        run_drafting(&mut rng(), &mut costly, a, 0.6, 0.0001, 0.02, 1, 200);
         let (f, c) = (free.next().len(), costly.next().len());
         assert!(c < f, "per-node drafting: {c} nodes, free: {f}");
     }
@@ -385,9 +399,9 @@ mod tests {
         // 200 sessions sizing alike 20 ms.
         let a = [0.6, 0.3, 0.1];
         let mut lone = TreeSizer::new(64, 8);
-        run_drafting(&mut lone, a, 0.1, 0.0001, 0.0, 1, 200);
+        run_drafting(&mut rng(), &mut lone, a, 0.1, 0.0001, 0.0, 1, 200);
         let mut shared = TreeSizer::new(64, 8);
-        run_drafting(&mut shared, a, 0.1, 0.0001, 0.0, 200, 200);
+        run_drafting(&mut rng(), &mut shared, a, 0.1, 0.0001, 0.0, 200, 200);
         let (l, s) = (lone.next().len(), shared.next().len());
         assert!(s * 2 <= l, "shared: {s} nodes, lone: {l}");
     }

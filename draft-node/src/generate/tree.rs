@@ -7,7 +7,6 @@
 //! by every verdict ([`super::Run::apply`]).
 
 use tandem_decoding::TreeShape;
-use tandem_decoding::analytic::best_tree::level_order;
 use tandem_decoding::policy::TreeSizer;
 
 use super::Run;
@@ -62,7 +61,7 @@ impl Run<'_, '_> {
                 let sizer = self
                     .sizer
                     .get_or_insert_with(|| TreeSizer::new(n.min(max_nodes), max_depth));
-                TreePlan::Shape(cut(&level_order(sizer.next()), depth))
+                TreePlan::Shape(cut(sizer.next(), depth))
             }
         })
     }
