@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tandem_draft::clock::BoxFuture;
-use tandem_draft::{Clock, DevicePace, DraftError, Report};
+use tandem_draft::{Clock, DevicePace, DraftError, Report, RoundRecord};
 
 use crate::config::{Cost, Workload};
 use crate::plan::{Ask, Cell, generate_config, repetition_seed, request_seed, rows_of};
@@ -69,7 +69,7 @@ pub struct CellDriver<B> {
     backend: B,
     started: Instant,
     next: AtomicUsize,
-    rows: Mutex<Vec<(RequestRow, Vec<RoundRow>)>>,
+    rows: Mutex<Vec<(RequestRow, Vec<RoundRecord>)>>,
 }
 
 impl<B: Backend> CellDriver<B> {
@@ -201,10 +201,16 @@ impl<B: Backend> CellDriver<B> {
             rounds: Vec::with_capacity(done.iter().map(|(_, r)| r.len()).sum()),
             missing: Vec::new(),
         };
-        for (row, rounds) in done {
+        let key = Arc::new(self.plan.cell.key());
+        for (row, records) in done {
             seen[row.request as usize] = true;
+            out.rounds
+                .extend(records.into_iter().map(|record| RoundRow {
+                    key: key.clone(),
+                    request: row.request,
+                    record,
+                }));
             out.requests.push(row);
-            out.rounds.extend(rounds);
         }
         // Rounds follow their requests, each request's in round order: sorted as built.
         out.missing = (0..seen.len()).filter(|&i| !seen[i]).collect();

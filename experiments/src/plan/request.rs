@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use tandem_decoding::{SamplingParams, SessionRng};
 use tandem_draft::route::RouteReason;
-use tandem_draft::{GenerateConfig, Report, RoundKind, Strategy};
+use tandem_draft::{GenerateConfig, Report, RoundKind, RoundRecord, Strategy};
 
 use super::cells::Cell;
 use crate::config::{Cost, Workload};
-use crate::results::{RequestRow, RoundRow};
+use crate::results::RequestRow;
 use crate::workload::Prompt;
 
 /// Streams the repetitions' seeds are drawn from (clear of the request indices).
@@ -80,14 +80,16 @@ pub struct Ask<'a> {
     pub generate: GenerateConfig,
 }
 
-/// A request's rows from what its generation returned (an error is kept in the row).
+/// A request's row from what its generation returned (an error is kept in the row),
+/// and its rounds' records as the draft loop kept them: moved, not copied, as a
+/// simulated cell holds millions of them.
 pub fn rows_of(
     ask: &Ask<'_>,
     result: Result<Report, tandem_draft::DraftError>,
     cost: &Cost,
-) -> (RequestRow, Vec<RoundRow>) {
+) -> (RequestRow, Vec<RoundRecord>) {
     match result {
-        Ok(report) => rows(ask, &report, cost),
+        Ok(report) => (row(ask, &report, cost), report.rounds),
         Err(e) => (
             RequestRow {
                 error: e.to_string(),
@@ -96,20 +98,6 @@ pub fn rows_of(
             Vec::new(),
         ),
     }
-}
-
-fn rows(ask: &Ask<'_>, report: &Report, cost: &Cost) -> (RequestRow, Vec<RoundRow>) {
-    let key = std::sync::Arc::new(ask.cell.key());
-    let rounds = report
-        .rounds
-        .iter()
-        .map(|r| RoundRow {
-            key: key.clone(),
-            request: ask.request as u32,
-            record: r.clone(),
-        })
-        .collect();
-    (row(ask, report, cost), rounds)
 }
 
 fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
