@@ -2,6 +2,7 @@
 //! and `--json` prints.
 
 use serde::{Deserialize, Serialize};
+use tandem_decoding::analytic::tree::RankCount;
 pub use tandem_protocol::StopReason;
 
 /// What a round was.
@@ -56,7 +57,21 @@ pub struct RoundRecord {
     /// Drafted tokens the verifier accepted (a token tree's accepted path).
     pub accepted: u32,
     /// A token tree's deepest path; 0: a chain.
-    pub tree_depth: u32,
+    pub tree_depth: u16,
+    /// Drafted tokens first of their row (sibling rank 0: every token of a chain) the
+    /// verifier tested, their row being reached
+    /// ([`tandem_decoding::analytic::tree::rank_outcomes`]).
+    pub rank0_tested: u16,
+    /// Of those, accepted.
+    pub rank0_accepted: u16,
+    /// Second candidates (rank 1) tested: their row was reached and the first rejected.
+    pub rank1_tested: u16,
+    /// Of those, accepted.
+    pub rank1_accepted: u16,
+    /// Third and later candidates (rank ≥ 2) tested.
+    pub rank2_tested: u16,
+    /// Of those, accepted.
+    pub rank2_accepted: u16,
     /// Tokens this round added to the output.
     pub committed: u32,
     /// Time spent drafting, ns.
@@ -85,7 +100,7 @@ pub struct RoundRecord {
     /// ns (0: none came).
     pub provisional_ns: u64,
     /// The decoder layer that provisional verdict was read after.
-    pub provisional_layer: u32,
+    pub provisional_layer: u16,
     /// How much of the pass was still to run when the verifier sent it, ns (the
     /// verdict's `forward_ns` minus the provisional verdict's `elapsed_ns`): the time
     /// the edge gained on the verdict, whatever its own loop was doing meanwhile.
@@ -96,6 +111,35 @@ pub struct RoundRecord {
 }
 
 impl RoundRecord {
+    /// The verdict's outcomes by sibling rank (ranks 2 and later together), as
+    /// [`RoundRecord::with_ranks`] kept them.
+    pub fn by_rank(&self) -> [RankCount; 3] {
+        let c = |tested: u16, accepted: u16| RankCount {
+            tested: tested.into(),
+            accepted: accepted.into(),
+        };
+        [
+            c(self.rank0_tested, self.rank0_accepted),
+            c(self.rank1_tested, self.rank1_accepted),
+            c(self.rank2_tested, self.rank2_accepted),
+        ]
+    }
+
+    /// The round with a verdict's outcomes by sibling rank (ranks 2 and later
+    /// together).
+    pub fn with_ranks(self, [r0, r1, r2]: [RankCount; 3]) -> Self {
+        let n = |x: u32| u16::try_from(x).unwrap_or(u16::MAX);
+        Self {
+            rank0_tested: n(r0.tested),
+            rank0_accepted: n(r0.accepted),
+            rank1_tested: n(r1.tested),
+            rank1_accepted: n(r1.accepted),
+            rank2_tested: n(r2.tested),
+            rank2_accepted: n(r2.accepted),
+            ..self
+        }
+    }
+
     /// A round the verifier answered: `committed` tokens after `wait_ns` from send to
     /// answer, with the verifier's own timing and the bytes moved meanwhile. The
     /// network's share is the wait minus the verifier's queue and forward time.

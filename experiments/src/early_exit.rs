@@ -66,7 +66,10 @@ fn exit_line(rs: &[&RoundRow]) -> ExitLine {
         .collect();
     let heard: Vec<_> = verified.iter().filter(|r| r.provisional_ns > 0).collect();
     let n = heard.len() as f64;
-    let mut layers: Vec<u32> = heard.iter().map(|r| r.provisional_layer).collect();
+    let mut layers: Vec<u32> = heard
+        .iter()
+        .map(|r| u32::from(r.provisional_layer))
+        .collect();
     layers.dedup();
     ExitLine {
         layer: (layers.len() == 1).then(|| layers[0]),

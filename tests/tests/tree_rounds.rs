@@ -34,7 +34,7 @@ fn tree_rounds(r: &Report) -> Vec<(u32, u32, u32)> {
     r.rounds
         .iter()
         .filter(|r| r.kind == RoundKind::Verified && r.drafted > 0)
-        .map(|r| (r.drafted, r.accepted, r.tree_depth))
+        .map(|r| (r.drafted, r.accepted, u32::from(r.tree_depth)))
         .collect()
 }
 
@@ -66,6 +66,19 @@ async fn greedy_trees_of_every_shape_commit_the_targets_greedy_output() {
                 assert!(!rounds.is_empty());
                 for (nodes, accepted, depth) in rounds {
                     assert!(depth >= 1 && accepted <= depth && depth <= nodes, "{shape}");
+                }
+                // Each accepted node is counted at its sibling rank; every row on the
+                // path, and the row it stops at if it has children, tested a first one.
+                for r in report
+                    .rounds
+                    .iter()
+                    .filter(|r| r.kind == RoundKind::Verified)
+                {
+                    let by_rank = r.by_rank();
+                    let accepted: u32 = by_rank.iter().map(|c| c.accepted).sum();
+                    assert_eq!(accepted, r.accepted, "{shape}");
+                    let first = by_rank[0].tested;
+                    assert!(first == r.accepted || first == r.accepted + 1, "{shape}");
                 }
             }
         }

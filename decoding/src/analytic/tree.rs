@@ -16,7 +16,8 @@
 //! A chain (one child a row) with `a = α` everywhere gives `Σ_{i=1..k} α^i`, the chain
 //! formula's `E[N] − 1`. For candidates drawn independently from `q` against a target
 //! `p` the conditional acceptance by rank follows from the residuals the rule leaves
-//! ([`acceptance_by_rank`]).
+//! ([`acceptance_by_rank`]); a verdict's own outcomes by rank, the counts `a[·][r]` is
+//! measured from, are [`rank_outcomes`].
 
 use crate::Distribution;
 
@@ -59,6 +60,45 @@ pub fn expected_tree_accepted(parents: &[u32], a: &[Vec<f64>]) -> f64 {
     on_path[1..].iter().sum()
 }
 
+/// What one verdict tells of acceptance by sibling rank: for each rank below `R`
+/// (rank `R − 1` standing for it and every later one), how many candidates of that
+/// rank were tested and how many accepted. Walking the accepted `path` (nodes from the
+/// context down) through the tree of `parents`: at each row the candidates before the
+/// accepted one were tested and rejected, the accepted one tested and accepted; at the
+/// row where the path stops, every child was tested and rejected. `None` when `path`
+/// is not a path of the tree.
+pub fn rank_outcomes<const R: usize>(parents: &[u32], path: &[u32]) -> Option<[RankCount; R]> {
+    let mut children = vec![Vec::new(); parents.len() + 1];
+    for (node, &p) in parents.iter().enumerate() {
+        children.get_mut(p as usize)?.push(node as u32);
+    }
+    const { assert!(R > 0, "at least one rank") };
+    let mut out = [RankCount::default(); R];
+    let bucket = |r: usize| r.min(R - 1);
+    let mut row = 0usize;
+    for &node in path {
+        let rank = children.get(row)?.iter().position(|&c| c == node)?;
+        for r in 0..=rank {
+            out[bucket(r)].tested += 1;
+        }
+        out[bucket(rank)].accepted += 1;
+        row = node as usize + 1;
+    }
+    for r in 0..children[row].len() {
+        out[bucket(r)].tested += 1;
+    }
+    Some(out)
+}
+
+/// Candidates of one sibling rank: how many were tested, how many accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RankCount {
+    /// Tested (their row was reached and every earlier sibling rejected).
+    pub tested: u32,
+    /// Accepted.
+    pub accepted: u32,
+}
+
 /// The conditional acceptance of the first `ranks` candidates of a row drawn
 /// independently from `q` against a target `p`: rank 0 accepts with `Σ min(p, q)`,
 /// and after each rejection the rule tests the next against the residual
@@ -89,6 +129,36 @@ pub fn acceptance_by_rank(p: &Distribution, q: &Distribution, ranks: usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_by_rank_follow_the_path_and_the_row_it_stops_at() {
+        // Three root candidates; the second has two children, the second of which has one.
+        let parents = [0, 0, 0, 2, 2, 5];
+        let c = |tested, accepted| RankCount { tested, accepted };
+        assert_eq!(
+            rank_outcomes::<2>(&parents, &[1, 4, 5]),
+            Some([c(3, 1), c(2, 2)])
+        );
+        assert_eq!(rank_outcomes::<2>(&parents, &[0]), Some([c(1, 1), c(0, 0)]));
+        // Nothing accepted: every root candidate was tested; ranks past the last share it.
+        assert_eq!(rank_outcomes::<2>(&parents, &[]), Some([c(1, 0), c(2, 0)]));
+        assert_eq!(
+            rank_outcomes::<3>(&parents, &[]),
+            Some([c(1, 0), c(1, 0), c(1, 0)])
+        );
+        // Stopping at a row with children: they were all tested.
+        assert_eq!(rank_outcomes::<2>(&parents, &[1]), Some([c(2, 0), c(2, 1)]));
+        assert_eq!(
+            rank_outcomes::<2>(&parents, &[3]),
+            None,
+            "not a root candidate"
+        );
+        assert_eq!(
+            rank_outcomes::<2>(&[0, 7], &[]),
+            None,
+            "a parent out of range"
+        );
+    }
 
     #[test]
     fn a_chain_gives_the_chain_formula() {

@@ -37,6 +37,7 @@
 //! round trip wins and it sends the widest tree the budget allows.
 
 use crate::analytic::best_tree::{grow_tree, level_order};
+use crate::analytic::tree::rank_outcomes;
 use crate::tree_shape::{MAX_TREE_DEPTH, tree_depth};
 
 /// Weight of the past in every estimate (per round).
@@ -219,25 +220,14 @@ impl TreeSizer {
             self.accepted[r] *= DECAY;
             self.tested[r] *= DECAY;
         }
-        let mut children = vec![Vec::new(); parents.len() + 1];
-        for (node, &p) in parents.iter().enumerate() {
-            if let Some(kids) = children.get_mut(p as usize) {
-                kids.push(node as u32);
-            }
-        }
-        let mut row = 0usize;
-        for &node in path {
-            let Some(rank) = children[row].iter().position(|&c| c == node) else {
-                return; // not a path of this tree: learn nothing more from it
-            };
-            for r in 0..=rank {
-                self.tested[r.min(RANKS - 1)] += 1.0;
-            }
-            self.accepted[rank.min(RANKS - 1)] += 1.0;
-            row = node as usize + 1;
-        }
-        for r in 0..children[row].len() {
-            self.tested[r.min(RANKS - 1)] += 1.0;
+        // Not a path of this tree: nothing to learn from it.
+        for (r, c) in rank_outcomes::<RANKS>(parents, path)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            self.tested[r] += f64::from(c.tested);
+            self.accepted[r] += f64::from(c.accepted);
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use tandem_decoding::analytic::tree::{RankCount, rank_outcomes};
 use tandem_decoding::policy::{RoundObservation, TreeObservation};
 use tandem_decoding::tree_shape::tree_depth;
 use tandem_protocol::convert::distribution_to_pb;
@@ -162,7 +163,7 @@ impl Run<'_, '_> {
             match &f.provisional {
                 Some((p, at)) => (
                     *at,
-                    p.layer,
+                    u16::try_from(p.layer).unwrap_or(u16::MAX),
                     agrees(p, v),
                     (t.forward_ns + t.paced_ns).saturating_sub(p.elapsed_ns),
                 ),
@@ -178,8 +179,9 @@ impl Run<'_, '_> {
             provisional_layer,
             provisional_agreed,
             provisional_lead_ns,
-            tree_depth: tree_depth(&f.block.parents) as u32,
+            tree_depth: tree_depth(&f.block.parents) as u16,
             ..RoundRecord::answered(RoundKind::Verified, committed as u32, wait_ns, t, bytes)
+                .with_ranks(rank_outcomes_of(&f.block, &v.path, accepted))
         });
         if let Some(sizer) = &mut self.sizer {
             sizer.observe(&TreeObservation {
@@ -357,6 +359,21 @@ impl Run<'_, '_> {
 
 /// The drafted tokens a verdict accepted, as block offsets: a chain's first `accepted`,
 /// a tree's path (each node a child of the one before, the first of the context).
+/// A verdict's outcomes by sibling rank (`path` checked by [`accepted_path`]). A chain
+/// is the tree of one candidate a row: its first `accepted` tokens were tested and
+/// accepted, and the next, if any, tested and rejected.
+fn rank_outcomes_of(block: &Block, path: &[u32], accepted: usize) -> [RankCount; 3] {
+    if block.parents.is_empty() {
+        let tested = accepted + usize::from(accepted < block.tokens.len());
+        let first = RankCount {
+            tested: tested as u32,
+            accepted: accepted as u32,
+        };
+        return [first, RankCount::default(), RankCount::default()];
+    }
+    rank_outcomes(&block.parents, path).unwrap_or_default()
+}
+
 fn accepted_path(block: &Block, v: &pb::Verdict) -> Result<Vec<usize>, String> {
     let (n, accepted) = (block.tokens.len(), v.accepted as usize);
     if block.parents.is_empty() {

@@ -25,6 +25,7 @@ const FIGURES: &[(&str, &str)] = &[
         "tokens_vs_tree_nodes",
         "Tokens per round against tree nodes",
     ),
+    ("acceptance_by_rank", "Acceptance by sibling rank"),
     ("cost_vs_volume", "Cost per day against tokens per day"),
     ("capacity", "p90 time per output token against clients"),
     (
@@ -75,6 +76,10 @@ const CAPTIONS: &[(&str, &str)] = &[
     (
         "tokens_vs_tree_nodes",
         "Mean tokens committed per verified round against the mean tokens drafted per round (a tree's nodes), per strategy and link. Colour: strategy; marker: link.",
+    ),
+    (
+        "acceptance_by_rank",
+        "Per drafting strategy, over its verified rounds: of the candidates of each sibling rank the verifier tested (their row reached, every earlier sibling rejected), the share it accepted: the a[r] of the analytical tree model and of [simulation] sibling_acceptance. Rank 0 is the draft's first choice (every token of a chain), rank 2 pools the third candidate and later ones. Colour: strategy.",
     ),
     (
         "cost_vs_volume",

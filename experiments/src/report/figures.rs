@@ -176,6 +176,10 @@ pub fn draw_all(
             dir,
         )?;
         drawn.push("tokens_vs_tree_nodes");
+        if let Some(fig) = super::trees::acceptance_by_rank(requests, rounds, &palette) {
+            plots::save(&fig, dir)?;
+            drawn.push("acceptance_by_rank");
+        }
     }
     if config.cost.prices_hardware() {
         plots::save(&cost_volume(config, requests, &palette), dir)?;

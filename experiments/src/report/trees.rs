@@ -1,6 +1,7 @@
 //! The figures of a report whose grid drafts token trees: committed tokens per round
-//! trip against the link's RTT, and tokens per round against the nodes sent, for every
-//! strategy that drafts (chains and trees side by side).
+//! trip against the link's RTT, tokens per round against the nodes sent, and
+//! acceptance by sibling rank, for every strategy that drafts (chains and trees side
+//! by side).
 
 use std::collections::BTreeMap;
 
@@ -157,4 +158,56 @@ pub(super) fn tokens_per_nodes(
         highlight: None,
         log: false,
     }
+}
+
+/// Per drafting strategy, over all its verified rounds: the share of the candidates of
+/// each sibling rank (0, 1, 2 and later) the verifier tested that it accepted. `None`
+/// when no round counted its candidates (a results folder from before the counts).
+pub(super) fn acceptance_by_rank(
+    requests: &[RequestRow],
+    rounds: &[RoundRow],
+    palette: &Palette,
+) -> Option<Lines> {
+    let mut by: BTreeMap<&str, [(u64, u64); 3]> = BTreeMap::new();
+    for r in rounds
+        .iter()
+        .filter(|r| r.record.kind == RoundKind::Verified)
+    {
+        let c = &r.record;
+        let counts = by.entry(r.key.strategy.as_str()).or_default();
+        for (i, (tested, accepted)) in [
+            (c.rank0_tested, c.rank0_accepted),
+            (c.rank1_tested, c.rank1_accepted),
+            (c.rank2_tested, c.rank2_accepted),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counts[i].0 += u64::from(tested);
+            counts[i].1 += u64::from(accepted);
+        }
+    }
+    let mut series = Vec::new();
+    for s in strategies(requests) {
+        let Some(counts) = by.get(s) else { continue };
+        let points: Vec<(f64, f64)> = (0..3)
+            .filter(|&i| counts[i].0 > 0)
+            .map(|i| (i as f64, counts[i].1 as f64 / counts[i].0 as f64))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let mut line = Series::new(s, points, Style::Line);
+        line.look.color = Some(palette.color(s));
+        series.push(line);
+    }
+    (!series.is_empty()).then(|| Lines {
+        name: "acceptance_by_rank",
+        title: "Acceptance by sibling rank".into(),
+        x_desc: "sibling rank (0: the draft's first choice; 2: the third and later)".into(),
+        y_desc: "accepted / tested".into(),
+        series,
+        highlight: None,
+        log: false,
+    })
 }

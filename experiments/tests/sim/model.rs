@@ -39,7 +39,7 @@ fn accepted_length_matches_the_analytical_expectation_within_five_percent() {
 }
 
 #[test]
-fn tree_accepted_length_matches_the_analytical_expectation_within_five_percent() {
+fn tree_accepted_length_and_acceptance_by_rank_match_the_model() {
     use tandem_decoding::TreeShape;
     use tandem_decoding::analytic::tree::expected_tree_accepted;
     let c = config_with(
@@ -52,6 +52,7 @@ fn tree_accepted_length_matches_the_analytical_expectation_within_five_percent()
     // Rank 0 at the acceptance of its depth (0.8 everywhere), ranks 1 and 2 (and later)
     // at the siblings'.
     let a = vec![vec![0.8, 0.4, 0.2]];
+    let mut pooled = [(0u64, 0u64); 3];
     for cell in cells::cells(&c) {
         let tandem_draft::Strategy::Tree {
             shape: TreeShape::Static(shape),
@@ -79,6 +80,31 @@ fn tree_accepted_length_matches_the_analytical_expectation_within_five_percent()
         assert!(
             err < 0.05,
             "{shape}: measured {measured:.3}, expected {expected:.3}"
+        );
+        // A rank no row of the shape reaches is never tested.
+        let parents = shape.parents();
+        let widest = (0..=parents.len() as u32)
+            .map(|row| parents.iter().filter(|&&p| p == row).count())
+            .max()
+            .unwrap_or(0);
+        for r in &rounds {
+            for (rank, c) in r.record.by_rank().iter().enumerate() {
+                pooled[rank].0 += u64::from(c.tested);
+                pooled[rank].1 += u64::from(c.accepted);
+                assert!(rank < widest || c.tested == 0, "{shape}: rank {rank}");
+            }
+        }
+    }
+    // The rounds' counts by sibling rank, pooled over the shapes, give back the
+    // acceptance each rank was given (rank 2 pools the third candidates and later ones),
+    // within four standard errors.
+    for (rank, want) in [0.8, 0.4, 0.2].into_iter().enumerate() {
+        let (tested, accepted) = pooled[rank];
+        let got = accepted as f64 / tested as f64;
+        let bound = 4.0 * (want * (1.0 - want) / tested as f64).sqrt();
+        assert!(
+            (got - want).abs() < bound,
+            "rank {rank}: accepted {got:.3} of {tested}, given {want}"
         );
     }
 }
