@@ -357,8 +357,6 @@ impl Run<'_, '_> {
     }
 }
 
-/// The drafted tokens a verdict accepted, as block offsets: a chain's first `accepted`,
-/// a tree's path (each node a child of the one before, the first of the context).
 /// A verdict's outcomes by sibling rank (`path` checked by [`accepted_path`]). A chain
 /// is the tree of one candidate a row: its first `accepted` tokens were tested and
 /// accepted, and the next, if any, tested and rejected.
@@ -374,6 +372,8 @@ fn rank_outcomes_of(block: &Block, path: &[u32], accepted: usize) -> [RankCount;
     rank_outcomes(&block.parents, path).unwrap_or_default()
 }
 
+/// The drafted tokens a verdict accepted, as block offsets: a chain's first `accepted`,
+/// a tree's path (each node a child of the one before, the first of the context).
 fn accepted_path(block: &Block, v: &pb::Verdict) -> Result<Vec<usize>, String> {
     let (n, accepted) = (block.tokens.len(), v.accepted as usize);
     if block.parents.is_empty() {

@@ -173,18 +173,10 @@ pub(super) fn acceptance_by_rank(
         .iter()
         .filter(|r| r.record.kind == RoundKind::Verified)
     {
-        let c = &r.record;
         let counts = by.entry(r.key.strategy.as_str()).or_default();
-        for (i, (tested, accepted)) in [
-            (c.rank0_tested, c.rank0_accepted),
-            (c.rank1_tested, c.rank1_accepted),
-            (c.rank2_tested, c.rank2_accepted),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            counts[i].0 += u64::from(tested);
-            counts[i].1 += u64::from(accepted);
+        for (sum, c) in counts.iter_mut().zip(r.record.by_rank()) {
+            sum.0 += u64::from(c.tested);
+            sum.1 += u64::from(c.accepted);
         }
     }
     let mut series = Vec::new();
