@@ -67,11 +67,32 @@ fn authorize<T>(req: &mut tonic::Request<T>, opts: &ConnectOptions) -> Result<()
 
 /// A status as the edge sees it: the stream breaking, or a refusal.
 fn grpc_error(status: tonic::Status) -> ProtocolError {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-            ProtocolError::Disconnected(status.message().to_string())
-        }
-        _ => WireError::from(status).into(),
+    let broke = matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    );
+    if broke || from_transport(&status) {
+        ProtocolError::Disconnected(status.message().to_string())
+    } else {
+        WireError::from(status).into()
+    }
+}
+
+/// Whether tonic made this status out of the connection failing rather than read it from
+/// the verifier. tonic keeps the transport's error (an h2 reset, a hyper or I/O error) as
+/// the source of the status it makes from it, and gives it a code of its own choosing —
+/// `INTERNAL: h2 protocol error` when the verifier dies mid-handshake — while a status the
+/// verifier sent has no source. Such a status says nothing of the request: the link broke.
+fn from_transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// `Info`'s failures: the link breaking, or the verifier's refusal (whatever its code).
+fn info_error(status: tonic::Status) -> ProtocolError {
+    if from_transport(&status) {
+        ProtocolError::Disconnected(status.message().to_string())
+    } else {
+        WireError::from(status).into()
     }
 }
 
@@ -87,12 +108,7 @@ impl Wire for GrpcWire {
         Box::pin(async move {
             let mut req = tonic::Request::new(pb::InfoRequest::default());
             authorize(&mut req, opts)?;
-            let resp = self
-                .client
-                .clone()
-                .info(req)
-                .await
-                .map_err(WireError::from)?;
+            let resp = self.client.clone().info(req).await.map_err(info_error)?;
             Ok(resp.into_inner())
         })
     }
@@ -153,5 +169,39 @@ mod tests {
         let e = authorize(&mut tonic::Request::new(()), &opts).unwrap_err();
         assert!(matches!(e, ProtocolError::Auth(_)), "{e}");
         assert!(e.to_string().starts_with("authentication:"), "{e}");
+    }
+
+    /// What tonic makes of an h2 error on the channel (the verifier killed mid-stream).
+    fn h2_failure(reason: h2::Reason) -> tonic::Status {
+        tonic::Status::from_error(Box::new(h2::Error::from(reason)))
+    }
+
+    #[test]
+    fn a_status_made_from_a_broken_connection_is_a_disconnection_whatever_its_code() {
+        let status = h2_failure(h2::Reason::PROTOCOL_ERROR);
+        assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        assert!(matches!(grpc_error(status), ProtocolError::Disconnected(_)));
+        let status = h2_failure(h2::Reason::INTERNAL_ERROR);
+        assert!(matches!(info_error(status), ProtocolError::Disconnected(_)));
+    }
+
+    #[test]
+    fn a_status_the_verifier_sent_stays_its_refusal() {
+        for code in [tonic::Code::Internal, tonic::Code::InvalidArgument] {
+            let refused = grpc_error(tonic::Status::new(code, "no"));
+            assert!(
+                matches!(&refused, ProtocolError::Refused(w) if w.code == code),
+                "{refused:?}"
+            );
+        }
+        let shutting_down = || tonic::Status::unavailable("the verifier is shutting down");
+        assert!(matches!(
+            grpc_error(shutting_down()),
+            ProtocolError::Disconnected(_)
+        ));
+        assert!(matches!(
+            info_error(shutting_down()),
+            ProtocolError::Refused(w) if w.code == tonic::Code::Unavailable
+        ));
     }
 }
