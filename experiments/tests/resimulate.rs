@@ -1,6 +1,7 @@
-//! `tandem resimulate` on the committed quickstart run (real models, real sockets, this
-//! machine): the simulator fitted to the run's own records must give every cell's
-//! TPOT p50 within the bound, and the folder gains its table, file and figure.
+//! `tandem resimulate` on committed real runs (real models, real sockets, this
+//! machine): fitted to the quickstart's own records, the simulator must give every
+//! cell's TPOT p50 within the bound, and the folder gains its table, file and figure;
+//! fitted to the tree run's, its static tree must accept and pace as measured.
 //!
 //! The measured side is fixed (a committed folder), so this fails when the simulator
 //! or its fit drifts, not when this machine is busy.
@@ -10,14 +11,17 @@ use std::path::{Path, PathBuf};
 use tandem_experiments::resimulate::compare::{METRICS, TPOT_BOUND};
 use tandem_experiments::resimulate::{CSV, TOML, resimulate};
 
-/// The committed quickstart run, copied to a scratch folder (the test writes into it).
-fn quickstart_copy() -> (tempfile::TempDir, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/quickstart");
+/// The committed run of `results/<name>`, copied to a scratch folder (the test writes
+/// into it).
+fn committed_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../results")
+        .join(name);
     let run = std::fs::read_dir(&root)
-        .expect("results/quickstart is committed")
+        .unwrap_or_else(|e| panic!("results/{name} is committed: {e}"))
         .map(|e| e.unwrap().path())
         .find(|p| p.join("rounds.parquet").exists())
-        .expect("a committed quickstart run with rounds.parquet");
+        .unwrap_or_else(|| panic!("a committed {name} run with rounds.parquet"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     std::fs::create_dir_all(dir.join("plots")).unwrap();
@@ -34,7 +38,7 @@ fn quickstart_copy() -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn the_quickstart_resimulates_within_the_bound() {
-    let (_tmp, dir) = quickstart_copy();
+    let (_tmp, dir) = committed_copy("quickstart");
     let r = resimulate(&dir).unwrap();
     assert_eq!(r.cells.len(), 10, "every cell of the quickstart grid");
     assert_eq!(r.links.len(), 2, "one fit per link");
@@ -90,22 +94,64 @@ fn the_quickstart_resimulates_within_the_bound() {
 
 #[test]
 fn a_simulated_run_is_refused() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/sim-links");
-    let run = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("rounds.parquet").exists())
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    for f in [
-        "config.toml",
-        "manifest.json",
-        "requests.parquet",
-        "rounds.parquet",
-    ] {
-        std::fs::copy(run.join(f), tmp.path().join(f)).unwrap();
-    }
-    let e = resimulate(tmp.path()).unwrap_err().to_string();
+    let (_tmp, dir) = committed_copy("sim-links");
+    let e = resimulate(&dir).unwrap_err().to_string();
     assert!(e.contains("this run is a simulation"), "{e}");
-    assert!(!tmp.path().join(CSV).exists(), "nothing written");
+    assert!(!dir.join(CSV).exists(), "nothing written");
+}
+
+/// The committed tree run (the tiny pair over four links: chains, a static tree, a
+/// dynamic one and one sized by the link) re-simulated: the acceptance of a row's later
+/// candidates is the run's own (its rank counts), the dynamic tree is left out with
+/// the reason, and the static tree — whose shape the simulator drafts as the run did,
+/// its first choices replayed from the chains — accepts and paces as measured.
+#[test]
+fn a_tree_run_resimulates_with_its_measured_sibling_acceptance() {
+    let (_tmp, dir) = committed_copy("trees");
+    let r = resimulate(&dir).unwrap();
+    let rounds = tandem_experiments::report::read_dir(&dir).unwrap().rounds;
+    let (mut tested, mut accepted) = ([0u64; 3], [0u64; 3]);
+    for round in &rounds {
+        for (rank, c) in round.record.by_rank().iter().enumerate() {
+            tested[rank] += u64::from(c.tested);
+            accepted[rank] += u64::from(c.accepted);
+        }
+    }
+    let siblings: Vec<f64> = (1..3)
+        .map(|rank| accepted[rank] as f64 / tested[rank] as f64)
+        .collect();
+    assert!(tested[1] > 100 && tested[2] > 100, "{tested:?}");
+    for (network, f) in &r.links {
+        assert_eq!(f.spec.sibling_acceptance, siblings, "{network}");
+        assert_eq!(f.siblings_tested, tested[1]);
+        assert_eq!(f.unsimulated.len(), 1, "{network}: {:?}", f.unsimulated);
+        assert!(f.unsimulated[0].0.starts_with("tree(dynamic:"), "{network}");
+    }
+    assert!(
+        r.cells
+            .iter()
+            .all(|c| !c.strategy.starts_with("tree(dynamic:"))
+    );
+    let acceptance = METRICS.iter().position(|m| m.stem == "acceptance").unwrap();
+    let static_tree: Vec<_> = r
+        .cells
+        .iter()
+        .filter(|c| c.strategy == "tree(3,2,1,1)")
+        .collect();
+    assert_eq!(static_tree.len(), 4, "one per link");
+    for c in static_tree {
+        let (m, s) = (c.measured[acceptance], c.simulated[acceptance]);
+        assert!(
+            (s / m - 1.0).abs() <= TPOT_BOUND,
+            "{}: acceptance {m:.3} measured, {s:.3} simulated",
+            c.network
+        );
+        assert!(
+            c.tpot_error().abs() <= TPOT_BOUND,
+            "{}: TPOT p50 {:.3} ms measured, {:.3} ms simulated",
+            c.network,
+            c.tpot().0,
+            c.tpot().1
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! | draft step, edge-alone step | `draft_ns` per drafted token, of blocks and of edge rounds |
 //! | transport (software time per message, each way) | median over verified rounds of `network_ns` less the link model's expected round trip for their bytes, halved |
 //! | prompt length | the requests' mean |
+//! | token trees: acceptance of a row's later candidates | the run's rank-1 and rank-2+ counts (`crate::sim::sibling_acceptance`), set by the caller |
 //! | the verifier's batch limits and gathering window | the real verifier's defaults |
 //!
 //! Rounds of cells with a `[[device]]` are left out of the draft steps: their draft
@@ -33,6 +34,11 @@ pub struct Fitted {
     pub fit: Fit,
     /// Verified rounds the transport time was taken from.
     pub transport_rounds: usize,
+    /// Token trees: rank-1 candidates the run's `sibling_acceptance` was measured on
+    /// (0: the run drafted no trees with more than one candidate in a row).
+    pub siblings_tested: u64,
+    /// The link's cells left out of the replay, by name, and why.
+    pub unsimulated: Vec<(String, &'static str)>,
 }
 
 /// Fits the simulator to `config`'s run on one link, recorded as `requests` and
@@ -87,6 +93,8 @@ pub fn fit_link(
         spec,
         fit,
         transport_rounds,
+        siblings_tested: 0,
+        unsimulated: Vec::new(),
     })
 }
 

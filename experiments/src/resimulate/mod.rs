@@ -52,6 +52,22 @@ fn describe(f: &Fitted, replayed: Option<f64>) -> String {
             f.spec.draft_ms_per_token.unwrap_or(0.0)
         );
     }
+    if !f.spec.sibling_acceptance.is_empty() {
+        let a: Vec<String> = f
+            .spec
+            .sibling_acceptance
+            .iter()
+            .map(|a| format!("{a:.3}"))
+            .collect();
+        s += &format!(
+            "; trees: a row's later candidates accepted at {} (rank 1, 2+; from {} rank-1 candidates)",
+            a.join(", "),
+            f.siblings_tested
+        );
+    }
+    for (cell, why) in &f.unsimulated {
+        s += &format!("; {cell} not simulated ({why})");
+    }
     if let Some(share) = replayed {
         s += &format!(
             "; greedy: the run's draft outcomes replayed at {:.0} % of positions",
@@ -93,12 +109,8 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
             "this run is a simulation: there is nothing measured to re-simulate".into(),
         ));
     }
-    if folder.rounds.iter().any(|r| r.record.tree_depth > 0) {
-        return Err(refuse(
-            "this run drafted token trees: re-simulating them needs each round's acceptance by sibling rank, which rounds.parquet does not record (simulate trees with [simulation] sibling_acceptance)".into(),
-        ));
-    }
     let acceptance = crate::sim::acceptance_by_position(&folder.rounds);
+    let (siblings, siblings_tested) = crate::sim::sibling_acceptance(&folder.rounds);
     let by_prompt = crate::sim::acceptance_by_prompt(&folder.rounds, &folder.requests);
     // Greedy: each prompt's draft outcomes are facts of the run, replayed.
     let matches = if folder.config.workload.temperature == 0.0 {
@@ -128,11 +140,14 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
             .filter(|r| r.key.network == network)
             .cloned()
             .collect();
-        let fitted = fit_link(&folder.config, &requests, &rounds).map_err(|e| {
+        let mut fitted = fit_link(&folder.config, &requests, &rounds).map_err(|e| {
             refuse(format!(
                 "cannot fit the simulator to this run's cells on {network}: {e}"
             ))
         })?;
+        fitted.spec.sibling_acceptance = siblings.clone();
+        fitted.siblings_tested = siblings_tested;
+        fitted.unsimulated = unsimulated(&folder.config, &requests);
         let replay = Replay {
             config: &folder.config,
             spec: &fitted.spec,
@@ -186,6 +201,33 @@ impl Resimulation {
             .map(|(n, f)| format!("{n}: {}", describe(f, self.replayed)))
             .collect()
     }
+}
+
+/// Why the simulator cannot replay a cell, if it cannot.
+fn unsimulable(cell: &crate::plan::Cell) -> Option<&'static str> {
+    match &cell.strategy {
+        tandem_draft::Strategy::Tree {
+            shape: tandem_decoding::TreeShape::Dynamic { .. },
+        } => Some(
+            "a dynamic tree picks its nodes by draft probabilities the simulated draft does not have",
+        ),
+        _ => None,
+    }
+}
+
+/// The cells of the run (those `measured` comes from) the simulator cannot replay.
+fn unsimulated(config: &Config, measured: &[RequestRow]) -> Vec<(String, &'static str)> {
+    let ran: BTreeSet<u32> = measured.iter().map(|r| r.cell).collect();
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    for cell in crate::plan::cells(config) {
+        let seen = |out: &[(String, &str)]| out.iter().any(|(n, _)| *n == cell.name);
+        if let Some(why) = unsimulable(&cell).filter(|_| ran.contains(&(cell.index as u32)))
+            && !seen(&out)
+        {
+            out.push((cell.name.clone(), why));
+        }
+    }
+    out
 }
 
 /// The run's prompts, for their tags and SLOs: from the config's prompt set if it can
@@ -269,7 +311,7 @@ impl Replay<'_> {
         let ran: BTreeSet<u32> = measured.iter().map(|r| r.cell).collect();
         crate::plan::cells(self.config)
             .iter()
-            .filter(|c| ran.contains(&(c.index as u32)))
+            .filter(|c| ran.contains(&(c.index as u32)) && unsimulable(c).is_none())
             .flat_map(|cell| {
                 crate::sim::run_cell(&crate::sim::SimCell {
                     spec: self.cells.get(&(cell.index as u32)).unwrap_or(self.spec),

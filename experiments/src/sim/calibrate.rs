@@ -13,11 +13,17 @@ pub const MAX_POSITIONS: usize = 32;
 /// Blocks that reached each position, and of those the ones accepted there.
 type Counts = ([u64; MAX_POSITIONS], [u64; MAX_POSITIONS]);
 
-/// Counts, over verified blocks, how many reached each position (accepted every
+/// Whether a round verified a chain block: its accepted length is a prefix of what it
+/// drafted (a tree's is a path through it, and its `drafted` counts every node).
+fn verified_chain(r: &crate::results::RoundRow) -> bool {
+    r.record.kind == RoundKind::Verified && r.record.drafted > 0 && r.record.tree_depth == 0
+}
+
+/// Counts, over verified chain blocks, how many reached each position (accepted every
 /// position before it) and how many of those were accepted there too.
 fn count<'a>(rounds: impl Iterator<Item = &'a crate::results::RoundRow>) -> Counts {
     let (mut reached, mut accepted) = ([0u64; MAX_POSITIONS], [0u64; MAX_POSITIONS]);
-    for r in rounds.filter(|r| r.record.kind == RoundKind::Verified && r.record.drafted > 0) {
+    for r in rounds.filter(|r| verified_chain(r)) {
         for i in 0..(r.record.drafted as usize).min(MAX_POSITIONS) {
             if r.record.accepted as usize >= i {
                 reached[i] += 1;
@@ -28,11 +34,19 @@ fn count<'a>(rounds: impl Iterator<Item = &'a crate::results::RoundRow>) -> Coun
     (reached, accepted)
 }
 
-/// Per-position acceptance probabilities from verified rounds: of the blocks that
-/// drafted position `i` and accepted every position before it, the share that accepted
-/// position `i` too. Positions no block reached take the last estimate.
+/// Per-position acceptance probabilities from verified rounds: of the chain blocks
+/// that drafted position `i` and accepted every position before it, the share that
+/// accepted position `i` too. Positions no block reached take the last estimate. A run
+/// that drafted only trees gives every position its first choices' acceptance (a
+/// row's rank-0 candidate is the draft's chain token there), pooled over depths.
 pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
     let (reached, accepted) = count(rounds.iter());
+    if reached[0] == 0 {
+        let [first, ..] = by_rank(rounds);
+        if first.0 > 0 {
+            return vec![first.1 as f64 / first.0 as f64; MAX_POSITIONS];
+        }
+    }
     let mut p = Vec::with_capacity(MAX_POSITIONS);
     let mut last = 0.0;
     for i in 0..MAX_POSITIONS {
@@ -42,6 +56,36 @@ pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
         p.push(last);
     }
     p
+}
+
+/// Candidates (tested, accepted) by sibling rank over the verified rounds (rank 2
+/// pools the later ones; [`tandem_draft::RoundRecord::by_rank`]).
+fn by_rank(rounds: &[crate::results::RoundRow]) -> [(u64, u64); 3] {
+    let mut sum = [(0u64, 0u64); 3];
+    for r in rounds
+        .iter()
+        .filter(|r| r.record.kind == RoundKind::Verified)
+    {
+        for (s, c) in sum.iter_mut().zip(r.record.by_rank()) {
+            s.0 += u64::from(c.tested);
+            s.1 += u64::from(c.accepted);
+        }
+    }
+    sum
+}
+
+/// The acceptance of a tree row's later candidates given the earlier ones missed —
+/// rank 1, then ranks 2 and later pooled — over a run's verified rounds: the
+/// simulator's `sibling_acceptance`, and the rank-1 candidates it was measured on.
+/// Stops at the first rank never tested (empty for a run of chains).
+pub fn sibling_acceptance(rounds: &[crate::results::RoundRow]) -> (Vec<f64>, u64) {
+    let [_, rank1, rank2] = by_rank(rounds);
+    let a = [rank1, rank2]
+        .iter()
+        .take_while(|(tested, _)| *tested > 0)
+        .map(|&(tested, accepted)| accepted as f64 / tested as f64)
+        .collect();
+    (a, rank1.0)
 }
 
 /// Pseudo-blocks of the run's overall curve added to each prompt's own counts, so a
@@ -225,5 +269,64 @@ impl crate::config::CloudPace {
             verify_extra_ms: given.verify_extra_ms.unwrap_or(0.0),
         };
         Ok((pace, given))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_decoding::analytic::tree::RankCount;
+    use tandem_draft::RoundRecord;
+
+    use super::*;
+    use crate::results::RoundRow;
+
+    fn verified(drafted: u32, accepted: u32, tree_depth: u16, ranks: [(u32, u32); 3]) -> RoundRow {
+        let count = |(tested, accepted)| RankCount { tested, accepted };
+        RoundRow {
+            key: Default::default(),
+            request: 0,
+            record: RoundRecord {
+                kind: RoundKind::Verified,
+                drafted,
+                accepted,
+                tree_depth,
+                ..Default::default()
+            }
+            .with_ranks(ranks.map(count)),
+        }
+    }
+
+    /// A chain of 4 accepting 2 (rank 0: 3 tested, 2 accepted).
+    fn chain() -> RoundRow {
+        verified(4, 2, 0, [(3, 2), (0, 0), (0, 0)])
+    }
+
+    /// A 3,2,1,1 tree (21 nodes) whose path is 3 rows long, through second choices.
+    fn tree() -> RoundRow {
+        verified(21, 3, 4, [(4, 1), (3, 2), (1, 0)])
+    }
+
+    #[test]
+    fn a_trees_accepted_path_is_not_read_as_a_chains_prefix() {
+        let chains = acceptance_by_position(&[chain(), chain()]);
+        let mixed = acceptance_by_position(&[chain(), tree(), chain(), tree()]);
+        assert_eq!(chains, mixed);
+        assert_eq!(&chains[..4], &[1.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_run_of_trees_alone_takes_its_first_choices_acceptance_at_every_position() {
+        let a = acceptance_by_position(&[tree(), tree()]);
+        assert!(a.iter().all(|&p| p == 0.25), "{a:?}");
+    }
+
+    #[test]
+    fn later_siblings_acceptance_is_pooled_by_rank_and_stops_at_an_untested_rank() {
+        let (a, tested) = sibling_acceptance(&[chain(), tree(), tree()]);
+        assert_eq!(a, vec![2.0 / 3.0, 0.0]);
+        assert_eq!(tested, 6);
+        let rank1_only = verified(6, 1, 2, [(2, 1), (1, 1), (0, 0)]);
+        assert_eq!(sibling_acceptance(&[rank1_only]), (vec![1.0], 1));
+        assert_eq!(sibling_acceptance(&[chain()]), (Vec::new(), 0));
     }
 }

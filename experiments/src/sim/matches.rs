@@ -15,7 +15,7 @@
 //! does not) and the target corrects 8; the next block starts at 9. Position 5 was
 //! never drafted after its true prefix: unknown, drawn from the curve.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tandem_draft::RoundKind;
@@ -30,10 +30,19 @@ pub type Matches = Arc<[Option<bool>]>;
 /// rounds of a greedy run's requests. Requests that went on without the verifier
 /// (fallbacks, unverified tokens) leave the target's continuation and are left out;
 /// a position two requests disagree on (a near-tie the batch shape tipped) is unknown.
+/// Requests that drafted token trees are left out too: a tree's accepted length is a
+/// path through it, not a prefix of one block (its rows' first choices are the chain's
+/// tokens, so the outcomes learnt from chains replay there).
 pub fn matches_by_prompt(rounds: &[RoundRow], requests: &[RequestRow]) -> Vec<Matches> {
+    let trees: BTreeSet<(u32, u32, u32)> = rounds
+        .iter()
+        .filter(|r| r.record.tree_depth > 0)
+        .map(|r| (r.key.cell, r.key.repetition, r.request))
+        .collect();
     let verified: BTreeMap<(u32, u32, u32), u32> = requests
         .iter()
         .filter(|r| r.fallbacks == 0 && r.unverified_tokens == 0)
+        .filter(|r| !trees.contains(&(r.cell, r.repetition, r.request)))
         .map(|r| ((r.cell, r.repetition, r.request), r.prompt_index))
         .collect();
     let mut by_request: BTreeMap<(u32, u32, u32), Vec<&RoundRow>> = BTreeMap::new();
@@ -184,5 +193,17 @@ mod tests {
             &[request(0, 1), request(1, 1), request(3, 1)],
         );
         assert_eq!(m[1][1], None);
+    }
+
+    #[test]
+    fn a_request_that_drafted_trees_says_nothing() {
+        use RoundKind::Verified;
+        // A 3,2,1,1 tree (21 nodes) whose path of 3 ran through second choices: read
+        // as a chain it would claim positions 1–3 match and 4 does not.
+        let mut tree = round(0, 1, Verified, 21, 3, 4);
+        tree.record.tree_depth = 4;
+        let rounds = [round(0, 0, Verified, 0, 0, 1), tree];
+        let m = matches_by_prompt(&rounds, &[request(0, 0)]);
+        assert!(m[0].is_empty(), "{:?}", m[0]);
     }
 }

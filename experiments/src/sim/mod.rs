@@ -25,7 +25,7 @@ mod radix_heap;
 pub mod verifier;
 
 pub use crate::config::{Outage, SimSpec};
-pub use calibrate::{acceptance_by_position, acceptance_by_prompt};
+pub use calibrate::{acceptance_by_position, acceptance_by_prompt, sibling_acceptance};
 pub use matches::{Matches, known_share, matches_by_prompt};
 pub use profile::{Fit, draft_step, fit, transport};
 

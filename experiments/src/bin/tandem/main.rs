@@ -50,8 +50,9 @@ enum Command {
         dir: std::path::PathBuf,
     },
     /// Fit the simulator to a real run's own records (pass times, acceptance by
-    /// position, draft step, transport time; a greedy run's draft outcomes, replayed)
-    /// and replay its grid on the virtual clock:
+    /// position, draft step, transport time, token trees' acceptance by sibling rank;
+    /// a greedy run's draft outcomes, replayed) and replay its grid on the virtual
+    /// clock (dynamic trees are left out: the simulated draft has no probabilities):
     /// writes resimulation.csv (each cell measured and simulated: TTFT, TPOT p50 and
     /// p90, tokens/s, acceptance, relative errors) and resimulation.toml (the fitted
     /// [simulation] table) into the folder, and redraws its report.
