@@ -1,6 +1,7 @@
 //! The edge's real workload: SmolLM2-135M-Instruct Q4_1 (the GGUF llama.cpp's converter
-//! wrote, fetched on first use) — one decode step and a 5-token verification block
-//! after a 128-token context, and a 128-token prefill. Reported as tokens per second.
+//! wrote, fetched on first use) — one decode step, a 5-token verification block, and
+//! verification passes of 4–32 tokens as a chain and as a binary token tree, after a
+//! 128-token context; and a 128-token prefill. Reported as tokens per second.
 //!
 //! Threads: candle's pool takes `RAYON_NUM_THREADS` (all cores when unset); the group
 //! names carry the count. `tools/bench-smollm2.sh` runs this at 1 and 2 threads beside
@@ -8,7 +9,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group};
 use tandem_models::fetch::SMOLLM2_135M_Q4_1;
-use tandem_models::{LanguageModel, LoadOptions, ModelSpec, Positions, SessionCache};
+use tandem_models::{BatchEntry, LanguageModel, LoadOptions, ModelSpec, Positions, SessionCache};
 
 const CONTEXT: usize = 128;
 
@@ -41,6 +42,29 @@ fn bench(c: &mut Criterion) {
                 out
             })
         });
+    }
+    // Verification passes of as many tokens as a token tree's nodes: a chain, and a
+    // binary tree (each row two candidates, breadth first) under the tree mask.
+    for nodes in [4usize, 8, 9, 16, 32] {
+        let block = ids(2000 + nodes as u32, nodes, vocab);
+        let binary: Vec<u32> = (0..nodes as u32).map(|i| i / 2).collect();
+        let chain: Vec<u32> = (0..nodes as u32).collect();
+        group.throughput(Throughput::Elements(nodes as u64));
+        for (shape, parents) in [("chain", &chain), ("binary", &binary)] {
+            group.bench_function(format!("verify_{shape}/{nodes}"), |b| {
+                b.iter(|| {
+                    let mut entries = [BatchEntry {
+                        cache: &mut cache,
+                        tokens: &block,
+                        positions: Positions::All,
+                        tree: Some(parents),
+                    }];
+                    let out = model.forward_batch(&mut entries).unwrap();
+                    cache.truncate(CONTEXT).unwrap();
+                    out
+                })
+            });
+        }
     }
     group.throughput(Throughput::Elements(CONTEXT as u64));
     group.bench_function("prefill128", |b| {
