@@ -11,8 +11,8 @@
 //! ```
 //!
 //! A term the run cannot tell apart (one session count throughout, or no verification
-//! pass) is left out (0), and so is a term that comes out negative (noise), so every
-//! fitted time is ≥ 0.
+//! pass) is left out (0), and so is a term that comes out negative (noise; the fixed
+//! time last, once every other term is ≥ 0), so every fitted time is ≥ 0.
 
 use std::collections::BTreeMap;
 
@@ -147,7 +147,7 @@ pub fn fit(rounds: &[RoundRow]) -> Result<Fit, String> {
         2 => p.1,
         _ => p.2,
     };
-    // Terms that vary in this run; the intercept always stays.
+    // Terms that vary in this run, after the intercept.
     let mut active: Vec<usize> = (1..4)
         .filter(|&j| {
             let first = feature(&passes[0], j);
@@ -158,20 +158,26 @@ pub fn fit(rounds: &[RoundRow]) -> Result<Fit, String> {
     loop {
         let coef = match least_squares(&passes, &active, feature) {
             Ok(c) => c,
-            Err(0) => return Err("the passes' times cannot be fitted".into()),
+            Err(i) if active[i] == 0 || active.len() == 1 => {
+                return Err("the passes' times cannot be fitted".into());
+            }
             Err(i) => {
                 active.remove(i);
                 continue;
             }
         };
-        // Drop the most negative slope (not the intercept) and fit again.
+        // Drop the most negative slope and fit again; once every slope is ≥ 0, a
+        // negative fixed time too (clamping it to 0 instead would leave the slopes
+        // fitted to a line that no longer holds).
+        let intercept = usize::from(active[0] == 0);
         let worst = coef
             .iter()
             .enumerate()
-            .skip(1)
+            .skip(intercept)
             .filter(|(_, c)| **c < 0.0)
             .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i);
+            .map(|(i, _)| i)
+            .or((intercept == 1 && coef[0] < 0.0 && active.len() > 1).then_some(0));
         if let Some(i) = worst {
             active.remove(i);
             continue;
@@ -351,6 +357,32 @@ mod tests {
         assert_eq!(f.per_session_ms, 0.0, "{f}");
         assert!(f.pass_ms > 25.0 && f.pass_ms < 31.0, "{f}");
         assert!(f.pass_ms >= 0.0 && f.per_token_ms >= 0.0 && f.verify_extra_ms >= 0.0);
+        // Passes whose fixed time fits below zero (verifying costs more per token than
+        // a prefill; here 7 ms a token verifying, 5 ms prefilling): left out, and the
+        // slopes fitted again through the origin rather than kept beside a clamped 0.
+        let mut rows = Vec::new();
+        for i in 0..200u32 {
+            let verifies = i % 4 != 0;
+            let tokens = if verifies { 3 + i % 13 } else { 40 };
+            let ms = if verifies { 7.0 } else { 5.0 } * f64::from(tokens);
+            rows.push(RoundRow {
+                record: tandem_draft::RoundRecord {
+                    kind: RoundKind::Verified,
+                    drafted: u32::from(verifies) * (tokens - 1),
+                    forward_ns: (ms * 1e6) as u64 + u64::from(i),
+                    batch_size: 1,
+                    batch_tokens: tokens,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
+        let f = fit(&rows).unwrap();
+        assert_eq!(f.pass_ms, 0.0, "{f}");
+        assert!(f.r2 > 0.9, "{f}");
+        let predicted = |tokens: f64, v: f64| f.per_token_ms * tokens + f.verify_extra_ms * v;
+        assert!((predicted(40.0, 0.0) - 200.0).abs() < 20.0, "{f}");
+        assert!((predicted(15.0, 1.0) - 105.0).abs() < 15.0, "{f}");
         // No verifier at all: refused, and says why.
         let e = fit(&[]).unwrap_err();
         assert!(e.contains("0 timed passes"), "{e}");
