@@ -316,27 +316,16 @@ impl Config {
         Ok(())
     }
 
-    /// A simulated `tree` cell needs the acceptance of later siblings, and a shape the
-    /// simulator models (static or auto: a dynamic tree picks its nodes by the draft's
-    /// probabilities, which the simulated draft does not have).
+    /// A simulated `tree` cell needs the acceptance of later siblings.
     fn validate_sim_trees(&self, entries: &[GridEntry]) -> Result<(), Invalid> {
         let Some(sim) = &self.simulation else {
             return Ok(());
         };
-        for (i, e) in entries.iter().enumerate() {
+        for e in entries {
             for s in &e.strategies {
-                let Strategy::Tree { shape } = s else {
+                if !matches!(s, Strategy::Tree { .. }) {
                     continue;
-                };
-                check(
-                    !matches!(shape, TreeShape::Dynamic { .. }),
-                    &format!("strategy[{i}].tree"),
-                    || {
-                        format!(
-                            "the simulator models static and auto trees, not {shape}: a dynamic tree picks nodes by draft probabilities it does not have"
-                        )
-                    },
-                )?;
+                }
                 check(
                     !sim.sibling_acceptance.is_empty(),
                     "simulation.sibling_acceptance",

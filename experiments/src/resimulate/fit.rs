@@ -37,8 +37,6 @@ pub struct Fitted {
     /// Token trees: rank-1 candidates the run's `sibling_acceptance` was measured on
     /// (0: the run drafted no trees with more than one candidate in a row).
     pub siblings_tested: u64,
-    /// The link's cells left out of the replay, by name, and why.
-    pub unsimulated: Vec<(String, &'static str)>,
 }
 
 /// Fits the simulator to `config`'s run on one link, recorded as `requests` and
@@ -94,7 +92,6 @@ pub fn fit_link(
         fit,
         transport_rounds,
         siblings_tested: 0,
-        unsimulated: Vec::new(),
     })
 }
 

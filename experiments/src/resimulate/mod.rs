@@ -65,9 +65,6 @@ fn describe(f: &Fitted, replayed: Option<f64>) -> String {
             f.siblings_tested
         );
     }
-    for (cell, why) in &f.unsimulated {
-        s += &format!("; {cell} not simulated ({why})");
-    }
     if let Some(share) = replayed {
         s += &format!(
             "; greedy: the run's draft outcomes replayed at {:.0} % of positions",
@@ -147,7 +144,6 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
         })?;
         fitted.spec.sibling_acceptance = siblings.clone();
         fitted.siblings_tested = siblings_tested;
-        fitted.unsimulated = unsimulated(&folder.config, &requests);
         let replay = Replay {
             config: &folder.config,
             spec: &fitted.spec,
@@ -201,33 +197,6 @@ impl Resimulation {
             .map(|(n, f)| format!("{n}: {}", describe(f, self.replayed)))
             .collect()
     }
-}
-
-/// Why the simulator cannot replay a cell, if it cannot.
-fn unsimulable(cell: &crate::plan::Cell) -> Option<&'static str> {
-    match &cell.strategy {
-        tandem_draft::Strategy::Tree {
-            shape: tandem_decoding::TreeShape::Dynamic { .. },
-        } => Some(
-            "a dynamic tree picks its nodes by draft probabilities the simulated draft does not have",
-        ),
-        _ => None,
-    }
-}
-
-/// The cells of the run (those `measured` comes from) the simulator cannot replay.
-fn unsimulated(config: &Config, measured: &[RequestRow]) -> Vec<(String, &'static str)> {
-    let ran: BTreeSet<u32> = measured.iter().map(|r| r.cell).collect();
-    let mut out: Vec<(String, &'static str)> = Vec::new();
-    for cell in crate::plan::cells(config) {
-        let seen = |out: &[(String, &str)]| out.iter().any(|(n, _)| *n == cell.name);
-        if let Some(why) = unsimulable(&cell).filter(|_| ran.contains(&(cell.index as u32)))
-            && !seen(&out)
-        {
-            out.push((cell.name.clone(), why));
-        }
-    }
-    out
 }
 
 /// The run's prompts, for their tags and SLOs: from the config's prompt set if it can
@@ -311,7 +280,7 @@ impl Replay<'_> {
         let ran: BTreeSet<u32> = measured.iter().map(|r| r.cell).collect();
         crate::plan::cells(self.config)
             .iter()
-            .filter(|c| ran.contains(&(c.index as u32)) && unsimulable(c).is_none())
+            .filter(|c| ran.contains(&(c.index as u32)))
             .flat_map(|cell| {
                 crate::sim::run_cell(&crate::sim::SimCell {
                     spec: self.cells.get(&(cell.index as u32)).unwrap_or(self.spec),

@@ -17,6 +17,8 @@
 //! rest are wrong (distinct) tokens, and below a wrong node every token is wrong. The
 //! verifier follows the true child at each row, so a tree's accepted length has
 //! exactly the law [`tandem_decoding::analytic::tree::expected_tree_accepted`] takes.
+//! A dynamic tree is drafted as the static shape a calibrated draft would grow on
+//! average (`SimDraft::dynamic_shape`).
 //!
 //! Re-simulating a greedy run, the draft replays the run's own outcome at each position
 //! where a verified block tested it ([`super::matches_by_prompt`]) and draws the rest.
@@ -102,6 +104,24 @@ impl SimDraft {
         s.get(rank - 1).or(s.last()).copied().unwrap_or(0.0)
     }
 
+    /// EAGLE-2's dynamic tree of `nodes` nodes at most `depth` deep, as a calibrated
+    /// draft grows it on average: its confidence in a node is the node's chance of
+    /// being on the accepted path, so the tree keeps the `nodes` likeliest —
+    /// [`tandem_decoding::analytic::best_tree::grow_tree`] for the first position's
+    /// acceptance and the later siblings'. One shape every round: a real dynamic tree
+    /// also follows how sure the draft is of each context.
+    fn dynamic_shape(&self, nodes: usize, depth: usize) -> Vec<u32> {
+        use tandem_decoding::analytic::best_tree::{grow_tree, level_order};
+        let a: Vec<f64> = std::iter::once(self.accept_at(0))
+            .chain((1..=self.siblings.len().max(1)).map(|r| self.sibling_at(r)))
+            .collect();
+        let grown: Vec<u32> = grow_tree(&a, nodes, depth)
+            .iter()
+            .map(|g| g.parent)
+            .collect();
+        level_order(&grown)
+    }
+
     /// The replayed outcome at sequence position `position`, if known.
     fn known(&self, position: usize) -> Option<bool> {
         let t = position.checked_sub(self.prompt_len)?;
@@ -160,10 +180,9 @@ impl Propose for SimDraft {
     }
 
     fn propose_tree(&mut self, seq: &[u32], plan: TreePlan) -> Result<Drafted, DraftError> {
-        let TreePlan::Shape(parents) = plan else {
-            return Err(DraftError::Usage(
-                "the simulated draft models static and auto trees, not dynamic ones".into(),
-            ));
+        let parents = match plan {
+            TreePlan::Shape(parents) => parents,
+            TreePlan::Dynamic { nodes, depth } => self.dynamic_shape(nodes, depth),
         };
         let room = self.room(seq)?;
         let depth_asked = tandem_decoding::tree_shape::tree_depth(&parents);

@@ -110,6 +110,43 @@ fn tree_accepted_length_and_acceptance_by_rank_match_the_model() {
 }
 
 #[test]
+fn a_simulated_dynamic_tree_is_the_likeliest_tree_and_accepts_as_the_model_says() {
+    use tandem_decoding::analytic::best_tree::{grow_tree, level_order};
+    use tandem_decoding::analytic::tree::expected_tree_accepted;
+    let c = config_with(
+        200,
+        16,
+        128,
+        "[[strategy]]\nkind = \"tree\"\ntree = \"dynamic:12:5\"",
+        "sibling_acceptance = [0.4, 0.2]",
+    );
+    // What a calibrated draft grows: the 12 nodes likeliest on the accepted path, at
+    // most 5 deep (a chain of 5, then second and third candidates).
+    let rates = [0.8, 0.4, 0.2];
+    let grown: Vec<u32> = grow_tree(&rates, 12, 5).iter().map(|g| g.parent).collect();
+    let shape = level_order(&grown);
+    assert_eq!(shape.len(), 12);
+    let (_, rounds) = run_sim(&c, &cells::cells(&c)[0]);
+    // Whole trees only: near a request's end the tree is cut to the tokens still
+    // wanted (as deep as they are, as many nodes).
+    let full: Vec<_> = rounds
+        .iter()
+        .filter(|r| {
+            r.record.kind == RoundKind::Verified
+                && r.record.drafted == 12
+                && r.record.tree_depth == 5
+        })
+        .collect();
+    assert!(full.len() > 1000, "{} rounds", full.len());
+    let measured = full.iter().map(|r| r.record.accepted as f64).sum::<f64>() / full.len() as f64;
+    let expected = expected_tree_accepted(&shape, &[rates.to_vec()]);
+    assert!(
+        (measured - expected).abs() / expected < 0.05,
+        "measured {measured:.3}, expected {expected:.3}"
+    );
+}
+
+#[test]
 fn the_same_config_gives_the_same_rows() {
     // Every strategy, over a link with jitter and loss.
     let c = every_strategy("lte", "gather_ms = 2");

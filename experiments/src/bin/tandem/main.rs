@@ -52,7 +52,7 @@ enum Command {
     /// Fit the simulator to a real run's own records (pass times, acceptance by
     /// position, draft step, transport time, token trees' acceptance by sibling rank;
     /// a greedy run's draft outcomes, replayed) and replay its grid on the virtual
-    /// clock (dynamic trees are left out: the simulated draft has no probabilities):
+    /// clock:
     /// writes resimulation.csv (each cell measured and simulated: TTFT, TPOT p50 and
     /// p90, tokens/s, acceptance, relative errors) and resimulation.toml (the fitted
     /// [simulation] table) into the folder, and redraws its report.
