@@ -11,17 +11,21 @@ use std::path::{Path, PathBuf};
 use tandem_experiments::resimulate::compare::{METRICS, TPOT_BOUND};
 use tandem_experiments::resimulate::{CSV, TOML, resimulate};
 
-/// The committed run of `results/<name>`, copied to a scratch folder (the test writes
-/// into it).
+/// The committed run `results/<name>` (a run's folder, or a config's: its first run),
+/// copied to a scratch folder (the test writes into it).
 fn committed_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../results")
         .join(name);
-    let run = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("results/{name} is committed: {e}"))
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("rounds.parquet").exists())
-        .unwrap_or_else(|| panic!("a committed {name} run with rounds.parquet"));
+    let run = if root.join("rounds.parquet").exists() {
+        root
+    } else {
+        std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("results/{name} is committed: {e}"))
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("rounds.parquet").exists())
+            .unwrap_or_else(|| panic!("a committed {name} run with rounds.parquet"))
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     std::fs::create_dir_all(dir.join("plots")).unwrap();
@@ -97,6 +101,16 @@ fn a_simulated_run_is_refused() {
     let (_tmp, dir) = committed_copy("sim-links");
     let e = resimulate(&dir).unwrap_err().to_string();
     assert!(e.contains("this run is a simulation"), "{e}");
+    assert!(!dir.join(CSV).exists(), "nothing written");
+}
+
+/// A tree run recorded before rounds counted candidates by sibling rank cannot be
+/// re-simulated (its later siblings' acceptance is unknown): refused, saying why.
+#[test]
+fn a_tree_run_without_counts_by_sibling_rank_is_refused() {
+    let (_tmp, dir) = committed_copy("smollm2-trees/20261202T042522Z");
+    let e = resimulate(&dir).unwrap_err().to_string();
+    assert!(e.contains("no counts by sibling rank"), "{e}");
     assert!(!dir.join(CSV).exists(), "nothing written");
 }
 

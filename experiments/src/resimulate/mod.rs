@@ -106,6 +106,16 @@ pub fn resimulate(dir: &Path) -> Result<Resimulation, ReportError> {
             "this run is a simulation: there is nothing measured to re-simulate".into(),
         ));
     }
+    let mut trees = folder
+        .rounds
+        .iter()
+        .filter(|r| r.record.kind == tandem_draft::RoundKind::Verified && r.record.tree_depth > 0);
+    // A verified tree's first candidate at the root is always tested.
+    if trees.clone().next().is_some() && trees.all(|r| r.record.rank0_tested == 0) {
+        return Err(refuse(
+            "this run drafted token trees, but its rounds.parquet has no counts by sibling rank (it was written before Tandem recorded them): re-run it to re-simulate its trees".into(),
+        ));
+    }
     let acceptance = crate::sim::acceptance_by_position(&folder.rounds);
     let (siblings, siblings_tested) = crate::sim::sibling_acceptance(&folder.rounds);
     let by_prompt = crate::sim::acceptance_by_prompt(&folder.rounds, &folder.requests);
