@@ -44,6 +44,22 @@ pub struct RoundRow {
     pub record: RoundRecord,
 }
 
+/// Candidates (tested, accepted) by sibling rank over the verified rounds among
+/// `rounds` (rank 2 pools the later ones; [`RoundRecord::by_rank`]).
+pub fn rank_totals<'a>(rounds: impl IntoIterator<Item = &'a RoundRow>) -> [(u64, u64); 3] {
+    let mut sum = [(0u64, 0u64); 3];
+    for r in rounds
+        .into_iter()
+        .filter(|r| r.record.kind == tandem_draft::RoundKind::Verified)
+    {
+        for (s, c) in sum.iter_mut().zip(r.record.by_rank()) {
+            s.0 += u64::from(c.tested);
+            s.1 += u64::from(c.accepted);
+        }
+    }
+    sum
+}
+
 /// One request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestRow {

@@ -11,7 +11,7 @@ use tandem_protocol::LinkProfile;
 use super::figures::{Palette, label, several_clients};
 use super::plots::{Lines, Marker, Series, Style};
 use crate::config::Config;
-use crate::results::{RequestRow, RoundRow};
+use crate::results::{RequestRow, RoundRow, rank_totals};
 
 /// A cell's rounds: its strategy, network and client count.
 type CellRounds<'a> = BTreeMap<(&'a str, &'a str, u32), Vec<(f64, f64)>>;
@@ -168,20 +168,9 @@ pub(super) fn acceptance_by_rank(
     rounds: &[RoundRow],
     palette: &Palette,
 ) -> Option<Lines> {
-    let mut by: BTreeMap<&str, [(u64, u64); 3]> = BTreeMap::new();
-    for r in rounds
-        .iter()
-        .filter(|r| r.record.kind == RoundKind::Verified)
-    {
-        let counts = by.entry(r.key.strategy.as_str()).or_default();
-        for (sum, c) in counts.iter_mut().zip(r.record.by_rank()) {
-            sum.0 += u64::from(c.tested);
-            sum.1 += u64::from(c.accepted);
-        }
-    }
     let mut series = Vec::new();
     for s in strategies(requests) {
-        let Some(counts) = by.get(s) else { continue };
+        let counts = rank_totals(rounds.iter().filter(|r| r.key.strategy == s));
         let points: Vec<(f64, f64)> = (0..3)
             .filter(|&i| counts[i].0 > 0)
             .map(|i| (i as f64, counts[i].1 as f64 / counts[i].0 as f64))

@@ -42,7 +42,7 @@ fn count<'a>(rounds: impl Iterator<Item = &'a crate::results::RoundRow>) -> Coun
 pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
     let (reached, accepted) = count(rounds.iter());
     if reached[0] == 0 {
-        let [first, ..] = by_rank(rounds);
+        let [first, ..] = crate::results::rank_totals(rounds);
         if first.0 > 0 {
             return vec![first.1 as f64 / first.0 as f64; MAX_POSITIONS];
         }
@@ -58,28 +58,12 @@ pub fn acceptance_by_position(rounds: &[crate::results::RoundRow]) -> Vec<f64> {
     p
 }
 
-/// Candidates (tested, accepted) by sibling rank over the verified rounds (rank 2
-/// pools the later ones; [`tandem_draft::RoundRecord::by_rank`]).
-fn by_rank(rounds: &[crate::results::RoundRow]) -> [(u64, u64); 3] {
-    let mut sum = [(0u64, 0u64); 3];
-    for r in rounds
-        .iter()
-        .filter(|r| r.record.kind == RoundKind::Verified)
-    {
-        for (s, c) in sum.iter_mut().zip(r.record.by_rank()) {
-            s.0 += u64::from(c.tested);
-            s.1 += u64::from(c.accepted);
-        }
-    }
-    sum
-}
-
 /// The acceptance of a tree row's later candidates given the earlier ones missed —
 /// rank 1, then ranks 2 and later pooled — over a run's verified rounds: the
 /// simulator's `sibling_acceptance`, and the rank-1 candidates it was measured on.
 /// Stops at the first rank never tested (empty for a run of chains).
 pub fn sibling_acceptance(rounds: &[crate::results::RoundRow]) -> (Vec<f64>, u64) {
-    let [_, rank1, rank2] = by_rank(rounds);
+    let [_, rank1, rank2] = crate::results::rank_totals(rounds);
     let a = [rank1, rank2]
         .iter()
         .take_while(|(tested, _)| *tested > 0)

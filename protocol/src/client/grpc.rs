@@ -65,16 +65,14 @@ fn authorize<T>(req: &mut tonic::Request<T>, opts: &ConnectOptions) -> Result<()
     Ok(())
 }
 
-/// A status as the edge sees it: the stream breaking, or a refusal.
+/// A status on a session's stream as the edge sees it: the stream breaking (these codes,
+/// or [`info_error`]'s test), or a refusal.
 fn grpc_error(status: tonic::Status) -> ProtocolError {
-    let broke = matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-    );
-    if broke || from_transport(&status) {
-        ProtocolError::Disconnected(status.message().to_string())
-    } else {
-        WireError::from(status).into()
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            ProtocolError::Disconnected(status.message().to_string())
+        }
+        _ => info_error(status),
     }
 }
 
