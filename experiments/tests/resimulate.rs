@@ -96,22 +96,28 @@ fn the_quickstart_resimulates_within_the_bound() {
     assert!(fitted.contains("[link.simulation]"), "{fitted}");
 }
 
+/// Re-simulating the committed run `name` is refused with an error that says `why`,
+/// and nothing is written.
+fn assert_refused(name: &str, why: &str) {
+    let (_tmp, dir) = committed_copy(name);
+    let e = resimulate(&dir).unwrap_err().to_string();
+    assert!(e.contains(why), "{e}");
+    assert!(!dir.join(CSV).exists(), "nothing written");
+}
+
 #[test]
 fn a_simulated_run_is_refused() {
-    let (_tmp, dir) = committed_copy("sim-links");
-    let e = resimulate(&dir).unwrap_err().to_string();
-    assert!(e.contains("this run is a simulation"), "{e}");
-    assert!(!dir.join(CSV).exists(), "nothing written");
+    assert_refused("sim-links", "this run is a simulation");
 }
 
 /// A tree run recorded before rounds counted candidates by sibling rank cannot be
 /// re-simulated (its later siblings' acceptance is unknown): refused, saying why.
 #[test]
 fn a_tree_run_without_counts_by_sibling_rank_is_refused() {
-    let (_tmp, dir) = committed_copy("smollm2-trees/20261202T042522Z");
-    let e = resimulate(&dir).unwrap_err().to_string();
-    assert!(e.contains("no counts by sibling rank"), "{e}");
-    assert!(!dir.join(CSV).exists(), "nothing written");
+    assert_refused(
+        "smollm2-trees/20261202T042522Z",
+        "no counts by sibling rank",
+    );
 }
 
 /// The committed tree run (the tiny pair over four links: chains, a static tree, a
