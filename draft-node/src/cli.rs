@@ -7,7 +7,8 @@ use std::time::Duration;
 use tandem_decoding::policy::PolicySpec;
 use tandem_decoding::{SamplingParams, TreeShape};
 use tandem_models::{
-    LayerSelection, LoadOptions, Loaded, Message, ModelSpec, StreamDecoder, Tokenizer,
+    DeviceChoice, LayerSelection, LoadOptions, Loaded, Message, ModelSpec, Placement, Precision,
+    StreamDecoder, Tokenizer,
 };
 use tandem_protocol::LinkProfile;
 use tandem_protocol::client::{ConnectOptions, Endpoint};
@@ -32,6 +33,14 @@ pub struct GenerateArgs {
     /// drafting; the tokenizer is shared by construction).
     #[arg(long, value_name = "SPEC", requires = "draft")]
     pub draft_layers: Option<LayerSelection>,
+    /// Where the models this command loads run: cpu, or cuda / cuda:N in a build with
+    /// the `cuda` feature (tools/build-cuda.sh).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: DeviceChoice,
+    /// Their precision. Default: f32 on the CPU, bf16 on a GPU (a GGUF file's quantized
+    /// weights stay quantized at f32 and are dequantized at bf16 or f16).
+    #[arg(long, value_name = "f32|bf16|f16")]
+    pub dtype: Option<Precision>,
     /// cloud_only, edge_only, speculative, adaptive, pipelined, early_exit (pre-draft on
     /// the verifier's provisional verdicts: verifier-node --early-exit-layer), tree (a
     /// token tree a round, --tree), or routed (a tier per prompt, chosen here on the
@@ -202,12 +211,20 @@ impl GenerateArgs {
         })
     }
 
-    /// How to load `--draft`.
-    pub fn draft_options(&self) -> LoadOptions {
-        LoadOptions {
-            layers: self.draft_layers.clone(),
-            ..LoadOptions::default()
+    /// `--device` and `--dtype`.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            device: self.device,
+            precision: self.dtype,
         }
+    }
+
+    /// How to load `--draft` (its device opened).
+    pub fn draft_options(&self) -> Result<LoadOptions, tandem_models::ModelError> {
+        Ok(LoadOptions {
+            layers: self.draft_layers.clone(),
+            ..self.placement().load_options()?
+        })
     }
 
     /// The prompt's token ids: `--prompt-ids` as given; with `--chat`, the prompt rendered

@@ -16,6 +16,7 @@
 //! - [`chat`]: chat templates (minijinja).
 //! - [`fetch`]: real checkpoints shipped in packages on the Python index, cached.
 //! - [`cpu`]: start-up thread setup for candle's CPU backend.
+//! - [`placement`]: `--device cpu|cuda[:N]` and `--dtype`, turned into load options.
 //! - [`train`]: the trainer of the shipped tiny pair (corpus, BPE, training, export).
 //!
 //! Sampling and acceptance live below this crate, in `tandem-decoding`.
@@ -28,6 +29,7 @@ pub mod fetch;
 pub mod llama;
 pub mod load;
 pub mod model;
+pub mod placement;
 mod quant;
 pub mod tokenizer;
 pub mod train;
@@ -38,4 +40,5 @@ pub use error::{ModelError, Result};
 pub use llama::{LayerSelection, Llama, LlamaCache};
 pub use load::{Builtin, LoadOptions, Loaded, ModelSpec, load_pair};
 pub use model::{BatchEntry, Exits, LanguageModel, Logits, ModelInfo, Positions, SessionCache};
+pub use placement::{DeviceChoice, Placement, Precision};
 pub use tokenizer::{SpecialTokens, StreamDecoder, Tokenizer};

@@ -366,6 +366,31 @@ fn half_precision_runs_close_to_f32() {
     }
 }
 
+/// A GPU's precision on a GGUF file: at bf16 or f16 its blocks are dequantized to dense
+/// weights of that dtype (what `--device cuda` runs by default), and the model says so.
+#[test]
+fn gguf_at_half_precision_runs_dequantized() {
+    let (_dir, path) = q8_0_draft();
+    let spec: ModelSpec = path.to_str().unwrap().parse().unwrap();
+    let q = spec.load(&LoadOptions::default()).unwrap();
+    for (dtype, name) in [
+        (candle_core::DType::BF16, "q8_0 dequantized to bf16"),
+        (candle_core::DType::F16, "q8_0 dequantized to f16"),
+    ] {
+        let opts = LoadOptions {
+            dtype,
+            ..LoadOptions::default()
+        };
+        let h = spec.load(&opts).unwrap();
+        assert_eq!(
+            (h.model.dtype(), h.model.info().weights.as_str()),
+            (dtype, name)
+        );
+        let err = relative_error(&logits(&h, IDS), &logits(&q, IDS));
+        assert!(err < 0.05, "{dtype:?}: relative logit error {err}");
+    }
+}
+
 /// Every family written to GGUF and read back: transformers' own checkpoints (Llama 3
 /// with Llama 3.1 rope scaling, stored as llama.cpp's `rope_freqs.weight`, and q/k
 /// biases permuted with their rows; Qwen2; Qwen3) give the HF model's logits.
@@ -385,4 +410,27 @@ fn transformers_checkpoints_round_trip_through_gguf() {
         let err = relative_error(&logits(&g, &ids), &logits(&h, &ids));
         assert!(err < 1e-5, "{name}: relative logit error {err}");
     }
+}
+
+#[test]
+fn random_shapes_are_named_and_never_converted() {
+    for name in ["random:llama-1b", "random:llama-8b"] {
+        let spec: ModelSpec = name.parse().unwrap();
+        assert_eq!(spec.to_string(), name);
+    }
+    let e = "random:llama-2b"
+        .parse::<ModelSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("random:llama-1b, random:llama-8b"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let e = write_gguf(
+        &"random:llama-1b".parse().unwrap(),
+        GgufQuant::Q8_0,
+        &dir.path().join("r.gguf"),
+        Overwrite::Never,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("random weights"), "{e}");
+    assert!(!dir.path().join("r.gguf").exists());
 }

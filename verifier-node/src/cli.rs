@@ -1,12 +1,38 @@
-//! Command-line settings shared by `verifier-node serve` and `tandem generate`.
+//! Command-line settings shared by `verifier-node serve`, `verifier-node bench` and
+//! `tandem generate`.
 
 use std::path::PathBuf;
 
+use tandem_models::{DeviceChoice, Placement, Precision};
 use tandem_protocol::Limits;
 
 use crate::bounds::ClientBounds;
 use crate::engine::budget::parse_bytes;
 use crate::engine::{BatchPolicy, DEFAULT_MAX_QUEUED, KvBudget};
+
+/// Where the target runs (`serve` and `bench`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct PlacementArgs {
+    /// Where the target runs: cpu, or cuda / cuda:N in a build with the `cuda` feature
+    /// (tools/build-cuda.sh).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: DeviceChoice,
+    /// The target's precision (activations, dense weights, KV cache). Default: f32 on
+    /// the CPU, bf16 on a GPU. A GGUF file's quantized weights stay quantized at f32 and
+    /// are dequantized at bf16 or f16.
+    #[arg(long, value_name = "f32|bf16|f16")]
+    pub dtype: Option<Precision>,
+}
+
+impl PlacementArgs {
+    /// The placement.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            device: self.device,
+            precision: self.dtype,
+        }
+    }
+}
 
 /// The limits a verifier enforces (see `Limits` in the protocol).
 #[derive(Debug, Clone, clap::Args)]

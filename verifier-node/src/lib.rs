@@ -11,6 +11,8 @@
 //!   [`lifecycle`] lets a graceful shutdown finish what is in flight.
 //! - [`metrics`]: Prometheus metrics (vLLM's spec-decode names) on their own port.
 //! - [`testing`]: a gate that holds forward passes, for tests that decide what is queued.
+//! - [`throughput`]: the throughput bench (`verifier-node bench`): committed tokens per
+//!   second against concurrent sessions, batched and not, beside the raw pass.
 //! - The `verifier-node` binary.
 
 pub mod bounds;
@@ -23,6 +25,7 @@ pub mod quic;
 pub mod server;
 pub mod service;
 pub mod testing;
+pub mod throughput;
 
 pub use engine::{
     BatchPolicy, DEFAULT_IDLE_TIMEOUT, EngineConfig, EngineHandle, KvBudget, PassPace,

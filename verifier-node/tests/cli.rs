@@ -133,3 +133,57 @@ fn serve_refuses_a_bad_address_a_bad_size_and_a_missing_model() {
         "{err}"
     );
 }
+
+/// `bench` prints its table, a row a session count (each client checks that what the
+/// verifier commits is the target's own greedy output); a device this build lacks and
+/// an empty session list are refused, saying why.
+#[test]
+fn bench_prints_a_row_per_session_count_and_refuses_what_it_cannot_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_verifier-node"))
+        .args(["bench", "--model", "builtin:tiny-target"])
+        .args([
+            "--sessions",
+            "1,3",
+            "--new-tokens",
+            "12",
+            "--bandwidth-gbs",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("builtin:tiny-target on cpu f32 (f32,"),
+        "{text}"
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| sessions"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (row, sessions) in rows.iter().zip(["1", "3"]) {
+        assert_eq!(row[1], sessions, "{text}");
+        // Dense f32 weights and a bandwidth: the memory-bound column is filled.
+        assert!(row[11].ends_with(" ms"), "{text}");
+    }
+    for (args, why) in [
+        (&["--device", "cuda"][..], "--features cuda"),
+        (&["--sessions", "0"][..], "--sessions"),
+        (&["--dtype", "f64"][..], "unknown dtype"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_verifier-node"))
+            .args(["bench", "--model", "builtin:tiny-target"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+}

@@ -67,8 +67,9 @@ async fn generate(args: Args) -> Result<()> {
     }
     let draft = match &g.draft {
         Some(spec) => Some(
-            spec.load(&g.draft_options())
-                .with_context(|| format!("loading the draft {spec}"))?,
+            g.draft_options()
+                .and_then(|opts| spec.load(&opts))
+                .with_context(|| format!("loading the draft {spec} on {}", g.placement()))?,
         ),
         None if strategy.needs_draft() => bail!("--strategy {} needs --draft MODEL", g.strategy),
         None => None,

@@ -1,6 +1,7 @@
 //! The config's shape. Every table refuses keys it does not know.
 
 use serde::{Deserialize, Serialize};
+use tandem_models::{DeviceChoice, Placement};
 
 /// One experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +150,53 @@ pub struct Models {
     /// provisional verdicts to `early_exit` sessions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub early_exit_layers: Vec<usize>,
+    /// Where the target runs (`verifier-node --device`): `"cpu"` (default) or
+    /// `"cuda"`/`"cuda:N"` in a build with the `cuda` feature. The draft runs on the
+    /// CPU, as an edge device's would, unless `draft_device` says otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The target's precision (`verifier-node --dtype`): `"f32"`, `"bf16"` or `"f16"`;
+    /// default f32 on the CPU, bf16 on a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    /// Where the draft runs (`draft-node --device`), in its device's default precision:
+    /// `"cpu"` (default) or a GPU, for a run that measures the verifier alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_device: Option<String>,
+}
+
+impl Models {
+    /// Where the in-process verifier's target (`device`, `dtype`) and the draft
+    /// (`draft_device`) run; an error names the key that does not parse and why.
+    pub fn placements(&self) -> Result<Placements, (&'static str, String)> {
+        let device = |key: &'static str, value: &Option<String>| match value {
+            Some(d) => d.parse().map_err(|e| (key, format!("{e}"))),
+            None => Ok(DeviceChoice::Cpu),
+        };
+        let precision = match &self.dtype {
+            Some(p) => Some(p.parse().map_err(|e| ("dtype", format!("{e}")))?),
+            None => None,
+        };
+        Ok(Placements {
+            target: Placement {
+                device: device("device", &self.device)?,
+                precision,
+            },
+            draft: Placement {
+                device: device("draft_device", &self.draft_device)?,
+                precision: None,
+            },
+        })
+    }
+}
+
+/// Where a real run's models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placements {
+    /// The target (the in-process verifier's).
+    pub target: Placement,
+    /// The draft (every edge client's).
+    pub draft: Placement,
 }
 
 /// What is asked and when.

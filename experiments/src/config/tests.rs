@@ -171,3 +171,42 @@ fn a_list_of_clients_is_a_grid_axis() {
     let e = parse(&edited("clients = 2", "clients = [1, 0]")).unwrap_err();
     assert!(e.message.starts_with("workload.clients:"), "{e}");
 }
+
+#[test]
+fn every_shipped_config_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} configs");
+}
+
+#[test]
+fn devices_are_checked_and_named_by_key() {
+    let c = parse(&edited(
+        "target = \"builtin:tiny-target\"",
+        "target = \"builtin:tiny-target\"\ndevice = \"cuda:1\"\ndtype = \"bf16\"",
+    ))
+    .unwrap();
+    let placed = c.models.as_ref().unwrap().placements().unwrap();
+    assert_eq!(placed.target.to_string(), "cuda:1 bf16");
+    assert_eq!(placed.draft.to_string(), "cpu f32");
+    for (line, key) in [
+        ("device = \"tpu\"", "models.device"),
+        ("dtype = \"f64\"", "models.dtype"),
+        ("draft_device = \"gpu:x\"", "models.draft_device"),
+    ] {
+        let text = edited(
+            "target = \"builtin:tiny-target\"",
+            &format!("target = \"builtin:tiny-target\"\n{line}"),
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(e.to_string().contains(key), "{line}: {e}");
+        assert_eq!(e.line, Some(line_of(&text, line)), "{e}");
+    }
+}

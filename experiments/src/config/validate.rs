@@ -131,6 +131,15 @@ impl Config {
                     LayerSelection::from_str(layers)
                         .or_else(|e| bad("models.draft_layers", e.to_string()))?;
                 }
+                m.placements()
+                    .or_else(|(key, e)| bad(format!("models.{key}"), e))?;
+                check(
+                    m.device.is_none() || self.verifier.is_none(),
+                    "models.device",
+                    || {
+                        "is for the in-process verifier; a running one has its own (verifier-node --device)".into()
+                    },
+                )?;
                 check(
                     m.early_exit_layers.is_empty() || self.verifier.is_none(),
                     "models.early_exit_layers",

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use tandem_draft::VerifierTarget;
-use tandem_models::{LanguageModel, LayerSelection, Llama, LoadOptions, ModelSpec};
+use tandem_models::{LanguageModel, LayerSelection, Llama, LoadOptions, ModelSpec, Placement};
 use tandem_protocol::ConnectOptions;
 use tandem_protocol::client::{Endpoint, Transport};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig, Running};
@@ -107,17 +107,18 @@ async fn real_backend(
         .map(str::parse::<LayerSelection>)
         .transpose()
         .map_err(|e| RunError::Setup(format!("models.draft_layers: {e}")))?;
-    let load = |spec: &str, what: &str, layers: Option<LayerSelection>| {
+    let placed = models
+        .placements()
+        .map_err(|(key, e)| RunError::Setup(format!("models.{key}: {e}")))?;
+    let load = |spec: &str, what: &str, placement: Placement, layers: Option<LayerSelection>| {
         let spec: ModelSpec = spec.parse().map_err(|e| RunError::Setup(format!("{e}")))?;
-        let opts = LoadOptions {
-            layers,
-            ..LoadOptions::default()
-        };
-        spec.load(&opts)
-            .map_err(|e| RunError::Setup(format!("loading the {what} {spec}: {e}")))
+        placement
+            .load_options()
+            .and_then(|opts| spec.load(&LoadOptions { layers, ..opts }))
+            .map_err(|e| RunError::Setup(format!("loading the {what} {spec} on {placement}: {e}")))
     };
-    let draft = load(&models.draft, "draft", layers)?;
-    let target = load(&models.target, "target", None)?;
+    let draft = load(&models.draft, "draft", placed.draft, layers)?;
+    let target = load(&models.target, "target", placed.target, None)?;
     target
         .model
         .info()

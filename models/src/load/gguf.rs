@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use super::{LoadOptions, Loaded};
 use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
 use crate::error::{ModelError, Result};
-use crate::llama::weights::{Linear, WeightSource, check_shape};
+use crate::llama::weights::{Linear, WeightSource, check_shape, dtype_name};
 use crate::llama::{Identity, Llama};
 use crate::quant::QMatrix;
 use crate::tokenizer::Tokenizer;
@@ -83,7 +83,14 @@ impl WeightSource for GgufSource {
         Ok(t.dequantize(&t.device())?.to_dtype(dtype)?)
     }
 
-    fn linear(&self, name: &str, out: usize, inp: usize, _dtype: DType) -> Result<Linear> {
+    fn linear(&self, name: &str, out: usize, inp: usize, dtype: DType) -> Result<Linear> {
+        if dtype != DType::F32 {
+            // bf16/f16 (a GPU's precision): the weights dequantized once, dense.
+            return Ok(Linear::Dense {
+                wt: self.tensor(name, &[out, inp], dtype)?.t()?.contiguous()?,
+                b: None,
+            });
+        }
         let t = self.get(name, &[out, inp])?;
         if let Some(w) = QMatrix::from_qtensor(t)? {
             return Ok(Linear::Blocks { w, b: None });
@@ -94,8 +101,11 @@ impl WeightSource for GgufSource {
         })
     }
 
-    fn storage(&self, _dtype: DType) -> String {
-        self.quant.clone()
+    fn storage(&self, dtype: DType) -> String {
+        match dtype {
+            DType::F32 => self.quant.clone(),
+            _ => format!("{} dequantized to {}", self.quant, dtype_name(dtype)),
+        }
     }
 }
 
@@ -214,7 +224,7 @@ pub(crate) fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         name: path.display().to_string(),
         tokenizer_fingerprint: tokenizer.fingerprint().to_string(),
     };
-    let mut model = Llama::from_source(cfg, &source, DType::F32, &opts.device, identity)?;
+    let mut model = Llama::from_source(cfg, &source, opts.dtype, &opts.device, identity)?;
     model.set_special_tokens(&special);
     // Llama 3.1-style rope scaling, as llama.cpp's converter stores it.
     if let Some(f) = source.tensors.get("rope_freqs.weight") {

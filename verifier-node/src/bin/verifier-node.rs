@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
-use tandem_models::{LoadOptions, ModelSpec};
+use tandem_models::ModelSpec;
 use tandem_verifier::bounds::listener::raise_open_files_limit;
-use tandem_verifier::cli::{AdmissionArgs, BatchArgs, ConnectionArgs, LimitArgs, read_token};
+use tandem_verifier::cli::{
+    AdmissionArgs, BatchArgs, ConnectionArgs, LimitArgs, PlacementArgs, read_token,
+};
 use tandem_verifier::engine::budget::human;
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 
@@ -26,7 +28,36 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load a target model and serve it until Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Measure the verifier on a model: committed tokens per second against concurrent
+    /// sessions, batched and one session a pass, beside the raw batched pass (and, with
+    /// --bandwidth-gbs, the pass's memory-bound time). Prints a Markdown table.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The target: any model `serve` takes, or random:llama-1b / random:llama-8b
+    /// (random weights in those shapes, for timing).
+    #[arg(long, value_name = "MODEL")]
+    model: ModelSpec,
+    #[command(flatten)]
+    placement: PlacementArgs,
+    /// Concurrent session counts, one row each.
+    #[arg(
+        long,
+        default_value = "1,4,16,64,256",
+        value_delimiter = ',',
+        value_name = "N,N,..."
+    )]
+    sessions: Vec<usize>,
+    /// Tokens each session commits.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    new_tokens: usize,
+    /// The device's memory bandwidth in GB/s (H200: 4800, H100 SXM: 3350), for the
+    /// memory-bound column.
+    #[arg(long, value_name = "GB/S")]
+    bandwidth_gbs: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +68,8 @@ struct ServeArgs {
     /// builtin:tiny-target.
     #[arg(long, value_name = "MODEL")]
     model: ModelSpec,
+    #[command(flatten)]
+    placement: PlacementArgs,
     /// gRPC listen address, or "off".
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
     grpc: String,
@@ -102,9 +135,40 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = Cli::parse().command;
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(serve(args))
+    match Cli::parse().command {
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(*args)),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        !args.sessions.is_empty() && !args.sessions.contains(&0),
+        "--sessions: give one or more counts above 0"
+    );
+    anyhow::ensure!(args.new_tokens > 0, "--new-tokens: give a count above 0");
+    let placement = args.placement.placement();
+    let target = placement
+        .load_options()
+        .and_then(|opts| args.model.load(&opts))
+        .with_context(|| format!("loading the target {} on {placement}", args.model))?;
+    let info = tandem_models::LanguageModel::info(&target.model);
+    println!(
+        "{} on {placement} ({}, {:.2} B parameters), k = {}, {} tokens a session\n",
+        args.model,
+        info.weights,
+        info.num_parameters as f64 / 1e9,
+        tandem_verifier::throughput::K,
+        args.new_tokens
+    );
+    let cfg = tandem_verifier::throughput::BenchConfig {
+        sessions: args.sessions,
+        new_tokens: args.new_tokens,
+        bandwidth_gbs: args.bandwidth_gbs,
+    };
+    println!("{}", tandem_verifier::throughput::Row::HEADER);
+    tandem_verifier::throughput::run(&target, &cfg, |row| println!("{}", row.markdown()));
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -119,14 +183,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Ok(n) => tracing::info!("open-files limit: {n}"),
         Err(e) => tracing::warn!("{e}"),
     }
-    let loaded = args
-        .model
-        .load(&LoadOptions::default())
-        .with_context(|| format!("loading the target {}", args.model))?;
+    let placement = args.placement.placement();
+    let loaded = placement
+        .load_options()
+        .and_then(|opts| args.model.load(&opts))
+        .with_context(|| format!("loading the target {} on {placement}", args.model))?;
     let info = tandem_models::LanguageModel::info(&loaded.model).clone();
     tracing::info!(
-        "target {}: {} parameters, vocab {}, context {}",
+        "target {} on {placement} ({}): {} parameters, vocab {}, context {}",
         args.model,
+        info.weights,
         info.num_parameters,
         info.vocab_size,
         info.max_context

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use tandem_draft::cli::{GenerateArgs, run};
-use tandem_models::{LanguageModel, LoadOptions, ModelSpec};
+use tandem_models::{LanguageModel, ModelSpec};
 use tandem_protocol::client::{Endpoint, Transport};
 use tandem_verifier::{EngineConfig, EngineHandle, ListenConfig};
 
@@ -32,15 +32,16 @@ pub struct LocalGenerateArgs {
 pub async fn generate(args: LocalGenerateArgs) -> Result<()> {
     let g = &args.generate;
     let strategy = g.choice()?;
-    let opts = LoadOptions::default();
-    let target = args
-        .target
-        .load(&opts)
-        .with_context(|| format!("loading the target {}", args.target))?;
+    let placement = g.placement();
+    let target = placement
+        .load_options()
+        .and_then(|opts| args.target.load(&opts))
+        .with_context(|| format!("loading the target {} on {placement}", args.target))?;
     let draft = match &g.draft {
         Some(spec) => Some(
-            spec.load(&g.draft_options())
-                .with_context(|| format!("loading the draft {spec}"))?,
+            g.draft_options()
+                .and_then(|opts| spec.load(&opts))
+                .with_context(|| format!("loading the draft {spec} on {placement}"))?,
         ),
         None if strategy.needs_draft() => {
             anyhow::bail!("--strategy {} needs --draft MODEL", g.strategy)
