@@ -53,7 +53,8 @@ dirs = {d for r in roots for d in glob.glob(os.path.join(r, "nvidia", "*", "lib"
 print(":".join(sorted(dirs)))
 PY
 )
-export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
+# The driver's libcuda.so.1: the loader's own path, or the driver's mounted folder.
+export LD_LIBRARY_PATH="$libs:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$LOG" 2>&1
 missing=$(ldd "$BIN/verifier-node" | grep 'not found')
 if [ -n "$missing" ]; then
