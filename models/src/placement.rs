@@ -38,7 +38,8 @@ impl DeviceChoice {
                 .map_err(|e| ModelError::Unsupported(format!("opening cuda:{n}: {e}"))),
             DeviceChoice::Cuda(_) => Err(ModelError::Unsupported(
                 "this build has no CUDA support: build with `--features cuda` \
-                 (tools/build-cuda.sh) or use --device cpu"
+                 (tools/build-cuda.sh), or run on the CPU (--device cpu; device = \"cpu\" \
+                 in a config)"
                     .into(),
             )),
         }
