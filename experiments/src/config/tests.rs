@@ -209,4 +209,24 @@ fn devices_are_checked_and_named_by_key() {
         assert!(e.to_string().contains(key), "{line}: {e}");
         assert_eq!(e.line, Some(line_of(&text, line)), "{e}");
     }
+    // A running verifier has its own device and dtype: naming them here is refused.
+    for (line, key) in [
+        ("device = \"cuda\"", "models.device"),
+        ("dtype = \"bf16\"", "models.dtype"),
+    ] {
+        let text = edited(
+            "target = \"builtin:tiny-target\"",
+            &format!("target = \"builtin:tiny-target\"\n{line}"),
+        )
+        .replacen(
+            "seed = 7",
+            "seed = 7\nverifier = \"grpc://127.0.0.1:50051\"",
+            1,
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.to_string().contains(key) && e.to_string().contains("verifier-node"),
+            "{e}"
+        );
+    }
 }

@@ -133,13 +133,16 @@ impl Config {
                 }
                 m.placements()
                     .or_else(|(key, e)| bad(format!("models.{key}"), e))?;
-                check(
-                    m.device.is_none() || self.verifier.is_none(),
-                    "models.device",
-                    || {
-                        "is for the in-process verifier; a running one has its own (verifier-node --device)".into()
-                    },
-                )?;
+                for (key, set, flag) in [
+                    ("models.device", m.device.is_some(), "--device"),
+                    ("models.dtype", m.dtype.is_some(), "--dtype"),
+                ] {
+                    check(!set || self.verifier.is_none(), key, || {
+                        format!(
+                            "is for the in-process verifier; a running one has its own (verifier-node {flag})"
+                        )
+                    })?;
+                }
                 check(
                     m.early_exit_layers.is_empty() || self.verifier.is_none(),
                     "models.early_exit_layers",
