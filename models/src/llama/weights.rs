@@ -145,16 +145,28 @@ pub(crate) trait WeightSource {
 
     /// A linear layer's weight (`out × in`), quantized where the source is.
     fn linear(&self, name: &str, out: usize, inp: usize, dtype: DType) -> Result<Linear> {
-        Ok(Linear::Dense {
-            wt: self.tensor(name, &[out, inp], dtype)?.t()?.contiguous()?,
-            b: None,
-        })
+        dense_linear(self, name, out, inp, dtype)
     }
 
     /// How the weights are stored, for [`crate::ModelInfo::weights`].
     fn storage(&self, dtype: DType) -> String {
         dtype_name(dtype).to_string()
     }
+}
+
+/// A linear layer's weight (`out × in`) from `src` as a dense tensor in `dtype`,
+/// transposed once (see [`Linear::Dense`]).
+pub(crate) fn dense_linear(
+    src: &(impl WeightSource + ?Sized),
+    name: &str,
+    out: usize,
+    inp: usize,
+    dtype: DType,
+) -> Result<Linear> {
+    Ok(Linear::Dense {
+        wt: src.tensor(name, &[out, inp], dtype)?.t()?.contiguous()?,
+        b: None,
+    })
 }
 
 /// Fails unless `found` equals `expected`.

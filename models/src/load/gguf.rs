@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use super::{LoadOptions, Loaded};
 use crate::config::{Arch, LlamaConfig, RopeLayout, RopeScaling};
 use crate::error::{ModelError, Result};
-use crate::llama::weights::{Linear, WeightSource, check_shape, dtype_name};
+use crate::llama::weights::{Linear, WeightSource, check_shape, dense_linear, dtype_name};
 use crate::llama::{Identity, Llama};
 use crate::quant::QMatrix;
 use crate::tokenizer::Tokenizer;
@@ -86,10 +86,7 @@ impl WeightSource for GgufSource {
     fn linear(&self, name: &str, out: usize, inp: usize, dtype: DType) -> Result<Linear> {
         if dtype != DType::F32 {
             // bf16/f16 (a GPU's precision): the weights dequantized once, dense.
-            return Ok(Linear::Dense {
-                wt: self.tensor(name, &[out, inp], dtype)?.t()?.contiguous()?,
-                b: None,
-            });
+            return dense_linear(self, name, out, inp, dtype);
         }
         let t = self.get(name, &[out, inp])?;
         if let Some(w) = QMatrix::from_qtensor(t)? {
