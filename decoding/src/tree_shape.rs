@@ -10,9 +10,12 @@
 //!   [`EXPAND_WIDTH`] most likely children; the `N` nodes with the highest cumulative
 //!   probability are sent. Greedy decoding only: choosing candidates by their own
 //!   probability is not drawing them from `q`, which the lossless stochastic rule needs.
-//! - `auto[:N]` ([`TreeShape::Auto`]): a static shape of at most `N` nodes picked each
-//!   round from the link's measured round trip, the verifier's pass time per node and
-//!   the acceptance seen so far ([`crate::policy::TreeSizer`]).
+//! - `auto[:N]` ([`TreeShape::Auto`]): a tree of at most `N` nodes sized each round from
+//!   the link's measured round trip, the verifier's pass time per node, the draft's
+//!   time and the acceptance seen so far ([`crate::policy::TreeSizer`]). Under greedy
+//!   decoding the edge drafts it as a dynamic tree of that size (as many nodes, as deep,
+//!   as wide as its widest level), so the draft's probabilities pick the nodes; under
+//!   sampling it drafts the sized shape itself.
 
 use std::fmt;
 use std::str::FromStr;

@@ -69,8 +69,9 @@ pub struct GenerateArgs {
     pub exit_layer: Option<u32>,
     /// tree: the tree each round: a branching per depth (3,2,2,1: the draft's 3 best
     /// candidates, 2 after each, ...), dynamic:N[:DEPTH] (EAGLE-2: the N likeliest
-    /// nodes; greedy only) or auto[:N] (a shape of at most N nodes sized by the link's
-    /// round trip, the verifier's pass time and the acceptance so far).
+    /// nodes; greedy only) or auto[:N] (a tree of at most N nodes sized each round by
+    /// the link's round trip, the verifier's pass time, the draft's time and the
+    /// acceptance so far; greedy: its nodes picked as dynamic's are).
     #[arg(long, value_name = "SHAPE")]
     pub tree: Option<TreeShape>,
     /// Draft-length policy for adaptive: fixed:K, +2/-1[:MAX], p_min:P[:MAX], goodput[:MAX].

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tandem_decoding::tree_shape::tree_depth;
+use tandem_decoding::tree_shape::{EXPAND_WIDTH, tree_depth};
 
 use crate::DraftError;
 use crate::drafter::Block;
@@ -36,12 +36,16 @@ pub enum TreePlan {
     /// This shape: its parent rows (0: the context, `j`: node `j − 1`), as a static
     /// [`tandem_decoding::Branching::parents`] or a grown tree gives them.
     Shape(Vec<u32>),
-    /// EAGLE-2's dynamic tree: `nodes` nodes at most `depth` deep (greedy).
+    /// EAGLE-2's dynamic tree: `nodes` nodes at most `depth` deep, each depth
+    /// expanding the `width` likeliest nodes of the newest level into their `width`
+    /// likeliest tokens (greedy).
     Dynamic {
         /// Nodes sent.
         nodes: usize,
         /// Deepest path.
         depth: usize,
+        /// Nodes expanded per depth, and children per expanded node.
+        width: usize,
     },
 }
 
@@ -49,6 +53,35 @@ impl TreePlan {
     /// The chain of `k` tokens.
     pub fn chain(k: usize) -> Self {
         Self::Shape((0..k as u32).collect())
+    }
+
+    /// `dynamic:N:DEPTH`: EAGLE-2's tree, [`EXPAND_WIDTH`] wide.
+    pub fn dynamic(nodes: usize, depth: usize) -> Self {
+        Self::Dynamic {
+            nodes,
+            depth,
+            width: EXPAND_WIDTH,
+        }
+    }
+
+    /// The dynamic tree the size of `shape` (level-ordered parent rows): as many nodes,
+    /// as deep, as wide as its widest level (at most [`EXPAND_WIDTH`]). The draft's
+    /// probabilities pick the nodes where `shape` fixes them by rank; a chain stays a
+    /// chain.
+    pub fn dynamic_like(shape: &[u32]) -> Self {
+        let depth = tree_depth(shape);
+        let mut level = vec![0usize; shape.len() + 1];
+        let mut per_level = vec![0usize; depth + 1];
+        for (n, &p) in shape.iter().enumerate() {
+            level[n + 1] = level[p as usize] + 1;
+            per_level[level[n + 1]] += 1;
+        }
+        let widest = per_level.into_iter().max().unwrap_or(1);
+        Self::Dynamic {
+            nodes: shape.len(),
+            depth,
+            width: widest.clamp(1, EXPAND_WIDTH),
+        }
     }
 
     /// Nodes it drafts (at most).
@@ -63,7 +96,7 @@ impl TreePlan {
     pub fn depth(&self) -> usize {
         match self {
             Self::Shape(parents) => tree_depth(parents),
-            Self::Dynamic { depth, nodes } => (*depth).min(*nodes),
+            Self::Dynamic { depth, nodes, .. } => (*depth).min(*nodes),
         }
     }
 }
@@ -85,4 +118,34 @@ pub trait Propose: Send {
     /// Drafts a token tree after `seq`: the block's `parents` name each token's parent
     /// row, and `q` (sampling) each node's distribution.
     fn propose_tree(&mut self, seq: &[u32], plan: TreePlan) -> Result<Drafted, DraftError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_tree_takes_a_shapes_size() {
+        // A chain stays a chain.
+        assert_eq!(
+            TreePlan::dynamic_like(&[0, 1, 2]),
+            TreePlan::Dynamic {
+                nodes: 3,
+                depth: 3,
+                width: 1
+            }
+        );
+        // 0 → {1, 2, 3}; 1 → {4, 5}; 4 → {6}: 6 nodes, 3 deep, 3 wide.
+        assert_eq!(
+            TreePlan::dynamic_like(&[0, 0, 0, 1, 1, 4]),
+            TreePlan::Dynamic {
+                nodes: 6,
+                depth: 3,
+                width: 3
+            }
+        );
+        // Wider than EAGLE-2 expands: its width.
+        let bush: Vec<u32> = vec![0; 9];
+        assert_eq!(TreePlan::dynamic_like(&bush), TreePlan::dynamic(9, 1));
+    }
 }

@@ -134,13 +134,7 @@ fn a_greedy_tree_holds_each_rows_most_likely_tokens() {
 
     // A dynamic tree: within its budget, a tree, every node among its row's top 4.
     let block = drafter
-        .propose_tree(
-            &seq,
-            TreePlan::Dynamic {
-                nodes: 10,
-                depth: 4,
-            },
-        )
+        .propose_tree(&seq, TreePlan::dynamic(10, 4))
         .unwrap()
         .block;
     assert_eq!(block.tokens.len(), 10);

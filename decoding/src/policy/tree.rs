@@ -31,6 +31,11 @@
 //!   width, a compute-bound one (a CPU) also pays per node. Until the rounds' shapes
 //!   tell the two apart (chains only), all of it is `t_level`.
 //!
+//! The session's open ([`TreeSizer::observe_open`]) gives the link, the queue and a
+//! pass before any tree, so the first tree is already sized by the link: with no
+//! drafting timed yet it is a chain (a step a depth on any draft), as long as the
+//! round trip makes worth it; the second round on may branch.
+//!
 //! All estimates decay by [`DECAY`] a round, so the sizer follows a changing link or
 //! text. On a LAN, where a round costs little beyond the pass and the draft, nodes
 //! cost more than they win and the sizer sends near-chains; over a satellite link the
@@ -201,6 +206,20 @@ impl TreeSizer {
         self.count_acceptance(o.parents, o.path);
         let nodes = o.parents.len() as f64;
         let depth = tree_depth(o.parents).max(1) as f64;
+        self.draft.add(depth, nodes, o.draft_s);
+        self.observe_round_trip(o);
+    }
+
+    /// Feeds back the session's open (its prompt's pass, no tree) and re-picks the
+    /// shape: the first tree is sized by the link it will cross. Until a tree has been
+    /// drafted and timed, drafting is taken to cost nothing (the verifier's pass, which
+    /// grows with the nodes of every session in it, still bounds the tree).
+    pub fn observe_open(&mut self, o: &TreeObservation<'_>) {
+        self.observe_round_trip(o);
+    }
+
+    /// The pass, the queue and the link of a round trip.
+    fn observe_round_trip(&mut self, o: &TreeObservation<'_>) {
         let tokens = f64::from(o.batch_tokens.max(1));
         self.pass.add(tokens, o.pass_s);
         // Until the passes differ in size: half of a pass fixed, half per token.
@@ -210,7 +229,6 @@ impl TreeSizer {
         self.queue_per_pass = Some(ewma(self.queue_per_pass, queue));
         let net = (o.remote_s - o.pass_s - o.queue_s).max(0.0);
         self.net_s = Some(ewma(self.net_s, net));
-        self.draft.add(depth, nodes, o.draft_s);
         self.choice = self.best();
     }
 
@@ -232,23 +250,26 @@ impl TreeSizer {
     }
 
     /// The prefix of the best growth with the highest predicted goodput, in level
-    /// order; the current choice until every estimate has a value.
+    /// order; the current choice until a round trip has been seen.
     fn best(&self) -> Vec<u32> {
         let estimates = (
             self.pass_per_token,
-            self.draft.fit(),
             self.sessions,
             self.queue_per_pass,
             self.net_s,
         );
-        let (Some(hint), Some((level, node)), Some(sessions), Some(queue), Some(net)) = estimates
-        else {
+        let (Some(hint), Some(sessions), Some(queue), Some(net)) = estimates else {
             return self.choice.clone();
         };
         let Some((pass_0, per_token)) = self.pass.fit(hint) else {
             return self.choice.clone();
         };
-        let a: Vec<f64> = (0..RANKS).map(|r| self.acceptance(r)).collect();
+        // No tree timed yet (sized from the open): a chain, its drafting taken as free
+        // (a step a depth whatever the draft).
+        let (a, (level, node)) = match self.draft.fit() {
+            Some(fit) => ((0..RANKS).map(|r| self.acceptance(r)).collect(), fit),
+            None => (vec![self.acceptance(0), 0.0], (0.0, 0.0)),
+        };
         let grown = grow_tree(&a, self.max_nodes, self.max_depth);
         let (mut expected, mut depth) = (0.0, 0usize);
         let mut best = (1, f64::NEG_INFINITY);
@@ -394,6 +415,38 @@ mod tests {
         run_drafting(&mut rng(), &mut shared, a, 0.1, 0.0001, 0.0, 200, 200);
         let (l, s) = (lone.next().len(), shared.next().len());
         assert!(s * 2 <= l, "shared: {s} nodes, lone: {l}");
+    }
+
+    /// The session's open over a link of `rtt_s`: a 0.1 s prefill pass of 100 tokens.
+    fn open(rtt_s: f64) -> TreeObservation<'static> {
+        TreeObservation {
+            parents: &[],
+            path: &[],
+            draft_s: 0.0,
+            remote_s: rtt_s + 0.1,
+            pass_s: 0.1,
+            queue_s: 0.0,
+            batch_sessions: 1,
+            batch_tokens: 100,
+        }
+    }
+
+    #[test]
+    fn the_open_sizes_the_first_tree_as_a_chain() {
+        // Before it: the chain of 4, whatever the link.
+        let mut sat = TreeSizer::new(64, 12);
+        assert_eq!(sat.next(), [0, 1, 2, 3]);
+        // After it, no tree timed yet: a chain, as long as the link makes worth it.
+        sat.observe_open(&open(0.6));
+        let mut lan = TreeSizer::new(64, 12);
+        lan.observe_open(&open(0.0005));
+        let chain = |t: &[u32]| t.iter().enumerate().all(|(n, &p)| p as usize == n);
+        let (s, l) = (sat.next(), lan.next());
+        assert!(chain(s) && chain(l), "satellite {s:?}, LAN {l:?}");
+        assert!(s.len() > l.len(), "satellite {s:?}, LAN {l:?}");
+        // Once trees are timed, the satellite's grows wide.
+        run(&mut sat, [0.6, 0.3, 0.1], 0.6, 0.0001, 20);
+        assert!(sat.next().iter().filter(|&&p| p == 0).count() >= 2);
     }
 
     #[test]

@@ -11,14 +11,14 @@
 //!   `w` children in the shape is expanded into the `w` most likely tokens (greedy) or
 //!   `w` independent draws from the draft's `q` (sampling, as the verifier's rule for
 //!   independent candidates expects). Nodes are made in level order.
-//! - Dynamic (EAGLE-2): the [`EXPAND_WIDTH`] nodes of the newest level with the highest
-//!   cumulative probability are expanded, each into its [`EXPAND_WIDTH`] most likely
-//!   tokens; the `nodes` nodes with the highest cumulative probability are sent (a
-//!   child is never likelier than its parent, so they form a tree).
+//! - Dynamic (EAGLE-2): the `width` nodes of the newest level with the highest
+//!   cumulative probability are expanded, each into its `width` most likely tokens
+//!   (`dynamic:N` is [`tandem_decoding::tree_shape::EXPAND_WIDTH`] wide); the `nodes`
+//!   nodes with the highest cumulative probability are sent (a child is never likelier
+//!   than its parent, so they form a tree).
 
 use tandem_decoding::Distribution;
 use tandem_decoding::analytic::best_tree::level_order;
-use tandem_decoding::tree_shape::EXPAND_WIDTH;
 use tandem_models::{BatchEntry, LanguageModel, Logits, Positions, SessionCache};
 
 use super::{Block, Drafter, compute};
@@ -75,14 +75,14 @@ impl<M: LanguageModel> Drafter<'_, M> {
             for (i, &row) in frontier.iter().enumerate() {
                 let width = match plan {
                     TreePlan::Shape(_) => kids[row as usize],
-                    TreePlan::Dynamic { .. } => EXPAND_WIDTH,
+                    TreePlan::Dynamic { width, .. } => width,
                 };
                 let base = row.checked_sub(1).map_or(0.0, |n| nodes[n as usize].logp);
                 self.children(rows.row(i), width, row, base, &mut nodes);
             }
             frontier = (level..nodes.len()).map(|n| n as u32 + 1).collect();
-            if let TreePlan::Dynamic { .. } = plan {
-                frontier = best(&nodes, frontier, EXPAND_WIDTH);
+            if let TreePlan::Dynamic { width, .. } = plan {
+                frontier = best(&nodes, frontier, width);
             }
         }
         if let TreePlan::Dynamic { nodes: budget, .. } = plan {

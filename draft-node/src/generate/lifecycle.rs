@@ -97,6 +97,9 @@ impl Run<'_, '_> {
                 };
                 let bytes = (up1 - up0, down1 - down0);
                 self.record(RoundRecord::answered(kind, 1, wait_ns, t, bytes));
+                if let Some(sizer) = self.sizer() {
+                    sizer.observe_open(&super::tree::observation((&[], &[]), 0, wait_ns, &t));
+                }
                 self.commit(&[opened.first_token], true);
                 Ok(())
             }

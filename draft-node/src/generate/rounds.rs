@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use tandem_decoding::analytic::tree::{RankCount, rank_outcomes};
-use tandem_decoding::policy::{RoundObservation, TreeObservation};
+use tandem_decoding::policy::RoundObservation;
 use tandem_decoding::tree_shape::tree_depth;
 use tandem_protocol::convert::distribution_to_pb;
 use tandem_protocol::{WireError, pb};
@@ -184,16 +184,8 @@ impl Run<'_, '_> {
                 .with_ranks(rank_outcomes_of(&f.block, &v.path, accepted))
         });
         if let Some(sizer) = &mut self.sizer {
-            sizer.observe(&TreeObservation {
-                parents: &f.block.parents,
-                path: &v.path,
-                draft_s: f.draft_ns as f64 / 1e9,
-                remote_s: wait_ns as f64 / 1e9,
-                pass_s: (t.forward_ns + t.paced_ns) as f64 / 1e9,
-                queue_s: t.queue_ns as f64 / 1e9,
-                batch_sessions: t.batch_size,
-                batch_tokens: t.batch_tokens,
-            });
+            let tree = (&f.block.parents[..], &v.path[..]);
+            sizer.observe(&super::tree::observation(tree, f.draft_ns, wait_ns, &t));
         }
         self.policy.observe(&RoundObservation {
             drafted: f.block.tokens.len(),

@@ -4,14 +4,17 @@
 //! The shape is the strategy's, within the verifier's limits and the tokens still
 //! wanted: a static shape as given (an error if the verifier takes none that large), a
 //! dynamic tree's budget cut to the limits, or (`auto`) the [`TreeSizer`]'s pick, fed
-//! by every verdict ([`super::Run::apply`]).
+//! by every verdict ([`super::Run::apply`]): under greedy decoding a dynamic tree of
+//! the pick's size (nodes, depth, widest level), whose nodes the draft's probabilities
+//! choose; under sampling the pick's shape itself.
 
 use tandem_decoding::TreeShape;
-use tandem_decoding::policy::TreeSizer;
+use tandem_decoding::policy::{TreeObservation, TreeSizer};
+use tandem_protocol::pb;
 
 use super::Run;
-use crate::DraftError;
 use crate::propose::TreePlan;
+use crate::{DraftError, Strategy};
 
 impl Run<'_, '_> {
     /// Draft a tree, send, wait, commit.
@@ -53,17 +56,61 @@ impl Run<'_, '_> {
                 )));
             }
             TreeShape::Static(b) => TreePlan::Shape(cut(&b.parents(), depth)),
-            TreeShape::Dynamic { nodes, depth: d } => TreePlan::Dynamic {
-                nodes: nodes.min(max_nodes),
-                depth: d.min(depth),
-            },
-            TreeShape::Auto { max_nodes: n } => {
-                let sizer = self
-                    .sizer
-                    .get_or_insert_with(|| TreeSizer::new(n.min(max_nodes), max_depth));
-                TreePlan::Shape(cut(sizer.next(), depth))
+            TreeShape::Dynamic { nodes, depth: d } => {
+                TreePlan::dynamic(nodes.min(max_nodes), d.min(depth))
+            }
+            TreeShape::Auto { .. } => {
+                let sizer = self.sizer().expect("an auto tree has a sizer");
+                let shape = cut(sizer.next(), depth);
+                // Greedy: the sizer sizes the tree, the draft's probabilities pick its
+                // nodes. Sampling draws the sizer's shape from `q`, as the lossless rule
+                // needs.
+                match self.cfg.sampling.is_greedy() {
+                    true => TreePlan::dynamic_like(&shape),
+                    false => TreePlan::Shape(shape),
+                }
             }
         })
+    }
+}
+
+impl Run<'_, '_> {
+    /// The `auto` tree's sizer (none for other strategies), made on first use within
+    /// the verifier's limits.
+    pub(super) fn sizer(&mut self) -> Option<&mut TreeSizer> {
+        let Strategy::Tree {
+            shape: TreeShape::Auto { max_nodes },
+        } = self.mode
+        else {
+            return None;
+        };
+        let (limit, max_depth) = self.max_tree;
+        Some(
+            self.sizer
+                .get_or_insert_with(|| TreeSizer::new(max_nodes.min(limit), max_depth)),
+        )
+    }
+}
+
+/// What a round trip tells the sizer: the tree sent (`parents`; none for the
+/// session's open) and the verdict's `path`, the time drafting and waiting, and the
+/// verifier's `timing` of it.
+pub(super) fn observation<'a>(
+    (parents, path): (&'a [u32], &'a [u32]),
+    draft_ns: u64,
+    wait_ns: u64,
+    t: &pb::Timing,
+) -> TreeObservation<'a> {
+    let s = |ns: u64| ns as f64 / 1e9;
+    TreeObservation {
+        parents,
+        path,
+        draft_s: s(draft_ns),
+        remote_s: s(wait_ns),
+        pass_s: s(t.forward_ns + t.paced_ns),
+        queue_s: s(t.queue_ns),
+        batch_sessions: t.batch_size,
+        batch_tokens: t.batch_tokens,
     }
 }
 

@@ -18,7 +18,8 @@
 //! verifier follows the true child at each row, so a tree's accepted length has
 //! exactly the law [`tandem_decoding::analytic::tree::expected_tree_accepted`] takes.
 //! A dynamic tree is drafted as the static shape a calibrated draft would grow on
-//! average (`SimDraft::dynamic_shape`).
+//! average (`SimDraft::dynamic_shape`); one a level wide (`auto`'s pick of a chain)
+//! is that chain.
 //!
 //! Re-simulating a greedy run, the draft replays the run's own outcome at each position
 //! where a verified block tested it ([`super::matches_by_prompt`]) and draws the rest.
@@ -182,7 +183,12 @@ impl Propose for SimDraft {
     fn propose_tree(&mut self, seq: &[u32], plan: TreePlan) -> Result<Drafted, DraftError> {
         let parents = match plan {
             TreePlan::Shape(parents) => parents,
-            TreePlan::Dynamic { nodes, depth } => self.dynamic_shape(nodes, depth),
+            TreePlan::Dynamic {
+                nodes,
+                depth,
+                width: 1,
+            } => (0..nodes.min(depth) as u32).collect(),
+            TreePlan::Dynamic { nodes, depth, .. } => self.dynamic_shape(nodes, depth),
         };
         let room = self.room(seq)?;
         let depth_asked = tandem_decoding::tree_shape::tree_depth(&parents);
