@@ -212,8 +212,9 @@ impl TreeSizer {
 
     /// Feeds back the session's open (its prompt's pass, no tree) and re-picks the
     /// shape: the first tree is sized by the link it will cross. Until a tree has been
-    /// drafted and timed, drafting is taken to cost nothing (the verifier's pass, which
-    /// grows with the nodes of every session in it, still bounds the tree).
+    /// drafted and timed it is a chain, its drafting taken as free (the round trip and
+    /// the verifier's pass, which grows with the nodes of every session in it, bound
+    /// it).
     pub fn observe_open(&mut self, o: &TreeObservation<'_>) {
         self.observe_round_trip(o);
     }

@@ -72,9 +72,7 @@ impl Run<'_, '_> {
             }
         })
     }
-}
 
-impl Run<'_, '_> {
     /// The `auto` tree's sizer (none for other strategies), made on first use within
     /// the verifier's limits.
     pub(super) fn sizer(&mut self) -> Option<&mut TreeSizer> {
