@@ -35,11 +35,18 @@ pub const DEFAULT_AUTO_NODES: usize = 64;
 /// The deepest path of a tree given by its parent rows (0: the context, `j`: node
 /// `j − 1`); 0 for none. A parent that is not an earlier row counts as the context.
 pub fn tree_depth(parents: &[u32]) -> usize {
+    node_depths(parents).into_iter().max().unwrap_or(0)
+}
+
+/// Each node's depth (a child of the context has depth 1) in a tree given by its parent
+/// rows, as [`tree_depth`] reads them.
+pub fn node_depths(parents: &[u32]) -> Vec<usize> {
     let mut depth = vec![0usize; parents.len() + 1];
     for (node, &p) in parents.iter().enumerate() {
         depth[node + 1] = depth[..=node].get(p as usize).copied().unwrap_or(0) + 1;
     }
-    depth.into_iter().max().unwrap_or(0)
+    depth.remove(0);
+    depth
 }
 
 /// Branching per depth of a static tree, stored inline so shapes are `Copy`.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tandem_decoding::tree_shape::{EXPAND_WIDTH, tree_depth};
+use tandem_decoding::tree_shape::{EXPAND_WIDTH, node_depths, tree_depth};
 
 use crate::DraftError;
 use crate::drafter::Block;
@@ -69,12 +69,11 @@ impl TreePlan {
     /// probabilities pick the nodes where `shape` fixes them by rank; a chain stays a
     /// chain.
     pub fn dynamic_like(shape: &[u32]) -> Self {
-        let depth = tree_depth(shape);
-        let mut level = vec![0usize; shape.len() + 1];
+        let depths = node_depths(shape);
+        let depth = depths.iter().copied().max().unwrap_or(0);
         let mut per_level = vec![0usize; depth + 1];
-        for (n, &p) in shape.iter().enumerate() {
-            level[n + 1] = level[p as usize] + 1;
-            per_level[level[n + 1]] += 1;
+        for d in depths {
+            per_level[d] += 1;
         }
         let widest = per_level.into_iter().max().unwrap_or(1);
         Self::Dynamic {

@@ -10,6 +10,7 @@
 
 use tandem_decoding::TreeShape;
 use tandem_decoding::policy::{TreeObservation, TreeSizer};
+use tandem_decoding::tree_shape::node_depths;
 use tandem_protocol::pb;
 
 use super::Run;
@@ -114,14 +115,9 @@ pub(super) fn observation<'a>(
 
 /// The nodes of a level-ordered tree at most `depth` deep (a prefix of it).
 fn cut(parents: &[u32], depth: usize) -> Vec<u32> {
-    let mut depths = vec![0usize; parents.len() + 1];
-    let mut keep = 0;
-    for (node, &p) in parents.iter().enumerate() {
-        depths[node + 1] = depths[p as usize] + 1;
-        if depths[node + 1] > depth {
-            break;
-        }
-        keep = node + 1;
-    }
+    let keep = node_depths(parents)
+        .into_iter()
+        .take_while(|&d| d <= depth)
+        .count();
     parents[..keep].to_vec()
 }
