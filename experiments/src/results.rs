@@ -178,17 +178,29 @@ pub fn requests_frame(rows: &[RequestRow]) -> polars::prelude::PolarsResult<Data
 const ROW_GROUP: usize = 1 << 18;
 
 /// Writes the rounds to `path` as Parquet, a row group at a time, through a temporary
-/// file.
+/// file. The next group's table is built on a thread of its own while the last one is
+/// compressed and written: at millions of rounds the two take about as long.
 pub fn write_rounds(path: &Path, rows: &[RoundRow]) -> std::io::Result<()> {
     let io = std::io::Error::other;
     write_atomically(path, |f| {
         let schema = rounds_frame(&[]).map_err(io)?.schema().as_ref().clone();
         let mut writer = ParquetWriter::new(f).batched(&schema).map_err(io)?;
-        for group in rows.chunks(ROW_GROUP) {
-            writer
-                .write_batch(&rounds_frame(group).map_err(io)?)
-                .map_err(io)?;
-        }
+        std::thread::scope(|scope| {
+            // One table ahead: at most two groups are built in memory at once.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for group in rows.chunks(ROW_GROUP) {
+                    // A send fails only when the writer gave up on an error.
+                    if tx.send(rounds_frame(group)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for table in rx {
+                writer.write_batch(&table.map_err(io)?).map_err(io)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })?;
         writer.finish().map(|_| ()).map_err(io)
     })
 }

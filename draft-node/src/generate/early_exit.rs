@@ -18,7 +18,7 @@
 use tandem_protocol::pb;
 
 use super::Run;
-use super::rounds::{Answer, InFlight, agrees};
+use super::rounds::{Answer, Extends, InFlight, agrees};
 use crate::{DraftError, Strategy};
 
 impl Run<'_, '_> {
@@ -100,7 +100,7 @@ impl Run<'_, '_> {
         let k = self.policy.next_k().min(self.max_draft).min(room).max(1);
         let (block, draft_ns) = self.draft_after(&predicted, k, false).await?;
         Ok(self
-            .send(&predicted, block, k, draft_ns)
+            .send(Extends::of(&predicted), block, k, draft_ns)
             .await
             .ok()
             .map(|mut f2| {

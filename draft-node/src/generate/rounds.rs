@@ -36,6 +36,24 @@ pub(super) enum Answer {
     Final(pb::Verdict),
 }
 
+/// Where a block starts: the length of the sequence it extends and that sequence's last
+/// token (`Draft.base_len`, `Draft.anchor`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Extends {
+    len: usize,
+    anchor: u32,
+}
+
+impl Extends {
+    /// The end of `seq` (never empty: it holds at least the prompt).
+    pub(super) fn of(seq: &[u32]) -> Self {
+        Self {
+            len: seq.len(),
+            anchor: *seq.last().expect("never empty"),
+        }
+    }
+}
+
 impl Run<'_, '_> {
     /// The next draft length: the policy's, within the verifier's limit and the tokens
     /// still wanted.
@@ -69,10 +87,23 @@ impl Run<'_, '_> {
         Ok((drafted.block, (self.clock.now() - t0).as_nanos() as u64))
     }
 
+    /// [`Self::draft_after`] the committed sequence. The sequence is lent to the draft,
+    /// not copied: it is the whole context, and this runs every round.
+    pub(super) async fn draft_on_committed(
+        &mut self,
+        k: usize,
+        adaptive: bool,
+    ) -> Result<(Block, u64), DraftError> {
+        let seq = std::mem::take(&mut self.committed);
+        let drafted = self.draft_after(&seq, k, adaptive).await;
+        self.committed = seq;
+        drafted
+    }
+
     /// Sends `block` as extending `base` (the edge's view of the committed sequence).
     pub(super) async fn send(
         &mut self,
-        base: &[u32],
+        base: Extends,
         block: Block,
         k: usize,
         draft_ns: u64,
@@ -82,8 +113,8 @@ impl Run<'_, '_> {
         let bytes = remote.bytes();
         let draft = pb::Draft {
             session_id: self.session_id,
-            base_len: base.len() as u32,
-            anchor: *base.last().expect("never empty"),
+            base_len: base.len as u32,
+            anchor: base.anchor,
             tokens: block.tokens.clone(),
             q: block.q.iter().map(distribution_to_pb).collect(),
             seq: self.seq,
@@ -200,16 +231,16 @@ impl Run<'_, '_> {
     pub(super) async fn sync_step(&mut self) -> Result<(), DraftError> {
         let k = self.next_k();
         let adaptive = matches!(self.cfg.strategy, Strategy::Adaptive { .. });
-        let base = self.committed.clone();
-        let (block, draft_ns) = self.draft_after(&base, k, adaptive).await?;
-        self.verify(&base, block, k, draft_ns).await
+        let (block, draft_ns) = self.draft_on_committed(k, adaptive).await?;
+        self.verify(Extends::of(&self.committed), block, k, draft_ns)
+            .await
     }
 
     /// Sends `block` (drafted after `base`), waits for its verdict and commits it; if
     /// the verifier is lost meanwhile, goes on with the block unverified.
     pub(super) async fn verify(
         &mut self,
-        base: &[u32],
+        base: Extends,
         block: Block,
         k: usize,
         draft_ns: u64,
@@ -291,7 +322,8 @@ impl Run<'_, '_> {
                     parents: Vec::new(),
                 };
                 ahead_seq.push(guess);
-                if let Ok(mut f2) = self.send(&ahead_seq, rest, k, draft_ns).await {
+                let base = Extends::of(&ahead_seq);
+                if let Ok(mut f2) = self.send(base, rest, k, draft_ns).await {
                     f2.ahead = true;
                     next = Some((guess, f2));
                 }
@@ -323,9 +355,9 @@ impl Run<'_, '_> {
     /// lost meanwhile (the block was then kept, unverified).
     pub(super) async fn start_block(&mut self) -> Result<Option<InFlight>, DraftError> {
         let k = self.next_k();
-        let base = self.committed.clone();
-        let (block, draft_ns) = self.draft_after(&base, k, false).await?;
-        match self.send(&base, block.clone(), k, draft_ns).await {
+        let (block, draft_ns) = self.draft_on_committed(k, false).await?;
+        let base = Extends::of(&self.committed);
+        match self.send(base, block.clone(), k, draft_ns).await {
             Ok(f) => Ok(Some(f)),
             Err(lost) => {
                 self.unverified_block(block, k, draft_ns, lost).await?;

@@ -14,6 +14,7 @@ use tandem_decoding::tree_shape::node_depths;
 use tandem_protocol::pb;
 
 use super::Run;
+use super::rounds::Extends;
 use crate::propose::TreePlan;
 use crate::{DraftError, Strategy};
 
@@ -21,16 +22,16 @@ impl Run<'_, '_> {
     /// Draft a tree, send, wait, commit.
     pub(super) async fn tree_step(&mut self, shape: TreeShape) -> Result<(), DraftError> {
         let plan = self.tree_plan(shape)?;
-        let base = self.committed.clone();
         let t0 = self.clock.now();
         let drafter = self.drafter.as_mut().expect("trees need a draft model");
-        let drafted = drafter.propose_tree(&base, plan.clone())?;
+        let drafted = drafter.propose_tree(&self.committed, plan.clone())?;
         if !drafted.extra.is_zero() {
             self.clock.sleep(drafted.extra).await;
         }
         let draft_ns = (self.clock.now() - t0).as_nanos() as u64;
         let depth = plan.depth();
-        self.verify(&base, drafted.block, depth, draft_ns).await
+        let base = Extends::of(&self.committed);
+        self.verify(base, drafted.block, depth, draft_ns).await
     }
 
     /// This round's tree.

@@ -149,17 +149,26 @@ fn row(ask: &Ask<'_>, report: &Report, cost: &Cost) -> RequestRow {
         to_cloud_reason: s.draft_stop.map_or("", |w| w.as_str()).into(),
         to_cloud_at_ms: s.to_cloud_at_ms,
         stop: s.stop.to_string(),
-        output_ids: report
-            .output_ids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
+        output_ids: ids_text(&report.output_ids),
         cost_cloud_usd: cloud,
         cost_edge_usd: edge,
         cost_usd: cloud + edge,
         error: String::new(),
     }
+}
+
+/// Token ids as text, space-separated: one string, not one a token (a simulated cell
+/// writes a hundred thousand requests of hundreds of tokens).
+fn ids_text(ids: &[u32]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(ids.len() * 6);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        write!(text, "{id}").expect("writing to a String cannot fail");
+    }
+    text
 }
 
 /// (cloud, edge) dollars of one request.
@@ -222,5 +231,12 @@ mod tests {
             request_seed(7, 0, 3),
             SessionRng::for_stream(7, 3).next_u64()
         );
+    }
+
+    #[test]
+    fn ids_are_written_space_separated() {
+        assert_eq!(ids_text(&[]), "");
+        assert_eq!(ids_text(&[7]), "7");
+        assert_eq!(ids_text(&[0, 49152, u32::MAX]), "0 49152 4294967295");
     }
 }

@@ -9,7 +9,7 @@ use tandem_draft::RoundKind;
 
 use super::plots::{self, Lines, Look, Marker, Ranges, Series, Stacked, Style};
 use crate::config::Config;
-use crate::results::{RequestRow, RoundRow};
+use crate::results::{CellKey, RequestRow, RoundRow};
 use crate::summary::quantile;
 
 /// "strategy @ network" (and "@ device" when there is one, "× N" clients when the
@@ -195,14 +195,27 @@ fn breakdown(
     several: bool,
 ) -> Stacked {
     let mut sums: BTreeMap<String, [f64; 4]> = BTreeMap::new();
+    // A cell's rounds come together: its label is made once a run of them, not once a
+    // round (a 100 000-client cell has millions).
+    let mut current: Option<(&CellKey, String)> = None;
     for r in rounds {
-        let l = label(
-            &r.key.strategy,
-            &r.key.network,
-            &r.key.device,
-            several.then_some(r.key.clients),
-        );
-        let s = sums.entry(l).or_default();
+        let key = &*r.key;
+        let l = match &current {
+            Some((k, l)) if std::ptr::eq(*k, key) || *k == key => l,
+            _ => {
+                let l = label(
+                    &key.strategy,
+                    &key.network,
+                    &key.device,
+                    several.then_some(key.clients),
+                );
+                &current.insert((key, l)).1
+            }
+        };
+        let s = match sums.get_mut(l) {
+            Some(s) => s,
+            None => sums.entry(l.clone()).or_default(),
+        };
         s[0] += r.record.draft_ns as f64;
         s[1] += r.record.network_ns as f64;
         s[2] += r.record.queue_ns as f64;

@@ -213,6 +213,7 @@ pub async fn run(
             break;
         }
         progress.cell(cell, all.len());
+        let cell_started = std::time::Instant::now();
         let (mut req, mut rnd, finished) = match &backend {
             Setup::Simulated(spec, acceptance) => {
                 let (req, rnd) = crate::sim::run_cell(&crate::sim::SimCell {
@@ -249,6 +250,13 @@ pub async fn run(
                 ctx.run().await
             }
         };
+        tracing::debug!(
+            "cell {} ran in {:.2?}: {} requests, {} rounds",
+            cell.index,
+            cell_started.elapsed(),
+            req.len(),
+            rnd.len()
+        );
         if !finished {
             // A cell cut short would compare unfairly: keep only whole cells.
             complete = false;
@@ -278,8 +286,23 @@ pub async fn run(
         &dir.join("requests.parquet"),
         &mut crate::results::requests_frame(&requests)?,
     )?;
-    crate::results::write_rounds(&dir.join("rounds.parquet"), &rounds)?;
-    let mut written = crate::report::write(&dir, config, &requests, &rounds, complete)?;
+    // The rounds' file and the report need only what is in memory: written side by side.
+    let writing = std::time::Instant::now();
+    let (rounds_written, report) = std::thread::scope(|scope| {
+        let file =
+            scope.spawn(|| crate::results::write_rounds(&dir.join("rounds.parquet"), &rounds));
+        let report = crate::report::write(&dir, config, &requests, &rounds, complete);
+        (
+            file.join().expect("the rounds writer does not panic"),
+            report,
+        )
+    });
+    rounds_written?;
+    let mut written = report?;
+    tracing::debug!(
+        "rounds.parquet and the report written in {:.2?}",
+        writing.elapsed()
+    );
     if config.report.resimulate && config.simulation.is_none() && !requests.is_empty() {
         crate::resimulate::resimulate(&dir)?;
         written = crate::report::from_dir(&dir)?;

@@ -73,6 +73,9 @@ struct Shared {
     timers: Mutex<Timers>,
     ready: Mutex<VecDeque<usize>>,
     spawned: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// Something is in `spawned`: the executor looks after every poll, and takes the
+    /// lock only then.
+    any_spawned: AtomicBool,
 }
 
 /// The virtual clock, and a handle to spawn tasks on the executor it belongs to.
@@ -125,6 +128,7 @@ impl VirtualClock {
             .lock()
             .expect("spawn lock")
             .push(Box::pin(fut));
+        self.0.any_spawned.store(true, Ordering::Release);
     }
 }
 
@@ -205,7 +209,9 @@ impl Wake for TaskWaker {
 
 struct Task {
     fut: BoxFuture<'static, ()>,
-    waker: Arc<TaskWaker>,
+    /// Its waker, and the flag behind it (made once, not once a poll).
+    waker: Waker,
+    wake: Arc<TaskWaker>,
 }
 
 /// The executor: owns the tasks, runs them to the end of the simulation.
@@ -231,6 +237,7 @@ impl Executor {
                 timers: Mutex::default(),
                 ready: Mutex::default(),
                 spawned: Mutex::default(),
+                any_spawned: AtomicBool::new(false),
             }),
             tasks: Vec::new(),
             free: Vec::new(),
@@ -245,34 +252,49 @@ impl Executor {
     /// Runs until no task can make progress and no timer is left. Returns how many
     /// tasks were still waiting then (0 when every task finished).
     pub fn run(&mut self) -> usize {
+        // The tasks ready now, taken from the shared queue at once and polled in
+        // order. Tasks they wake (or spawn) join the shared queue behind them: the
+        // order is first woken, first polled, as with one pop a poll.
+        let mut batch = VecDeque::new();
         loop {
             self.adopt();
-            let next = self.shared.ready.lock().expect("ready lock").pop_front();
-            if let Some(id) = next {
+            std::mem::swap(
+                &mut batch,
+                &mut *self.shared.ready.lock().expect("ready lock"),
+            );
+            if batch.is_empty() {
+                if !self.fire_next_timer() {
+                    break;
+                }
+                continue;
+            }
+            while let Some(id) = batch.pop_front() {
                 self.poll(id);
-            } else if self.shared.spawned.lock().expect("spawn lock").is_empty()
-                && !self.fire_next_timer()
-            {
-                break;
+                self.adopt();
             }
         }
         self.tasks.iter().filter(|t| t.is_some()).count()
     }
 
+    /// Takes in the tasks spawned since the last look; each is ready.
     fn adopt(&mut self) {
+        if !self.shared.any_spawned.swap(false, Ordering::Acquire) {
+            return;
+        }
         let new = std::mem::take(&mut *self.shared.spawned.lock().expect("spawn lock"));
         for fut in new {
             let id = self.free.pop().unwrap_or_else(|| {
                 self.tasks.push(None);
                 self.tasks.len() - 1
             });
-            let waker = Arc::new(TaskWaker {
+            let wake = Arc::new(TaskWaker {
                 id,
                 shared: self.shared.clone(),
                 queued: AtomicBool::new(false),
             });
-            waker.wake_by_ref();
-            self.tasks[id] = Some(Task { fut, waker });
+            wake.wake_by_ref();
+            let waker = Waker::from(wake.clone());
+            self.tasks[id] = Some(Task { fut, waker, wake });
         }
     }
 
@@ -282,9 +304,8 @@ impl Executor {
         let Some(task) = self.tasks[id].as_mut() else {
             return;
         };
-        task.waker.queued.store(false, Ordering::Release);
-        let waker = Waker::from(task.waker.clone());
-        let mut cx = Context::from_waker(&waker);
+        task.wake.queued.store(false, Ordering::Release);
+        let mut cx = Context::from_waker(&task.waker);
         if task.fut.as_mut().poll(&mut cx).is_ready() {
             self.tasks[id] = None;
             self.free.push(id);

@@ -102,7 +102,13 @@ pub fn run_cell(c: &SimCell<'_>) -> (Vec<RequestRow>, Vec<RoundRow>) {
     for client in driver.clients() {
         clock.spawn(client);
     }
+    let started = std::time::Instant::now();
     let waiting = ex.run();
+    tracing::debug!(
+        "cell {} simulated in {:.2?}",
+        c.cell.index,
+        started.elapsed()
+    );
     let mut done = driver.finish();
     // A request that never finished is a fault of the simulation: say so in its row.
     for &i in &done.missing {

@@ -5,6 +5,7 @@
 //! it takes, not the length of the queue.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
@@ -18,7 +19,34 @@ pub struct Queue<J> {
     /// Tokens of every waiting job.
     tokens: usize,
     /// The places of each session's jobs (sessions with none are absent).
-    lines: FxHashMap<u64, Vec<i64>>,
+    lines: FxHashMap<u64, Line>,
+}
+
+/// The places of one session's jobs, in order. The first is kept inline: a session
+/// mostly has one job waiting, and filing it then allocates nothing.
+#[derive(Debug)]
+struct Line {
+    first: i64,
+    rest: Vec<i64>,
+}
+
+impl Line {
+    fn places(&self) -> impl Iterator<Item = i64> + '_ {
+        std::iter::once(self.first).chain(self.rest.iter().copied())
+    }
+
+    /// Takes `place` out; false when none is left.
+    fn take(&mut self, place: i64) -> bool {
+        if self.first == place {
+            if self.rest.is_empty() {
+                return false;
+            }
+            self.first = self.rest.remove(0);
+        } else {
+            self.rest.retain(|&p| p != place);
+        }
+        true
+    }
 }
 
 impl<J> Default for Queue<J> {
@@ -76,25 +104,47 @@ impl<J> Queue<J> {
 
     fn file(&mut self, place: i64, w: Waiting<J>) {
         self.tokens += w.size.tokens();
-        self.lines.entry(w.session).or_default().push(place);
+        match self.lines.entry(w.session) {
+            Entry::Occupied(mut line) => line.get_mut().rest.push(place),
+            Entry::Vacant(v) => {
+                v.insert(Line {
+                    first: place,
+                    rest: Vec::new(),
+                });
+            }
+        }
         self.jobs.insert(place, w);
     }
 
     fn take(&mut self, place: i64) -> Option<Waiting<J>> {
         let w = self.jobs.remove(&place)?;
-        self.tokens -= w.size.tokens();
-        if let Some(line) = self.lines.get_mut(&w.session) {
-            line.retain(|&p| p != place);
-            if line.is_empty() {
-                self.lines.remove(&w.session);
-            }
-        }
+        self.forget_place(&w, place);
         Some(w)
+    }
+
+    /// Unaccounts `w`, just taken out of `place`.
+    fn forget_place(&mut self, w: &Waiting<J>, place: i64) {
+        self.tokens -= w.size.tokens();
+        if let Some(line) = self.lines.get_mut(&w.session)
+            && !line.take(place)
+        {
+            self.lines.remove(&w.session);
+        }
     }
 
     /// Takes out the jobs at these positions in line (0 the front), in order; the
     /// positions must ascend. Costs the last position, not the queue's length.
     pub fn take_at(&mut self, positions: &[usize]) -> Vec<Waiting<J>> {
+        if positions.iter().enumerate().all(|(i, &p)| i == p) {
+            // The front of the line (a pass that took everyone in turn): no search.
+            let mut out = Vec::with_capacity(positions.len());
+            for _ in positions {
+                let (place, w) = self.jobs.pop_first().expect("positions within the queue");
+                self.forget_place(&w, place);
+                out.push(w);
+            }
+            return out;
+        }
         let mut wanted = positions.iter().peekable();
         let places: Vec<i64> = self
             .jobs
@@ -109,7 +159,12 @@ impl<J> Queue<J> {
 
     /// Takes out every job of `session`.
     pub fn forget(&mut self, session: u64) {
-        for place in self.lines.get(&session).cloned().unwrap_or_default() {
+        let places: Vec<i64> = self
+            .lines
+            .get(&session)
+            .map(|line| line.places().collect())
+            .unwrap_or_default();
+        for place in places {
             self.take(place);
         }
     }
@@ -175,5 +230,22 @@ mod tests {
         q.forget(1);
         assert_eq!(order(&q), [2]);
         assert_eq!(q.tokens(), 2);
+    }
+
+    #[test]
+    fn taking_the_front_keeps_the_lines_of_what_is_left() {
+        let mut q = Queue::default();
+        for (s, t) in [(1, 2), (2, 3), (1, 4), (3, 5)] {
+            q.push_back(job(s, t));
+        }
+        let taken: Vec<u64> = q.take_at(&[0, 1]).iter().map(|w| w.job).collect();
+        assert_eq!(taken, [1, 2]);
+        assert_eq!(order(&q), [1, 3]);
+        assert_eq!(q.tokens(), 9);
+        assert!(q.has_work(1) && !q.has_work(2) && q.has_work(3));
+        // Session 1's second job is now the first of its line: forgetting it empties it.
+        q.forget(1);
+        assert_eq!(order(&q), [3]);
+        assert!(!q.has_work(1));
     }
 }

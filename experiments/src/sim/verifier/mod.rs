@@ -41,8 +41,8 @@ const MAX_DRAFT: u32 = 64;
 enum Msg {
     /// A session stream was opened; its answers go down `Down`.
     Attach(u64, Down),
-    /// A message from the edge arrived, at that time.
-    Edge(u64, pb::EdgeMessage, Instant),
+    /// A message from the edge arrived, at that time (boxed as it was sent).
+    Edge(u64, Box<pb::EdgeMessage>, Instant),
     /// The edge let go of the stream, and all it sent has arrived.
     Gone(u64),
     /// The verifier goes down: every session is cut.
@@ -52,11 +52,18 @@ enum Msg {
 /// The cloud → edge half of a session stream.
 struct Down {
     shaper: Shaper,
+    /// [`SimSpec::transport_ms`].
+    transport: Duration,
+    /// What each message's delivery needs, behind one handle (a message a round).
+    end: Arc<DownEnd>,
+}
+
+/// Where a session's messages from the cloud are delivered.
+struct DownEnd {
+    clock: VirtualClock,
     tx: mpsc::Sender<FromCloud>,
     bytes: Arc<ByteCounters>,
     outages: Outages,
-    /// [`SimSpec::transport_ms`].
-    transport: Duration,
 }
 
 /// When the verifier is down (see [`SimSpec::outages`]).
@@ -225,10 +232,13 @@ impl Conn for SimConn {
         let (cloud_tx, cloud_rx) = mpsc::channel(1024);
         let down = Down {
             shaper: Shaper::new(&d.link, Direction::Down, seed),
-            tx: cloud_tx,
-            bytes: bytes.clone(),
-            outages: d.hub.outages.clone(),
             transport: d.hub.transport,
+            end: Arc::new(DownEnd {
+                clock: d.hub.clock.clone(),
+                tx: cloud_tx,
+                bytes: bytes.clone(),
+                outages: d.hub.outages.clone(),
+            }),
         };
         let attached = d.hub.tx.send(Msg::Attach(stream, down));
         let up = Shaper::new(&d.link, Direction::Up, seed);
@@ -262,13 +272,12 @@ async fn uplink(
         let n = m.encoded_len();
         bytes.up.fetch_add(wire_len(n), Ordering::Relaxed);
         last = shaper.arrival(now(&hub.clock), link_len(n)) + hub.transport;
-        let (clock, tx) = (hub.clock.clone(), hub.tx.clone());
         let when = last.into_std();
-        let (c, sent, outages) = (clock.clone(), clock.elapsed(), hub.outages.clone());
-        clock.call_at(when, move || {
+        let (h, sent) = (hub.clone(), hub.clock.elapsed());
+        hub.clock.call_at(when, move || {
             // A message on the way when the verifier went down is lost with it.
-            if !outages.cut_between(sent, c.elapsed()) {
-                let _ = tx.send(Msg::Edge(stream, *m, when));
+            if !h.outages.cut_between(sent, h.clock.elapsed()) {
+                let _ = h.tx.send(Msg::Edge(stream, m, when));
             }
         });
     }
@@ -282,20 +291,19 @@ async fn uplink(
 
 /// Sends a message down a session's stream, across the link.
 fn send(clock: &VirtualClock, down: &mut Down, kind: pb::cloud_message::Kind) {
-    let msg = pb::CloudMessage { kind: Some(kind) };
+    let msg = Box::new(pb::CloudMessage { kind: Some(kind) });
     let n = msg.encoded_len();
     let arrival = down.shaper.arrival(now(clock), link_len(n)) + down.transport;
-    let (tx, bytes) = (down.tx.clone(), down.bytes.clone());
-    let (c, sent, outages) = (clock.clone(), clock.elapsed(), down.outages.clone());
+    let (end, sent) = (down.end.clone(), clock.elapsed());
     clock.call_at(arrival.into_std(), move || {
-        if outages.cut_between(sent, c.elapsed()) {
+        if end.outages.cut_between(sent, end.clock.elapsed()) {
             return;
         }
-        bytes.down.fetch_add(wire_len(n), Ordering::Relaxed);
-        match tx.try_send(Ok(Box::new(msg))) {
+        end.bytes.down.fetch_add(wire_len(n), Ordering::Relaxed);
+        match end.tx.try_send(Ok(msg)) {
             // The edge is 1 024 messages behind: this one waits for room.
-            Err(mpsc::error::TrySendError::Full(m)) => c.spawn(async move {
-                let _ = tx.send(m).await;
+            Err(mpsc::error::TrySendError::Full(m)) => end.clock.clone().spawn(async move {
+                let _ = end.tx.send(m).await;
             }),
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
