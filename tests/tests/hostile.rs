@@ -32,8 +32,12 @@ fn bounds() -> ClientBounds {
 }
 
 async fn verifier() -> Verifier {
+    verifier_with(bounds()).await
+}
+
+async fn verifier_with(bounds: ClientBounds) -> Verifier {
     start_verifier(VerifierOptions {
-        bounds: bounds(),
+        bounds,
         ..VerifierOptions::default()
     })
     .await
@@ -57,7 +61,14 @@ async fn healthy_at_once(v: &Verifier, transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn streams_that_never_say_what_they_are_are_bounded_and_timed_out() {
-    let v = verifier().await;
+    // The first streams must still be waiting when the ninth and tenth arrive, after
+    // three connection handshakes: a first-message timeout of 1 s was not enough on a
+    // loaded two-core machine (the oldest stream timed out before it could give way).
+    let v = verifier_with(ClientBounds {
+        first_message_timeout: 5 * SECOND,
+        ..bounds()
+    })
+    .await;
     // Eight streams that never finish their first message: four gRPC, four QUIC.
     let mut h = h2_to(v.running.grpc_addr.unwrap()).await;
     let mut grpc = Vec::new();
