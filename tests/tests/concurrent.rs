@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::scrape::{scrape, value};
+use common::scrape::{scrape, settled, value};
 use common::*;
 use tandem_decoding::policy::PolicySpec;
 use tandem_draft::{Report, RoundKind, Strategy};
@@ -75,7 +75,9 @@ async fn two_hundred_fifty_six_sessions_over_both_transports_are_exact_and_count
             }
         }
     }
-    let page = scrape(v.running.metrics_addr.unwrap(), "/metrics").await;
+    let addr = v.running.metrics_addr.unwrap();
+    settled(addr).await;
+    let page = scrape(addr, "/metrics").await;
     let m = |name: &str| value(&page, name);
     assert_eq!(m("tandem_sessions_opened_total"), SESSIONS as f64);
     assert_eq!(m("tandem_spec_decode_num_drafts_total"), drafts as f64);

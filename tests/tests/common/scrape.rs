@@ -28,3 +28,17 @@ pub fn value(text: &str, name: &str) -> f64 {
 pub async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     value(&scrape(addr, "/metrics").await, name)
 }
+
+/// Waits (up to a minute) until the verifier at `addr` holds no session. A pass's
+/// counts are recorded just after its replies are sent, so a client can finish before
+/// its last pass is counted; a close is handled only after the pass before it, so once
+/// every session is closed every pass has been counted.
+pub async fn settled(addr: std::net::SocketAddr) {
+    for _ in 0..12_000 {
+        if metric(addr, "tandem_active_sessions").await == 0.0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("sessions still open on the verifier a minute after their clients finished");
+}
