@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use common::raw::*;
-use common::scrape::metric;
+use common::scrape::until_zero;
 use common::*;
 use tandem_draft::Strategy;
 use tandem_models::LanguageModel;
@@ -102,9 +102,7 @@ async fn a_draft_node_refused_for_memory_goes_on_alone_and_rejoins_when_room_fre
         );
     }
     drop(holder);
-    while metric(metrics, "tandem_kv_reserved_bytes").await > 0.0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_zero(metrics, "tandem_kv_reserved_bytes").await;
     freed_tx.send(()).unwrap();
     let report = generation.await.unwrap().unwrap();
     eprintln!("{}", tandem_draft::cli::summary_line(&report));

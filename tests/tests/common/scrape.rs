@@ -29,16 +29,13 @@ pub async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     value(&scrape(addr, "/metrics").await, name)
 }
 
-/// Waits (up to a minute) until the verifier at `addr` holds no session. A pass's
-/// counts are recorded just after its replies are sent, so a client can finish before
-/// its last pass is counted; a close is handled only after the pass before it, so once
-/// every session is closed every pass has been counted.
-pub async fn settled(addr: std::net::SocketAddr) {
+/// Waits (up to a minute) until metric `name` on the verifier at `addr` reads 0.
+pub async fn until_zero(addr: std::net::SocketAddr, name: &str) {
     for _ in 0..12_000 {
-        if metric(addr, "tandem_active_sessions").await == 0.0 {
+        if metric(addr, name).await == 0.0 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    panic!("sessions still open on the verifier a minute after their clients finished");
+    panic!("{name} on the verifier was still not 0 after a minute");
 }
